@@ -1,0 +1,92 @@
+# Config validation and the helpers every rule file uses.
+import json
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../config/schema/config.schema.yaml")
+
+SOURCES = list(config["sources"])
+
+# Source files of the package each step imports: a change to them re-runs that step only.
+STEP_MODULES = {
+    "simulate": ["synthetic", "labels", "io_utils"],
+    "prepare": ["prepare", "rollouts", "labels", "dataset", "safe_pickle", "io_utils"],
+    "split": ["splits", "dataset"],
+    "train": ["training", "model", "inference", "normalization", "thresholds", "device", "dataset", "splits"],
+    "evaluate": ["evaluation", "metrics", "thresholds", "inference", "model", "synthetic"],
+}
+
+
+wildcard_constraints:
+    source="|".join(SOURCES) if SOURCES else "none",
+    variant="dataset|heuristic",
+
+
+def code_for(step):
+    """Package modules a step depends on, as input files."""
+    return [f"src/vlarisk/{module}.py" for module in STEP_MODULES[step]]
+
+
+def source_config(source):
+    return config["sources"][source]
+
+
+def is_simulated(source):
+    return "simulate" in source_config(source)
+
+
+def rollout_files(wildcards):
+    """The source's rollout pickles: simulated under results/, or the user's own files."""
+    if is_simulated(wildcards.source):
+        prefix = f"results/rollouts/{wildcards.source}"
+        return {
+            "success": f"{prefix}/success_rollouts.pkl",
+            "failure": f"{prefix}/failure_rollouts.pkl",
+        }
+    source = source_config(wildcards.source)
+    return {"success": source["success"], "failure": source["failure"]}
+
+
+def planting_file(wildcards):
+    """The planting record of a synthetic source (for the oracle), none for real data."""
+    if is_simulated(wildcards.source):
+        return {"planting": f"results/rollouts/{wildcards.source}/planting.npz"}
+    return {}
+
+
+def planting_flag(wildcards, input):
+    return f"--planting {input.planting}" if "planting" in input.keys() else ""
+
+
+def labelling_flag(wildcards):
+    if wildcards.variant == "heuristic":
+        return "--heuristic-labels"
+    return "--require-labels" if source_config(wildcards.source).get("require_labels") else ""
+
+
+def training_settings(source, **overrides):
+    """Global training settings, then the source's own, then explicit overrides."""
+    return {**config["training"], **source_config(source).get("training", {}), **overrides}
+
+
+def training_flags(settings):
+    """Command-line flags of train_risk_predictor.py for a settings dict."""
+    hidden_dims = " ".join(str(width) for width in settings["hidden_dims"])
+    flags = [
+        f"--epochs {settings['epochs']}",
+        f"--batch-size {settings['batch_size']}",
+        f"--lr {settings['lr']}",
+        f"--weight-decay {settings['weight_decay']}",
+        f"--hidden-dims {hidden_dims}",
+        f"--dropout {settings['dropout']}",
+        f"--activation {settings['activation']}",
+        f"--loss-type {settings['loss_type']}",
+        "--normalize" if settings["normalize"] else "--no-normalize",
+        f"--seed {settings['seed']}",
+        f"--device {settings['device']}",
+        f"--positive-fraction {config['evaluation']['positive_fraction_of_max']}",
+    ]
+    if settings["bf16"]:
+        flags.append("--bf16")
+    return " ".join(flags)

@@ -1,0 +1,238 @@
+"""The prepared dataset: one memory-mappable file holding every step's arrays and its metadata.
+
+Layout (``.vlarisk``): an 8-byte magic, then each array's raw bytes at a 64-byte-aligned offset,
+then a JSON footer describing the arrays and the metadata, then the footer's length and a closing
+magic. The footer comes last so that preparation can stream hidden states straight to disk without
+knowing the step count in advance. Readers memory-map the arrays: opening a multi-GB dataset costs
+no memory until rows are touched.
+
+A ``.pkl`` path instead holds the training guide's pickle layout (``{"dataset": [...],
+"metadata": {...}}``) with rollout/task/step ids added, for older tools; :func:`load_dataset`
+reads both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vlarisk.constants import NUM_DIMENSIONS
+from vlarisk.errors import InputError
+from vlarisk.io_utils import atomic_path
+from vlarisk.safe_pickle import load_pickle
+
+MAGIC = b"VLARISK\x01"
+FOOTER_MAGIC = b"VLRFOOT1"
+ALIGNMENT = 64
+FORMAT_VERSION = 1
+
+# Per-step arrays besides the hidden states, with their on-disk dtypes.
+STEP_FIELDS = {
+    "risk_label": np.float32,  # [N, 7]
+    "action": np.float32,  # [N, 7]
+    "rollout_id": np.int32,
+    "task_index": np.int32,
+    "step_index": np.int32,
+    "success": np.uint8,
+    "collision": np.uint8,
+    "time_to_failure": np.int32,
+    "fail_within_k": np.uint8,
+    "has_provided_label": np.uint8,
+}
+
+
+@dataclass
+class RiskDataset:
+    """Arrays of a prepared dataset (``hidden`` memory-mapped) and its metadata dict."""
+
+    hidden: np.ndarray
+    arrays: dict[str, np.ndarray]
+    metadata: dict[str, Any]
+    path: str
+
+    def __len__(self) -> int:
+        return int(self.hidden.shape[0])
+
+    @property
+    def hidden_dim(self) -> int:
+        return int(self.hidden.shape[1])
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.arrays["risk_label"]
+
+    @property
+    def rollout_id(self) -> np.ndarray:
+        return self.arrays["rollout_id"]
+
+    @property
+    def content_hash(self) -> str:
+        return self.metadata["content_sha256"]
+
+
+class DatasetWriter:
+    """Streams hidden-state blocks to a ``.vlarisk`` file, then writes the other arrays and footer.
+
+    Use as a context manager: the file appears at ``path`` only when :meth:`finish` succeeded.
+    """
+
+    def __init__(self, path: str | os.PathLike, hidden_dim: int | None = None) -> None:
+        self.path = Path(path)
+        self.hidden_dim = hidden_dim
+        self.num_rows = 0
+        self._digest = hashlib.sha256()
+        self._entries: dict[str, dict] = {}
+        self._atomic = atomic_path(self.path)
+        self._finished = False
+
+    def __enter__(self) -> "DatasetWriter":
+        self._tmp = self._atomic.__enter__()
+        self._handle = open(self._tmp, "wb")
+        self._handle.write(MAGIC)
+        self._hidden_offset = self._pad()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        self._handle.close()
+        if exc_type is not None:
+            self._atomic.__exit__(exc_type, exc, tb)  # removes the partial file
+            return False
+        if not self._finished:
+            self._atomic.__exit__(RuntimeError, RuntimeError(), None)
+            raise RuntimeError("DatasetWriter closed without finish(); nothing was written")
+        self._atomic.__exit__(None, None, None)
+        return False
+
+    def _pad(self) -> int:
+        offset = self._handle.tell()
+        padding = (-offset) % ALIGNMENT
+        self._handle.write(b"\0" * padding)
+        return offset + padding
+
+    def _write(self, array: np.ndarray) -> None:
+        data = memoryview(np.ascontiguousarray(array)).cast("B")
+        self._digest.update(data)
+        self._handle.write(data)
+
+    def append_hidden(self, block: np.ndarray) -> None:
+        """Append ``[n, D]`` float32 hidden states (written through, not kept in memory)."""
+        block = np.asarray(block, dtype=np.float32)
+        if self.hidden_dim is None:
+            self.hidden_dim = int(block.shape[1])
+        if block.ndim != 2 or block.shape[1] != self.hidden_dim:
+            raise ValueError(f"hidden block shape {block.shape} does not match hidden_dim {self.hidden_dim}")
+        self._write(block)
+        self.num_rows += block.shape[0]
+
+    def finish(self, step_arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
+        """Write the per-step arrays (one row per appended hidden state) and the footer."""
+        self._entries["hidden"] = {"dtype": "float32", "shape": [self.num_rows, self.hidden_dim or 0], "offset": self._hidden_offset}
+        for name, dtype in STEP_FIELDS.items():
+            array = np.asarray(step_arrays[name], dtype=dtype)
+            if array.shape[0] != self.num_rows:
+                raise ValueError(f"array {name!r} has {array.shape[0]} rows, expected {self.num_rows}")
+            offset = self._pad()
+            self._write(array)
+            self._entries[name] = {"dtype": np.dtype(dtype).name, "shape": list(array.shape), "offset": offset}
+        footer = {
+            "format": "vlarisk-dataset",
+            "version": FORMAT_VERSION,
+            "arrays": self._entries,
+            "metadata": {**metadata, "num_samples": self.num_rows, "hidden_dim": self.hidden_dim, "content_sha256": self._digest.hexdigest()},
+        }
+        encoded = json.dumps(footer, sort_keys=True, allow_nan=False).encode()
+        self._handle.write(encoded)
+        self._handle.write(struct.pack("<Q", len(encoded)) + FOOTER_MAGIC)
+        self._finished = True
+
+
+def _read_footer(path: Path) -> dict:
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        if size < len(MAGIC) + 16 or handle.read(len(MAGIC)) != MAGIC:
+            raise InputError(f"{path}: not a vlarisk dataset (bad magic)")
+        handle.seek(size - 16)
+        length_bytes, closing = handle.read(8), handle.read(8)
+        if closing != FOOTER_MAGIC:
+            raise InputError(f"{path}: dataset is truncated or incomplete (no footer)")
+        (length,) = struct.unpack("<Q", length_bytes)
+        handle.seek(size - 16 - length)
+        return json.loads(handle.read(length))
+
+
+def _load_vlarisk(path: Path) -> RiskDataset:
+    footer = _read_footer(path)
+    arrays = {}
+    for name, entry in footer["arrays"].items():
+        shape = tuple(entry["shape"])
+        if 0 in shape:
+            arrays[name] = np.zeros(shape, dtype=entry["dtype"])
+        else:
+            arrays[name] = np.memmap(path, dtype=entry["dtype"], mode="r", offset=entry["offset"], shape=shape)
+    hidden = arrays.pop("hidden")
+    return RiskDataset(hidden=hidden, arrays=arrays, metadata=footer["metadata"], path=str(path))
+
+
+def _load_legacy_pickle(path: Path) -> RiskDataset:
+    """Read the guide's ``*_dataset.pkl``; it must carry rollout ids, or no honest split exists."""
+    payload = load_pickle(path)
+    samples, metadata = (payload.get("dataset"), payload.get("metadata", {})) if isinstance(payload, dict) else (payload, {})
+    if not isinstance(samples, list) or not samples:
+        raise InputError(f"{path}: expected a dict with a non-empty 'dataset' list (or a bare list of samples)")
+    if any(not isinstance(s, dict) for s in samples):
+        raise InputError(f"{path}: every sample must be a dict")
+    if "rollout_id" not in samples[0]:
+        raise InputError(
+            f"{path}: samples carry no 'rollout_id', so the data cannot be split by rollout without leaking; "
+            "re-run prepare_training_data.py on the rollout pickles"
+        )
+    hidden = np.stack([np.asarray(s["hidden_state"], dtype=np.float32) for s in samples])
+    defaults = {"task_index": 0, "step_index": 0, "has_provided_label": 0, "collision": 0, "time_to_failure": -1, "fail_within_k": 0}
+    arrays = {}
+    for name, dtype in STEP_FIELDS.items():
+        try:
+            arrays[name] = np.asarray([s.get(name, defaults.get(name)) for s in samples], dtype=dtype)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{path}: field {name!r} is missing or malformed in some sample ({exc})") from None
+    digest = hashlib.sha256(hidden.tobytes()).hexdigest()
+    metadata = {**metadata, "num_samples": len(samples), "hidden_dim": hidden.shape[1], "content_sha256": digest}
+    metadata.setdefault("rollouts", _rollout_table_from_arrays(arrays))
+    return RiskDataset(hidden=hidden, arrays=arrays, metadata=metadata, path=str(path))
+
+
+def _rollout_table_from_arrays(arrays: dict[str, np.ndarray]) -> list[dict]:
+    ids, first = np.unique(arrays["rollout_id"], return_index=True)
+    return [{"rollout_id": int(r), "success": bool(arrays["success"][i]), "task": str(arrays["task_index"][i])} for r, i in zip(ids, first)]
+
+
+def load_dataset(path: str | os.PathLike) -> RiskDataset:
+    """Open a prepared dataset (``.vlarisk`` memory-mapped, or a guide-style ``.pkl``)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: dataset file not found")
+    dataset = _load_legacy_pickle(path) if path.suffix == ".pkl" else _load_vlarisk(path)
+    labels = dataset.labels
+    if labels.ndim != 2 or labels.shape[1] != NUM_DIMENSIONS:
+        raise InputError(f"{path}: 'risk_label' must have shape [N, {NUM_DIMENSIONS}], got {labels.shape}")
+    return dataset
+
+
+def write_legacy_pickle(dataset: RiskDataset, path: str | os.PathLike) -> None:
+    """Write the guide's ``{"dataset": [sample, ...], "metadata": {...}}`` pickle, ids included."""
+    samples = []
+    for row in range(len(dataset)):
+        sample = {"hidden_state": np.array(dataset.hidden[row])}
+        for name in STEP_FIELDS:
+            value = dataset.arrays[name][row]
+            sample[name] = np.array(value) if value.ndim else value.item()
+        samples.append(sample)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        pickle.dump({"dataset": samples, "metadata": dataset.metadata}, handle, protocol=pickle.HIGHEST_PROTOCOL)

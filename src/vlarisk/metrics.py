@@ -1,0 +1,76 @@
+"""Test metrics in the guide's keys: errors overall and per dimension, AUC-ROC and AP per dimension.
+
+A dimension whose scored split holds a single class has no AUC or AP: it is reported as ``None``
+(``null`` in JSON) with the reason under ``undefined``, never as 0.5 or 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from vlarisk.constants import ACTION_DIMENSIONS
+from vlarisk.thresholds import binarize
+
+
+def regression_metrics(prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """``mse``, ``mae``, ``rmse`` overall and ``mse_<d>``, ``mae_<d>`` per dimension."""
+    error = np.asarray(prediction, dtype=np.float64) - np.asarray(target, dtype=np.float64)
+    squared, absolute = np.square(error), np.abs(error)
+    metrics = {"mse": float(squared.mean()), "mae": float(absolute.mean()), "rmse": float(np.sqrt(squared.mean()))}
+    for dim, name in enumerate(ACTION_DIMENSIONS):
+        metrics[f"mse_{name}"] = float(squared[:, dim].mean())
+        metrics[f"mae_{name}"] = float(absolute[:, dim].mean())
+    return metrics
+
+
+def ranking_metrics(scores: np.ndarray, target: np.ndarray, thresholds: np.ndarray) -> tuple[dict, dict, dict]:
+    """Per-dimension ``auc_<d>``/``ap_<d>``, positive counts, and reasons for undefined values."""
+    positives = binarize(target, thresholds)
+    metrics, counts, undefined = {}, {}, {}
+    for dim, name in enumerate(ACTION_DIMENSIONS):
+        column = positives[:, dim]
+        count = int(column.sum())
+        counts[name] = count
+        if np.isnan(thresholds[dim]):
+            reason = "no positive labels in the training split, so no threshold exists"
+        elif count == 0:
+            reason = "no positives in the scored split"
+        elif count == len(column):
+            reason = "no negatives in the scored split"
+        else:
+            reason = None
+        if reason:
+            metrics[f"auc_{name}"] = metrics[f"ap_{name}"] = None
+            undefined[name] = reason
+        else:
+            metrics[f"auc_{name}"] = float(roc_auc_score(column, scores[:, dim]))
+            metrics[f"ap_{name}"] = float(average_precision_score(column, scores[:, dim]))
+    return metrics, counts, undefined
+
+
+def mean_defined(metrics: dict, prefix: str) -> float | None:
+    """Mean of ``<prefix>_<d>`` over the dimensions where it is defined."""
+    values = [metrics[f"{prefix}_{name}"] for name in ACTION_DIMENSIONS if metrics.get(f"{prefix}_{name}") is not None]
+    return float(np.mean(values)) if values else None
+
+
+def test_metrics(prediction: np.ndarray, target: np.ndarray, thresholds: np.ndarray) -> dict:
+    """Everything reported for one scored split (the guide's keys plus means, counts, reasons)."""
+    ranking, counts, undefined = ranking_metrics(prediction, target, thresholds)
+    metrics = {**regression_metrics(prediction, target), **ranking}
+    metrics["mean_auc"] = mean_defined(metrics, "auc")
+    metrics["mean_ap"] = mean_defined(metrics, "ap")
+    spread = np.asarray(prediction).std(axis=0) if len(prediction) else np.zeros(len(ACTION_DIMENSIONS))
+    return {
+        "test_metrics": metrics,
+        "positives": counts,
+        "num_samples": int(len(target)),
+        "thresholds": {name: (None if np.isnan(t) else float(t)) for name, t in zip(ACTION_DIMENSIONS, thresholds)},
+        "undefined": undefined,
+        "prediction_std": {name: float(s) for name, s in zip(ACTION_DIMENSIONS, spread)},
+        "constant_output": bool(np.all(spread < 1e-6)),
+    }
+
+
+test_metrics.__test__ = False  # not a pytest test despite its name

@@ -1,0 +1,94 @@
+"""Build a training dataset from a source's success and failure rollout pickles.
+
+Rollouts are read one file at a time and each rollout's hidden states are streamed to the output
+file as soon as they are validated, so peak memory stays close to the larger rollout pickle.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vlarisk.dataset import STEP_FIELDS, DatasetWriter, load_dataset, write_legacy_pickle
+from vlarisk.errors import InputError
+from vlarisk.io_utils import atomic_path
+from vlarisk.rollouts import RolloutReader, iter_rollouts
+
+LABELLING_MODES = ("auto", "require", "heuristic")
+
+
+def prepare_dataset(
+    success_path: str | os.PathLike,
+    failure_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    labelling: str = "auto",
+) -> dict:
+    """Write the dataset for one source and return its metadata.
+
+    ``output_path`` ending in ``.pkl`` writes the guide's pickle layout; any other suffix writes
+    the memory-mappable ``.vlarisk`` format (see :mod:`vlarisk.dataset`).
+    """
+    if labelling not in LABELLING_MODES:
+        raise ValueError(f"labelling must be one of {LABELLING_MODES}, got {labelling!r}")
+    output_path = Path(output_path)
+    if output_path.suffix == ".pkl":
+        with atomic_path(output_path.with_suffix(".vlarisk")) as tmp:
+            metadata = _write_vlarisk(success_path, failure_path, tmp, labelling)
+            write_legacy_pickle(load_dataset(tmp), output_path)
+        return metadata
+    return _write_vlarisk(success_path, failure_path, output_path, labelling)
+
+
+def _write_vlarisk(success_path, failure_path, output_path, labelling: str) -> dict:
+    reader = RolloutReader(labelling=labelling)
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in STEP_FIELDS}
+    rollouts, tasks = [], {}
+    with DatasetWriter(output_path) as writer:
+        for path, success in ((str(success_path), True), (str(failure_path), False)):
+            for index, rollout in iter_rollouts(path):
+                steps = reader.read(rollout, path, index, success)
+                if steps is None:
+                    continue
+                if writer.hidden_dim is None:
+                    writer.hidden_dim = steps.hidden.shape[1]
+                writer.append_hidden(steps.hidden)
+                rollout_id = len(rollouts)
+                task_index = tasks.setdefault(steps.task, len(tasks))
+                rollouts.append({"rollout_id": rollout_id, "file": "success" if success else "failure", "index": index, "success": success, "task": steps.task, "num_steps": steps.num_steps, "num_kept": int(steps.hidden.shape[0])})
+                kept = steps.hidden.shape[0]
+                for name, values in steps.fields.items():
+                    columns[name].append(values)
+                columns["rollout_id"].append(np.full(kept, rollout_id))
+                columns["task_index"].append(np.full(kept, task_index))
+        _check_outcomes(rollouts, success_path, failure_path)
+        metadata = {
+            "source_files": {"success": str(success_path), "failure": str(failure_path)},
+            "labelling": labelling,
+            "num_success_rollouts": sum(r["success"] for r in rollouts),
+            "num_failure_rollouts": sum(not r["success"] for r in rollouts),
+            "num_with_labels": int(sum(c.sum() for c in columns["has_provided_label"])),
+            "task_names": list(tasks),
+            "rollouts": rollouts,
+            **reader.skips.as_dict(),
+            "other_hidden_lengths": {str(k): v for k, v in sorted(reader.hidden_lengths.items())},
+        }
+        arrays = {name: _concat(parts, name) for name, parts in columns.items()}
+        metadata["num_without_labels"] = int(len(arrays["has_provided_label"]) - metadata["num_with_labels"])
+        writer.finish(arrays, metadata)
+    return metadata
+
+
+def _concat(parts: list[np.ndarray], name: str) -> np.ndarray:
+    if parts:
+        return np.concatenate(parts)
+    return np.zeros((0, 7) if name in ("risk_label", "action") else (0,))
+
+
+def _check_outcomes(rollouts: list[dict], success_path, failure_path) -> None:
+    """A source needs usable successes and failures: without both no risk can be learned or scored."""
+    if not any(r["success"] for r in rollouts):
+        raise InputError(f"{success_path}: no usable successful rollouts (file empty or every rollout skipped)")
+    if not any(not r["success"] for r in rollouts):
+        raise InputError(f"{failure_path}: no usable failed rollouts (file empty or every rollout skipped)")

@@ -1,0 +1,200 @@
+"""Reading rollout pickles (both layouts found in the wild) into validated per-step arrays."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from vlarisk.constants import NUM_DIMENSIONS
+from vlarisk.errors import InputError
+from vlarisk.labels import failure_window, heuristic_risk_labels
+from vlarisk.safe_pickle import load_pickle
+
+
+@dataclass
+class SkipCounts:
+    """Steps and rollouts left out of a dataset, and why; stored in the dataset's metadata."""
+
+    empty_rollouts: int = 0
+    wrong_hidden_length: int = 0
+    nonfinite_hidden: int = 0
+    unlabelled_dropped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f"skipped_{k}": v for k, v in self.__dict__.items()}
+
+
+@dataclass
+class RolloutArrays:
+    """The kept steps of one rollout, ready to append to a dataset."""
+
+    hidden: np.ndarray  # [n, D] float32
+    fields: dict[str, np.ndarray]
+    task: str
+    num_steps: int
+
+
+@dataclass
+class RolloutReader:
+    """Turns rollout dicts of one source into :class:`RolloutArrays`, checking every field.
+
+    ``labelling`` is ``"auto"`` (use ``per_dim_risk`` where present, the heuristic elsewhere),
+    ``"require"`` (drop unlabelled steps, the guide's ``--require-labels``) or ``"heuristic"``
+    (ignore provided labels: used by the labels ablation).
+    """
+
+    labelling: str = "auto"
+    hidden_dim: int | None = None
+    skips: SkipCounts = field(default_factory=SkipCounts)
+    hidden_lengths: Counter = field(default_factory=Counter)
+
+    def read(self, rollout: Any, path: str, index: int, success: bool) -> RolloutArrays | None:
+        where = f"{path}: rollout {index}"
+        if not isinstance(rollout, dict):
+            raise InputError(f"{where}: expected a dict, got {type(rollout).__name__}")
+        actions, hidden, provided = self._raw_steps(rollout, where)
+        if actions.shape[0] == 0:
+            self.skips.empty_rollouts += 1
+            return None
+        labels, has_label = self._labels(actions, provided, success, where)
+        keep = self._usable_hidden(hidden) & (has_label.astype(bool) | (self.labelling != "require"))
+        self.skips.unlabelled_dropped += int(((~has_label.astype(bool)) & (self.labelling == "require")).sum())
+        num_steps = actions.shape[0]
+        steps_left = num_steps - np.arange(num_steps)
+        fields = {
+            "risk_label": labels,
+            "action": actions,
+            "step_index": np.arange(num_steps),
+            "success": np.full(num_steps, int(success)),
+            "collision": self._collisions(rollout, num_steps),
+            "time_to_failure": np.full(num_steps, -1) if success else steps_left,
+            "fail_within_k": np.zeros(num_steps) if success else (steps_left <= failure_window(num_steps)),
+            "has_provided_label": has_label,
+        }
+        kept = np.flatnonzero(keep)
+        if kept.size == 0:
+            return None
+        stacked = np.stack([hidden[i] for i in kept]).astype(np.float32, copy=False)
+        return RolloutArrays(stacked, {k: np.asarray(v)[kept] for k, v in fields.items()}, task_key(rollout.get("task_id", "")), num_steps)
+
+    def _raw_steps(self, rollout: dict, where: str) -> tuple[np.ndarray, list, list]:
+        steps = rollout.get("steps") or []
+        if steps:
+            if not isinstance(steps, list) or any(not isinstance(s, dict) for s in steps):
+                raise InputError(f"{where}: field 'steps' must be a list of dicts")
+            missing = next((i for i, s in enumerate(steps) if "action" not in s or "hidden_state" not in s), None)
+            if missing is not None:
+                raise InputError(f"{where}: step {missing} lacks 'action' or 'hidden_state'")
+            actions = [s["action"] for s in steps]
+            hidden = [s["hidden_state"] for s in steps]
+            provided = [_step_label(s) for s in steps]
+        else:
+            actions, hidden = rollout.get("actions") or [], rollout.get("features") or []
+            if len(actions) != len(hidden):
+                raise InputError(f"{where}: 'actions' has {len(actions)} entries but 'features' has {len(hidden)}")
+            provided = [None] * len(actions)
+        return _as_actions(actions, where), hidden, provided
+
+    def _labels(self, actions: np.ndarray, provided: list, success: bool, where: str) -> tuple[np.ndarray, np.ndarray]:
+        labels = heuristic_risk_labels(actions, success)
+        has_label = np.zeros(actions.shape[0], dtype=np.uint8)
+        if self.labelling == "heuristic":
+            return labels, has_label
+        for step, label in enumerate(provided):
+            if label is not None:
+                labels[step] = _checked_label(label, f"{where}, step {step}")
+                has_label[step] = 1
+        return labels, has_label
+
+    def _usable_hidden(self, hidden: list) -> np.ndarray:
+        """Mask of steps whose hidden state has the source's length and only finite values."""
+        usable = np.zeros(len(hidden), dtype=bool)
+        for i, state in enumerate(hidden):
+            state = np.asarray(state)
+            if state.ndim != 1 or state.size <= 1:
+                self.skips.wrong_hidden_length += 1
+                continue
+            if self.hidden_dim is None:
+                self.hidden_dim = int(state.size)
+            if state.size != self.hidden_dim:
+                self.skips.wrong_hidden_length += 1
+                self.hidden_lengths[int(state.size)] += 1
+                continue
+            if not np.isfinite(state).all():
+                self.skips.nonfinite_hidden += 1
+                continue
+            usable[i] = True
+        return usable
+
+    @staticmethod
+    def _collisions(rollout: dict, num_steps: int) -> np.ndarray:
+        steps = rollout.get("steps") or []
+        if steps:
+            return np.asarray([bool(s.get("collision", False)) for s in steps], dtype=np.uint8)
+        return np.zeros(num_steps, dtype=np.uint8)
+
+
+def _step_label(step: dict) -> Any:
+    labels = step.get("labels")
+    if isinstance(labels, dict) and labels.get("per_dim_risk") is not None:
+        return labels["per_dim_risk"]
+    return step.get("per_dim_risk")
+
+
+def _as_actions(actions: list, where: str) -> np.ndarray:
+    try:
+        array = np.asarray(actions, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: field 'action(s)' is not numeric [T, {NUM_DIMENSIONS}] ({exc})") from None
+    if len(actions) == 0:
+        return np.zeros((0, NUM_DIMENSIONS), dtype=np.float32)
+    if array.ndim != 2 or array.shape[1] != NUM_DIMENSIONS:
+        raise InputError(f"{where}: field 'action(s)' must be [T, {NUM_DIMENSIONS}], got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise InputError(f"{where}: field 'action(s)' contains NaN or Inf")
+    return array
+
+
+def _checked_label(label: Any, where: str) -> np.ndarray:
+    try:
+        array = np.asarray(label, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: field 'per_dim_risk' is not numeric") from None
+    if array.size != NUM_DIMENSIONS:
+        raise InputError(f"{where}: field 'per_dim_risk' has {array.size} values, expected {NUM_DIMENSIONS}")
+    if not np.isfinite(array).all():
+        raise InputError(f"{where}: field 'per_dim_risk' contains NaN or Inf")
+    if (array < 0).any() or (array > 1).any():
+        raise InputError(f"{where}: field 'per_dim_risk' has values outside [0, 1]: {array.tolist()}")
+    return array
+
+
+def load_rollouts(path: str) -> list:
+    """Load a rollout pickle safely and return its list of rollouts (either layout)."""
+    payload = load_pickle(path)
+    if isinstance(payload, dict):
+        if "trajectories" not in payload:
+            raise InputError(f"{path}: expected a list of rollouts or a dict with 'trajectories'; got a dict with keys {sorted(map(str, payload))[:10]}")
+        payload = payload["trajectories"]
+    if not isinstance(payload, list):
+        raise InputError(f"{path}: expected a list of rollouts, got {type(payload).__name__}")
+    return payload
+
+
+def iter_rollouts(path: str) -> Iterator[tuple[int, Any]]:
+    """Yield ``(index, rollout)`` and drop each rollout from memory once the caller moves on."""
+    rollouts = load_rollouts(path)
+    for index in range(len(rollouts)):
+        rollout, rollouts[index] = rollouts[index], None
+        yield index, rollout
+
+
+def task_key(value: Any) -> str:
+    """Task ids are ints or strings (``"openvla__spatial__3"``); keep one text form for both."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    return str(value)

@@ -1,0 +1,506 @@
+"""The SLURM cluster path: profiles/slurm, rules/resources.smk, tests/slurm/*.sh.
+
+Without a scheduler (always run):
+  * the resource callables grow with input size and attempt;
+  * `--profile profiles/slurm` parses to the intended settings (and no other
+    profile, e.g. the implicit workflow profile profiles/default, overrides them);
+  * `snakemake -n --profile profiles/slurm` plans the tiny config with the GPU
+    request on exactly the GPU rules; a layered site profile keeps it.
+
+With a real one-node SLURM on localhost (marker `slurm`, needs root; brought up
+by tests/slurm/slurm_up.sh and torn down by pid file at the end of the session):
+  * the tiny pipeline runs through `--profile profiles/slurm --profile
+    profiles/slurm-test`; the scheduler's own records show GPU rules submitted
+    with --gres=gpu:1, CPU rules without a GPU, local rules not at all; the
+    test metrics equal those of a plain local run (`--cores 2`).
+If SLURM cannot be started the end-to-end test is skipped with the reason, or
+fails when CI=true.  VLARISK_SLURM_KEEP=1 leaves the cluster running afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SLURM_DIR = ROOT / "tests" / "slurm"
+# relative to a project copy (or absolute)
+TINY_CONFIG = os.environ.get("VLARISK_SLURM_TEST_CONFIG", "tests/data/tiny_config.yaml")
+# the tiny config alone: without --replace-workflow-config Snakemake merges it into
+# config/config.yaml, sources included.  --configfile takes every following word
+# up to the next option, so targets go before it.
+CONFIG_ARGS = ("--configfile", TINY_CONFIG, "--replace-workflow-config")
+
+GPU_RULES = {"train_model", "train_ablation", "train_multi_model"}
+CPU_RULES = {
+    "simulate_rollouts",
+    "prepare_dataset",
+    "evaluate_model",
+    "evaluate_ablation",
+    "evaluate_multi_model",
+}
+CLUSTER_RULES = GPU_RULES | CPU_RULES
+
+# wall-clock limits for the snakemake runs (seconds)
+SLURM_RUN_TIMEOUT = int(os.environ.get("VLARISK_SLURM_TEST_TIMEOUT", "1200"))
+LOCAL_RUN_TIMEOUT = 1200
+
+IN_CI = os.environ.get("CI", "").strip().lower() == "true"
+
+_COPY_IGNORE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "venv",
+    "results",
+    ".snakemake",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    "*.egg-info",
+    "build",
+)
+
+
+# --------------------------------------------------------------------- helpers
+def copy_project(dst: Path) -> Path:
+    """A private copy of the workflow (no results, no .snakemake, no venv)."""
+    shutil.copytree(ROOT, dst, ignore=_COPY_IGNORE, symlinks=True)
+    return dst
+
+
+def venv_env() -> dict:
+    """Environment for snakemake subprocesses: the interpreter running pytest
+    (the project's venv) comes first on PATH, so rules' `python` is the venv's
+    both locally and inside SLURM jobs (the plugin exports the environment)."""
+    env = dict(os.environ)
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    venv = Path(sys.executable).parent.parent
+    if (venv / "pyvenv.cfg").exists():
+        env["VIRTUAL_ENV"] = str(venv)
+    env.pop("SNAKEMAKE_PROFILE", None)  # only the profiles given explicitly
+    for k in [k for k in env if k.startswith("SLURM_")]:
+        env.pop(k)  # not from inside an allocation
+    return env
+
+
+def snakemake_cmd(*args: str, timeout_s: int | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "snakemake", *args]
+    if timeout_s is not None:
+        # SIGINT lets snakemake cancel its SLURM jobs; SIGKILL 30 s later if it
+        # hangs (e.g. a status command that never answers)
+        cmd = ["timeout", "-s", "INT", "-k", "30", str(timeout_s), *cmd]
+    return cmd
+
+
+def tail(text: str, n: int = 60) -> str:
+    return "\n".join(text.splitlines()[-n:])
+
+
+_JOB_HEADER = re.compile(r"^(local)?rule (\w+):\s*$")
+
+
+def planned_jobs(log: str) -> list[dict]:
+    """Jobs of a snakemake (dry-)run log: rule, local or not, resources."""
+    jobs: list[dict] = []
+    cur = None
+    for line in log.splitlines():
+        m = _JOB_HEADER.match(line)
+        if m:
+            cur = {"rule": m.group(2), "local": bool(m.group(1)), "resources": {}}
+            jobs.append(cur)
+            continue
+        if cur is not None and line.strip().startswith("resources:"):
+            for item in line.split(":", 1)[1].split(","):
+                if "=" in item:
+                    k, v = item.strip().split("=", 1)
+                    cur["resources"][k] = v
+    return jobs
+
+
+def rules_of(jobs: list[dict]) -> set[str]:
+    return {j["rule"] for j in jobs}
+
+
+def node_memory_mb() -> int:
+    out = subprocess.run(
+        ["scontrol", "show", "node", "localhost"], capture_output=True, text=True
+    ).stdout
+    m = re.search(r"RealMemory=(\d+)", out)
+    return int(m.group(1)) if m else 4000
+
+
+def squeue_records(job_name: str) -> list[dict]:
+    """All jobs (any state) with this name, as slurmctld knows them
+    (finished jobs stay visible for MinJobAge=600 s)."""
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "all", "--name", job_name, "-o", "%i|%k|%b|%T"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    recs = []
+    for line in out.splitlines():
+        jobid, comment, gres, state = (x.strip() for x in line.split("|", 3))
+        # comment is rule_<rule> or rule_<rule>_wildcards_<wildcards>
+        rule = comment[len("rule_") :].split("_wildcards_", 1)[0]
+        detail = subprocess.run(
+            ["scontrol", "-o", "show", "job", jobid], capture_output=True, text=True
+        ).stdout
+        m = re.search(r"TresPerNode=(\S+)", detail)
+        recs.append(
+            {
+                "jobid": jobid,
+                "comment": comment,
+                "rule": rule,
+                "gres": gres,
+                "tres_per_node": m.group(1) if m else "",
+                "state": state,
+            }
+        )
+    return recs
+
+
+# results.json fields that measure the run, not the model: wall times, throughput
+_VOLATILE = re.compile(
+    r"(seconds|per_second|elapsed|duration|timestamp|date|host)", re.I
+)
+
+
+def stable_view(obj):
+    """results.json without run-specific fields (timings, throughput, host)."""
+    if isinstance(obj, dict):
+        return {
+            k: stable_view(v) for k, v in sorted(obj.items()) if not _VOLATILE.search(k)
+        }
+    if isinstance(obj, list):
+        return [stable_view(v) for v in obj]
+    return obj
+
+
+def assert_close(a, b, where: str = "$"):
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), f"{where}: keys differ: {sorted(a)} vs {sorted(b)}"
+        for k in a:
+            assert_close(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), f"{where}: lengths differ"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            if math.isnan(a) and math.isnan(b):
+                return
+            assert math.isclose(
+                a, b, rel_tol=1e-6, abs_tol=1e-9
+            ), f"{where}: {a} != {b}"
+        else:
+            assert a == b, f"{where}: {a!r} != {b!r}"
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def results_files(project: Path) -> dict[str, dict]:
+    files = sorted((project / "results").glob("**/results.json"))
+    return {str(f.relative_to(project)): json.loads(f.read_text()) for f in files}
+
+
+# ------------------------------------------------------ resource callables
+def _load_resources_module() -> dict:
+    ns: dict = {}
+    src = (ROOT / "rules" / "resources.smk").read_text()
+    exec(compile(src, "rules/resources.smk", "exec"), ns)  # plain Python
+    return ns
+
+
+class _FakeInput(list):
+    def __init__(self, size_mb: float, n: int = 1):
+        super().__init__(["x"] * n)
+        self.size_mb = size_mb
+
+
+@pytest.mark.parametrize("kind", ["simulate", "prepare", "train", "evaluate"])
+def test_resource_callables_scale_with_input_and_attempt(kind):
+    ns = _load_resources_module()
+    mem, rt = ns["mem_mb_for"](kind), ns["runtime_for"](kind)
+    small, big = _FakeInput(1.0), _FakeInput(2048.0)
+    for f in (mem, rt):
+        v1 = f(None, small, 1)
+        assert isinstance(v1, int) and v1 > 0
+        assert f(None, small, 2) > v1  # grows on retry
+        assert f(None, small, 3) > f(None, small, 2)
+        assert f(None, big, 1) >= v1  # grows with input
+        assert (
+            f(None, _FakeInput(10**9), 50) <= ns["RESOURCE_TABLE"][kind][f.__name__][2]
+        )
+    assert mem(None, _FakeInput(0.0, n=0), 1) == ns["RESOURCE_TABLE"][kind]["mem_mb"][0]
+    with pytest.raises(ValueError):
+        ns["mem_mb_for"]("no-such-kind")
+
+
+# ------------------------------------------------ profile without a scheduler
+def test_slurm_profile_effective_settings(monkeypatch, tmp_path):
+    """What `--profile profiles/slurm` really sets, after Snakemake has merged in
+    every other profile it loads (notably the implicit workflow profile
+    profiles/default, which overrides --profile key by key)."""
+    from snakemake.cli import parse_args
+
+    project = copy_project(tmp_path / "proj")
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("SNAKEMAKE_PROFILE", raising=False)
+    _, args = parse_args(["--profile", "profiles/slurm", "all"])
+
+    assert args.executor == "slurm"
+    assert args.jobs and args.jobs >= 10
+    assert args.retries >= 1
+    # shared file systems: 5 s (Snakemake's default) is too short for NFS
+    assert (
+        args.latency_wait >= 30
+    ), f"latency-wait={args.latency_wait}: another profile overrides profiles/slurm"
+    # (a `cores:` from profiles/default also caps each cluster job's threads at
+    # that number; harmless while no rule asks for more -- see docs/cluster.md)
+    assert args.max_threads is None
+    assert args.slurm_keep_successful_logs is True
+    gres = {
+        rule: getattr(res.get("gres"), "raw", None)
+        for rule, res in (args.set_resources or {}).items()
+    }
+    for rule in GPU_RULES:
+        assert gres.get(rule) == "gpu:1", f"{rule}: {gres.get(rule)!r}"
+    for rule, res in (args.set_resources or {}).items():
+        assert not ("gres" in res and "gpu" in res), f"{rule}: both gres and gpu"
+        if rule in CPU_RULES:
+            assert "gres" not in res and "gpu" not in res
+
+
+def _dry_run(project: Path, *profile_args: str) -> str:
+    proc = subprocess.run(
+        snakemake_cmd("all", *profile_args, "-n", *CONFIG_ARGS),
+        cwd=project,
+        env=venv_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, tail(out)
+    return out
+
+
+def test_slurm_profile_dry_run_plans_gpu_rules(tmp_path):
+    """`snakemake -n --profile profiles/slurm` needs the executor plugin but no
+    SLURM; the plan holds the GPU rules, each with gres=gpu:1, and no CPU rule
+    asks for a GPU."""
+    project = copy_project(tmp_path / "proj")
+    out = _dry_run(project, "--profile", "profiles/slurm")
+    jobs = planned_jobs(out)
+    assert jobs, tail(out)
+    planned = rules_of(jobs)
+    assert "train_model" in planned, sorted(planned)
+    assert "evaluate_model" in planned, sorted(planned)
+    for j in jobs:
+        if j["rule"] in GPU_RULES:
+            assert j["resources"].get("gres") == "gpu:1", j
+            assert "gpu" not in j["resources"], j
+        else:
+            assert "gres" not in j["resources"] and "gpu" not in j["resources"], j
+    # a dry run must not have produced anything
+    assert not (project / "results" / "models").exists()
+
+
+def test_site_profile_layering_keeps_gpu_request(tmp_path):
+    """The documented site layering (docs/cluster.md): a later profile replaces
+    whole keys, so the example site profile repeats the GPU requests."""
+    project = copy_project(tmp_path / "proj")
+    out = _dry_run(
+        project,
+        "--profile",
+        "profiles/slurm",
+        "--profile",
+        "profiles/slurm-site-example",
+    )
+    jobs = planned_jobs(out)
+    assert any(j["rule"] == "train_model" for j in jobs), tail(out)
+    for j in jobs:
+        if j["rule"] in GPU_RULES:
+            assert j["resources"].get("gres") == "gpu:a100:1", j
+            assert j["resources"].get("slurm_partition") == "gpu", j
+        elif j["rule"] in CPU_RULES:
+            assert "gres" not in j["resources"], j
+            assert j["resources"].get("slurm_partition") == "cpu", j
+            assert j["resources"].get("slurm_account") == "myproject", j
+
+
+# ------------------------------------------------------------- real SLURM
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A running one-node SLURM (tests/slurm/slurm_up.sh), stopped at the end
+    of the session by pid file (tests/slurm/slurm_down.sh)."""
+
+    def unavailable(reason: str):
+        if IN_CI:
+            pytest.fail(f"SLURM is required in CI (CI=true) but unavailable: {reason}")
+        pytest.skip(f"no local SLURM: {reason}")
+
+    if os.geteuid() != 0:
+        unavailable("tests/slurm/slurm_up.sh must run as root")
+    if shutil.which("sbatch") is None and shutil.which("apt-get") is None:
+        unavailable("neither SLURM nor apt-get to install it")
+    if shutil.which("timeout") is None:
+        unavailable("coreutils `timeout` missing")
+    try:
+        up = subprocess.run(
+            ["bash", str(SLURM_DIR / "slurm_up.sh")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired:
+        unavailable("slurm_up.sh did not finish within 600 s")
+    if up.returncode != 0:
+        unavailable(f"slurm_up.sh failed (rc={up.returncode}):\n{tail(up.stderr, 30)}")
+    try:
+        yield {"up_log": up.stderr + up.stdout}
+    finally:
+        if os.environ.get("VLARISK_SLURM_KEEP") != "1":
+            down = subprocess.run(
+                ["bash", str(SLURM_DIR / "slurm_down.sh")],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if down.returncode != 0:
+                print("slurm_down.sh failed:\n" + down.stderr, file=sys.stderr)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_tiny_pipeline_through_real_slurm(slurm_cluster, tmp_path):
+    env = venv_env()
+    slurm_proj = copy_project(tmp_path / "on_slurm")
+    local_proj = copy_project(tmp_path / "local")
+
+    # the local reference run shares the machine with the SLURM run; start it
+    # first, it mostly overlaps with the plugin's polling waits
+    local_log = tmp_path / "local.log"
+    with open(local_log, "w") as fh:
+        local = subprocess.Popen(
+            snakemake_cmd(
+                "all",
+                "--cores",
+                "2",
+                *CONFIG_ARGS,
+                timeout_s=LOCAL_RUN_TIMEOUT,
+            ),
+            cwd=local_proj,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+
+    # per-job memory cap that fits the test node (replaces slurm-test's value)
+    mem_cap = max(1000, min(node_memory_mb() - 256, 16000))
+    slurm_args = [
+        "all",
+        "--profile",
+        "profiles/slurm",
+        "--profile",
+        "profiles/slurm-test",
+        *CONFIG_ARGS,
+        "--resources",
+        f"mem_mb={mem_cap}",
+        "--verbose",  # logs each sbatch call
+    ]
+    t0 = time.monotonic()
+    slurm = subprocess.run(
+        snakemake_cmd(*slurm_args, timeout_s=SLURM_RUN_TIMEOUT),
+        cwd=slurm_proj,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    slurm_wall = time.monotonic() - t0
+    log = slurm.stdout + slurm.stderr
+    (tmp_path / "slurm.log").write_text(log)
+    print(f"SLURM run: {slurm_wall:.0f} s, log {tmp_path / 'slurm.log'}")
+
+    try:
+        local.wait(timeout=LOCAL_RUN_TIMEOUT + 60)
+    finally:
+        if local.poll() is None:
+            local.kill()
+    local_out = local_log.read_text()
+
+    assert (
+        slurm.returncode == 0
+    ), f"SLURM run failed (rc={slurm.returncode}; 124/137 = timeout)\n{tail(log, 80)}"
+    assert local.returncode == 0, f"local run failed\n{tail(local_out, 80)}"
+
+    # ---- what the scheduler saw
+    m = re.search(r"SLURM run ID: (\S+)", log)
+    assert m, "no 'SLURM run ID' in the log"
+    records = squeue_records(m.group(1))
+    submitted_ids = set(re.findall(r"submitted with SLURM jobid (\d+)", log))
+    assert records, f"slurmctld has no jobs named {m.group(1)}"
+    assert {r["jobid"] for r in records} == submitted_ids
+    for r in records:
+        assert r["state"] == "COMPLETED", r
+        assert r["rule"] in CLUSTER_RULES, f"non-cluster rule went to SLURM: {r}"
+        if r["rule"] in GPU_RULES:
+            assert "gpu:1" in r["gres"] and "gpu:1" in r["tres_per_node"], r
+        else:
+            assert "gpu" not in r["gres"] and "gpu" not in r["tres_per_node"], r
+    submitted_rules = {r["rule"] for r in records}
+    assert {
+        "simulate_rollouts",
+        "prepare_dataset",
+        "train_model",
+        "evaluate_model",
+    } <= (submitted_rules), sorted(submitted_rules)
+
+    # the sbatch lines the plugin issued agree
+    calls = [ln for ln in log.splitlines() if ln.startswith("sbatch call: ")]
+    assert len(calls) == len(records)
+    for call in calls:
+        comment = re.search(r"--comment (\S+)", call).group(1).strip("'\"")
+        rule = comment[len("rule_") :].split("_wildcards_", 1)[0]
+        if rule in GPU_RULES:
+            assert "--gres=gpu:1" in call and "--gpus" not in call, call
+        else:
+            assert "--gres" not in call and "--gpus" not in call, call
+
+    # local rules ran, on this host
+    ran = planned_jobs(log)
+    local_ran = {j["rule"] for j in ran if j["local"]}
+    assert "all" in local_ran
+    assert not (local_ran & submitted_rules)
+    assert {j["rule"] for j in ran if not j["local"]} == submitted_rules
+
+    # SLURM's own per-job logs are where the profile says
+    for r in records:
+        logs = list(
+            (slurm_proj / "results" / "logs" / "slurm").glob(
+                f"rule_{r['rule']}/**/{r['jobid']}.log"
+            )
+        )
+        assert logs, f"no SLURM log for job {r['jobid']} ({r['rule']})"
+
+    # ---- same numbers as the local run
+    on_slurm, on_local = results_files(slurm_proj), results_files(local_proj)
+    assert any(k.startswith("results/models/") for k in on_slurm), sorted(on_slurm)
+    assert on_slurm.keys() == on_local.keys()
+    for name in on_slurm:
+        # same code, data, seeds and thread count: the test metrics are identical
+        assert "test_metrics" in on_slurm[name], sorted(on_slurm[name])
+        assert on_slurm[name]["test_metrics"] == on_local[name]["test_metrics"], name
+        # and so is everything else but timings (floats compared to 1e-6)
+        assert_close(stable_view(on_slurm[name]), stable_view(on_local[name]), name)

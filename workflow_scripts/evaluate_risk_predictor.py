@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""Score a trained checkpoint on the test split of a dataset and write ``results.json``."""
+
+import argparse
+
+import torch
+
+from vlarisk.cli import log, read_json, run
+from vlarisk.dataset import load_dataset
+from vlarisk.errors import InputError
+from vlarisk.device import resolve_device
+from vlarisk.evaluation import evaluate, results_document
+from vlarisk.io_utils import write_json
+from vlarisk.model import predictor_from_checkpoint, read_checkpoint
+from vlarisk.splits import validate_split
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", required=True, help="best_model.pt")
+    parser.add_argument("--history", default=None, help="latest.pt whose training history to report (default: the checkpoint's)")
+    parser.add_argument("--data", required=True, help="dataset whose test split to score")
+    parser.add_argument("--split", required=True, help="split JSON")
+    parser.add_argument("--output", required=True, help="results.json to write")
+    parser.add_argument("--planting", default=None, help="planting record of synthetic data, to report the oracle")
+    parser.add_argument("--positive-fraction", type=float, default=0.5, help="positive threshold as a fraction of the largest training label")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    checkpoint = read_checkpoint(args.checkpoint)
+    history = read_checkpoint(args.history)["history"] if args.history else checkpoint["history"]
+    dataset = load_dataset(args.data)
+    split = read_json(args.split)
+    validate_split(split, dataset.metadata["rollouts"], args.split)
+    device = resolve_device(args.device)
+    predictor = predictor_from_checkpoint(checkpoint, args.checkpoint)
+    if predictor.predictor.config["input_dim"] != dataset.hidden_dim:
+        raise InputError(f"{args.checkpoint} expects {predictor.predictor.config['input_dim']}-D hidden states but {args.data} has {dataset.hidden_dim}-D")
+    predictor = predictor.to(device)
+    report = evaluate(predictor.predictor, predictor.mean, predictor.std, dataset, split, device, args.positive_fraction, args.planting)
+    report["best_epoch"] = checkpoint["epoch"]
+    document = results_document(checkpoint.get("model_name", ""), report, history, checkpoint["training_config"], float(sum(history["epoch_seconds"])))
+    write_json(args.output, document)
+    log(f"{args.output}: test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}")
+
+
+if __name__ == "__main__":
+    run(main)

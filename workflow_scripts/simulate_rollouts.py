@@ -1,0 +1,24 @@
+#!/usr/bin/env python
+"""Write synthetic success/failure rollout pickles with a planted risk signal (the embedded default)."""
+
+import argparse
+import json
+
+from vlarisk.cli import log, run
+from vlarisk.synthetic import SimulationSpec, write_synthetic_source
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--success", required=True, help="output success_rollouts.pkl")
+    parser.add_argument("--failure", required=True, help="output failure_rollouts.pkl")
+    parser.add_argument("--planting", required=True, help="output .npz recording the planted directions")
+    parser.add_argument("--spec", default="{}", help="JSON object of SimulationSpec fields (hidden_dim, num_failure, ...)")
+    args = parser.parse_args(argv)
+    spec = SimulationSpec(**json.loads(args.spec))
+    write_synthetic_source(spec, args.success, args.failure, args.planting)
+    log(f"wrote {spec.num_success} successful and {spec.num_failure} failed rollouts ({spec.hidden_dim}-D hidden states)")
+
+
+if __name__ == "__main__":
+    run(main)
