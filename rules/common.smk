@@ -1,9 +1,23 @@
 # Config validation and the helpers every rule file uses.
+import importlib.util
 import json
+import os
 
 from snakemake.utils import validate
 
 
+def _load_config_checks():
+    """src/vlarisk/config_checks.py alone: importing the package would import torch on every run."""
+    path = os.path.join(workflow.basedir, "src", "vlarisk", "config_checks.py")
+    spec = importlib.util.spec_from_file_location("vlarisk_config_checks", path)
+    checks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(checks)
+    return checks
+
+
+# YAML keeps only the last of two equal keys (e.g. two sources of one name): refuse them.
+_config_checks = _load_config_checks()
+_config_checks.check_config_files(_config_checks.effective_config_files(workflow))
 validate(config, schema="../config/schema/config.schema.yaml")
 
 SOURCES = list(config["sources"])
@@ -13,9 +27,19 @@ STEP_MODULES = {
     "simulate": ["synthetic", "labels", "io_utils"],
     "prepare": ["prepare", "rollouts", "labels", "dataset", "safe_pickle", "io_utils"],
     "split": ["splits", "dataset"],
-    "train": ["training", "model", "inference", "normalization", "thresholds", "device", "dataset", "splits"],
+    "train": ["training", "model", "inference", "normalization", "thresholds", "device", "dataset", "splits", "cli_args"],
     "evaluate": ["evaluation", "metrics", "thresholds", "inference", "model", "synthetic"],
+    "predict": ["predictions", "dataset", "inference", "model", "splits", "thresholds"],
+    "tables": ["tables", "predictions"],
+    "figures": ["figures", "tables", "predictions"],
 }
+STEP_MODULES["multi"] = ["multi_model", *STEP_MODULES["train"]]
+STEP_MODULES["multi_evaluate"] = [
+    "multi_model",
+    "dataset",
+    "splits",
+    *STEP_MODULES["evaluate"],
+]
 
 
 wildcard_constraints:

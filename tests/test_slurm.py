@@ -56,32 +56,37 @@ LOCAL_RUN_TIMEOUT = 1200
 
 IN_CI = os.environ.get("CI", "").strip().lower() == "true"
 
-_COPY_IGNORE = shutil.ignore_patterns(
-    ".git",
-    ".venv",
-    "venv",
-    "results",
-    ".snakemake",
-    "__pycache__",
-    ".pytest_cache",
-    ".hypothesis",
-    "*.egg-info",
-    "build",
+_SKIP_ANYWHERE = shutil.ignore_patterns(
+    ".git", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info"
 )
+# at the top level only: environments, outputs, real (large) rollout data
+_SKIP_TOP = {".venv", "venv", "results", ".snakemake", "build", "data"}
+
+
+def _copy_ignore(directory: str, names: list[str]) -> set[str]:
+    skip = set(_SKIP_ANYWHERE(directory, names))
+    if Path(directory).resolve() == ROOT:
+        skip |= _SKIP_TOP & set(names)
+    return skip
 
 
 # --------------------------------------------------------------------- helpers
 def copy_project(dst: Path) -> Path:
     """A private copy of the workflow (no results, no .snakemake, no venv)."""
-    shutil.copytree(ROOT, dst, ignore=_COPY_IGNORE, symlinks=True)
+    shutil.copytree(ROOT, dst, ignore=_copy_ignore, symlinks=True)
     return dst
 
 
-def venv_env() -> dict:
+def venv_env(project: Path | None = None) -> dict:
     """Environment for snakemake subprocesses: the interpreter running pytest
     (the project's venv) comes first on PATH, so rules' `python` is the venv's
-    both locally and inside SLURM jobs (the plugin exports the environment)."""
+    both locally and inside SLURM jobs (the plugin exports the environment).
+    With `project`, its own src/ is imported instead of the editable install's."""
     env = dict(os.environ)
+    if project is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(project / "src"), env.get("PYTHONPATH")) if p
+        )
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     venv = Path(sys.executable).parent.parent
@@ -286,7 +291,7 @@ def _dry_run(project: Path, *profile_args: str) -> str:
     proc = subprocess.run(
         snakemake_cmd("all", *profile_args, "-n", *CONFIG_ARGS),
         cwd=project,
-        env=venv_env(),
+        env=venv_env(project),
         capture_output=True,
         text=True,
         timeout=300,
@@ -385,7 +390,6 @@ def slurm_cluster():
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_tiny_pipeline_through_real_slurm(slurm_cluster, tmp_path):
-    env = venv_env()
     slurm_proj = copy_project(tmp_path / "on_slurm")
     local_proj = copy_project(tmp_path / "local")
 
@@ -402,7 +406,7 @@ def test_tiny_pipeline_through_real_slurm(slurm_cluster, tmp_path):
                 timeout_s=LOCAL_RUN_TIMEOUT,
             ),
             cwd=local_proj,
-            env=env,
+            env=venv_env(local_proj),
             stdout=fh,
             stderr=subprocess.STDOUT,
         )
@@ -424,7 +428,7 @@ def test_tiny_pipeline_through_real_slurm(slurm_cluster, tmp_path):
     slurm = subprocess.run(
         snakemake_cmd(*slurm_args, timeout_s=SLURM_RUN_TIMEOUT),
         cwd=slurm_proj,
-        env=env,
+        env=venv_env(slurm_proj),
         capture_output=True,
         text=True,
     )

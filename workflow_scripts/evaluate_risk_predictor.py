@@ -27,21 +27,31 @@ def main(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        parser.error(str(exc))
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoint = read_checkpoint(args.checkpoint)
-    history = read_checkpoint(args.history)["history"] if args.history else checkpoint["history"]
+    if "sources" in checkpoint:
+        raise InputError(f"{args.checkpoint}: is a multi-model checkpoint; score it with evaluate_multi_model.py")
+    # the guide's checkpoints carry no history or training_config: report them as empty
+    history = (read_checkpoint(args.history) if args.history else checkpoint).get("history") or {}
     dataset = load_dataset(args.data)
     split = read_json(args.split)
     validate_split(split, dataset.metadata["rollouts"], args.split)
-    device = resolve_device(args.device)
     predictor = predictor_from_checkpoint(checkpoint, args.checkpoint)
     if predictor.predictor.config["input_dim"] != dataset.hidden_dim:
-        raise InputError(f"{args.checkpoint} expects {predictor.predictor.config['input_dim']}-D hidden states but {args.data} has {dataset.hidden_dim}-D")
+        raise InputError(
+            f"{args.checkpoint}: the model takes {predictor.predictor.config['input_dim']}-D hidden states but {args.data} has "
+            f"{dataset.hidden_dim}-D ones (a checkpoint of another model's data?)"
+        )
     predictor = predictor.to(device)
     report = evaluate(predictor.predictor, predictor.mean, predictor.std, dataset, split, device, args.positive_fraction, args.planting)
-    report["best_epoch"] = checkpoint["epoch"]
-    document = results_document(checkpoint.get("model_name", ""), report, history, checkpoint["training_config"], float(sum(history["epoch_seconds"])))
+    report["best_epoch"] = checkpoint.get("epoch")
+    seconds = history.get("epoch_seconds")
+    document = results_document(checkpoint.get("model_name", ""), report, history, checkpoint.get("training_config", {}), float(sum(seconds)) if seconds else None)
     write_json(args.output, document)
     log(f"{args.output}: test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}")
 

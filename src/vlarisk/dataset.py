@@ -164,8 +164,23 @@ def _read_footer(path: Path) -> dict:
         if closing != FOOTER_MAGIC:
             raise InputError(f"{path}: dataset is truncated or incomplete (no footer)")
         (length,) = struct.unpack("<Q", length_bytes)
+        if length > size - len(MAGIC) - 16:
+            raise InputError(f"{path}: dataset footer is corrupt (length {length} exceeds the file)")
         handle.seek(size - 16 - length)
-        return json.loads(handle.read(length))
+        try:
+            footer = json.loads(handle.read(length))
+            entries = footer["arrays"]
+            end = size - 16 - length
+            for name, entry in entries.items():
+                nbytes = int(np.dtype(entry["dtype"]).itemsize * np.prod(entry["shape"], dtype=np.int64))
+                if entry["offset"] < len(MAGIC) or entry["offset"] + nbytes > end:
+                    raise InputError(f"{path}: dataset is corrupt (array {name!r} lies outside the data section)")
+            missing = {"hidden", *STEP_FIELDS} - set(entries)
+            if missing or not isinstance(footer.get("metadata"), dict):
+                raise InputError(f"{path}: dataset footer lacks {sorted(missing) or ['metadata']}")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(f"{path}: dataset footer is corrupt ({type(exc).__name__}: {exc})") from None
+        return footer
 
 
 def _load_vlarisk(path: Path) -> RiskDataset:
@@ -194,18 +209,61 @@ def _load_legacy_pickle(path: Path) -> RiskDataset:
             f"{path}: samples carry no 'rollout_id', so the data cannot be split by rollout without leaking; "
             "re-run prepare_training_data.py on the rollout pickles"
         )
-    hidden = np.stack([np.asarray(s["hidden_state"], dtype=np.float32) for s in samples])
+    hidden = _legacy_hidden(samples, path)
     defaults = {"task_index": 0, "step_index": 0, "has_provided_label": 0, "collision": 0, "time_to_failure": -1, "fail_within_k": 0}
     arrays = {}
     for name, dtype in STEP_FIELDS.items():
         try:
             arrays[name] = np.asarray([s.get(name, defaults.get(name)) for s in samples], dtype=dtype)
         except (TypeError, ValueError) as exc:
-            raise InputError(f"{path}: field {name!r} is missing or malformed in some sample ({exc})") from None
+            raise InputError(f"{path}: {_first_malformed(samples, name, defaults.get(name))}field {name!r} is missing or malformed ({exc})") from None
+    _check_labels(arrays["risk_label"], path)
     digest = hashlib.sha256(hidden.tobytes()).hexdigest()
     metadata = {**metadata, "num_samples": len(samples), "hidden_dim": hidden.shape[1], "content_sha256": digest}
     metadata.setdefault("rollouts", _rollout_table_from_arrays(arrays))
     return RiskDataset(hidden=hidden, arrays=arrays, metadata=metadata, path=str(path))
+
+
+def _legacy_hidden(samples: list[dict], path: Path) -> np.ndarray:
+    """Stack the samples' hidden states, naming the first sample that is missing, ragged or non-finite."""
+    first = None
+    for index, sample in enumerate(samples):
+        try:
+            state = np.asarray(sample["hidden_state"], dtype=np.float32)
+        except KeyError:
+            raise InputError(f"{path}: sample {index} lacks field 'hidden_state'") from None
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: sample {index}: field 'hidden_state' is not numeric") from None
+        if first is None:
+            first = state.shape
+        if state.ndim != 1 or state.shape != first:
+            raise InputError(f"{path}: sample {index}: field 'hidden_state' has shape {state.shape}, but sample 0 has {first}")
+        if not np.isfinite(state).all():
+            raise InputError(f"{path}: sample {index}: field 'hidden_state' contains NaN or Inf")
+    return np.stack([np.asarray(sample["hidden_state"], dtype=np.float32) for sample in samples])
+
+
+def _first_malformed(samples: list[dict], name: str, default) -> str:
+    """``"sample i: "`` for the first sample whose field differs in shape from sample 0's, else ``""``."""
+    try:
+        shapes = [np.shape(s.get(name, default)) for s in samples]
+    except (TypeError, ValueError):
+        return ""
+    odd = next((i for i, shape in enumerate(shapes) if shape != shapes[0]), None)
+    return "" if odd is None else f"sample {odd}: "
+
+
+def _check_labels(labels: np.ndarray, path) -> None:
+    """Risk labels must be ``[N, 7]``, finite and in [0, 1]; name the first sample that is not."""
+    if labels.ndim != 2 or labels.shape[1] != NUM_DIMENSIONS:
+        raise InputError(f"{path}: 'risk_label' must have shape [N, {NUM_DIMENSIONS}], got {labels.shape}")
+    bad = ~np.isfinite(labels).all(axis=1)
+    if bad.any():
+        raise InputError(f"{path}: sample {int(np.flatnonzero(bad)[0])}: field 'risk_label' contains NaN or Inf")
+    bad = ((labels < 0) | (labels > 1)).any(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{path}: sample {row}: field 'risk_label' has values outside [0, 1]: {np.asarray(labels[row]).tolist()}")
 
 
 def _rollout_table_from_arrays(arrays: dict[str, np.ndarray]) -> list[dict]:
@@ -218,10 +276,10 @@ def load_dataset(path: str | os.PathLike) -> RiskDataset:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: dataset file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a dataset file")
     dataset = _load_legacy_pickle(path) if path.suffix == ".pkl" else _load_vlarisk(path)
-    labels = dataset.labels
-    if labels.ndim != 2 or labels.shape[1] != NUM_DIMENSIONS:
-        raise InputError(f"{path}: 'risk_label' must have shape [N, {NUM_DIMENSIONS}], got {labels.shape}")
+    _check_labels(dataset.labels, path)
     return dataset
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,52 @@ def oracle_report(dataset: RiskDataset, rows: np.ndarray, thresholds: np.ndarray
     return metrics
 
 
+@dataclass
+class ScoredSplit:
+    """Predictions on one split's rows, with the labels and training-split thresholds they are scored by."""
+
+    rows: np.ndarray
+    prediction: np.ndarray
+    labels: np.ndarray
+    thresholds: np.ndarray
+
+
+def score_split(
+    model: torch.nn.Module,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    dataset: RiskDataset,
+    split: dict,
+    device: torch.device,
+    fraction_of_max: float = 0.5,
+    subset: str = "test",
+) -> ScoredSplit:
+    """Predict one split of ``dataset``; positive thresholds come from its training split."""
+    rows = split_rows(dataset.rollout_id, split)
+    thresholds = positive_thresholds(np.asarray(dataset.labels[rows["train"]]), fraction_of_max)
+    prediction = predict_rows(model, dataset.hidden, rows[subset], mean, std, device)
+    return ScoredSplit(rows[subset], prediction, np.asarray(dataset.labels[rows[subset]]), thresholds)
+
+
+def split_report(scored: ScoredSplit, dataset: RiskDataset, planting_path: str | None = None) -> dict:
+    """:func:`~vlarisk.metrics.test_metrics` of a scored split, plus the oracle's when a planting is given."""
+    report = test_metrics(scored.prediction, scored.labels, scored.thresholds)
+    if planting_path:
+        report["oracle"] = oracle_report(dataset, scored.rows, scored.thresholds, planting_path)
+    return report
+
+
+def run_provenance(device: torch.device, started: float) -> dict:
+    """Which code, libraries and device produced a result, and the seconds since ``started``."""
+    return {
+        "code_version": f"vlarisk {vlarisk.__version__} ({code_fingerprint()})",
+        "torch_version": str(torch.__version__),
+        "python_version": platform.python_version(),
+        "device": describe(device),
+        "evaluation_seconds": time.perf_counter() - started,
+    }
+
+
 def evaluate(
     model: torch.nn.Module,
     mean: torch.Tensor,
@@ -53,21 +100,9 @@ def evaluate(
 ) -> dict:
     """Metrics of ``model`` on one split of ``dataset``, thresholds fixed from its training split."""
     started = time.perf_counter()
-    rows = split_rows(dataset.rollout_id, split)
-    thresholds = positive_thresholds(np.asarray(dataset.labels[rows["train"]]), fraction_of_max)
-    prediction = predict_rows(model, dataset.hidden, rows[subset], mean, std, device)
-    report = test_metrics(prediction, np.asarray(dataset.labels[rows[subset]]), thresholds)
-    if planting_path:
-        report["oracle"] = oracle_report(dataset, rows[subset], thresholds, planting_path)
-    report["provenance"] = {
-        "dataset": dataset.path,
-        "dataset_sha256": dataset.content_hash,
-        "code_version": f"vlarisk {vlarisk.__version__} ({code_fingerprint()})",
-        "torch_version": str(torch.__version__),
-        "python_version": platform.python_version(),
-        "device": describe(device),
-        "evaluation_seconds": time.perf_counter() - started,
-    }
+    scored = score_split(model, mean, std, dataset, split, device, fraction_of_max, subset)
+    report = split_report(scored, dataset, planting_path)
+    report["provenance"] = {"dataset": dataset.path, "dataset_sha256": dataset.content_hash, **run_provenance(device, started)}
     return report
 
 

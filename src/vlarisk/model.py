@@ -8,14 +8,18 @@ can die and emit a constant, while a sigmoid keeps a gradient everywhere and sta
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import warnings
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from vlarisk.constants import NUM_DIMENSIONS
-from vlarisk.errors import InputError
+from vlarisk.errors import InputError, UnsafePickleError
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
 OUTPUT_ACTIVATIONS = ("sigmoid", "identity")
@@ -98,13 +102,49 @@ class NormalizedRiskPredictor(nn.Module):
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``: tensors and plain data only, no code runs."""
+    """Load a checkpoint with ``weights_only=True``: tensors and plain data only, no code runs.
+
+    numpy scalars, dtypes and arrays are allowed too (the reference's checkpoints hold numpy floats
+    in ``val_metrics``); they rebuild data only, exactly as in :mod:`vlarisk.safe_pickle`.
+    """
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, expected a checkpoint file")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with _numpy_safe_globals(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a plain pickle: refused below anyway
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise InputError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise InputError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {exc})") from None
+        refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if refused:
+            name = refused.group(1) if "." in refused.group(1) else f"builtins.{refused.group(1)}"  # torch drops "builtins."
+            raise UnsafePickleError(f"{path}: refusing to load global '{name}': checkpoints are read with weights_only=True (tensors and plain data only)") from None
+        raise InputError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {_torch_error_detail(exc)})") from None
+    if not isinstance(checkpoint, dict):
+        raise InputError(f"{path}: not a checkpoint (expected a dict, got {type(checkpoint).__name__})")
+    return checkpoint
+
+
+def _torch_error_detail(exc: Exception) -> str:
+    """The informative part of a ``torch.load`` error, on one line (torch's own spans paragraphs)."""
+    text = str(exc)
+    inner = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text, re.S)
+    detail = inner.group(1) if inner else text.split("This is an internal")[0]
+    return " ".join(detail.split())[:300]
+
+
+def _numpy_safe_globals():
+    """Context allowing numpy's data-only globals in ``torch.load(weights_only=True)``."""
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    if safe_globals is None:  # torch < 2.5
+        return contextlib.nullcontext()
+    core = np._core if hasattr(np, "_core") else np.core
+    allowed: list = [np.ndarray, np.dtype, *(getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType"))]
+    for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer")):
+        obj = getattr(getattr(core, module), name)
+        allowed += [(obj, f"numpy._core.{module}.{name}"), (obj, f"numpy.core.{module}.{name}")]
+    return safe_globals(allowed)
 
 
 def predictor_from_checkpoint(checkpoint: dict, path: str = "checkpoint") -> NormalizedRiskPredictor:
@@ -115,8 +155,8 @@ def predictor_from_checkpoint(checkpoint: dict, path: str = "checkpoint") -> Nor
         stats = checkpoint["normalization"]
     except KeyError as exc:
         raise InputError(f"{path}: checkpoint lacks field {exc}") from None
-    except RuntimeError as exc:
-        raise InputError(f"{path}: weights do not fit the saved model_config ({exc})") from None
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: weights do not fit the saved model_config ({' '.join(str(exc).split())[:300]})") from None
     input_dim = model.config["input_dim"]
     mean = torch.as_tensor(stats["mean"], dtype=torch.float32) if stats else torch.zeros(input_dim)
     std = torch.as_tensor(stats["std"], dtype=torch.float32) if stats else torch.ones(input_dim)

@@ -7,26 +7,54 @@ import numpy as np
 MIN_STD = 1e-6
 
 
-def feature_statistics(hidden: np.ndarray, rows: np.ndarray, chunk_rows: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+def feature_statistics(hidden: np.ndarray, rows: np.ndarray, chunk_rows: int = 16384, block_rows: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of ``hidden[rows]`` per feature, accumulated in float64.
 
-    Reads ``chunk_rows`` rows at a time so a memory-mapped dataset is never copied whole. A feature
-    whose std is below ``MIN_STD`` (constant in training) gets std 1: it is centred, not blown up
-    (the reference divided by 1e-8).
+    Reads ``block_rows`` rows at a time into one reused float64 buffer (about 70 MB at 4096-D), so
+    a memory-mapped dataset is never copied whole. Within each ``chunk_rows`` chunk the rows are
+    summed one after another and the chunk sums are added to the totals, so the result does not
+    depend on ``block_rows`` (it is bit-for-bit that of summing each chunk at once). A feature whose
+    std is below ``MIN_STD`` (constant in training) gets std 1: it is centred, not blown up (the
+    reference divided by 1e-8).
     """
+    rows = np.asarray(rows)
     if len(rows) == 0:
         raise ValueError("cannot compute normalisation statistics from zero training rows")
-    total = np.zeros(hidden.shape[1], dtype=np.float64)
-    total_sq = np.zeros(hidden.shape[1], dtype=np.float64)
+    dim = hidden.shape[1]
+    block_rows = max(1, min(block_rows, chunk_rows, len(rows)))
+    # Row 0 of each buffer carries the running sum of the chunk, rows 1.. hold the next block:
+    # numpy sums a C-contiguous array over axis 0 row by row, so this continues the same sequence.
+    values = np.empty((block_rows + 1, dim), dtype=np.float64)
+    squares = np.empty_like(values)
+    total = np.zeros(dim, dtype=np.float64)
+    total_sq = np.zeros(dim, dtype=np.float64)
     for start in range(0, len(rows), chunk_rows):
-        block = np.asarray(hidden[rows[start : start + chunk_rows]], dtype=np.float64)
-        total += block.sum(axis=0)
-        total_sq += np.square(block).sum(axis=0)
+        chunk = rows[start : start + chunk_rows]
+        chunk_sum = chunk_sq = None
+        for offset in range(0, len(chunk), block_rows):
+            index = chunk[offset : offset + block_rows]
+            n = len(index)
+            values[1 : n + 1] = _gather(hidden, index)
+            np.square(values[1 : n + 1], out=squares[1 : n + 1])
+            if chunk_sum is None:
+                chunk_sum, chunk_sq = values[1 : n + 1].sum(axis=0), squares[1 : n + 1].sum(axis=0)
+            else:
+                values[0], squares[0] = chunk_sum, chunk_sq
+                chunk_sum, chunk_sq = values[: n + 1].sum(axis=0), squares[: n + 1].sum(axis=0)
+        total += chunk_sum
+        total_sq += chunk_sq
     mean = total / len(rows)
     variance = np.maximum(total_sq / len(rows) - np.square(mean), 0.0)
     std = np.sqrt(variance)
     std[std < MIN_STD] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)
+
+
+def _gather(hidden: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``hidden[index]``, as a view (no copy) when the rows are one contiguous run."""
+    if len(index) and index[-1] - index[0] == len(index) - 1 and (len(index) < 3 or bool(np.all(np.diff(index) == 1))):
+        return hidden[int(index[0]) : int(index[-1]) + 1]
+    return hidden[index]
 
 
 def identity_statistics(hidden_dim: int) -> tuple[np.ndarray, np.ndarray]:

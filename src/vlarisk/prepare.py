@@ -45,9 +45,11 @@ def _write_vlarisk(success_path, failure_path, output_path, labelling: str) -> d
     reader = RolloutReader(labelling=labelling)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in STEP_FIELDS}
     rollouts, tasks = [], {}
+    read = {True: 0, False: 0}
     with DatasetWriter(output_path) as writer:
         for path, success in ((str(success_path), True), (str(failure_path), False)):
             for index, rollout in iter_rollouts(path):
+                read[success] += 1
                 steps = reader.read(rollout, path, index, success)
                 if steps is None:
                     continue
@@ -62,7 +64,7 @@ def _write_vlarisk(success_path, failure_path, output_path, labelling: str) -> d
                     columns[name].append(values)
                 columns["rollout_id"].append(np.full(kept, rollout_id))
                 columns["task_index"].append(np.full(kept, task_index))
-        _check_outcomes(rollouts, success_path, failure_path)
+        _check_outcomes(rollouts, success_path, failure_path, read, reader.skips.describe())
         metadata = {
             "source_files": {"success": str(success_path), "failure": str(failure_path)},
             "labelling": labelling,
@@ -86,9 +88,9 @@ def _concat(parts: list[np.ndarray], name: str) -> np.ndarray:
     return np.zeros((0, 7) if name in ("risk_label", "action") else (0,))
 
 
-def _check_outcomes(rollouts: list[dict], success_path, failure_path) -> None:
+def _check_outcomes(rollouts: list[dict], success_path, failure_path, read: dict, skipped: str) -> None:
     """A source needs usable successes and failures: without both no risk can be learned or scored."""
     if not any(r["success"] for r in rollouts):
-        raise InputError(f"{success_path}: no usable successful rollouts (file empty or every rollout skipped)")
+        raise InputError(f"{success_path}: no usable successful rollouts ({read[True]} in the file; {skipped})")
     if not any(not r["success"] for r in rollouts):
-        raise InputError(f"{failure_path}: no usable failed rollouts (file empty or every rollout skipped)")
+        raise InputError(f"{failure_path}: no usable failed rollouts ({read[False]} in the file; {skipped})")

@@ -27,6 +27,18 @@ class SkipCounts:
     def as_dict(self) -> dict[str, int]:
         return {f"skipped_{k}": v for k, v in self.__dict__.items()}
 
+    def describe(self) -> str:
+        """One phrase for error messages, e.g. ``"skipped: 2 empty rollouts, 40 steps with NaN/Inf"``."""
+        parts = [
+            f"{self.empty_rollouts} empty rollouts",
+            f"{self.wrong_hidden_length} steps with a failed-hook hidden state (length 0 or 1)",
+            f"{self.nonfinite_hidden} steps with NaN/Inf hidden states",
+            f"{self.unlabelled_dropped} unlabelled steps dropped (--require-labels)",
+        ]
+        counts = (self.empty_rollouts, self.wrong_hidden_length, self.nonfinite_hidden, self.unlabelled_dropped)
+        kept = [part for part, count in zip(parts, counts) if count]
+        return "skipped: " + (", ".join(kept) if kept else "nothing")
+
 
 @dataclass
 class RolloutArrays:
@@ -61,7 +73,7 @@ class RolloutReader:
             self.skips.empty_rollouts += 1
             return None
         labels, has_label = self._labels(actions, provided, success, where)
-        keep = self._usable_hidden(hidden) & (has_label.astype(bool) | (self.labelling != "require"))
+        keep = self._usable_hidden(hidden, where) & (has_label.astype(bool) | (self.labelling != "require"))
         self.skips.unlabelled_dropped += int(((~has_label.astype(bool)) & (self.labelling == "require")).sum())
         num_steps = actions.shape[0]
         steps_left = num_steps - np.arange(num_steps)
@@ -78,13 +90,13 @@ class RolloutReader:
         kept = np.flatnonzero(keep)
         if kept.size == 0:
             return None
-        stacked = np.stack([hidden[i] for i in kept]).astype(np.float32, copy=False)
+        stacked = np.stack([np.asarray(hidden[i], dtype=np.float32) for i in kept])
         return RolloutArrays(stacked, {k: np.asarray(v)[kept] for k, v in fields.items()}, task_key(rollout.get("task_id", "")), num_steps)
 
     def _raw_steps(self, rollout: dict, where: str) -> tuple[np.ndarray, list, list]:
-        steps = rollout.get("steps") or []
+        steps = _sequence(rollout, "steps", where)
         if steps:
-            if not isinstance(steps, list) or any(not isinstance(s, dict) for s in steps):
+            if any(not isinstance(s, dict) for s in steps):
                 raise InputError(f"{where}: field 'steps' must be a list of dicts")
             missing = next((i for i, s in enumerate(steps) if "action" not in s or "hidden_state" not in s), None)
             if missing is not None:
@@ -93,7 +105,7 @@ class RolloutReader:
             hidden = [s["hidden_state"] for s in steps]
             provided = [_step_label(s) for s in steps]
         else:
-            actions, hidden = rollout.get("actions") or [], rollout.get("features") or []
+            actions, hidden = _sequence(rollout, "actions", where), _sequence(rollout, "features", where)
             if len(actions) != len(hidden):
                 raise InputError(f"{where}: 'actions' has {len(actions)} entries but 'features' has {len(hidden)}")
             provided = [None] * len(actions)
@@ -110,20 +122,36 @@ class RolloutReader:
                 has_label[step] = 1
         return labels, has_label
 
-    def _usable_hidden(self, hidden: list) -> np.ndarray:
-        """Mask of steps whose hidden state has the source's length and only finite values."""
+    def _usable_hidden(self, hidden: list, where: str) -> np.ndarray:
+        """Mask of steps whose hidden state has the source's length and only finite values.
+
+        A failed hook leaves ``None`` or a 0/1-element array (``zeros(1)``): such steps are skipped
+        and counted. Any other length differing from the source's first hidden state is an error,
+        since it means rollouts of different models were mixed into one file.
+        """
         usable = np.zeros(len(hidden), dtype=bool)
         for i, state in enumerate(hidden):
-            state = np.asarray(state)
-            if state.ndim != 1 or state.size <= 1:
+            if state is None:
                 self.skips.wrong_hidden_length += 1
+                self.hidden_lengths[0] += 1
                 continue
-            if self.hidden_dim is None:
-                self.hidden_dim = int(state.size)
-            if state.size != self.hidden_dim:
+            try:
+                state = np.asarray(state, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise InputError(f"{where}, step {i}: field 'hidden_state' is not numeric (got {type(state).__name__})") from None
+            if state.size <= 1:
                 self.skips.wrong_hidden_length += 1
                 self.hidden_lengths[int(state.size)] += 1
                 continue
+            if state.ndim != 1:
+                raise InputError(f"{where}, step {i}: field 'hidden_state' must be a vector [D], got shape {state.shape}")
+            if self.hidden_dim is None:
+                self.hidden_dim = int(state.size)
+            if state.size != self.hidden_dim:
+                raise InputError(
+                    f"{where}, step {i}: field 'hidden_state' has {state.size} values but earlier steps of this source have "
+                    f"{self.hidden_dim} (only a failed hook's zeros(1) is skipped; other lengths mean rollouts of different models were mixed)"
+                )
             if not np.isfinite(state).all():
                 self.skips.nonfinite_hidden += 1
                 continue
@@ -132,10 +160,22 @@ class RolloutReader:
 
     @staticmethod
     def _collisions(rollout: dict, num_steps: int) -> np.ndarray:
-        steps = rollout.get("steps") or []
+        steps = _sequence(rollout, "steps", "")
         if steps:
             return np.asarray([bool(s.get("collision", False)) for s in steps], dtype=np.uint8)
         return np.zeros(num_steps, dtype=np.uint8)
+
+
+def _sequence(rollout: dict, key: str, where: str) -> list:
+    """A per-step field as a list: absent or ``None`` gives ``[]``; numpy arrays are split by row."""
+    value = rollout.get(key)
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        return list(value) if value.ndim else [value]
+    if not isinstance(value, (list, tuple)):
+        raise InputError(f"{where}: field '{key}' must be a list, got {type(value).__name__}")
+    return list(value)
 
 
 def _step_label(step: dict) -> Any:
@@ -146,16 +186,19 @@ def _step_label(step: dict) -> Any:
 
 
 def _as_actions(actions: list, where: str) -> np.ndarray:
-    try:
-        array = np.asarray(actions, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{where}: field 'action(s)' is not numeric [T, {NUM_DIMENSIONS}] ({exc})") from None
     if len(actions) == 0:
         return np.zeros((0, NUM_DIMENSIONS), dtype=np.float32)
-    if array.ndim != 2 or array.shape[1] != NUM_DIMENSIONS:
-        raise InputError(f"{where}: field 'action(s)' must be [T, {NUM_DIMENSIONS}], got shape {array.shape}")
+    for step, action in enumerate(actions):
+        try:
+            shape = np.shape(np.asarray(action, dtype=np.float32))
+        except (TypeError, ValueError):
+            raise InputError(f"{where}, step {step}: field 'action' is not numeric (got {type(action).__name__})") from None
+        if shape != (NUM_DIMENSIONS,):
+            raise InputError(f"{where}, step {step}: field 'action' must have {NUM_DIMENSIONS} values, got shape {shape}")
+    array = np.asarray(actions, dtype=np.float32)
     if not np.isfinite(array).all():
-        raise InputError(f"{where}: field 'action(s)' contains NaN or Inf")
+        step = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
+        raise InputError(f"{where}, step {step}: field 'action' contains NaN or Inf")
     return array
 
 

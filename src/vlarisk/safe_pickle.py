@@ -6,6 +6,8 @@ clusters and colleagues, so every pickle this project reads goes through :func:`
 
 from __future__ import annotations
 
+import _compat_pickle
+import importlib.util
 import io
 import os
 import pickle
@@ -40,9 +42,17 @@ class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that resolves only the globals in :data:`ALLOWED_GLOBALS`."""
 
     def find_class(self, module: str, name: str) -> Any:
+        module, name = _python3_name(module, name)
         if (module, name) in ALLOWED_GLOBALS or _is_numpy_dtype_class(module, name):
-            return super().find_class(module, name)
+            return super().find_class(_installed_numpy_module(module), name)
         raise UnsafePickleError(f"refusing to load global '{module}.{name}': only plain data and numpy arrays are allowed")
+
+
+def _python3_name(module: str, name: str) -> tuple[str, str]:
+    """Protocol-2 pickles name builtins the Python 2 way (``__builtin__.bytes``); use today's names."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
 def _is_numpy_dtype_class(module: str, name: str) -> bool:
@@ -50,18 +60,49 @@ def _is_numpy_dtype_class(module: str, name: str) -> bool:
     return module == "numpy.dtypes" and name.endswith("DType") and name.isidentifier()
 
 
+def _installed_numpy_module(module: str) -> str:
+    """numpy 2 renamed ``numpy.core`` to ``numpy._core``; files written by either version name theirs.
+
+    Resolving the name to the installed layout loads both without numpy's deprecation warning
+    (numpy 2 warns on ``numpy.core.numeric``) and lets numpy 1.x read numpy-2 pickles.
+    """
+    if not module.startswith(("numpy.core.", "numpy._core.")):
+        return module
+    tail = module.split(".", 2)[2]
+    return f"numpy._core.{tail}" if _NUMPY_HAS_CORE_PACKAGE else f"numpy.core.{tail}"
+
+
+_NUMPY_HAS_CORE_PACKAGE = importlib.util.find_spec("numpy._core") is not None
+
+# Every pickle protocol from 2 on starts with the PROTO opcode (0x80); used only to word errors.
+_PROTO_OPCODE = 0x80
+_PREVIEW_BYTES = 8  # leading bytes quoted by the "not a pickle file" message
+
+
 def load_pickle(path: str | os.PathLike) -> Any:
     """Read a pickle file safely; every failure becomes an :class:`InputError` naming the file."""
+    head = b""
     try:
-        with open(path, "rb") as handle:
-            if os.fstat(handle.fileno()).st_size == 0:
+        with open(path, "rb", buffering=0) as raw:
+            if os.fstat(raw.fileno()).st_size == 0:
                 raise InputError(f"{path}: file is empty")
-            return RestrictedUnpickler(io.BufferedReader(handle, buffer_size=1 << 20)).load()
+            head = raw.read(_PREVIEW_BYTES)
+            raw.seek(0)
+            with io.BufferedReader(raw, buffer_size=1 << 20) as handle:
+                return RestrictedUnpickler(handle).load()
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{path}: {exc}") from None
     except InputError:
         raise
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected a pickle file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    except MemoryError:
+        raise InputError(f"{path}: ran out of memory while reading the pickle") from None
+    except Exception as exc:  # any decoding failure of the bytes: truncated, corrupt or not a pickle
+        if head and head[0] != _PROTO_OPCODE:
+            raise InputError(f"{path}: not a pickle file (it starts with {head!r}; {type(exc).__name__}: {exc})") from None
         raise InputError(f"{path}: not a readable pickle (truncated or corrupt?): {type(exc).__name__}: {exc}") from None

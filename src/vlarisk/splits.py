@@ -84,12 +84,19 @@ def split_rows(rollout_ids: np.ndarray, split: dict) -> dict[str, np.ndarray]:
 
 def validate_split(split: dict, rollouts: list[dict], source: str = "split") -> None:
     """Check a loaded split against a dataset: known rollout ids, each in exactly one split."""
+    if not isinstance(split, dict):
+        raise InputError(f"{source}: expected a JSON object with 'train', 'val' and 'test' lists, got {type(split).__name__}")
     missing = [name for name in SPLIT_NAMES if not isinstance(split.get(name), list)]
     if missing:
         raise InputError(f"{source}: field(s) {missing} missing or not lists of rollout ids")
     known = {r["rollout_id"] for r in rollouts}
     seen: set[int] = set()
     for name in SPLIT_NAMES:
+        not_ids = [i for i in split[name] if isinstance(i, bool) or not isinstance(i, int)]
+        if not_ids:
+            raise InputError(f"{source}: split '{name}' holds {not_ids[:5]}, which are not rollout ids (integers)")
+        if not split[name]:
+            raise InputError(f"{source}: split '{name}' is empty")
         ids = set(split[name])
         if ids - known:
             raise InputError(f"{source}: split '{name}' names rollout ids {sorted(ids - known)[:5]} that the dataset does not have")

@@ -25,7 +25,7 @@ from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.dataset import RiskDataset
 from vlarisk.device import autocast, resolve_device
 from vlarisk.errors import InputError
-from vlarisk.inference import predict_rows
+from vlarisk.inference import gather_rows, predict_rows
 from vlarisk.io_utils import atomic_path
 from vlarisk.model import RiskPredictor, read_checkpoint
 from vlarisk.normalization import feature_statistics, identity_statistics
@@ -35,6 +35,7 @@ from vlarisk.thresholds import binarize, positive_thresholds
 LOSS_TYPES = ("mse", "mae", "huber", "bce")
 HUBER_DELTA = 0.1  # risks live in [0, 1]: with the usual delta of 1 Huber would equal MSE / 2
 CHECKPOINT_FORMAT = 1
+RESUMABLE_CHANGES = ("epochs", "device")  # training settings that may differ when resuming
 
 
 @dataclass
@@ -109,16 +110,27 @@ def output_loss(prediction: torch.Tensor, target: torch.Tensor, loss_type: str) 
 class BatchStream:
     """Training batches drawn from a seeded permutation of the training rows.
 
-    On a GPU with room for it, the normalised training rows are copied to the device once;
-    otherwise each batch is gathered from the (memory-mapped) dataset and normalised on the fly,
-    so no normalised copy of the data is ever made in host memory.
+    On a GPU with room for it, the normalised training rows are copied to the device once and each
+    batch is an index into them (the epoch's whole index is uploaded once, so a step costs no host
+    work). Otherwise each batch is gathered from the (memory-mapped) dataset straight into a reused
+    buffer and normalised there in place, so no normalised copy of the data, and no per-batch
+    allocation, is ever made in host memory.
+
+    The batch tensors of the host path are reused: a yielded ``hidden`` is valid until the next
+    batch is drawn from the same stream (the training loop finishes its step before that). Within
+    a batch the rows are in ascending order (sequential reads); the batches of an epoch and their
+    content depend only on ``(seed, epoch)``.
     """
 
     def __init__(self, dataset: RiskDataset, rows: np.ndarray, mean: torch.Tensor, std: torch.Tensor, device: torch.device, batch_size: int):
-        self.dataset, self.rows, self.device, self.batch_size = dataset, rows, device, batch_size
+        self.dataset, self.rows, self.device, self.batch_size = dataset, np.asarray(rows), device, batch_size
+        if len(self.rows) and (int(self.rows.min()) < 0 or int(self.rows.max()) >= len(dataset)):
+            raise IndexError(f"training rows out of range for a dataset of {len(dataset)} steps")
         self.mean, self.std = mean.to(device), std.to(device)
-        self.labels = torch.from_numpy(np.asarray(dataset.labels[rows], dtype=np.float32)).to(device)
+        self.labels = torch.from_numpy(np.asarray(dataset.labels[self.rows], dtype=np.float32)).to(device)
         self.resident = self._copy_to_device() if device.type == "cuda" else None
+        self._host_buffers: list[np.ndarray] = []
+        self._copied: list = []  # CUDA events: when each pinned buffer's upload finished
 
     def _copy_to_device(self) -> torch.Tensor | None:
         needed = len(self.rows) * self.dataset.hidden_dim * 4
@@ -126,26 +138,57 @@ class BatchStream:
         if needed > 0.6 * free:
             return None
         resident = torch.empty((len(self.rows), self.dataset.hidden_dim), dtype=torch.float32, device=self.device)
-        for start in range(0, len(self.rows), 65536):
-            block = torch.from_numpy(np.asarray(self.dataset.hidden[self.rows[start : start + 65536]], dtype=np.float32))
-            resident[start : start + len(block)] = (block.to(self.device) - self.mean) / self.std
+        staging = np.empty((min(8192, len(self.rows)), self.dataset.hidden_dim), dtype=np.float32)
+        for start in range(0, len(self.rows), len(staging)):
+            block = gather_rows(self.dataset.hidden, self.rows[start : start + len(staging)], staging)
+            part = resident[start : start + len(block)]
+            part.copy_(torch.from_numpy(block))
+            part.sub_(self.mean).div_(self.std)
         return resident
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def positions(self, seed: int, epoch: int) -> np.ndarray:
+        """Positions (into ``rows``) of the epoch's batches, concatenated; each batch sorted."""
+        order = np.random.default_rng([seed, epoch]).permutation(len(self.rows))
+        full = len(order) - len(order) % self.batch_size
+        head = np.sort(order[:full].reshape(-1, self.batch_size), axis=1).reshape(-1)
+        return np.concatenate([head, np.sort(order[full:])])
+
     def epoch(self, seed: int, epoch: int):
         """Yield ``(hidden, target)`` batches in the order fixed by ``(seed, epoch)``."""
-        order = np.random.default_rng([seed, epoch]).permutation(len(self.rows))
-        for start in range(0, len(order), self.batch_size):
-            positions = np.sort(order[start : start + self.batch_size])
-            if self.resident is not None:
-                index = torch.from_numpy(positions).to(self.device)
-                yield self.resident[index], self.labels[index]
-                continue
-            block = torch.from_numpy(np.asarray(self.dataset.hidden[self.rows[positions]], dtype=np.float32))
-            block = block.to(self.device, non_blocking=True)
-            yield (block - self.mean) / self.std, self.labels[torch.from_numpy(positions).to(self.device)]
+        positions = self.positions(seed, epoch)
+        if self.resident is not None:
+            index = torch.from_numpy(positions).to(self.device)
+            for start in range(0, len(positions), self.batch_size):
+                batch = index[start : start + self.batch_size]
+                yield self.resident.index_select(0, batch), self.labels.index_select(0, batch)
+            return
+        host_index = torch.from_numpy(positions)
+        device_index = host_index.to(self.device) if self.device.type != "cpu" else host_index
+        cuda = self.device.type == "cuda"
+        for number, start in enumerate(range(0, len(positions), self.batch_size)):
+            batch = positions[start : start + self.batch_size]
+            slot = number % 2 if cuda else 0  # two pinned buffers: gather one while the other uploads
+            if cuda and self._copied[slot] is not None:
+                self._copied[slot].synchronize()  # the last upload from this buffer has finished
+            hidden = torch.from_numpy(gather_rows(self.dataset.hidden, self.rows[batch], self._host_buffer(slot)))
+            if self.device.type != "cpu":
+                hidden = hidden.to(self.device, non_blocking=cuda)
+                if cuda:
+                    self._copied[slot] = torch.cuda.Event()
+                    self._copied[slot].record()
+            hidden.sub_(self.mean).div_(self.std)
+            yield hidden, self.labels.index_select(0, device_index[start : start + len(batch)])
+
+    def _host_buffer(self, slot: int) -> np.ndarray:
+        """The reused gather buffer ``slot`` (in pinned memory for CUDA), made on first use."""
+        while len(self._host_buffers) <= slot:
+            buffer = torch.empty((min(self.batch_size, max(len(self.rows), 1)), self.dataset.hidden_dim), dtype=torch.float32)
+            self._host_buffers.append((buffer.pin_memory() if self.device.type == "cuda" else buffer).numpy())
+            self._copied.append(None)
+        return self._host_buffers[slot]
 
 
 def validation_metrics(prediction: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, loss_type: str) -> dict:
@@ -185,31 +228,61 @@ class Trainer:
         self.thresholds = positive_thresholds(dataset.labels[self.rows["train"]], config.positive_fraction_of_max)
         self.val_labels = np.asarray(dataset.labels[self.rows["val"]], dtype=np.float32)
         torch.manual_seed(config.seed)
-        self.model = RiskPredictor(dataset.hidden_dim, config.hidden_dims, dropout=config.dropout, activation=config.activation).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self._start(RiskPredictor(dataset.hidden_dim, config.hidden_dims, dropout=config.dropout, activation=config.activation))
+
+    def _start(self, model: torch.nn.Module) -> None:
+        """Put ``model`` on the device with a fresh optimiser and history (shared with the multi-source trainer)."""
+        self.model = model.to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         self.history = {"train_loss": [], "val_loss": [], "val_metrics": [], "epoch_seconds": [], "samples_per_second": []}
         self.best = {"epoch": 0, "score": -np.inf}
         self.best_state = copy.deepcopy(self.model.state_dict())
         self.start_epoch = 1
 
     def resume(self) -> None:
-        """Continue from ``latest.pt`` in the output directory, history included."""
+        """Continue from ``latest.pt`` in the output directory, history included.
+
+        Refuses (with the reason) a ``latest.pt`` of other data, architecture, split or training
+        settings: only ``epochs`` (to train further) and ``device`` may change, so that a resumed
+        run ends exactly where an uninterrupted one would (bit for bit on CPU).
+        """
         path = self.output_dir / "latest.pt"
         if not path.exists():
             self.log(f"--resume: {path} not found, starting from epoch 1")
             return
         checkpoint = read_checkpoint(path, map_location=self.device)
-        if checkpoint.get("data_sha256") != self.dataset.content_hash or checkpoint.get("model_config") != self.model.model_config:
+        fields = self._data_fields()
+        if checkpoint.get("data_sha256") != fields["data_sha256"] or checkpoint.get("model_config") != self.model.model_config:
             raise InputError(f"{path}: cannot resume: it was trained on other data or another architecture")
-        if checkpoint.get("split") != self.split:
+        if checkpoint.get("split") != fields["split"]:
             raise InputError(f"{path}: cannot resume: it was trained with a different split")
+        saved, current = checkpoint.get("training_config") or {}, asdict(self.config)
+        changed = [f"{key} {saved.get(key)!r} -> {current[key]!r}" for key in current if key not in RESUMABLE_CHANGES and saved.get(key) != current[key]]
+        if changed:
+            raise InputError(f"{path}: cannot resume with different training settings ({', '.join(changed)}); use the same settings or train without --resume")
         self.model.load_state_dict(checkpoint["model_state_dict"])
         self.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
         self.history, self.best = checkpoint["history"], checkpoint["best"]
-        best_path = self.output_dir / "best_model.pt"
-        self.best_state = read_checkpoint(best_path, self.device)["model_state_dict"] if best_path.exists() else copy.deepcopy(self.model.state_dict())
+        self.best_state = self._resumed_best_state(int(checkpoint["epoch"]), fields["data_sha256"])
         self.start_epoch = int(checkpoint["epoch"]) + 1
         self.log(f"resumed from {path} at epoch {self.start_epoch}")
+
+    def _resumed_best_state(self, latest_epoch: int, data_sha256) -> dict:
+        """Weights of the best epoch so far, from ``best_model.pt`` (checked to belong to this run).
+
+        ``best_model.pt`` is written before ``latest.pt``, so a kill between the two leaves it one
+        epoch ahead; that epoch is then trained again and, seeded by ``(seed, epoch)``, improves on
+        the best again and overwrites it.
+        """
+        best_path = self.output_dir / "best_model.pt"
+        if not best_path.exists():
+            if self.best["epoch"] > 0:
+                raise InputError(f"{best_path}: missing, but latest.pt names epoch {self.best['epoch']} as the best; cannot resume")
+            return copy.deepcopy(self.model.state_dict())
+        best = read_checkpoint(best_path, self.device)
+        if best.get("data_sha256") != data_sha256 or best.get("epoch") not in (self.best["epoch"], latest_epoch + 1):
+            raise InputError(f"{best_path}: does not belong to latest.pt (its epoch is {best.get('epoch')}, latest.pt names {self.best['epoch']}); cannot resume")
+        return best["model_state_dict"]
 
     def fit(self) -> TrainingOutcome:
         started = time.perf_counter()
@@ -224,22 +297,39 @@ class Trainer:
     def _run_epoch(self, stream: BatchStream, epoch: int) -> None:
         config = self.config
         tick = time.perf_counter()
+        train_loss = self._train_epoch(stream, epoch)
+        metrics = self._validate()
+        seconds = time.perf_counter() - tick
+        self._record(epoch, train_loss, metrics, seconds, len(stream) / seconds)
+
+    def _train_epoch(self, stream: BatchStream, epoch: int, max_batches: int | None = None) -> float:
+        """One pass of optimisation steps over ``stream`` (only its first ``max_batches`` when given,
+        for benchmarks); returns the mean training loss per sample."""
+        config = self.config
         torch.manual_seed(config.seed * 100_003 + epoch)
         self.model.train()
         total = torch.zeros((), device=self.device)
-        for hidden, target in stream.epoch(config.seed, epoch):
+        for batch, (model, hidden, target) in enumerate(self._training_batches(stream, epoch)):
+            if max_batches is not None and batch >= max_batches:
+                break
             with autocast(self.device, config.bf16):
-                loss = training_loss(self.model, hidden, target, config.loss_type)
+                loss = training_loss(model, hidden, target, config.loss_type)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
             self.optimizer.step()
             total += loss.detach() * len(target)
-        train_loss = float(total) / len(stream)
-        prediction = predict_rows(self.model, self.dataset.hidden, self.rows["val"], self.mean, self.std, self.device, bf16=config.bf16)
-        metrics = validation_metrics(prediction, self.val_labels, self.thresholds, config.loss_type)
-        seconds = time.perf_counter() - tick
-        self._record(epoch, train_loss, metrics, seconds, len(stream) / seconds)
+        return float(total) / len(stream)
+
+    def _training_batches(self, stream: BatchStream, epoch: int):
+        """Yield ``(model, hidden, target)``: each batch of the epoch with the module that scores it."""
+        for hidden, target in stream.epoch(self.config.seed, epoch):
+            yield self.model, hidden, target
+
+    def _validate(self) -> dict:
+        """Validation metrics of the current weights (see :func:`validation_metrics`)."""
+        prediction = predict_rows(self.model, self.dataset.hidden, self.rows["val"], self.mean, self.std, self.device, bf16=self.config.bf16)
+        return validation_metrics(prediction, self.val_labels, self.thresholds, self.config.loss_type)
 
     def _record(self, epoch: int, train_loss: float, metrics: dict, seconds: float, rate: float) -> None:
         history = self.history
@@ -270,14 +360,17 @@ class Trainer:
             "val_loss": metrics["loss"],
             "val_metrics": metrics,
             "model_config": self.model.model_config,
-            "normalization": {"mean": self.mean.tolist(), "std": self.std.tolist(), "enabled": self.config.normalize},
+            **self._data_fields(),
             "training_config": asdict(self.config),
             "model_name": self.model_name,
-            "split": self.split,
-            "data_sha256": self.dataset.content_hash,
             "history": self.history,
             "best": self.best,
             "versions": {"vlarisk": vlarisk.__version__, "torch": str(torch.__version__)},
         }
         with atomic_path(self.output_dir / name) as tmp:
             torch.save(checkpoint, tmp)
+
+    def _data_fields(self) -> dict:
+        """Checkpoint fields tying the weights to their data: normalisation, split and data hash."""
+        normalization = {"mean": self.mean.tolist(), "std": self.std.tolist(), "enabled": self.config.normalize}
+        return {"normalization": normalization, "split": self.split, "data_sha256": self.dataset.content_hash}

@@ -38,6 +38,9 @@ MARK="# written by vlarisk tests/slurm/slurm_up.sh"
 say() { printf '[slurm_up] %s\n' "$*" >&2; }
 fail() { say "ERROR: $*"; exit 1; }
 [ "$(id -u)" -eq 0 ] || fail "run me as root (the daemons and /etc/slurm need it)"
+for v in NGPU MIN_JOB_AGE DEF_MEM; do
+  [[ "${!v}" =~ ^[0-9]+$ ]] || fail "$v must be a non-negative integer, got '${!v}'"
+done
 t0=$(date +%s)
 
 # ------------------------------------------------------------------ packages
@@ -167,7 +170,7 @@ SlurmctldPidFile=$STATE/slurmctld.pid
 SlurmdPidFile=$STATE/slurmd.pid
 SlurmctldLogFile=$STATE/slurmctld.log
 SlurmdLogFile=$STATE/slurmd.log
-ProctrackType=proctrack/linuxproc
+ProctrackType=proctrack/pgid
 TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory

@@ -1,0 +1,100 @@
+"""Hand-off to activation steering: watch per-dimension risk, and push a model's activations.
+
+:class:`RiskMonitor` turns each hidden state of a running VLA into a per-dimension risk, the riskiest
+dimension and whether it crosses its alarm threshold. :func:`add_steering_hook` adds a vector to
+the output of any submodule of a ``torch.nn.Module`` (a transformer block, say) until the returned
+handle is removed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from vlarisk.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
+from vlarisk.model import load_predictor
+from vlarisk.multi_model import NormalizedMultiRiskPredictor
+
+
+@dataclass
+class RiskReading:
+    """The monitor's verdict on one hidden state ``[D]`` (scalars) or a batch ``[B, D]`` (lists)."""
+
+    risk: torch.Tensor
+    riskiest_index: int | list[int]
+    riskiest_dimension: str | list[str]
+    alarm: bool | list[bool]
+
+
+class RiskMonitor:
+    """Per-dimension risk of a stream of hidden states, with the riskiest dimension and an alarm.
+
+    Parameters
+    ----------
+    predictor : path or nn.Module
+        A checkpoint (``best_model.pt``) or a loaded model taking raw hidden states.
+    threshold : float or sequence of 7 floats
+        Alarm level per dimension (one value for all). The riskiest dimension is the one with the
+        largest ``risk / threshold``, so with a single threshold it is simply the largest risk.
+    source : str, optional
+        Which source's input layer to use with a multi-model checkpoint (required there).
+    device : str or torch.device
+        Where the predictor runs.
+    """
+
+    def __init__(self, predictor: str | os.PathLike | nn.Module, threshold: float | Sequence[float] = 0.5, source: str | None = None, device: str | torch.device = "cpu") -> None:
+        model = load_predictor(predictor, device) if isinstance(predictor, (str, os.PathLike)) else predictor.to(device)
+        if isinstance(model, NormalizedMultiRiskPredictor):
+            if source is None:
+                raise ValueError(f"a multi-model predictor needs source= (one of {model.sources})")
+            model = model.source_predictor(source)
+        elif source is not None:
+            raise ValueError("source= only applies to multi-model predictors")
+        self.model = model.eval()
+        self.device = torch.device(device)
+        threshold = torch.as_tensor(threshold, dtype=torch.float32, device=self.device)
+        if threshold.shape not in ((), (NUM_DIMENSIONS,)) or not bool((threshold > 0).all()):
+            raise ValueError(f"threshold must be one positive value or {NUM_DIMENSIONS} of them, got {threshold.tolist()}")
+        self.threshold = threshold.expand(NUM_DIMENSIONS)
+
+    @torch.inference_mode()
+    def update(self, hidden_state: torch.Tensor) -> RiskReading:
+        """Score one hidden state ``[D]`` or a batch ``[B, D]``."""
+        hidden = torch.as_tensor(hidden_state, dtype=torch.float32, device=self.device)
+        single = hidden.ndim == 1
+        risk = self.model(hidden.unsqueeze(0) if single else hidden).float()
+        index = (risk / self.threshold).argmax(dim=1)
+        alarm = (risk >= self.threshold).any(dim=1)
+        names = [ACTION_DIMENSIONS[i] for i in index.tolist()]
+        if single:
+            return RiskReading(risk[0], int(index[0]), names[0], bool(alarm[0]))
+        return RiskReading(risk, index.tolist(), names, alarm.tolist())
+
+    __call__ = update
+
+
+def add_steering_hook(module: nn.Module, layer: str | nn.Module, vector: torch.Tensor, scale: float = 1.0) -> RemovableHandle:
+    """Add ``scale * vector`` to the output of ``layer`` (a dotted name in ``module`` or a submodule).
+
+    Works for outputs that are tensors or tuples whose first element is the hidden tensor (as
+    transformer blocks return); ``vector`` broadcasts over the last axis. Call ``.remove()`` on
+    the returned handle to stop steering.
+    """
+    target = module.get_submodule(layer) if isinstance(layer, str) else layer
+    if not any(target is candidate for candidate in module.modules()):
+        raise ValueError(f"{type(target).__name__} is not a submodule of the given module")
+    shift = scale * torch.as_tensor(vector).detach()
+
+    def steer(_module: nn.Module, _inputs, output):
+        if isinstance(output, torch.Tensor):
+            return output + shift.to(output)
+        if isinstance(output, tuple) and output and isinstance(output[0], torch.Tensor):
+            return (output[0] + shift.to(output[0]), *output[1:])
+        raise TypeError(f"cannot steer an output of type {type(output).__name__}: expected a tensor or a tuple starting with one")
+
+    return target.register_forward_hook(steer)

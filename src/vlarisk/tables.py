@@ -1,0 +1,247 @@
+"""The paper's tables, built from ``results.json`` files and test predictions.
+
+A cell summarises one metric over runs (seeds) as ``mean ± std`` (sample standard deviation,
+``ddof=1``; a single run shows its value alone). A metric that is undefined in ``results.json``
+(``null``: a dimension without both classes) shows as ``n/a``, never as 0.5; a cell where only some
+runs define it shows how many, e.g. ``0.812 ± 0.010 (2/3)``. Each table is written as Markdown,
+LaTeX (booktabs), CSV and HTML, plus a JSON sidecar holding the unrounded values; the CSV and the
+sidecar name the files every row came from. Rows keep the order they are given in, numbers have a
+fixed format and nothing records a time, so the same inputs always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from vlarisk.constants import ACTION_DIMENSIONS
+from vlarisk.io_utils import atomic_path
+from vlarisk.predictions import failure_relation, load_predictions
+
+MISSING = "n/a"
+DIGITS = 3
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One metric over runs; ``None`` marks a run where the metric is undefined."""
+
+    values: tuple[float | None, ...]
+    signed: bool = False
+
+    @property
+    def defined(self) -> list[float]:
+        return [float(v) for v in self.values if v is not None and math.isfinite(v)]
+
+    @property
+    def mean(self) -> float | None:
+        return float(np.mean(self.defined)) if self.defined else None
+
+    @property
+    def std(self) -> float | None:
+        return float(np.std(self.defined, ddof=1)) if len(self.defined) > 1 else None
+
+    def format(self) -> str:
+        """``mean ± std``, the value alone for one run, ``n/a`` when undefined everywhere."""
+        if self.mean is None:
+            return MISSING
+        text = f"{self.mean:+.{DIGITS}f}" if self.signed else f"{self.mean:.{DIGITS}f}"
+        if self.std is not None:
+            text += f" ± {self.std:.{DIGITS}f}"
+        if len(self.defined) < len(self.values):
+            text += f" ({len(self.defined)}/{len(self.values)})"
+        return text
+
+    def as_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "n": len(self.defined), "values": list(self.values)}
+
+
+@dataclass
+class Row:
+    """Label cells, value cells (one per value column) and the files the values came from."""
+
+    labels: tuple[str, ...]
+    cells: tuple[Summary, ...]
+    sources: tuple[str, ...]
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    label_columns: tuple[str, ...]
+    value_columns: tuple[str, ...]
+    rows: list[Row] = field(default_factory=list)
+
+
+def read_results(path: str | Path) -> dict:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def metric_columns(prefix: str) -> tuple[str, ...]:
+    """Keys ``<prefix>_<d>`` for every dimension, then the mean over dimensions."""
+    return tuple(f"{prefix}_{name}" for name in ACTION_DIMENSIONS) + (f"mean_{prefix}",)
+
+
+def summarise(metric_dicts: Sequence[dict], keys: Iterable[str]) -> tuple[Summary, ...]:
+    """One :class:`Summary` per key over the runs' metric dicts."""
+    return tuple(Summary(tuple(metrics.get(key) for metrics in metric_dicts)) for key in keys)
+
+
+# ------------------------------------------------------------------------------------ builders
+def per_dimension_table(prefix: str, single: dict[str, str], multi: dict[str, str]) -> Table:
+    """(a) AUC-ROC or AP per dimension: single model, each multi-model group, oracle, per source."""
+    title = {"auc": "Test AUC-ROC per action dimension", "ap": "Test average precision per action dimension"}[prefix]
+    keys = metric_columns(prefix)
+    table = Table(f"{prefix}_per_dimension", title, ("source", "model"), (*ACTION_DIMENSIONS, "mean"))
+    multi_results = {group: read_results(path) for group, path in sorted(multi.items())}
+    for source, path in sorted(single.items()):
+        results = read_results(path)
+        table.rows.append(Row((source, "single"), summarise([results["test_metrics"]], keys), (path,)))
+        for group, grouped in multi_results.items():
+            if source in grouped.get("per_source", {}):
+                metrics = grouped["per_source"][source]["test_metrics"]
+                table.rows.append(Row((source, f"multi ({group})"), summarise([metrics], keys), (multi[group],)))
+        if "oracle" in results:
+            table.rows.append(Row((source, "oracle"), summarise([results["oracle"]], keys), (path,)))
+    return table
+
+
+def single_vs_multi_table(single: dict[str, str], multi: dict[str, str]) -> Table:
+    """(b) Mean AUC/AP of the single-source model against each multi-model group on that source."""
+    columns = ("single AUC", "multi AUC", "Δ AUC", "single AP", "multi AP", "Δ AP")
+    table = Table("single_vs_multi", "Single-source vs. multi-source training on each source's test set", ("source", "group"), columns)
+    multi_results = {group: read_results(path) for group, path in sorted(multi.items())}
+    for source, path in sorted(single.items()):
+        own = read_results(path)["test_metrics"]
+        groups = [(group, grouped["per_source"][source]["test_metrics"], (path, multi[group])) for group, grouped in multi_results.items() if source in grouped.get("per_source", {})]
+        for group, pooled, files in groups or [("(no multi-model group)", {}, (path,))]:
+            cells = []
+            for key in ("mean_auc", "mean_ap"):
+                mine, theirs = Summary((own.get(key),)), Summary((pooled.get(key),))
+                delta = None if mine.mean is None or theirs.mean is None else theirs.mean - mine.mean
+                cells += [mine, theirs, Summary((delta,), signed=True)]
+            table.rows.append(Row((source, group), tuple(cells), files))
+    return table
+
+
+def ablation_table(factor: str, runs: Sequence[tuple[str, str, str]]) -> Table:
+    """(c, d) One factor's cells: mean AUC, mean AP and per-dimension AUC over seeds.
+
+    ``runs`` holds ``(source, value label, results.json)``, one per seed; rows follow its order.
+    """
+    keys = ("mean_auc", "mean_ap", *metric_columns("auc")[:-1])
+    table = Table(f"ablation_{factor}", f"Ablation of {factor.replace('_', ' ')} (mean ± std over seeds)", ("source", factor, "runs"), ("mean AUC", "mean AP", *(f"AUC {d}" for d in ACTION_DIMENSIONS)))
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for source, value, path in runs:
+        grouped.setdefault((source, value), []).append(path)
+    for (source, value), paths in grouped.items():
+        metrics = [read_results(path)["test_metrics"] for path in sorted(paths)]
+        table.rows.append(Row((source, value, str(len(paths))), summarise(metrics, keys), tuple(sorted(paths))))
+    return table
+
+
+def failure_correlation_table(predictions: dict[str, str], bins: int = 5) -> Table:
+    """(e) Per dimension: rank/linear correlation of predicted risk with failure, and failure rate by risk bin."""
+    bin_columns = tuple(f"fail rate {label}" for label in risk_bin_labels(bins))
+    table = Table("failure_correlation", "Predicted risk against observed failures on the test split", ("source", "dimension"), ("Spearman vs fail_within_k", "Pearson vs label", *bin_columns))
+    for source, path in sorted(predictions.items()):
+        data = load_predictions(path)
+        for dim, name in enumerate(ACTION_DIMENSIONS):
+            relation = failure_relation(data["prediction"][:, dim], data["label"][:, dim], data["fail_within_k"], bins)
+            values = (relation["spearman_fail"], relation["pearson_label"], *relation["fail_rate_by_bin"])
+            table.rows.append(Row((source, name), tuple(Summary((v,)) for v in values), (path,)))
+    return table
+
+
+def risk_bin_labels(bins: int) -> list[str]:
+    """Names of equal-count predicted-risk bins, lowest risk first."""
+    return [f"Q{i + 1}" + (" (low)" if i == 0 else " (high)" if i == bins - 1 else "") for i in range(bins)]
+
+
+# ------------------------------------------------------------------------------------ writers
+def to_markdown(table: Table) -> str:
+    header = [*table.label_columns, *table.value_columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(table.label_columns) + ["---:"] * len(table.value_columns)) + "|"]
+    lines += ["| " + " | ".join(_text_cells(row)) + " |" for row in table.rows]
+    return "\n".join(lines) + f"\n\nTable: {table.title}\n"
+
+
+def to_latex(table: Table) -> str:
+    header = [*table.label_columns, *table.value_columns]
+    spec = "l" * len(table.label_columns) + "r" * len(table.value_columns)
+    lines = [
+        r"\begin{table}[ht]",
+        r"\centering",
+        rf"\caption{{{_latex_escape(table.title)}}}",
+        rf"\label{{tab:{table.name}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(_latex_escape(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
+    lines += [" & ".join(_latex_escape(c) for c in _text_cells(row)) + r" \\" for row in table.rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*table.label_columns, *table.value_columns, "results"])
+    for row in table.rows:
+        writer.writerow([*_text_cells(row), ";".join(row.sources)])
+    return buffer.getvalue()
+
+
+def to_html(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in (*table.label_columns, *table.value_columns))
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _text_cells(row)) + "</tr>\n" for row in table.rows)
+    style = "table{border-collapse:collapse;font-family:sans-serif;font-size:13px}td,th{border-bottom:1px solid #ccc;padding:3px 8px;text-align:right}caption{font-weight:bold;padding:6px}"
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(table.name)}</title><style>{style}</style></head>\n'
+        f"<body><table><caption>{html.escape(table.title)}</caption>\n<tr>{head}</tr>\n{body}</table></body></html>\n"
+    )
+
+
+def to_json(table: Table) -> str:
+    """Sidecar with unrounded values and, per row, the files it came from."""
+    rows = [
+        {"labels": dict(zip(table.label_columns, row.labels)), "cells": {c: s.as_dict() for c, s in zip(table.value_columns, row.cells)}, "results": list(row.sources)}
+        for row in table.rows
+    ]
+    document = {"name": table.name, "title": table.title, "label_columns": list(table.label_columns), "value_columns": list(table.value_columns), "rows": rows}
+    return json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+WRITERS = {"md": to_markdown, "tex": to_latex, "csv": to_csv, "html": to_html, "json": to_json}
+
+
+def write_table(table: Table, prefix: str | Path) -> list[Path]:
+    """Write ``<prefix>.md/.tex/.csv/.html/.json`` atomically; returns the paths."""
+    paths = []
+    for extension, writer in WRITERS.items():
+        path = Path(f"{prefix}.{extension}")
+        with atomic_path(path) as tmp:
+            tmp.write_text(writer(table), encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def _text_cells(row: Row) -> list[str]:
+    return [*row.labels, *(cell.format() for cell in row.cells)]
+
+
+def _latex_escape(text: str) -> str:
+    replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    text = "".join(replacements.get(char, char) for char in text)
+    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$")

@@ -1,0 +1,52 @@
+#!/usr/bin/env python
+"""Train one risk predictor on several sources (VLA models) listed in a data config.
+
+The data config is the guide's ``{"datasets": [{"model_name", "data_path", "description"?}]}``,
+optionally with ``split_path`` and ``planting_path`` per entry. Writes ``best_model.pt`` and
+``latest.pt`` in ``--output-dir``, and ``results.json`` (pooled and per-source test metrics)
+unless ``--no-test``.
+"""
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from vlarisk.cli import log, run
+from vlarisk.cli_args import add_training_arguments, training_config
+from vlarisk.evaluation import results_document
+from vlarisk.io_utils import write_json
+from vlarisk.multi_model import MultiTrainer, evaluate_sources, load_sources, per_source_summary
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-config", required=True, help="JSON listing the datasets to train on together")
+    add_training_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = training_config(args)
+    sources = load_sources(args.data_config, args.val_split, args.test_split, args.seed)
+    model_name = args.model_name or Path(args.output_dir).name
+    trainer = MultiTrainer(sources, config, args.output_dir, model_name, log=log)
+    if args.resume:
+        trainer.resume()
+    outcome = trainer.fit()
+    log(f"best epoch {outcome.best_epoch}; training took {outcome.wall_seconds:.1f}s")
+    if args.no_test:
+        return
+    report = evaluate_sources(outcome.model, sources, outcome.device, args.positive_fraction)
+    report["best_epoch"] = outcome.best_epoch
+    document = results_document(model_name, report, outcome.history, asdict(config), outcome.wall_seconds)
+    write_json(Path(args.output_dir) / "results.json", document)
+    log(per_source_summary(report))
+
+
+if __name__ == "__main__":
+    run(main)
