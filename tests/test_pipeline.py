@@ -90,5 +90,5 @@ def test_changing_metric_code_reruns_evaluation_only(built):
 
 def test_single_target_builds_one_source(tmp_path):
     workdir = copy_project(tmp_path)
-    plan = planned_jobs(workdir, *CONFIG, "results/models/tiny_b/results.json")
+    plan = planned_jobs(workdir, "results/models/tiny_b/results.json", *CONFIG)
     assert plan == {"simulate_rollouts": 1, "prepare_dataset": 1, "split_dataset": 1, "train_model": 1, "evaluate_model": 1}
