@@ -1,9 +1,8 @@
 # Resource requests for the rules that may run as cluster jobs.
 #
-# A rule uses them like this (the kind names the row of RESOURCE_TABLE):
+# Usage in a resources directive, naming the kind (a row of RESOURCE_TABLE),
+# e.g. in train_model:
 #
-#     rule train_model:
-#         ...
 #         resources:
 #             mem_mb=mem_mb_for("train"),
 #             runtime=runtime_for("train"),

@@ -33,12 +33,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_DIR = ROOT / "tests" / "slurm"
-# relative to a project copy (or absolute)
+# relative to a project copy (or absolute); a --configfile replaces config/config.yaml
 TINY_CONFIG = os.environ.get("VLARISK_SLURM_TEST_CONFIG", "tests/data/tiny_config.yaml")
-# the tiny config alone: without --replace-workflow-config Snakemake merges it into
-# config/config.yaml, sources included.  --configfile takes every following word
-# up to the next option, so targets go before it.
-CONFIG_ARGS = ("--configfile", TINY_CONFIG, "--replace-workflow-config")
 
 GPU_RULES = {"train_model", "train_ablation", "train_multi_model"}
 CPU_RULES = {
@@ -75,6 +71,27 @@ def copy_project(dst: Path) -> Path:
     """A private copy of the workflow (no results, no .snakemake, no venv)."""
     shutil.copytree(ROOT, dst, ignore=_copy_ignore, symlinks=True)
     return dst
+
+
+def write_test_config(project: Path, *, multi: bool, ablations: bool) -> str:
+    """The tiny config, plus a multi-model group of all its sources and/or a
+    one-factor, one-seed ablation grid, so that every cluster rule is in the DAG.
+    Returns its path relative to the project."""
+    import yaml
+
+    config = yaml.safe_load((project / TINY_CONFIG).read_text())
+    sources = list(config["sources"])
+    if multi and "multi_model" not in config:
+        config["multi_model"] = {"groups": {"all_sources": sources}}
+    if ablations and "ablations" not in config:
+        config["ablations"] = {
+            "sources": sources[:1],
+            "seeds": [0],
+            "factors": {"dropout": [0.25]},
+        }
+    path = project / "slurm_test_config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path.name
 
 
 def venv_env(project: Path | None = None) -> dict:
@@ -263,18 +280,23 @@ def test_slurm_profile_effective_settings(monkeypatch, tmp_path):
     monkeypatch.chdir(project)
     monkeypatch.delenv("SNAKEMAKE_PROFILE", raising=False)
     _, args = parse_args(["--profile", "profiles/slurm", "all"])
+    # plain values, so that a failure does not print the whole argparse Namespace
+    executor, jobs, retries = args.executor, args.jobs, args.retries
+    latency_wait, max_threads = args.latency_wait, args.max_threads
+    keep_logs = args.slurm_keep_successful_logs
 
-    assert args.executor == "slurm"
-    assert args.jobs and args.jobs >= 10
-    assert args.retries >= 1
+    assert executor == "slurm"
+    assert jobs and jobs >= 10
+    assert retries >= 1
     # shared file systems: 5 s (Snakemake's default) is too short for NFS
-    assert (
-        args.latency_wait >= 30
-    ), f"latency-wait={args.latency_wait}: another profile overrides profiles/slurm"
+    assert latency_wait >= 30, (
+        f"latency-wait={latency_wait}: another profile (profiles/default?) "
+        "overrides profiles/slurm"
+    )
     # (a `cores:` from profiles/default also caps each cluster job's threads at
     # that number; harmless while no rule asks for more -- see docs/cluster.md)
-    assert args.max_threads is None
-    assert args.slurm_keep_successful_logs is True
+    assert max_threads is None
+    assert keep_logs is True
     gres = {
         rule: getattr(res.get("gres"), "raw", None)
         for rule, res in (args.set_resources or {}).items()
@@ -288,8 +310,11 @@ def test_slurm_profile_effective_settings(monkeypatch, tmp_path):
 
 
 def _dry_run(project: Path, *profile_args: str) -> str:
+    """Dry run of the `paper` target (every rule) on the extended tiny config."""
+    config = write_test_config(project, multi=True, ablations=True)
     proc = subprocess.run(
-        snakemake_cmd("all", *profile_args, "-n", *CONFIG_ARGS),
+        # targets before --configfile, which takes every word up to the next option
+        snakemake_cmd("paper", *profile_args, "-n", "--configfile", config),
         cwd=project,
         env=venv_env(project),
         capture_output=True,
@@ -310,8 +335,7 @@ def test_slurm_profile_dry_run_plans_gpu_rules(tmp_path):
     jobs = planned_jobs(out)
     assert jobs, tail(out)
     planned = rules_of(jobs)
-    assert "train_model" in planned, sorted(planned)
-    assert "evaluate_model" in planned, sorted(planned)
+    assert CLUSTER_RULES <= planned, sorted(CLUSTER_RULES - planned)
     for j in jobs:
         if j["rule"] in GPU_RULES:
             assert j["resources"].get("gres") == "gpu:1", j
@@ -334,7 +358,7 @@ def test_site_profile_layering_keeps_gpu_request(tmp_path):
         "profiles/slurm-site-example",
     )
     jobs = planned_jobs(out)
-    assert any(j["rule"] == "train_model" for j in jobs), tail(out)
+    assert GPU_RULES <= rules_of(jobs), tail(out)
     for j in jobs:
         if j["rule"] in GPU_RULES:
             assert j["resources"].get("gres") == "gpu:a100:1", j
@@ -343,6 +367,51 @@ def test_site_profile_layering_keeps_gpu_request(tmp_path):
             assert "gres" not in j["resources"], j
             assert j["resources"].get("slurm_partition") == "cpu", j
             assert j["resources"].get("slurm_account") == "myproject", j
+
+
+_RULE_PLACEMENT = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+with SnakemakeApi(OutputSettings(quiet=None)) as api:
+    workflow = api.workflow(
+        resource_settings=ResourceSettings(),
+        config_settings=ConfigSettings(configfiles=[Path(sys.argv[1])]),
+        snakefile=Path("Snakefile"),
+        workdir=Path("."),
+    )._workflow
+    print(json.dumps({
+        rule.name: {"local": rule.name in workflow._localrules,
+                    "resources": sorted(rule.resources.keys())}
+        for rule in workflow.rules
+    }))
+"""
+
+
+def test_every_rule_is_local_or_a_sized_cluster_rule(tmp_path):
+    """No cheap rule goes to SLURM by mistake (it must be in `localrules`), and
+    every cluster rule declares its memory and wall time (rules/resources.smk)."""
+    project = copy_project(tmp_path / "proj")
+    config = write_test_config(project, multi=True, ablations=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RULE_PLACEMENT, config],
+        cwd=project,
+        env=venv_env(project),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, tail(proc.stdout + proc.stderr)
+    rules = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert CLUSTER_RULES <= rules.keys(), sorted(CLUSTER_RULES - rules.keys())
+    for name, info in rules.items():
+        if name in CLUSTER_RULES:
+            assert not info["local"], f"{name} is a localrule but needs the cluster"
+            assert {"mem_mb", "runtime"} <= set(info["resources"]), (name, info)
+        else:
+            assert info["local"], f"{name} is neither in localrules nor a cluster rule"
 
 
 # ------------------------------------------------------------- real SLURM
@@ -392,6 +461,10 @@ def slurm_cluster():
 def test_tiny_pipeline_through_real_slurm(slurm_cluster, tmp_path):
     slurm_proj = copy_project(tmp_path / "on_slurm")
     local_proj = copy_project(tmp_path / "local")
+    # the tiny config with a multi-model group: all of `all`'s rules, each GPU kind
+    config = write_test_config(slurm_proj, multi=True, ablations=False)
+    shutil.copy(slurm_proj / config, local_proj / config)
+    config_args = ("--configfile", config)  # after the targets: it takes every word
 
     # the local reference run shares the machine with the SLURM run; start it
     # first, it mostly overlaps with the plugin's polling waits
@@ -402,7 +475,7 @@ def test_tiny_pipeline_through_real_slurm(slurm_cluster, tmp_path):
                 "all",
                 "--cores",
                 "2",
-                *CONFIG_ARGS,
+                *config_args,
                 timeout_s=LOCAL_RUN_TIMEOUT,
             ),
             cwd=local_proj,
@@ -419,7 +492,7 @@ def test_tiny_pipeline_through_real_slurm(slurm_cluster, tmp_path):
         "profiles/slurm",
         "--profile",
         "profiles/slurm-test",
-        *CONFIG_ARGS,
+        *config_args,
         "--resources",
         f"mem_mb={mem_cap}",
         "--verbose",  # logs each sbatch call
@@ -464,12 +537,8 @@ def test_tiny_pipeline_through_real_slurm(slurm_cluster, tmp_path):
         else:
             assert "gpu" not in r["gres"] and "gpu" not in r["tres_per_node"], r
     submitted_rules = {r["rule"] for r in records}
-    assert {
-        "simulate_rollouts",
-        "prepare_dataset",
-        "train_model",
-        "evaluate_model",
-    } <= (submitted_rules), sorted(submitted_rules)
+    expected = CLUSTER_RULES - {"train_ablation", "evaluate_ablation"}
+    assert submitted_rules == expected, sorted(submitted_rules)
 
     # the sbatch lines the plugin issued agree
     calls = [ln for ln in log.splitlines() if ln.startswith("sbatch call: ")]

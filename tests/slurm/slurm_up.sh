@@ -170,6 +170,8 @@ SlurmctldPidFile=$STATE/slurmctld.pid
 SlurmdPidFile=$STATE/slurmd.pid
 SlurmctldLogFile=$STATE/slurmctld.log
 SlurmdLogFile=$STATE/slurmd.log
+# pgid, not linuxproc: on scancel (Ctrl-C of snakemake) linuxproc lost the job's
+# snakemake process once its shell parent had died, leaving an orphan behind
 ProctrackType=proctrack/pgid
 TaskPlugin=task/none
 SelectType=select/cons_tres
