@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from pipeline_utils import copy_project, planned_jobs, snakemake
 from vlarisk.dataset import load_dataset
 from vlarisk.errors import InputError
 from vlarisk.evaluation import evaluate
@@ -196,3 +198,24 @@ def test_split_path_is_used_as_given(dataset_path, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"datasets": [{"model_name": "a", "data_path": str(dataset_path), "split_path": str(tmp_path / "split.json")}]}))
     (source,) = load_sources(tmp_path / "config.json")
     assert source.split == split
+
+
+def project_with_groups(tmp_path, groups) -> tuple[Path, tuple[str, ...]]:
+    """A project copy whose config is the tiny one plus ``multi_model.groups``."""
+    workdir = copy_project(tmp_path)
+    config = yaml.safe_load((workdir / "tests/data/tiny_config.yaml").read_text())
+    (workdir / "multi.yaml").write_text(yaml.safe_dump({**config, "multi_model": {"groups": groups}}))
+    return workdir, ("--configfile", "multi.yaml", "--replace-workflow-config")
+
+
+def test_pipeline_plans_one_training_and_evaluation_per_group(tmp_path):
+    workdir, args = project_with_groups(tmp_path, {"pair": ["tiny_a", "tiny_b"]})
+    jobs = planned_jobs(workdir, *args)
+    assert jobs["write_multi_config"] == jobs["train_multi_model"] == jobs["evaluate_multi_model"] == 1
+
+
+@pytest.mark.parametrize("members, message", [(["tiny_a", "nope"], "multi_model.groups.pair names unknown source"), (["tiny_a", 3], "3 is not of type 'string'")])
+def test_bad_groups_fail_at_parse_time(tmp_path, members, message):
+    workdir, args = project_with_groups(tmp_path, {"pair": members})
+    result = snakemake(workdir, "-n", *args)
+    assert result.returncode != 0 and message in result.stdout + result.stderr

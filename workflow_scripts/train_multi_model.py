@@ -15,6 +15,7 @@ import torch
 
 from vlarisk.cli import log, run
 from vlarisk.cli_args import add_training_arguments, training_config
+from vlarisk.device import resolve_device
 from vlarisk.evaluation import results_document
 from vlarisk.io_utils import write_json
 from vlarisk.multi_model import MultiTrainer, evaluate_sources, load_sources, per_source_summary
@@ -24,19 +25,28 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-config", required=True, help="JSON listing the datasets to train on together")
     add_training_arguments(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:  # settings argparse cannot check alone: a usage error (exit 2), not a traceback
+        args.config = training_config(args)
+        resolve_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        parser.error(str(exc))
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = training_config(args)
+    config = args.config
     sources = load_sources(args.data_config, args.val_split, args.test_split, args.seed)
     model_name = args.model_name or Path(args.output_dir).name
     trainer = MultiTrainer(sources, config, args.output_dir, model_name, log=log)
     if args.resume:
         trainer.resume()
+    # results.json describes the checkpoints beside it; from here on they change, so an old one
+    # must not outlive an interrupted run and pass for this run's results.
+    (Path(args.output_dir) / "results.json").unlink(missing_ok=True)
     outcome = trainer.fit()
     log(f"best epoch {outcome.best_epoch}; training took {outcome.wall_seconds:.1f}s")
     if args.no_test:

@@ -43,9 +43,6 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     config = args.config
-    # results.json describes the checkpoints beside it; once training starts they change, so an
-    # old one must not outlive an interrupted run and pass for this run's results.
-    (Path(args.output_dir) / "results.json").unlink(missing_ok=True)
     dataset = load_dataset(args.data)
     if args.split:
         split = read_json(args.split)
@@ -56,6 +53,9 @@ def main(argv=None):
     trainer = Trainer(dataset, split, config, args.output_dir, model_name, log=log)
     if args.resume:
         trainer.resume()
+    # results.json describes the checkpoints beside it; from here on they change, so an old one
+    # must not outlive an interrupted run and pass for this run's results.
+    (Path(args.output_dir) / "results.json").unlink(missing_ok=True)
     outcome = trainer.fit()
     log(f"best epoch {outcome.best_epoch}; training took {outcome.wall_seconds:.1f}s")
     if args.no_test:
