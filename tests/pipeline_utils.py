@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -24,6 +25,14 @@ def copy_project(destination: Path) -> Path:
             (destination / part).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / part)
     return destination
+
+
+def load_script(name: str):
+    """Import ``workflow_scripts/<name>.py`` as a module (to call its ``main`` in-process)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "workflow_scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:

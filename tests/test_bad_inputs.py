@@ -306,6 +306,19 @@ def test_truncated_dataset(small_dataset, tmp_path):
     assert train_error(broken, tmp_path) == f"error: {broken}: dataset is truncated or incomplete (no footer)"
 
 
+def test_dataset_with_a_corrupt_footer(small_dataset, tmp_path):
+    broken = tmp_path / "dataset.vlarisk"
+    data = bytearray(small_dataset.read_bytes())
+    data[data.rfind(b'"format"')] = ord("X")
+    broken.write_bytes(bytes(data))
+    assert train_error(broken, tmp_path).startswith(f"error: {broken}: dataset footer is corrupt (JSONDecodeError: ")
+
+
+def test_rollout_pickle_given_as_the_dataset(tmp_path):
+    s, _ = write_source(tmp_path)
+    assert train_error(s, tmp_path) == f"error: {s}: holds rollouts, not a prepared dataset; run prepare_training_data.py on it first"
+
+
 def test_dataset_that_is_not_one(tmp_path):
     other = tmp_path / "dataset.vlarisk"
     other.write_text("hello")
@@ -354,7 +367,7 @@ def test_split_too_small_for_the_fractions(tmp_path):
     prepare_dataset(s, f, tmp_path / "d.vlarisk")
     message = error_of("split_dataset.py", "--data", tmp_path / "d.vlarisk", "--output", tmp_path / "split.json", "--val-split", "0.2", "--test-split", "0.1")
     assert message == (
-        f"error: {tmp_path / 'd.vlarisk'}: the val split has only failures (1 rollouts); too few rollouts for the requested fractions "
+        f"error: {tmp_path / 'd.vlarisk'}: the val split has only failures (1 rollout); too few rollouts for the requested fractions "
         "(2 successes, 3 failures in total)"
     )
     assert not (tmp_path / "split.json").exists()
@@ -437,14 +450,17 @@ def test_cuda_requested_without_a_gpu(small_dataset, tmp_path):
     assert err.strip().splitlines()[-1] == "train_risk_predictor.py: error: --device cuda was requested but no CUDA device is visible (check CUDA_VISIBLE_DEVICES)"
 
 
-def test_resume_with_other_settings_is_refused(small_dataset, tmp_path):
+def test_resume_with_other_settings_data_or_split_is_refused(small_dataset, tmp_path):
     args = ["--data", small_dataset, "--output-dir", tmp_path, "--epochs", "1", "--hidden-dims", "8", "--device", "cpu", "--no-test"]
     assert cli("train_risk_predictor.py", *args)[0] == 0
-    message = error_of("train_risk_predictor.py", *args, "--resume", "--lr", "0.01")
-    assert message == (
-        f"error: {tmp_path / 'latest.pt'}: cannot resume with different training settings (lr 0.001 -> 0.01); "
-        "use the same settings or train without --resume"
+    latest = tmp_path / "latest.pt"
+    (tmp_path / "results.json").write_text("{}")  # a refused run must not delete earlier work
+    assert error_of("train_risk_predictor.py", *args, "--resume", "--lr", "0.01") == (
+        f"error: {latest}: cannot resume with different training settings (lr 0.001 -> 0.01); use the same settings or train without --resume"
     )
+    assert error_of("train_risk_predictor.py", *args, "--resume", "--val-split", "0.3") == f"error: {latest}: cannot resume: it was trained with a different split"
+    assert error_of("train_risk_predictor.py", *args, "--resume", "--hidden-dims", "4") == f"error: {latest}: cannot resume: it was trained on other data or another architecture"
+    assert (tmp_path / "results.json").read_text() == "{}"
 
 
 @pytest.fixture(scope="module")
@@ -482,6 +498,13 @@ def test_checkpoint_that_is_corrupt_or_missing(trained_16d, tmp_path, small_data
     assert error_of("evaluate_risk_predictor.py", "--checkpoint", missing, *args) == f"error: {missing}: checkpoint not found"
 
 
+def test_multi_model_checkpoint_given_to_the_single_model_evaluation(trained_16d, small_dataset, tmp_path):
+    checkpoint = tmp_path / "best_model.pt"
+    torch.save({"epoch": 1, "sources": {"a": {}, "b": {}}, "model_state_dict": {}}, checkpoint)
+    message = error_of("evaluate_risk_predictor.py", "--checkpoint", checkpoint, "--data", small_dataset, "--split", trained_16d["split"], "--output", tmp_path / "r.json", "--device", "cpu")
+    assert message == f"error: {checkpoint}: is a multi-model checkpoint; score it with evaluate_multi_model.py"
+
+
 def test_guide_style_checkpoint_is_scored(trained_16d, small_dataset, tmp_path):
     """The reference's checkpoint has no history/training_config and numpy floats in val_metrics."""
     checkpoint = torch.load(trained_16d["checkpoint"], weights_only=True)
@@ -515,6 +538,7 @@ def test_multi_model_config_with_a_duplicate_name(small_dataset, tmp_path):
 
 # ------------------------------------------------------------------------- pipeline configs
 def copy_workflow(destination: Path) -> Path:
+    destination.mkdir(parents=True, exist_ok=True)
     for part in ("Snakefile", "rules", "config", "workflow_scripts", "src", "profiles"):
         source = ROOT / part
         if source.is_dir():
@@ -576,6 +600,7 @@ def subprocess_results(tmp_path_factory, trained_16d):
         "prepare-missing": ["prepare_training_data.py", "--success", root / "nope.pkl", "--failure", f, "--output", root / "d.vlarisk"],
         "evaluate-hidden-size": ["evaluate_risk_predictor.py", "--checkpoint", t["checkpoint"], "--data", t["other"], "--split", t["split_other"], "--output", root / "r.json", "--device", "cpu"],
         "split-too-small": ["split_dataset.py", "--data", t["other"], "--output", root / "s.json", "--val-split", "0.45", "--test-split", "0.45"],
+        "train-not-a-dataset": ["train_risk_predictor.py", "--data", s, "--output-dir", root / "m", "--device", "cpu"],
     }
 
     def launch(command):
@@ -587,7 +612,7 @@ def subprocess_results(tmp_path_factory, trained_16d):
     return {name: future.result() for name, future in futures.items()}, root
 
 
-@pytest.mark.parametrize("name", ["prepare-missing", "evaluate-hidden-size", "split-too-small"])
+@pytest.mark.parametrize("name", ["prepare-missing", "evaluate-hidden-size", "split-too-small", "train-not-a-dataset"])
 def test_entry_points_exit_2_with_one_error_line(subprocess_results, name):
     results, root = subprocess_results
     code, stderr = results[name]

@@ -17,7 +17,9 @@ import hashlib
 import json
 import os
 import pickle
+import queue
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,7 @@ class DatasetWriter:
         self._entries: dict[str, dict] = {}
         self._atomic = atomic_path(self.path)
         self._finished = False
+        self._background: _BackgroundWriter | None = None
 
     def __enter__(self) -> "DatasetWriter":
         self._tmp = self._atomic.__enter__()
@@ -101,6 +104,8 @@ class DatasetWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._background is not None:
+            self._background.close(raise_error=exc_type is None)
         self._handle.close()
         if exc_type is not None:
             self._atomic.__exit__(exc_type, exc, tb)  # removes the partial file
@@ -123,17 +128,26 @@ class DatasetWriter:
         self._handle.write(data)
 
     def append_hidden(self, block: np.ndarray) -> None:
-        """Append ``[n, D]`` float32 hidden states (written through, not kept in memory)."""
+        """Append ``[n, D]`` float32 hidden states (written through, not kept in memory).
+
+        Hashing and writing happen on a background thread while the caller reads the next
+        rollouts, so ``block`` must not be modified after it is handed over.
+        """
         block = np.asarray(block, dtype=np.float32)
         if self.hidden_dim is None:
             self.hidden_dim = int(block.shape[1])
         if block.ndim != 2 or block.shape[1] != self.hidden_dim:
             raise ValueError(f"hidden block shape {block.shape} does not match hidden_dim {self.hidden_dim}")
-        self._write(block)
+        if self._background is None:
+            self._background = _BackgroundWriter(self._handle, self._digest)
+        self._background.put(memoryview(np.ascontiguousarray(block)).cast("B"))
         self.num_rows += block.shape[0]
 
     def finish(self, step_arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
         """Write the per-step arrays (one row per appended hidden state) and the footer."""
+        if self._background is not None:
+            self._background.close()
+            self._background = None
         self._entries["hidden"] = {"dtype": "float32", "shape": [self.num_rows, self.hidden_dim or 0], "offset": self._hidden_offset}
         for name, dtype in STEP_FIELDS.items():
             array = np.asarray(step_arrays[name], dtype=dtype)
@@ -152,6 +166,52 @@ class DatasetWriter:
         self._handle.write(encoded)
         self._handle.write(struct.pack("<Q", len(encoded)) + FOOTER_MAGIC)
         self._finished = True
+
+
+class _BackgroundWriter:
+    """Hashes and writes hidden-state blocks on a worker thread, in order.
+
+    ``sha256.update`` and file writes release the GIL, so they run beside the unpickling and
+    checking of the next rollouts on another core. Every ``sync_bytes`` the thread flushes the data
+    to disk (``fdatasync``), so the disk works during preparation instead of all at the final
+    fsync of :func:`~vlarisk.io_utils.atomic_path`. At most ``depth`` blocks wait in the queue.
+    """
+
+    def __init__(self, handle, digest, depth: int = 16, sync_bytes: int = 256 << 20) -> None:
+        self.handle, self.digest, self.sync_bytes = handle, digest, sync_bytes
+        self.error: BaseException | None = None
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._run, name="vlarisk-dataset-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        unsynced = 0
+        while (data := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # keep draining so that put() never blocks for ever
+            try:
+                self.digest.update(data)
+                self.handle.write(data)
+                unsynced += len(data)
+                if unsynced >= self.sync_bytes:
+                    self.handle.flush()
+                    os.fdatasync(self.handle.fileno())
+                    unsynced = 0
+            except BaseException as exc:  # re-raised in the caller's thread
+                self.error = exc
+
+    def put(self, data: memoryview) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(data)
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait until every block is written; re-raise a write error unless ``raise_error`` is false."""
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+        if raise_error and self.error is not None:
+            raise self.error
 
 
 def _read_footer(path: Path) -> dict:
@@ -199,6 +259,9 @@ def _load_vlarisk(path: Path) -> RiskDataset:
 def _load_legacy_pickle(path: Path) -> RiskDataset:
     """Read the guide's ``*_dataset.pkl``; it must carry rollout ids, or no honest split exists."""
     payload = load_pickle(path)
+    rollouts = payload.get("trajectories") if isinstance(payload, dict) else payload
+    if isinstance(rollouts, list) and rollouts and isinstance(rollouts[0], dict) and {"steps", "actions", "features"} & set(rollouts[0]):
+        raise InputError(f"{path}: holds rollouts, not a prepared dataset; run prepare_training_data.py on it first")
     samples, metadata = (payload.get("dataset"), payload.get("metadata", {})) if isinstance(payload, dict) else (payload, {})
     if not isinstance(samples, list) or not samples:
         raise InputError(f"{path}: expected a dict with a non-empty 'dataset' list (or a bare list of samples)")

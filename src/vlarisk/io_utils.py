@@ -40,6 +40,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600: give the output a normal file's mode
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -69,6 +70,13 @@ def remove_stale_partials(target: str | os.PathLike) -> list[Path]:
         except FileNotFoundError:
             continue  # removed meanwhile by another cleaner
     return removed
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _host() -> str:

@@ -63,6 +63,7 @@ class RolloutReader:
     hidden_dim: int | None = None
     skips: SkipCounts = field(default_factory=SkipCounts)
     hidden_lengths: Counter = field(default_factory=Counter)
+    _block: np.ndarray | None = field(default=None, repr=False, compare=False)  # fast path's stacked states
 
     def read(self, rollout: Any, path: str, index: int, success: bool) -> RolloutArrays | None:
         where = f"{path}: rollout {index}"
@@ -90,7 +91,11 @@ class RolloutReader:
         kept = np.flatnonzero(keep)
         if kept.size == 0:
             return None
-        stacked = np.stack([np.asarray(hidden[i], dtype=np.float32) for i in kept])
+        block, self._block = self._block, None
+        if block is not None:  # stacked by the fast path of _usable_hidden
+            stacked = block if kept.size == len(block) else block[kept]
+        else:
+            stacked = np.stack([np.asarray(hidden[i], dtype=np.float32) for i in kept])
         return RolloutArrays(stacked, {k: np.asarray(v)[kept] for k, v in fields.items()}, task_key(rollout.get("task_id", "")), num_steps)
 
     def _raw_steps(self, rollout: dict, where: str) -> tuple[np.ndarray, list, list]:
@@ -116,6 +121,10 @@ class RolloutReader:
         has_label = np.zeros(actions.shape[0], dtype=np.uint8)
         if self.labelling == "heuristic":
             return labels, has_label
+        if provided and all(label is not None for label in provided):
+            fast = _checked_labels_fast(provided)  # every step labelled and valid: one vectorised check
+            if fast is not None:
+                return fast, np.ones(actions.shape[0], dtype=np.uint8)
         for step, label in enumerate(provided):
             if label is not None:
                 labels[step] = _checked_label(label, f"{where}, step {step}")
@@ -129,6 +138,17 @@ class RolloutReader:
         and counted. Any other length differing from the source's first hidden state is an error,
         since it means rollouts of different models were mixed into one file.
         """
+        self._block = None
+        first = hidden[0] if hidden else None
+        dim = self.hidden_dim or (first.shape[0] if isinstance(first, np.ndarray) and first.ndim == 1 else 0)
+        if dim > 1 and all(type(s) is np.ndarray and s.dtype == np.float32 and s.shape == (dim,) for s in hidden):
+            # The usual case, every step a float32 vector of the source's length: stack once (read()
+            # reuses the block) and check finiteness in one vectorised pass instead of per step.
+            self.hidden_dim = dim
+            self._block = np.stack(hidden)
+            usable = np.isfinite(self._block).all(axis=1)
+            self.skips.nonfinite_hidden += int(len(hidden) - usable.sum())
+            return usable
         usable = np.zeros(len(hidden), dtype=bool)
         for i, state in enumerate(hidden):
             if state is None:
@@ -188,6 +208,12 @@ def _step_label(step: dict) -> Any:
 def _as_actions(actions: list, where: str) -> np.ndarray:
     if len(actions) == 0:
         return np.zeros((0, NUM_DIMENSIONS), dtype=np.float32)
+    try:  # fast path: a well-formed [T, 7] of finite numbers; anything else is diagnosed step by step
+        array = np.asarray(actions, dtype=np.float32)
+        if array.shape == (len(actions), NUM_DIMENSIONS) and np.isfinite(array).all():
+            return array
+    except (TypeError, ValueError):
+        pass
     for step, action in enumerate(actions):
         try:
             shape = np.shape(np.asarray(action, dtype=np.float32))
@@ -199,6 +225,17 @@ def _as_actions(actions: list, where: str) -> np.ndarray:
     if not np.isfinite(array).all():
         step = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
         raise InputError(f"{where}, step {step}: field 'action' contains NaN or Inf")
+    return array
+
+
+def _checked_labels_fast(labels: list) -> np.ndarray | None:
+    """All steps' labels as ``[T, 7]`` when every one is valid (as :func:`_checked_label` checks), else None."""
+    try:
+        array = np.asarray(labels, dtype=np.float32)
+    except (TypeError, ValueError):
+        return None
+    if array.ndim != 2 or array.shape[1] != NUM_DIMENSIONS or not np.isfinite(array).all() or (array < 0).any() or (array > 1).any():
+        return None
     return array
 
 

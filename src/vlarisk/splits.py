@@ -67,7 +67,7 @@ def _check_every_split_has_both_outcomes(split: dict[str, list[int]], rollouts: 
         if kinds != {True, False}:
             have = "no rollouts" if not kinds else ("only successes" if kinds == {True} else "only failures")
             raise InputError(
-                f"{source}: the {name} split has {have} ({len(ids)} rollouts); too few rollouts for the requested fractions "
+                f"{source}: the {name} split has {have} ({len(ids)} rollout{'' if len(ids) == 1 else 's'}); too few rollouts for the requested fractions "
                 f"({sum(outcome.values())} successes, {len(outcome) - sum(outcome.values())} failures in total)"
             )
 
