@@ -23,6 +23,8 @@ validate(config, schema="../config/schema/config.schema.yaml")
 SOURCES = list(config["sources"])
 
 # Source files of the package each step imports: a change to them re-runs that step only.
+# Every step also runs through the modules in SHARED_MODULES.
+SHARED_MODULES = ["cli", "errors", "io_utils", "constants"]
 STEP_MODULES = {
     "simulate": ["synthetic", "labels", "io_utils"],
     "prepare": ["prepare", "rollouts", "labels", "dataset", "safe_pickle", "io_utils"],
@@ -49,7 +51,8 @@ wildcard_constraints:
 
 def code_for(step):
     """Package modules a step depends on, as input files."""
-    return [f"src/vlarisk/{module}.py" for module in STEP_MODULES[step]]
+    modules = dict.fromkeys([*STEP_MODULES[step], *SHARED_MODULES])
+    return [f"src/vlarisk/{module}.py" for module in modules]
 
 
 def source_config(source):

@@ -77,3 +77,14 @@ def test_split_is_by_rollout_in_the_checkpoint(trained, dataset_path):
     rollouts = load_dataset(dataset_path).metadata["rollouts"]
     assert {k: checkpoint["split"][k] for k in ("train", "val", "test")} == split_rollouts(rollouts, 0.2, 0.1, seed=0)
     assert checkpoint["epoch"] == 3 and len(checkpoint["history"]["val_loss"]) == 3
+
+
+def test_reference_checkpoint_without_output_activation_keeps_its_relu_head(tmp_path):
+    reference_config = {"input_dim": 8, "hidden_dims": [4], "output_dim": 7, "dropout": 0.1}
+    model = RiskPredictor(**reference_config, output_activation="identity")
+    with torch.no_grad():
+        model.mlp[-1].bias.fill_(-5.0)  # raw outputs below zero: a ReLU head clamps them to 0
+    torch.save({"model_config": reference_config, "model_state_dict": model.state_dict(), "normalization": None}, tmp_path / "ref.pt")
+    loaded = load_predictor(tmp_path / "ref.pt")
+    with torch.no_grad():
+        assert float(loaded(torch.zeros(2, 8)).abs().max()) == 0.0

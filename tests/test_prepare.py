@@ -80,6 +80,7 @@ def test_heuristic_variant_ignores_provided_labels(rollout_files, tmp_path):
 
 def test_pickle_output_matches_the_memory_mapped_dataset(rollout_files, dataset_path, tmp_path):
     prepare_dataset(rollout_files[0], rollout_files[1], tmp_path / "d.pkl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.pkl"]  # no staging file left behind
     legacy, native = load_dataset(tmp_path / "d.pkl"), load_dataset(dataset_path)
     np.testing.assert_array_equal(legacy.hidden, native.hidden)
     for name in ("risk_label", "action", "rollout_id", "step_index", "success"):

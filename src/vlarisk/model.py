@@ -22,7 +22,9 @@ from vlarisk.constants import NUM_DIMENSIONS
 from vlarisk.errors import InputError, UnsafePickleError
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
-OUTPUT_ACTIVATIONS = ("sigmoid", "identity")
+OUTPUT_ACTIVATIONS = ("sigmoid", "identity", "relu")
+# The reference code's checkpoints carry no output_activation: their head was a ReLU.
+REFERENCE_OUTPUT_ACTIVATION = "relu"
 
 
 class RiskPredictor(nn.Module):
@@ -41,7 +43,8 @@ class RiskPredictor(nn.Module):
     activation : str
         One of ``relu``, ``gelu``, ``tanh``, ``silu``, ``leaky_relu``.
     output_activation : str
-        ``sigmoid`` (risk in [0, 1]) or ``identity`` (raw scores).
+        ``sigmoid`` (risk in [0, 1]), ``identity`` (raw scores) or ``relu`` (only to load the
+        reference code's checkpoints, whose ReLU head is prone to collapse).
     """
 
     def __init__(
@@ -85,7 +88,10 @@ class RiskPredictor(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         scores = self.logits(hidden)
-        return torch.sigmoid(scores) if self.config["output_activation"] == "sigmoid" else scores
+        head = self.config["output_activation"]
+        if head == "sigmoid":
+            return torch.sigmoid(scores)
+        return torch.relu(scores) if head == "relu" else scores
 
 
 class NormalizedRiskPredictor(nn.Module):
@@ -150,7 +156,7 @@ def _numpy_safe_globals():
 def predictor_from_checkpoint(checkpoint: dict, path: str = "checkpoint") -> NormalizedRiskPredictor:
     """Rebuild the single-source predictor of ``checkpoint`` with its normalisation."""
     try:
-        model = RiskPredictor(**checkpoint["model_config"])
+        model = RiskPredictor(**{"output_activation": REFERENCE_OUTPUT_ACTIVATION, **checkpoint["model_config"]})
         model.load_state_dict(checkpoint["model_state_dict"])
         stats = checkpoint["normalization"]
     except KeyError as exc:

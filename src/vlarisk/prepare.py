@@ -7,13 +7,13 @@ file as soon as they are validated, so peak memory stays close to the larger rol
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from vlarisk.dataset import STEP_FIELDS, DatasetWriter, load_dataset, write_legacy_pickle
 from vlarisk.errors import InputError
-from vlarisk.io_utils import atomic_path
 from vlarisk.rollouts import RolloutReader, iter_rollouts
 
 LABELLING_MODES = ("auto", "require", "heuristic")
@@ -34,9 +34,11 @@ def prepare_dataset(
         raise ValueError(f"labelling must be one of {LABELLING_MODES}, got {labelling!r}")
     output_path = Path(output_path)
     if output_path.suffix == ".pkl":
-        with atomic_path(output_path.with_suffix(".vlarisk")) as tmp:
-            metadata = _write_vlarisk(success_path, failure_path, tmp, labelling)
-            write_legacy_pickle(load_dataset(tmp), output_path)
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=output_path.parent, prefix=f".{output_path.name}.") as scratch:
+            staged = Path(scratch) / "staged.vlarisk"
+            metadata = _write_vlarisk(success_path, failure_path, staged, labelling)
+            write_legacy_pickle(load_dataset(staged), output_path)
         return metadata
     return _write_vlarisk(success_path, failure_path, output_path, labelling)
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import pickle
+import zipfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from vlarisk.constants import NUM_DIMENSIONS
+from vlarisk.errors import InputError
 from vlarisk.io_utils import atomic_path
 from vlarisk.labels import failure_window
 
@@ -187,5 +189,10 @@ def write_synthetic_source(spec: SimulationSpec, success_path, failure_path, pla
 
 def load_planting(path) -> dict:
     """Read a planting record written by :func:`write_synthetic_source` (no pickles involved)."""
-    with np.load(path, allow_pickle=False) as record:
-        return {"directions": record["directions"], "signal_strength": record["signal_strength"], "spec": json.loads(str(record["spec_json"]))}
+    try:
+        with np.load(path, allow_pickle=False) as record:
+            return {"directions": record["directions"], "signal_strength": record["signal_strength"], "spec": json.loads(str(record["spec_json"]))}
+    except FileNotFoundError:
+        raise InputError(f"{path}: planting record not found") from None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a planting record written by simulate_rollouts ({type(exc).__name__}: {exc})") from None
