@@ -25,6 +25,7 @@ run: setup
 
 paper: setup
 	$(ACTIVATE) && snakemake --profile profiles/default --cores $(CORES) paper
+	$(ACTIVATE) && snakemake paper --report results/report.html
 
 test: setup
 	$(ACTIVATE) && python -m pytest -ra

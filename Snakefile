@@ -22,6 +22,7 @@ include: "rules/resources.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/multi.smk"
+include: "rules/paper_common.smk"
 include: "rules/ablations.smk"
 include: "rules/paper.smk"
 

@@ -75,6 +75,8 @@ class Row:
 
 @dataclass
 class Table:
+    """A titled table: label columns (text) then value columns (summaries), one row each."""
+
     name: str
     title: str
     label_columns: tuple[str, ...]
@@ -83,6 +85,7 @@ class Table:
 
 
 def read_results(path: str | Path) -> dict:
+    """A ``results.json`` document."""
     with open(path) as handle:
         return json.load(handle)
 
@@ -124,10 +127,10 @@ def single_vs_multi_table(single: dict[str, str], multi: dict[str, str]) -> Tabl
     for source, path in sorted(single.items()):
         own = read_results(path)["test_metrics"]
         groups = [(group, grouped["per_source"][source]["test_metrics"], (path, multi[group])) for group, grouped in multi_results.items() if source in grouped.get("per_source", {})]
-        for group, pooled, files in groups or [("(no multi-model group)", {}, (path,))]:
+        for group, shared, files in groups or [("(no multi-model group)", {}, (path,))]:
             cells = []
             for key in ("mean_auc", "mean_ap"):
-                mine, theirs = Summary((own.get(key),)), Summary((pooled.get(key),))
+                mine, theirs = Summary((own.get(key),)), Summary((shared.get(key),))
                 delta = None if mine.mean is None or theirs.mean is None else theirs.mean - mine.mean
                 cells += [mine, theirs, Summary((delta,), signed=True)]
             table.rows.append(Row((source, group), tuple(cells), files))
@@ -135,19 +138,28 @@ def single_vs_multi_table(single: dict[str, str], multi: dict[str, str]) -> Tabl
 
 
 def ablation_table(factor: str, runs: Sequence[tuple[str, str, str]]) -> Table:
-    """(c, d) One factor's cells: mean AUC, mean AP and per-dimension AUC over seeds.
+    """(c, d) One factor's cells: mean AUC, mean AP, per-dimension AUC and output spread over seeds.
 
     ``runs`` holds ``(source, value label, results.json)``, one per seed; rows follow its order.
+    ``min pred std`` is the smallest per-dimension std of the test predictions: near 0 means
+    the model collapsed to a (near) constant output, whatever its AUC says.
     """
-    keys = ("mean_auc", "mean_ap", *metric_columns("auc")[:-1])
-    table = Table(f"ablation_{factor}", f"Ablation of {factor.replace('_', ' ')} (mean ± std over seeds)", ("source", factor, "runs"), ("mean AUC", "mean AP", *(f"AUC {d}" for d in ACTION_DIMENSIONS)))
+    keys = ("mean_auc", "mean_ap", *metric_columns("auc")[:-1], "min_prediction_std")
+    columns = ("mean AUC", "mean AP", *(f"AUC {d}" for d in ACTION_DIMENSIONS), "min pred std")
+    table = Table(f"ablation_{factor}", f"Ablation of {factor.replace('_', ' ')} (mean ± std over seeds)", ("source", factor, "runs"), columns)
     grouped: dict[tuple[str, str], list[str]] = {}
     for source, value, path in runs:
         grouped.setdefault((source, value), []).append(path)
     for (source, value), paths in grouped.items():
-        metrics = [read_results(path)["test_metrics"] for path in sorted(paths)]
+        metrics = [_run_metrics(read_results(path)) for path in sorted(paths)]
         table.rows.append(Row((source, value, str(len(paths))), summarise(metrics, keys), tuple(sorted(paths))))
     return table
+
+
+def _run_metrics(results: dict) -> dict:
+    """A run's test metrics plus the smallest spread of its predictions over dimensions."""
+    spread = results.get("prediction_std")
+    return {**results["test_metrics"], "min_prediction_std": min(spread.values()) if spread else None}
 
 
 def failure_correlation_table(predictions: dict[str, str], bins: int = 5) -> Table:

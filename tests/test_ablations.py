@@ -1,0 +1,109 @@
+"""The ablation grid: one target per cell and seed, so growing the grid runs only the new cells."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline_utils import copy_project, load_script, planned_jobs, planned_wildcards, snakemake
+from vlarisk.dataset import load_dataset
+from vlarisk.errors import InputError
+from vlarisk.model import read_checkpoint
+from vlarisk.prepare import prepare_dataset
+
+TABLES = ("results/paper/tables/ablation_loss_type.json", "results/paper/tables/ablation_labels.json")
+GRID = {"sources": ["tiny_a"], "seeds": [0], "training": {"epochs": 2}, "factors": {"loss_type": ["mse", "bce"], "labels": ["provided", "heuristic"]}}
+CELLS = ("default", "loss_type-bce", "labels-heuristic")
+
+
+def write_config(workdir: Path, name: str, **changes) -> tuple[str, str]:
+    """The tiny config with the test grid (``changes`` replace its keys); ``--configfile`` args."""
+    config = yaml.safe_load((workdir / "tests/data/tiny_config.yaml").read_text())
+    config["ablations"] = {**GRID, **changes}
+    (workdir / name).write_text(yaml.safe_dump(config))
+    return "--configfile", name
+
+
+def planned(workdir: Path, *args: str) -> set[tuple[str, str]]:
+    """``(rule, wildcards)`` of every job a dry run of the tables would run."""
+    return planned_wildcards(workdir, *TABLES, *args)
+
+
+def cell_jobs(cell: str, seed: int) -> set[tuple[str, str]]:
+    return {(rule, f"source=tiny_a, cell={cell}, seed={seed}") for rule in ("train_ablation", "evaluate_ablation")}
+
+
+def table_jobs(*factors: str) -> set[tuple[str, str]]:
+    return {("ablation_table", f"factor={factor}") for factor in factors}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """The loss_type and labels tables of the one-seed grid, built for real."""
+    workdir = copy_project(tmp_path_factory.mktemp("ablations"))
+    result = snakemake(workdir, "--cores", "2", *TABLES, *write_config(workdir, "grid.yaml"))
+    assert result.returncode == 0, result.stderr[-5000:]
+    return workdir
+
+
+def test_unchanged_grid_has_nothing_to_do(built):
+    assert planned_jobs(built, *TABLES, *write_config(built, "same.yaml")) == {}
+
+
+def test_adding_a_seed_schedules_only_the_new_seed(built):
+    jobs = planned(built, *write_config(built, "seeds.yaml", seeds=[0, 1]))
+    assert jobs == set().union(*(cell_jobs(cell, 1) for cell in CELLS), table_jobs("loss_type", "labels"))
+
+
+def test_adding_a_value_schedules_only_its_cell(built):
+    config = write_config(built, "values.yaml", factors={**GRID["factors"], "loss_type": ["mse", "bce", "mae"]})
+    assert planned(built, *config) == cell_jobs("loss_type-mae", 0) | table_jobs("loss_type")
+
+
+def test_each_cell_trains_with_its_own_settings(built):
+    settings = {cell: read_checkpoint(built / f"results/ablations/tiny_a/{cell}/seed-0/best_model.pt")["training_config"] for cell in CELLS}
+    assert {cell: s["loss_type"] for cell, s in settings.items()} == {"default": "mse", "loss_type-bce": "bce", "labels-heuristic": "mse"}
+    assert all(s["epochs"] == 2 and s["seed"] == 0 for s in settings.values())
+
+
+def test_heuristic_cell_trains_on_heuristic_labels_and_is_scored_on_provided_ones(built):
+    cell = built / "results/ablations/tiny_a/labels-heuristic/seed-0"
+    heuristic = load_dataset(built / "results/datasets/tiny_a/heuristic.vlarisk")
+    provided = load_dataset(built / "results/datasets/tiny_a/dataset.vlarisk")
+    assert read_checkpoint(cell / "best_model.pt")["data_sha256"] == heuristic.content_hash
+    results = json.loads((cell / "results.json").read_text())
+    assert results["provenance"]["dataset_sha256"] == provided.content_hash
+
+
+def test_table_cells_equal_the_results_they_name(built):
+    table = json.loads((built / TABLES[0]).read_text())
+    assert [row["labels"]["loss_type"] for row in table["rows"]] == ["mse (default)", "bce"]
+    for row in table["rows"]:
+        (path,) = row["results"]
+        results = json.loads((built / path).read_text())["test_metrics"]
+        assert row["cells"]["mean AUC"]["mean"] == results["mean_auc"]
+        assert row["cells"]["AUC x"]["values"] == [results["auc_x"]]
+
+
+def test_labels_factor_skips_unlabelled_sources(built):
+    config = write_config(built, "both.yaml", sources=["tiny_a", "tiny_b"])
+    cells = {wildcards for rule, wildcards in planned(built, *config) if rule == "train_ablation"}
+    assert cells == {f"source=tiny_b, cell={cell}, seed=0" for cell in ("default", "loss_type-bce")}
+
+
+def test_rollout_check_refuses_datasets_whose_ids_differ(rollout_files, dataset_path, tmp_path):
+    check = load_script("check_same_rollouts")
+    success, failure, _ = rollout_files
+    prepare_dataset(success, failure, tmp_path / "heuristic.vlarisk", labelling="heuristic")
+    check.main([str(dataset_path), str(tmp_path / "heuristic.vlarisk"), "--output", str(tmp_path / "ok.txt")])
+    assert "the same" in (tmp_path / "ok.txt").read_text()
+    payload = pickle.loads(Path(failure).read_bytes())
+    payload["trajectories"] = payload["trajectories"][1:]
+    (tmp_path / "fewer.pkl").write_bytes(pickle.dumps(payload))
+    prepare_dataset(success, tmp_path / "fewer.pkl", tmp_path / "fewer.vlarisk", labelling="heuristic")
+    with pytest.raises(InputError, match="differ"):
+        check.main([str(dataset_path), str(tmp_path / "fewer.vlarisk"), "--output", str(tmp_path / "bad.txt")])
