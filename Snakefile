@@ -21,6 +21,7 @@ include: "rules/common.smk"
 include: "rules/resources.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
+include: "rules/multi_common.smk"
 include: "rules/multi.smk"
 include: "rules/paper_common.smk"
 include: "rules/ablations.smk"
@@ -34,7 +35,7 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         expand("results/models/{source}/results.json", source=SOURCES),
         expand("results/multi/{group}/results.json", group=MULTI_GROUPS),
-    default_target: True

@@ -15,6 +15,8 @@ rule check_same_rollouts:
         "results/datasets/{source}/heuristic.same_rollouts.txt",
     log:
         "results/logs/check_same_rollouts/{source}.log",
+    conda:
+        "../envs/vlarisk.yaml"
     shell:
         "python workflow_scripts/check_same_rollouts.py {input.reference} {input.other}"
         " --output {output} > {log} 2>&1"

@@ -29,8 +29,25 @@ STEP_MODULES = {
     "simulate": ["synthetic", "labels", "io_utils"],
     "prepare": ["prepare", "rollouts", "labels", "dataset", "safe_pickle", "io_utils"],
     "split": ["splits", "dataset"],
-    "train": ["training", "model", "inference", "normalization", "thresholds", "device", "dataset", "splits", "cli_args"],
-    "evaluate": ["evaluation", "metrics", "thresholds", "inference", "model", "synthetic"],
+    "train": [
+        "training",
+        "model",
+        "inference",
+        "normalization",
+        "thresholds",
+        "device",
+        "dataset",
+        "splits",
+        "cli_args",
+    ],
+    "evaluate": [
+        "evaluation",
+        "metrics",
+        "thresholds",
+        "inference",
+        "model",
+        "synthetic",
+    ],
     "predict": ["predictions", "dataset", "inference", "model", "splits", "thresholds"],
     "tables": ["tables", "predictions"],
     "figures": ["figures", "tables", "predictions"],
@@ -89,12 +106,20 @@ def planting_flag(wildcards, input):
 def labelling_flag(wildcards):
     if wildcards.variant == "heuristic":
         return "--heuristic-labels"
-    return "--require-labels" if source_config(wildcards.source).get("require_labels") else ""
+    return (
+        "--require-labels"
+        if source_config(wildcards.source).get("require_labels")
+        else ""
+    )
 
 
 def training_settings(source, **overrides):
     """Global training settings, then the source's own, then explicit overrides."""
-    return {**config["training"], **source_config(source).get("training", {}), **overrides}
+    return {
+        **config["training"],
+        **source_config(source).get("training", {}),
+        **overrides,
+    }
 
 
 def training_flags(settings):

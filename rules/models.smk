@@ -9,17 +9,19 @@ rule train_model:
     output:
         best="results/models/{source}/best_model.pt",
         latest="results/models/{source}/latest.pt",
-    params:
-        flags=lambda wildcards: training_flags(training_settings(wildcards.source)),
-        output_dir=subpath(output.best, parent=True),
     log:
         "results/logs/train_model/{source}.log",
     benchmark:
         "results/benchmarks/train_model/{source}.tsv"
+    conda:
+        "../envs/vlarisk.yaml"
     threads: 2
     resources:
         mem_mb=mem_mb_for("train"),
         runtime=runtime_for("train"),
+    params:
+        flags=lambda wildcards: training_flags(training_settings(wildcards.source)),
+        output_dir=subpath(output.best, parent=True),
     shell:
         "python workflow_scripts/train_risk_predictor.py --data {input.data}"
         " --split {input.split} --output-dir {params.output_dir}"
@@ -37,17 +39,19 @@ rule evaluate_model:
         code=code_for("evaluate"),
     output:
         "results/models/{source}/results.json",
-    params:
-        planting=planting_flag,
-        positive_fraction=config["evaluation"]["positive_fraction_of_max"],
     log:
         "results/logs/evaluate_model/{source}.log",
     benchmark:
         "results/benchmarks/evaluate_model/{source}.tsv"
+    conda:
+        "../envs/vlarisk.yaml"
     threads: 2
     resources:
         mem_mb=mem_mb_for("evaluate"),
         runtime=runtime_for("evaluate"),
+    params:
+        planting=planting_flag,
+        positive_fraction=config["evaluation"]["positive_fraction_of_max"],
     shell:
         "python workflow_scripts/evaluate_risk_predictor.py --checkpoint {input.checkpoint}"
         " --history {input.latest} --data {input.data} --split {input.split}"

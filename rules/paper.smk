@@ -23,6 +23,8 @@ rule predict_test_split:
         "results/models/{source}/test_predictions.npz",
     log:
         "results/logs/predict_test_split/{source}.log",
+    conda:
+        "../envs/vlarisk.yaml"
     params:
         positive_fraction=config["evaluation"]["positive_fraction_of_max"],
     shell:
@@ -47,6 +49,8 @@ rule paper_table:
         "results/logs/paper_table/{table}.log",
     wildcard_constraints:
         table="|".join(PAPER_TABLES),
+    conda:
+        "../envs/vlarisk.yaml"
     params:
         command=paper_table_command,
         prefix=subpath(output.html, strip_suffix=".html"),
@@ -74,6 +78,8 @@ rule ablation_table:
         "results/logs/ablation_table/{factor}.log",
     wildcard_constraints:
         factor=ABLATION_FACTOR_PATTERN,
+    conda:
+        "../envs/vlarisk.yaml"
     params:
         runs=ablation_run_args,
         prefix=subpath(output.html, strip_suffix=".html"),
@@ -95,6 +101,8 @@ rule roc_pr_figure:
         ),
     log:
         "results/logs/roc_pr_figure/{source}.log",
+    conda:
+        "../envs/vlarisk.yaml"
     shell:
         "python workflow_scripts/make_figures.py --output {output} roc-pr"
         " --predictions {input.predictions} --title '{wildcards.source}: test split'"
@@ -114,6 +122,8 @@ rule training_figure:
         ),
     log:
         "results/logs/training_figure/{source}.log",
+    conda:
+        "../envs/vlarisk.yaml"
     shell:
         "python workflow_scripts/make_figures.py --output {output} training"
         " --results {input.results} --title '{wildcards.source}: training'"
@@ -136,6 +146,8 @@ rule ablation_figure:
         "results/logs/ablation_figure/{factor}.log",
     wildcard_constraints:
         factor=ABLATION_FACTOR_PATTERN,
+    conda:
+        "../envs/vlarisk.yaml"
     params:
         runs=ablation_run_args,
     shell:
