@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_PARTS = ("Snakefile", "rules", "config", "workflow_scripts", "src", "profiles", "report", "tests/data")
+PROJECT_PARTS = ("Snakefile", "rules", "config", "envs", "workflow_scripts", "src", "profiles", "report", "tests/data")
 
 
 def copy_project(destination: Path) -> Path:

@@ -13,7 +13,6 @@ import os
 import pickle
 import re
 import runpy
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -24,11 +23,12 @@ import pytest
 import torch
 
 from vlarisk.dataset import load_dataset, write_legacy_pickle
-from vlarisk.errors import InputError
 from vlarisk.evaluation import evaluate
 from vlarisk.metrics import test_metrics
 from vlarisk.prepare import prepare_dataset
 from vlarisk.splits import split_rollouts
+
+from pipeline_utils import copy_project
 from vlarisk.synthetic import RolloutSimulator, SimulationSpec
 from vlarisk.training import Trainer, TrainingConfig
 
@@ -537,17 +537,6 @@ def test_multi_model_config_with_a_duplicate_name(small_dataset, tmp_path):
 
 
 # ------------------------------------------------------------------------- pipeline configs
-def copy_workflow(destination: Path) -> Path:
-    destination.mkdir(parents=True, exist_ok=True)
-    for part in ("Snakefile", "rules", "config", "workflow_scripts", "src", "profiles"):
-        source = ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, destination / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(source, destination / part)
-    return destination
-
-
 TINY = (ROOT / "tests" / "data" / "tiny_config.yaml").read_text()
 DUPLICATE_SOURCE = """sources:
   tiny_a:
@@ -568,7 +557,7 @@ def dry_run(project: Path, config_text: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def workflow_copy(tmp_path_factory) -> Path:
-    return copy_workflow(tmp_path_factory.mktemp("workflow"))
+    return copy_project(tmp_path_factory.mktemp("workflow"))
 
 
 def test_duplicate_source_names_in_the_config(workflow_copy):

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import runpy
-import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +37,8 @@ from vlarisk.prepare import prepare_dataset
 from vlarisk.splits import split_rollouts
 from vlarisk.synthetic import SimulationSpec, write_synthetic_source
 from vlarisk.training import Trainer, TrainingConfig
+
+from pipeline_utils import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "workflow_scripts" / "train_risk_predictor.py"
@@ -249,13 +250,7 @@ TARGET = "results/models/kill_a/results.json"
 
 
 def pipeline_copy(destination: Path) -> Path:
-    destination.mkdir(parents=True, exist_ok=True)
-    for part in ("Snakefile", "rules", "config", "workflow_scripts", "src", "profiles"):
-        source = ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, destination / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(source, destination / part)
+    copy_project(destination)
     (destination / "kill.yaml").write_text(PIPELINE_CONFIG)
     return destination
 

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from vlarisk.dataset import load_dataset
-from vlarisk.errors import InputError, UnsafePickleError
+from vlarisk.errors import UnsafePickleError
 from vlarisk.model import read_checkpoint
 from vlarisk.prepare import prepare_dataset
 from vlarisk.rollouts import load_rollouts

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import pickle
-import queue
 import struct
 import threading
 from dataclasses import dataclass
@@ -94,7 +93,7 @@ class DatasetWriter:
         self._entries: dict[str, dict] = {}
         self._atomic = atomic_path(self.path)
         self._finished = False
-        self._background: _BackgroundWriter | None = None
+        self._flusher: _Flusher | None = None
 
     def __enter__(self) -> "DatasetWriter":
         self._tmp = self._atomic.__enter__()
@@ -104,8 +103,8 @@ class DatasetWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if self._background is not None:
-            self._background.close(raise_error=exc_type is None)
+        if self._flusher is not None:
+            self._flusher.close()  # before the file descriptor goes away
         self._handle.close()
         if exc_type is not None:
             self._atomic.__exit__(exc_type, exc, tb)  # removes the partial file
@@ -130,24 +129,21 @@ class DatasetWriter:
     def append_hidden(self, block: np.ndarray) -> None:
         """Append ``[n, D]`` float32 hidden states (written through, not kept in memory).
 
-        Hashing and writing happen on a background thread while the caller reads the next
-        rollouts, so ``block`` must not be modified after it is handed over.
+        The disk writes the data back while the caller reads the next rollouts (see :class:`_Flusher`).
         """
         block = np.asarray(block, dtype=np.float32)
         if self.hidden_dim is None:
             self.hidden_dim = int(block.shape[1])
         if block.ndim != 2 or block.shape[1] != self.hidden_dim:
             raise ValueError(f"hidden block shape {block.shape} does not match hidden_dim {self.hidden_dim}")
-        if self._background is None:
-            self._background = _BackgroundWriter(self._handle, self._digest)
-        self._background.put(memoryview(np.ascontiguousarray(block)).cast("B"))
+        self._write(block)
         self.num_rows += block.shape[0]
+        if self._flusher is None:
+            self._flusher = _Flusher(self._handle.fileno())
+        self._flusher.wrote(block.nbytes)
 
     def finish(self, step_arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
         """Write the per-step arrays (one row per appended hidden state) and the footer."""
-        if self._background is not None:
-            self._background.close()
-            self._background = None
         self._entries["hidden"] = {"dtype": "float32", "shape": [self.num_rows, self.hidden_dim or 0], "offset": self._hidden_offset}
         for name, dtype in STEP_FIELDS.items():
             array = np.asarray(step_arrays[name], dtype=dtype)
@@ -168,50 +164,42 @@ class DatasetWriter:
         self._finished = True
 
 
-class _BackgroundWriter:
-    """Hashes and writes hidden-state blocks on a worker thread, in order.
+class _Flusher:
+    """Asks the kernel to write the file to disk every ``every`` bytes, on a thread of its own.
 
-    ``sha256.update`` and file writes release the GIL, so they run beside the unpickling and
-    checking of the next rollouts on another core. Every ``sync_bytes`` the thread flushes the data
-    to disk (``fdatasync``), so the disk works during preparation instead of all at the final
-    fsync of :func:`~vlarisk.io_utils.atomic_path`. At most ``depth`` blocks wait in the queue.
+    ``fdatasync`` waits for the disk without holding the GIL, so the disk works while preparation
+    reads the next rollouts, and the final fsync of :func:`~vlarisk.io_utils.atomic_path` finds at
+    most ``every`` bytes left to write. (Hashing and writing stay on the caller's thread: on a
+    worker thread they would wait for the GIL after every block, since unpickling holds it.)
     """
 
-    def __init__(self, handle, digest, depth: int = 16, sync_bytes: int = 256 << 20) -> None:
-        self.handle, self.digest, self.sync_bytes = handle, digest, sync_bytes
-        self.error: BaseException | None = None
-        self.queue: queue.Queue = queue.Queue(maxsize=depth)
-        self.thread = threading.Thread(target=self._run, name="vlarisk-dataset-writer", daemon=True)
+    def __init__(self, fileno: int, every: int = 64 << 20) -> None:
+        self.fileno, self.every, self.pending = fileno, every, 0
+        self.wake, self.stopping = threading.Event(), False
+        self.thread = threading.Thread(target=self._run, name="vlarisk-dataset-flusher", daemon=True)
         self.thread.start()
 
+    def wrote(self, nbytes: int) -> None:
+        self.pending += nbytes
+        if self.pending >= self.every:
+            self.pending = 0
+            self.wake.set()
+
     def _run(self) -> None:
-        unsynced = 0
-        while (data := self.queue.get()) is not None:
-            if self.error is not None:
-                continue  # keep draining so that put() never blocks for ever
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            if self.stopping:
+                return
             try:
-                self.digest.update(data)
-                self.handle.write(data)
-                unsynced += len(data)
-                if unsynced >= self.sync_bytes:
-                    self.handle.flush()
-                    os.fdatasync(self.handle.fileno())
-                    unsynced = 0
-            except BaseException as exc:  # re-raised in the caller's thread
-                self.error = exc
+                os.fdatasync(self.fileno)
+            except OSError:
+                return  # the final fsync reports a real disk error
 
-    def put(self, data: memoryview) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put(data)
-
-    def close(self, raise_error: bool = True) -> None:
-        """Wait until every block is written; re-raise a write error unless ``raise_error`` is false."""
-        if self.thread.is_alive():
-            self.queue.put(None)
-            self.thread.join()
-        if raise_error and self.error is not None:
-            raise self.error
+    def close(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        self.thread.join()
 
 
 def _read_footer(path: Path) -> dict:
