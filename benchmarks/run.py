@@ -33,7 +33,7 @@ GiB = 1024**3
 
 TRAIN_IMPLS = ["dataloader", "bare", "project", "bare-bf16", "project-bf16", "project-fit"]
 IMPLS = {
-    "prepare": ["naive", "project"],
+    "prepare": ["naive", "load-only", "project", "project-nosync"],
     "train": TRAIN_IMPLS,
     "evaluate": ["naive", "project"],
 }
@@ -85,11 +85,13 @@ class TreeMemorySampler(threading.Thread):
             except psutil.NoSuchProcess:
                 break
             pss = rss = 0
+            tick = time.perf_counter()
             for pid in pids:
                 p, r = _read_pss_rss(pid)
                 pss, rss = pss + p, rss + r
             self.peak_pss, self.peak_rss = max(self.peak_pss, pss), max(self.peak_rss, rss)
-            self._halt.wait(self.interval)
+            # reading smaps of a multi-GB process costs time: keep the sampler under ~10% of a core
+            self._halt.wait(max(self.interval, 10 * (time.perf_counter() - tick)))
 
     def stop(self) -> None:
         self._halt.set()
@@ -161,13 +163,13 @@ def baseline_for(stage: str, impl: str) -> str:
 def table(records: list[dict]) -> str:
     """Markdown table: one row per (scale, stage, implementation) with ratios to its baseline."""
     lines = [
-        "| scale | steps | stage | implementation | wall s | samples/s | peak RSS GiB | peak tree PSS GiB | speed vs baseline | memory vs baseline | speed vs bare | load avg |",
-        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| scale | steps | stage | implementation | wall s | CPU s | samples/s | peak RSS GiB | peak tree PSS GiB | speed vs baseline | memory vs baseline | speed vs bare | load avg |",
+        "|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     index = {(r["scale"], r["stage"], r["impl"]): r for r in records if not r.get("failed")}
     for r in records:
         if r.get("failed"):
-            lines.append(f"| {r['scale']} | | {r['stage']} | {r['impl']} | FAILED (exit {r.get('exit_status')}) | | | | | | | |")
+            lines.append(f"| {r['scale']} | | {r['stage']} | {r['impl']} | FAILED (exit {r.get('exit_status')}) | | | | | | | | |")
             continue
         if r["stage"] == "generate":
             continue
@@ -183,19 +185,28 @@ def table(records: list[dict]) -> str:
         elif base is r:
             speed = memory = "baseline"
         lines.append(
-            f"| {r['scale']} | {r['dataset_steps']:,} | {r['stage']} | {r['impl']} | {r['seconds']:.2f} | {_rate(r).removesuffix('/s')} | "
+            f"| {r['scale']} | {r['dataset_steps']:,} | {r['stage']} | {r['impl']} | {r['seconds']:.2f} | {r.get('cpu_seconds', float('nan')):.2f} | {_rate(r).removesuffix('/s')} | "
             f"{r['maxrss_self_bytes'] / GiB:.2f} | {r['tree_pss_bytes'] / GiB:.2f} | {speed} | {memory} | {vs_bare} | "
             f"{r['load_before']:.2f}→{r['load_after']:.2f} |"
         )
     return "\n".join(lines)
 
 
-def dryrun(args) -> dict:
-    """Time ``snakemake -n`` of the paper grid (config/paper.yaml) or of a generated many-source config."""
+def dryrun(args) -> list[dict]:
+    """Time ``snakemake -n`` of the paper grid (config/paper.yaml) or of a generated many-source config.
+
+    Timed twice: as is, and with a stand-in ``scontrol`` that fails at once. The SLURM executor
+    plugin runs ``scontrol show config`` (10 s timeout) when Snakemake loads its plugins; on a
+    machine with SLURM's client tools but no reachable controller that alone takes ~9 s of every
+    invocation, whatever the workflow. The second timing is the planning cost itself.
+    """
+    import resource
+
     paper = REPO / "config" / "paper.yaml"
+    records = []
     with tempfile.TemporaryDirectory(prefix="vlarisk-dryrun-") as tmp:
         if paper.exists() and not args.dryrun_sources:
-            command = ["snakemake", "-n", "--nolock", "--configfile", str(paper), "paper"]
+            command = ["snakemake", "paper", "-n", "--nolock", "--configfile", str(paper)]
             what = "config/paper.yaml, target paper"
         else:
             import yaml
@@ -205,19 +216,30 @@ def dryrun(args) -> dict:
             config["sources"] = {f"synthetic_{i:03d}": {"simulate": {"hidden_dim": 64, "seed": i}} for i in range(count)}
             path = Path(tmp) / "many_sources.yaml"
             path.write_text(yaml.safe_dump(config))
-            command = ["snakemake", "-n", "--nolock", "--configfile", str(path), "all"]
+            command = ["snakemake", "all", "-n", "--nolock", "--configfile", str(path)]
             what = f"generated config with {count} simulated sources, target all"
-        started = time.perf_counter()
-        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-        seconds = time.perf_counter() - started
-    jobs = None
-    for line in result.stdout.splitlines():
-        if line.strip().startswith("total"):
-            jobs = int(line.split()[-1])
-    print(f"   dryrun: {what}: {seconds:.2f} s, {jobs} jobs, exit {result.returncode}", flush=True)
-    if result.returncode != 0:
-        print(result.stderr[-3000:], file=sys.stderr)
-    return {"stage": "dryrun", "what": what, "seconds": seconds, "jobs": jobs, "exit_status": result.returncode, "load": os.getloadavg()[0]}
+        shim = Path(tmp) / "bin"
+        shim.mkdir()
+        (shim / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+        (shim / "scontrol").chmod(0o755)
+        for label, env in (("as is", dict(os.environ)), ("no SLURM controller query", {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}"})):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            load = os.getloadavg()[0]
+            started = time.perf_counter()
+            result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
+            seconds = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            jobs = None
+            for line in result.stdout.splitlines():
+                if line.strip().startswith("total"):
+                    jobs = int(line.split()[-1])
+            print(f"   dryrun ({label}): {what}: {seconds:.2f} s wall, {cpu:.2f} s CPU, {jobs} jobs, exit {result.returncode}", flush=True)
+            if result.returncode != 0:
+                print(result.stderr[-3000:], file=sys.stderr)
+            records.append({"stage": "dryrun", "variant": label, "what": what, "seconds": seconds, "cpu_seconds": cpu, "jobs": jobs,
+                            "exit_status": result.returncode, "load": load})
+    return records
 
 
 def main(argv=None) -> None:
@@ -231,6 +253,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each implementation (round-robin); the fastest is reported")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in each stage process")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 rows")
+    parser.add_argument("--skip-naive-above", type=float, default=None, help="skip the naive preparation (peak ~2.3x the pickles) above this scale")
     parser.add_argument("--dryrun-sources", type=int, default=0, help="dry-run a generated config with this many sources instead of config/paper.yaml")
     parser.add_argument("--workdir", type=Path, default=None, help="where rollouts and datasets go (default: a new /tmp directory)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
@@ -260,6 +283,8 @@ def main(argv=None) -> None:
                 impls = IMPLS[stage]
                 if args.impls:
                     impls = [i for i in impls if i in args.impls or i == BASELINE[stage] or (i.startswith("bare") and stage == "train")]
+                if stage == "prepare" and args.skip_naive_above is not None and scale > args.skip_naive_above:
+                    impls = [i for i in impls if i != "naive"]  # it holds both pickles and the whole array at once
                 if args.no_bf16 or not info["bf16"]:
                     impls = [i for i in impls if not i.endswith("-bf16")]
                 runs: dict[str, list[dict]] = {impl: [] for impl in impls}
@@ -278,7 +303,7 @@ def main(argv=None) -> None:
             if not args.keep:
                 shutil.rmtree(workdir, ignore_errors=True)
     if "dryrun" in args.stages:
-        records.append(dryrun(args))
+        records.extend(dryrun(args))
 
     print()
     print(f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, torch {info['torch']} ({info['cpu_capability']}, bf16 {'yes' if info['bf16'] else 'no'}), load at start {info['loadavg_start'][0]:.2f}")
@@ -287,7 +312,8 @@ def main(argv=None) -> None:
     print(text)
     for r in records:
         if r.get("stage") == "dryrun":
-            print(f"\nSnakemake dry run ({r['what']}): {r['seconds']:.2f} s for {r['jobs']} jobs (load {r['load']:.2f})")
+            print(f"\nSnakemake dry run, {r['variant']} ({r['what']}): {r['seconds']:.2f} s wall, {r['cpu_seconds']:.2f} s CPU, "
+                  f"{r['jobs']} jobs (load {r['load']:.2f})")
     print(targets(data_records))
     if args.output:
         args.output.write_text(json.dumps({"machine": info, "records": records}, indent=2))

@@ -36,6 +36,17 @@ FAILURE_STEPS = 220
 SEED0 = {"num_success": 200, "num_failure": 374}
 
 
+def _start() -> tuple[float, float]:
+    """Wall clock and CPU seconds so far (this process's threads, plus reaped children: DataLoader workers)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter(), time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _since(start: tuple[float, float]) -> dict:
+    wall, cpu = _start()
+    return {"seconds": wall - start[0], "cpu_seconds": cpu - start[1]}
+
+
 def paths(workdir: Path) -> dict[str, Path]:
     return {
         "success": workdir / "success_rollouts.pkl",
@@ -66,8 +77,8 @@ def generate(args) -> dict:
     p = paths(args.workdir)
     spec = SimulationSpec(
         hidden_dim=args.hidden_dim,
-        num_success=max(2, round(SEED0["num_success"] * args.scale)),
-        num_failure=max(2, round(SEED0["num_failure"] * args.scale)),
+        num_success=max(10, round(SEED0["num_success"] * args.scale)),  # enough for a split with both outcomes
+        num_failure=max(10, round(SEED0["num_failure"] * args.scale)),
         success_steps=SUCCESS_STEPS,
         failure_steps=FAILURE_STEPS,
         num_tasks=10,
@@ -129,6 +140,19 @@ def prepare_naive(args) -> dict:
     return {"samples": len(samples)}
 
 
+def prepare_load_only(args) -> dict:
+    """Only unpickle both files (safely, one after the other): the floor any preparation pays."""
+    from vlarisk.rollouts import load_rollouts
+
+    p = paths(args.workdir)
+    steps = 0
+    for path in (p["success"], p["failure"]):
+        rollouts = load_rollouts(str(path))
+        steps += sum(len(r["steps"]) for r in rollouts)
+        del rollouts
+    return {"samples": steps}
+
+
 def prepare_project(args) -> dict:
     from vlarisk.prepare import prepare_dataset
     from vlarisk.splits import split_rollouts
@@ -138,6 +162,12 @@ def prepare_project(args) -> dict:
     split = split_rollouts(metadata["rollouts"], 0.2, 0.1, seed=0)
     p["split"].write_text(json.dumps(split))
     return {"samples": sum(r["num_kept"] for r in metadata["rollouts"])}
+
+
+def prepare_project_nosync(args) -> dict:
+    """Diagnostic: the project's preparation with fsync/fdatasync made no-ops (what durability costs)."""
+    os.fsync = os.fdatasync = lambda fd: None
+    return prepare_project(args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +240,7 @@ def train_dataloader(args) -> dict:
     model.train()
     steps = _max_steps(args, len(rows["train"]))
     torch.manual_seed(1)
-    started = time.perf_counter()
+    start = _start()
     loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, num_workers=4)
     samples = 0
     for i, (hidden, target) in enumerate(loader):
@@ -219,7 +249,7 @@ def train_dataloader(args) -> dict:
         _step(model, optimizer, hidden, target, args.bf16)
         samples += len(target)
     del loader
-    return {"samples": samples, "seconds": time.perf_counter() - started, "steps": min(i + 1, steps)}
+    return {"samples": samples, **_since(start), "steps": min(i + 1, steps)}
 
 
 def train_bare(args) -> dict:
@@ -234,14 +264,14 @@ def train_bare(args) -> dict:
     model.train()
     steps = _max_steps(args, len(rows["train"]))
     torch.manual_seed(1)
-    started = time.perf_counter()
+    start = _start()
     order = torch.randperm(len(hidden))
     samples = 0
     for i in range(steps):
         index = order[i * args.batch_size : (i + 1) * args.batch_size]
         _step(model, optimizer, hidden.index_select(0, index), labels.index_select(0, index), args.bf16)
         samples += len(index)
-    return {"samples": samples, "seconds": time.perf_counter() - started, "steps": steps}
+    return {"samples": samples, **_since(start), "steps": steps}
 
 
 def train_project(args) -> dict:
@@ -255,11 +285,11 @@ def train_project(args) -> dict:
     trainer = Trainer(dataset, split, config, args.workdir / "project_model", "bench", log=lambda _: None)
     setup = time.perf_counter() - tick
     steps = _max_steps(args, len(rows["train"]))
-    started = time.perf_counter()
+    start = _start()
     stream = BatchStream(dataset, trainer.rows["train"], trainer.mean, trainer.std, trainer.device, config.batch_size)
     trainer._train_epoch(stream, 1, max_batches=steps)
     samples = min(steps * args.batch_size, len(stream))
-    return {"samples": samples, "seconds": time.perf_counter() - started, "steps": steps, "setup_seconds": setup}
+    return {"samples": samples, **_since(start), "steps": steps, "setup_seconds": setup}
 
 
 def train_project_fit(args) -> dict:
@@ -268,10 +298,10 @@ def train_project_fit(args) -> dict:
 
     dataset, split, rows = _train_setup(args)
     config = TrainingConfig(epochs=1, batch_size=args.batch_size, device="cpu", bf16=args.bf16, seed=0)
-    started = time.perf_counter()
+    start = _start()
     trainer = Trainer(dataset, split, config, paths(args.workdir)["model_dir"], "bench", log=lambda _: None)
     outcome = trainer.fit()
-    return {"samples": len(rows["train"]), "seconds": time.perf_counter() - started, "steps": -(-len(rows["train"]) // args.batch_size),
+    return {"samples": len(rows["train"]), **_since(start), "steps": -(-len(rows["train"]) // args.batch_size),
             "epoch_samples_per_second": outcome.history["samples_per_second"][-1]}
 
 
@@ -304,17 +334,17 @@ def evaluate_naive(args) -> dict:
 
     dataset, split, rows = _train_setup(args)
     model, mean, std = _evaluation_model(args, dataset)
-    started = time.perf_counter()
+    start = _start()
     hidden = torch.from_numpy(np.array(dataset.hidden[rows["test"]], dtype=np.float32))
     labels = np.asarray(dataset.labels[rows["test"]], dtype=np.float32)
     thresholds = positive_thresholds(np.asarray(dataset.labels[rows["train"]]), 0.5)
     model.eval()
     outputs = []
     with torch.no_grad():
-        for start in range(0, len(hidden), 256):
-            outputs.append(model((hidden[start : start + 256] - mean) / std))
+        for first in range(0, len(hidden), 256):
+            outputs.append(model((hidden[first : first + 256] - mean) / std))
     report = test_metrics(torch.cat(outputs).numpy(), labels, thresholds)
-    return {"samples": len(labels), "seconds": time.perf_counter() - started, "mean_auc": report["test_metrics"]["mean_auc"]}
+    return {"samples": len(labels), **_since(start), "mean_auc": report["test_metrics"]["mean_auc"]}
 
 
 def evaluate_project(args) -> dict:
@@ -323,15 +353,17 @@ def evaluate_project(args) -> dict:
 
     dataset, split, rows = _train_setup(args)
     model, mean, std = _evaluation_model(args, dataset)
-    started = time.perf_counter()
+    start = _start()
     report = evaluate(model, mean, std, dataset, split, torch.device("cpu"))
-    return {"samples": report["num_samples"], "seconds": time.perf_counter() - started, "mean_auc": report["test_metrics"]["mean_auc"]}
+    return {"samples": report["num_samples"], **_since(start), "mean_auc": report["test_metrics"]["mean_auc"]}
 
 
 STAGES = {
     ("generate", "rollouts"): generate,
     ("prepare", "naive"): prepare_naive,
+    ("prepare", "load-only"): prepare_load_only,
     ("prepare", "project"): prepare_project,
+    ("prepare", "project-nosync"): prepare_project_nosync,
     ("train", "dataloader"): train_dataloader,
     ("train", "bare"): train_bare,
     ("train", "project"): train_project,
@@ -362,9 +394,15 @@ def main(argv=None) -> None:
         raise SystemExit(f"unknown stage/implementation {args.stage}/{args.impl}; known: {sorted(STAGES)}")
     import vlarisk  # noqa: F401  (imports torch: not part of any stage's timed work)
 
-    started = time.perf_counter()
+    if args.stage == "prepare":  # deleting the previous repeat's multi-GB output is not preparation work
+        for name in ("dataset", "naive_hidden", "naive_labels"):
+            paths(args.workdir)[name].unlink(missing_ok=True)
+    os.sync()  # start with no dirty pages of earlier stages (e.g. GBs of fresh pickles) being written back
+
+    start = _start()
     record = function(args)
-    record.setdefault("seconds", time.perf_counter() - started)
+    if "seconds" not in record:
+        record.update(_since(start))
     record["maxrss_self_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     record["maxrss_children_bytes"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     args.result.write_text(json.dumps(record))

@@ -146,7 +146,11 @@ class RolloutReader:
             # reuses the block) and check finiteness in one vectorised pass instead of per step.
             self.hidden_dim = dim
             self._block = np.stack(hidden)
-            usable = np.isfinite(self._block).all(axis=1)
+            with np.errstate(over="ignore", invalid="ignore"):
+                usable = np.isfinite(self._block.sum(axis=1))  # a NaN or Inf makes the row's sum non-finite
+            if not usable.all():  # ...and so may an overflow of finite values: check those rows exactly
+                suspect = np.flatnonzero(~usable)
+                usable[suspect] = np.isfinite(self._block[suspect]).all(axis=1)
             self.skips.nonfinite_hidden += int(len(hidden) - usable.sum())
             return usable
         usable = np.zeros(len(hidden), dtype=bool)
