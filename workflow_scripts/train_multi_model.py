@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 
 from vlarisk.cli import log, run
-from vlarisk.cli_args import add_training_arguments, training_config
-from vlarisk.device import resolve_device
+from vlarisk.cli_args import add_training_arguments, parse_training_args
 from vlarisk.evaluation import results_document
 from vlarisk.io_utils import write_json
 from vlarisk.multi_model import MultiTrainer, evaluate_sources, load_sources, per_source_summary
@@ -25,13 +24,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-config", required=True, help="JSON listing the datasets to train on together")
     add_training_arguments(parser)
-    args = parser.parse_args(argv)
-    try:  # settings argparse cannot check alone: a usage error (exit 2), not a traceback
-        args.config = training_config(args)
-        resolve_device(args.device)
-    except (ValueError, RuntimeError) as exc:
-        parser.error(str(exc))
-    return args
+    return parse_training_args(parser, argv)
 
 
 def main(argv=None):

@@ -12,12 +12,10 @@ from pathlib import Path
 import torch
 
 from vlarisk.cli import log, read_json, run
-from vlarisk.cli_args import add_training_arguments, training_config
+from vlarisk.cli_args import add_training_arguments, parse_training_args
 from vlarisk.dataset import load_dataset
-from vlarisk.device import resolve_device
 from vlarisk.evaluation import evaluate, results_document
 from vlarisk.io_utils import write_json
-from vlarisk.model import RiskPredictor
 from vlarisk.splits import split_rollouts, validate_split
 from vlarisk.training import Trainer
 
@@ -28,14 +26,7 @@ def parse_args(argv=None):
     add_training_arguments(parser)
     parser.add_argument("--split", default=None, help="split JSON from split_dataset.py (overrides --val-split/--test-split)")
     parser.add_argument("--planting", default=None, help="planting record of synthetic data, to report the oracle")
-    args = parser.parse_args(argv)
-    try:  # settings argparse cannot check alone: a usage error (exit 2), not a traceback
-        args.config = training_config(args)
-        RiskPredictor(1, args.hidden_dims, dropout=args.dropout, activation=args.activation)
-        resolve_device(args.device)
-    except (ValueError, RuntimeError) as exc:
-        parser.error(str(exc))
-    return args
+    return parse_training_args(parser, argv)
 
 
 def main(argv=None):

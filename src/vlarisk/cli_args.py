@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vlarisk.device import resolve_device
+from vlarisk.model import RiskPredictor
 from vlarisk.training import LOSS_TYPES, TrainingConfig
 
 
@@ -40,3 +42,16 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
         dropout=args.dropout, activation=args.activation, loss_type=args.loss_type, normalize=args.normalize, seed=args.seed,
         device=args.device, bf16=args.bf16, positive_fraction_of_max=args.positive_fraction,
     )
+
+
+def parse_training_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv`` and attach ``args.config``; settings argparse cannot check alone
+    (architecture, schedule, device) end as a usage error (exit 2), not a traceback."""
+    args = parser.parse_args(argv)
+    try:
+        args.config = training_config(args)
+        RiskPredictor(1, args.hidden_dims, dropout=args.dropout, activation=args.activation)
+        resolve_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        parser.error(str(exc))
+    return args

@@ -295,7 +295,6 @@ class Trainer:
         return TrainingOutcome(self.model, self.mean, self.std, self.history, self.best["epoch"], self.device, time.perf_counter() - started)
 
     def _run_epoch(self, stream: BatchStream, epoch: int) -> None:
-        config = self.config
         tick = time.perf_counter()
         train_loss = self._train_epoch(stream, epoch)
         metrics = self._validate()
