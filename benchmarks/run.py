@@ -213,11 +213,11 @@ def dryrun(args) -> list[dict]:
 
             config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
             count = args.dryrun_sources or 100
-            config["sources"] = {f"synthetic_{i:03d}": {"simulate": {"hidden_dim": 64, "seed": i}} for i in range(count)}
+            config["sources"].update({f"synthetic_{i:03d}": {"simulate": {"hidden_dim": 64, "seed": i}} for i in range(count)})
             path = Path(tmp) / "many_sources.yaml"
             path.write_text(yaml.safe_dump(config))
             command = ["snakemake", "all", "-n", "--nolock", "--configfile", str(path)]
-            what = f"generated config with {count} simulated sources, target all"
+            what = f"config/config.yaml plus {count} simulated sources, target all"
         shim = Path(tmp) / "bin"
         shim.mkdir()
         (shim / "scontrol").write_text("#!/bin/sh\nexit 1\n")

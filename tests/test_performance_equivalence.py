@@ -218,3 +218,32 @@ def test_device_resident_batches_match_the_host_batches(tiny, monkeypatch):
     assert len(batches) == len(expected)
     for (hidden, target), (want_hidden, want_target) in zip(batches, expected):
         assert torch.equal(hidden, want_hidden) and torch.equal(target, want_target)
+
+
+def test_dataset_hash_covers_the_bytes_in_order(dataset_path, tmp_path):
+    """The digest (hidden states hashed back from the file on a thread, then the step arrays) is
+    the sha256 of the arrays' bytes in file order, as a one-pass hash of them would give."""
+    import hashlib
+
+    from vlarisk.dataset import STEP_FIELDS, DatasetWriter
+
+    dataset = load_dataset(dataset_path)
+    expected = hashlib.sha256(np.ascontiguousarray(dataset.hidden).tobytes())
+    for name in STEP_FIELDS:
+        expected.update(np.ascontiguousarray(dataset.arrays[name]).tobytes())
+    assert dataset.content_hash == expected.hexdigest()
+    # many small blocks and several flushes: same digest
+    import vlarisk.dataset as dataset_module
+
+    original = dataset_module._Flusher.__init__
+    def small(self, handle, path, digest, start, every=4096, chunk=1000):
+        original(self, handle, path, digest, start, every=every, chunk=chunk)
+    dataset_module._Flusher.__init__ = small
+    try:
+        with DatasetWriter(tmp_path / "copy.vlarisk") as writer:
+            for start in range(0, len(dataset), 7):
+                writer.append_hidden(np.array(dataset.hidden[start : start + 7]))
+            writer.finish({name: np.array(dataset.arrays[name]) for name in STEP_FIELDS}, {})
+    finally:
+        dataset_module._Flusher.__init__ = original
+    assert load_dataset(tmp_path / "copy.vlarisk").content_hash == expected.hexdigest()

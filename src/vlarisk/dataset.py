@@ -104,7 +104,7 @@ class DatasetWriter:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if self._flusher is not None:
-            self._flusher.close()  # before the file descriptor goes away
+            self._flusher.close(raise_error=False)  # before the file descriptor goes away
         self._handle.close()
         if exc_type is not None:
             self._atomic.__exit__(exc_type, exc, tb)  # removes the partial file
@@ -129,21 +129,25 @@ class DatasetWriter:
     def append_hidden(self, block: np.ndarray) -> None:
         """Append ``[n, D]`` float32 hidden states (written through, not kept in memory).
 
-        The disk writes the data back while the caller reads the next rollouts (see :class:`_Flusher`).
+        Hashing and the disk's write-back happen on another thread while the caller reads the next
+        rollouts (see :class:`_Flusher`).
         """
         block = np.asarray(block, dtype=np.float32)
         if self.hidden_dim is None:
             self.hidden_dim = int(block.shape[1])
         if block.ndim != 2 or block.shape[1] != self.hidden_dim:
             raise ValueError(f"hidden block shape {block.shape} does not match hidden_dim {self.hidden_dim}")
-        self._write(block)
-        self.num_rows += block.shape[0]
         if self._flusher is None:
-            self._flusher = _Flusher(self._handle.fileno())
+            self._flusher = _Flusher(self._handle, self._tmp, self._digest, self._hidden_offset)
+        self._handle.write(memoryview(np.ascontiguousarray(block)).cast("B"))
         self._flusher.wrote(block.nbytes)
+        self.num_rows += block.shape[0]
 
     def finish(self, step_arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
         """Write the per-step arrays (one row per appended hidden state) and the footer."""
+        if self._flusher is not None:
+            self._flusher.close()  # the digest now covers every hidden state, in order
+            self._flusher = None
         self._entries["hidden"] = {"dtype": "float32", "shape": [self.num_rows, self.hidden_dim or 0], "offset": self._hidden_offset}
         for name, dtype in STEP_FIELDS.items():
             array = np.asarray(step_arrays[name], dtype=dtype)
@@ -165,41 +169,68 @@ class DatasetWriter:
 
 
 class _Flusher:
-    """Asks the kernel to write the file to disk every ``every`` bytes, on a thread of its own.
+    """Hashes the hidden states back from the file, and has the kernel write them to disk, on a thread.
 
-    ``fdatasync`` waits for the disk without holding the GIL, so the disk works while preparation
-    reads the next rollouts, and the final fsync of :func:`~vlarisk.io_utils.atomic_path` finds at
-    most ``every`` bytes left to write. (Hashing and writing stay on the caller's thread: on a
-    worker thread they would wait for the GIL after every block, since unpickling holds it.)
+    The caller only copies each block into the file; every ``every`` bytes this thread reads the
+    new bytes back from the page cache in ``chunk``-sized pieces, feeds them to the sha256 digest
+    (the GIL is released while reading and hashing, so this runs on another core) and calls
+    ``fdatasync``, so the disk works during preparation instead of all at the final fsync of
+    :func:`~vlarisk.io_utils.atomic_path`. Hashing blocks on a worker thread as they are handed
+    over would not help: unpickling holds the GIL, and a thread that needs it after every block
+    mostly waits.
     """
 
-    def __init__(self, fileno: int, every: int = 64 << 20) -> None:
-        self.fileno, self.every, self.pending = fileno, every, 0
+    def __init__(self, handle, path, digest, start: int, every: int = 64 << 20, chunk: int = 16 << 20) -> None:
+        self.handle, self.fileno, self.digest = handle, handle.fileno(), digest
+        self.reader = os.open(path, os.O_RDONLY)  # the writer's handle is write-only
+        self.hashed = self.written = self.target = start  # file offsets
+        self.every, self.pending = every, 0
+        self.buffer = memoryview(bytearray(chunk))
+        self.error: BaseException | None = None
         self.wake, self.stopping = threading.Event(), False
         self.thread = threading.Thread(target=self._run, name="vlarisk-dataset-flusher", daemon=True)
         self.thread.start()
 
     def wrote(self, nbytes: int) -> None:
+        self.written += nbytes
         self.pending += nbytes
         if self.pending >= self.every:
             self.pending = 0
+            self.handle.flush()  # the thread reads what the OS has
+            self.target = self.written
             self.wake.set()
 
     def _run(self) -> None:
         while True:
             self.wake.wait()
             self.wake.clear()
-            if self.stopping:
-                return
+            target, stopping = self.target, self.stopping
             try:
-                os.fdatasync(self.fileno)
-            except OSError:
-                return  # the final fsync reports a real disk error
+                while self.hashed < target:
+                    n = os.preadv(self.reader, [self.buffer[: min(len(self.buffer), target - self.hashed)]], self.hashed)
+                    if n <= 0:
+                        raise OSError(f"short read at offset {self.hashed} while hashing the dataset")
+                    self.digest.update(self.buffer[:n])
+                    self.hashed += n
+                if not stopping:
+                    os.fdatasync(self.fileno)
+            except BaseException as exc:  # re-raised by close()
+                self.error = exc
+                return
+            if stopping:
+                return
 
-    def close(self) -> None:
-        self.stopping = True
-        self.wake.set()
-        self.thread.join()
+    def close(self, raise_error: bool = True) -> None:
+        """Hash every byte written so far, then stop the thread (re-raising its error)."""
+        if self.thread.is_alive():
+            self.handle.flush()
+            self.target = self.written
+            self.stopping = True
+            self.wake.set()
+            self.thread.join()
+            os.close(self.reader)
+        if raise_error and self.error is not None:
+            raise self.error
 
 
 def _read_footer(path: Path) -> dict:
