@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from vlarisk.cli import log, run
-from vlarisk.cli_args import add_training_arguments, parse_training_args
+from vlarisk.cli_args import add_training_arguments, fit_trainer, parse_training_args
 from vlarisk.evaluation import results_document
 from vlarisk.io_utils import write_json
 from vlarisk.multi_model import MultiTrainer, evaluate_sources, load_sources, per_source_summary
@@ -35,13 +35,7 @@ def main(argv=None):
     sources = load_sources(args.data_config, args.val_split, args.test_split, args.seed)
     model_name = args.model_name or Path(args.output_dir).name
     trainer = MultiTrainer(sources, config, args.output_dir, model_name, log=log)
-    if args.resume:
-        trainer.resume()
-    # results.json describes the checkpoints beside it; from here on they change, so an old one
-    # must not outlive an interrupted run and pass for this run's results.
-    (Path(args.output_dir) / "results.json").unlink(missing_ok=True)
-    outcome = trainer.fit()
-    log(f"best epoch {outcome.best_epoch}; training took {outcome.wall_seconds:.1f}s")
+    outcome = fit_trainer(trainer, args)
     if args.no_test:
         return
     report = evaluate_sources(outcome.model, sources, outcome.device, args.positive_fraction)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from vlarisk.cli import log, read_json, run
-from vlarisk.cli_args import add_training_arguments, parse_training_args
+from vlarisk.cli_args import add_training_arguments, fit_trainer, parse_training_args
 from vlarisk.dataset import load_dataset
 from vlarisk.evaluation import evaluate, results_document
 from vlarisk.io_utils import write_json
@@ -42,13 +42,7 @@ def main(argv=None):
         split = split_rollouts(dataset.metadata["rollouts"], args.val_split, args.test_split, args.seed, source=args.data)
     model_name = args.model_name or Path(args.output_dir).name
     trainer = Trainer(dataset, split, config, args.output_dir, model_name, log=log)
-    if args.resume:
-        trainer.resume()
-    # results.json describes the checkpoints beside it; from here on they change, so an old one
-    # must not outlive an interrupted run and pass for this run's results.
-    (Path(args.output_dir) / "results.json").unlink(missing_ok=True)
-    outcome = trainer.fit()
-    log(f"best epoch {outcome.best_epoch}; training took {outcome.wall_seconds:.1f}s")
+    outcome = fit_trainer(trainer, args)
     if args.no_test:
         return
     report = evaluate(outcome.model, outcome.mean, outcome.std, dataset, split, outcome.device, args.positive_fraction, args.planting)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from vlarisk.device import resolve_device
 from vlarisk.model import RiskPredictor
@@ -55,3 +56,15 @@ def parse_training_args(parser: argparse.ArgumentParser, argv: list[str] | None)
     except (ValueError, RuntimeError) as exc:
         parser.error(str(exc))
     return args
+
+
+def fit_trainer(trainer, args: argparse.Namespace):
+    """Resume if asked, drop a stale ``results.json``, train, and log the best epoch."""
+    if args.resume:
+        trainer.resume()
+    # results.json describes the checkpoints beside it; from here on they change, so an old one
+    # must not outlive an interrupted run and pass for this run's results.
+    (Path(args.output_dir) / "results.json").unlink(missing_ok=True)
+    outcome = trainer.fit()
+    trainer.log(f"best epoch {outcome.best_epoch}; training took {outcome.wall_seconds:.1f}s")
+    return outcome
