@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import gc
 import io
 import os
 import pathlib
@@ -25,7 +26,7 @@ import pytest
 import torch
 
 from vlarisk.dataset import load_dataset
-from vlarisk.errors import UnsafePickleError
+from vlarisk.errors import InputError, UnsafePickleError
 from vlarisk.model import read_checkpoint
 from vlarisk.prepare import prepare_dataset
 from vlarisk.rollouts import load_rollouts
@@ -221,6 +222,8 @@ def _dumps(obj, protocol: int, numpy1: bool) -> bytes:
 def _assert_same(loaded, original):
     if isinstance(original, np.ndarray):
         assert isinstance(loaded, np.ndarray) and loaded.dtype == original.dtype and loaded.shape == original.shape
+        for flag in ("writeable", "c_contiguous", "f_contiguous"):
+            assert getattr(loaded.flags, flag) == getattr(original.flags, flag), flag
         np.testing.assert_array_equal(loaded, original)
     elif isinstance(original, np.generic):
         assert type(loaded) is type(original) and loaded == original
@@ -251,6 +254,39 @@ def test_plain_data_loads_unchanged_for_every_protocol(tmp_path, protocol, numpy
     _assert_same(loaded, unsafe)
     for name, array in ARRAYS.items():
         np.testing.assert_array_equal(loaded["arrays"][name], array)
+
+
+@pytest.mark.parametrize("collector_on", [True, False])
+def test_loading_leaves_the_garbage_collector_as_it_was(tmp_path, collector_on):
+    """The collector is paused while a file loads, then restored: after a load, a refused load and a corrupt file."""
+    good, corrupt = tmp_path / "good.pkl", tmp_path / "corrupt.pkl"
+    good.write_bytes(pickle.dumps({"trajectories": [{"steps": []}]}))
+    corrupt.write_bytes(pickle.dumps(list(range(1000)))[:-40])
+    malicious = tmp_path / "malicious.pkl"
+    malicious.write_bytes(pickle.dumps(Payload(os.getcwd, ())))
+    was_enabled = gc.isenabled()
+    (gc.enable if collector_on else gc.disable)()
+    try:
+        assert load_pickle(good) == {"trajectories": [{"steps": []}]}
+        assert gc.isenabled() is collector_on
+        for path, error in ((corrupt, InputError), (malicious, UnsafePickleError)):
+            with pytest.raises(error):
+                load_pickle(path)
+            assert gc.isenabled() is collector_on
+    finally:
+        (gc.enable if was_enabled else gc.disable)()
+
+
+def test_preparing_data_does_not_import_torch():
+    """Preparation and dataset reading stay free of torch (0.2 GiB and a second); the model API still imports."""
+    code = (
+        "import sys, vlarisk, vlarisk.prepare, vlarisk.dataset, vlarisk.splits, vlarisk.cli\n"
+        "assert 'torch' not in sys.modules, 'torch imported by data preparation'\n"
+        "from vlarisk import RiskPredictor, load_predictor\n"
+        "assert 'torch' in sys.modules and RiskPredictor.__module__ == 'vlarisk.model'\n"
+        "try:\n    vlarisk.no_such_name\nexcept AttributeError:\n    pass\nelse:\n    raise SystemExit('no AttributeError')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])

@@ -1,7 +1,20 @@
-"""vlarisk: per-dimension risk predictors for robot Vision-Language-Action models."""
+"""vlarisk: per-dimension risk predictors for robot Vision-Language-Action models.
+
+The model API is imported on first use, so that code which only prepares data (or reads datasets)
+never loads torch: importing it costs about 0.2 GiB of memory and a second of start-up.
+"""
 
 from vlarisk.constants import ACTION_DIMENSIONS
-from vlarisk.model import RiskPredictor, load_predictor
 
 __version__ = "0.1.0"
 __all__ = ["ACTION_DIMENSIONS", "RiskPredictor", "load_predictor", "__version__"]
+
+_MODEL_API = ("RiskPredictor", "load_predictor")
+
+
+def __getattr__(name: str):
+    if name in _MODEL_API:
+        from vlarisk import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'vlarisk' has no attribute {name!r}")
