@@ -346,6 +346,9 @@ def targets(records: list[dict]) -> str:
         if bare16 and proj16 and proj:
             out.append(f"  train bf16: project {proj16['samples_per_second'] / bare16['samples_per_second']:.2f}x bare bf16; "
                        f"{proj16['samples_per_second'] / proj['samples_per_second']:.2f}x project fp32")
+        if loader and proj16:
+            s = proj16["samples_per_second"] / loader["samples_per_second"]
+            out.append(f"  train bf16: project {s:.2f}x the fp32 DataLoader (>=2.5 {'MET' if s >= 2.5 else 'MISSED'})")
         fit = get("train", "project-fit")
         if fit:
             m = fit["peak_bytes"] / fit["hidden_bytes"]

@@ -1,12 +1,14 @@
-"""Command-line flags shared by the single- and multi-model training commands."""
+"""Command-line flags shared by the training commands, and by the commands that score a checkpoint."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+import torch
+
 from vlarisk.device import resolve_device
-from vlarisk.model import RiskPredictor
+from vlarisk.model import RiskPredictor, read_checkpoint
 from vlarisk.training import LOSS_TYPES, TrainingConfig
 
 
@@ -68,3 +70,38 @@ def fit_trainer(trainer, args: argparse.Namespace):
     outcome = trainer.fit()
     trainer.log(f"best epoch {outcome.best_epoch}; training took {outcome.wall_seconds:.1f}s")
     return outcome
+
+
+def add_scoring_arguments(parser: argparse.ArgumentParser, output_help: str, history: bool = True) -> argparse.ArgumentParser:
+    """Add the flags of the commands that score a checkpoint: checkpoint, output, threshold, device."""
+    parser.add_argument("--checkpoint", required=True, help="best_model.pt")
+    if history:
+        parser.add_argument("--history", default=None, help="latest.pt whose training history to report (default: the checkpoint's)")
+    parser.add_argument("--output", required=True, help=output_help)
+    parser.add_argument("--positive-fraction", type=float, default=0.5, help="positive threshold as a fraction of the largest training label")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    return parser
+
+
+def parse_scoring_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, resolve ``--device`` into ``args.torch_device`` (a usage error when it is
+    unavailable) and apply ``--threads``."""
+    args = parser.parse_args(argv)
+    try:
+        args.torch_device = resolve_device(args.device)
+    except (ValueError, RuntimeError) as exc:
+        parser.error(str(exc))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return args
+
+
+def checkpoint_and_history(args: argparse.Namespace) -> tuple[dict, dict]:
+    """The checkpoint to score and the training history to report (``--history``'s, else its own).
+
+    The guide's checkpoints carry no history: it is then reported as empty.
+    """
+    checkpoint = read_checkpoint(args.checkpoint)
+    source = read_checkpoint(args.history) if args.history else checkpoint
+    return checkpoint, source.get("history") or {}

@@ -106,9 +106,14 @@ def evaluate(
     return report
 
 
-def results_document(model_name: str, report: dict, history: dict, config: dict, training_seconds: float | None) -> dict:
-    """The ``results.json`` payload: the guide's keys first, then everything added here."""
+def results_document(model_name: str, report: dict, history: dict, config: dict, training_seconds: float | None = None) -> dict:
+    """The ``results.json`` payload: the guide's keys first, then everything added here.
+
+    ``training_seconds`` defaults to the sum of the history's epoch times (none for a history without them).
+    """
     document = {"model_name": model_name, **report, "history": history, "config": config}
+    if training_seconds is None and history.get("epoch_seconds"):
+        training_seconds = float(sum(history["epoch_seconds"]))
     document["provenance"]["training_seconds"] = training_seconds
     document["dimensions"] = list(ACTION_DIMENSIONS)
     return document

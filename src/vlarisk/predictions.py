@@ -23,16 +23,16 @@ from vlarisk.splits import split_rows, validate_split
 from vlarisk.thresholds import binarize, positive_thresholds
 
 
-def predict_test_split(checkpoint_path: str, dataset_path: str, split: dict, fraction_of_max: float = 0.5) -> dict:
+def predict_test_split(checkpoint_path: str, dataset_path: str, split: dict, fraction_of_max: float = 0.5, device: torch.device | None = None) -> dict:
     """Arrays of the test split's steps and the model's predictions for them."""
     dataset = load_dataset(dataset_path)
     validate_split(split, dataset.metadata["rollouts"], "split")
     rows = split_rows(dataset.rollout_id, split)
     thresholds = positive_thresholds(np.asarray(dataset.labels[rows["train"]]), fraction_of_max)
-    model = predictor_from_checkpoint(read_checkpoint(checkpoint_path), checkpoint_path)
+    device = device or torch.device("cpu")
+    model = predictor_from_checkpoint(read_checkpoint(checkpoint_path), checkpoint_path).to(device)
     test = rows["test"]
     label = np.asarray(dataset.labels[test], dtype=np.float32)
-    device = torch.device("cpu")
     provenance = {"checkpoint": str(checkpoint_path), "checkpoint_sha256": file_sha256(checkpoint_path), "dataset": str(dataset_path), "dataset_sha256": dataset.content_hash, "positive_fraction_of_max": fraction_of_max}
     return {
         "prediction": predict_rows(model.predictor, dataset.hidden, test, model.mean, model.std, device),
