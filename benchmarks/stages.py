@@ -276,7 +276,6 @@ def train_bare(args) -> dict:
 
 def train_project(args) -> dict:
     """The Trainer's own epoch loop over its BatchStream, for ``--train-steps`` batches."""
-    import torch
     from vlarisk.training import BatchStream, Trainer, TrainingConfig
 
     dataset, split, rows = _train_setup(args)

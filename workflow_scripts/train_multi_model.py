@@ -11,8 +11,6 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from vlarisk.cli import log, run
 from vlarisk.cli_args import add_training_arguments, fit_trainer, parse_training_args
 from vlarisk.evaluation import results_document
@@ -29,18 +27,15 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     config = args.config
     sources = load_sources(args.data_config, args.val_split, args.test_split, args.seed)
-    model_name = args.model_name or Path(args.output_dir).name
-    trainer = MultiTrainer(sources, config, args.output_dir, model_name, log=log)
+    trainer = MultiTrainer(sources, config, args.output_dir, args.model_name, log=log)
     outcome = fit_trainer(trainer, args)
     if args.no_test:
         return
     report = evaluate_sources(outcome.model, sources, outcome.device, args.positive_fraction)
     report["best_epoch"] = outcome.best_epoch
-    document = results_document(model_name, report, outcome.history, asdict(config), outcome.wall_seconds)
+    document = results_document(args.model_name, report, outcome.history, asdict(config), outcome.wall_seconds)
     write_json(Path(args.output_dir) / "results.json", document)
     log(per_source_summary(report))
 

@@ -9,8 +9,6 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from vlarisk.cli import log, read_json, run
 from vlarisk.cli_args import add_training_arguments, fit_trainer, parse_training_args
 from vlarisk.dataset import load_dataset
@@ -31,8 +29,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     config = args.config
     dataset = load_dataset(args.data)
     if args.split:
@@ -40,13 +36,12 @@ def main(argv=None):
         validate_split(split, dataset.metadata["rollouts"], args.split)
     else:
         split = split_rollouts(dataset.metadata["rollouts"], args.val_split, args.test_split, args.seed, source=args.data)
-    model_name = args.model_name or Path(args.output_dir).name
-    trainer = Trainer(dataset, split, config, args.output_dir, model_name, log=log)
+    trainer = Trainer(dataset, split, config, args.output_dir, args.model_name, log=log)
     outcome = fit_trainer(trainer, args)
     if args.no_test:
         return
     report = evaluate(outcome.model, outcome.mean, outcome.std, dataset, split, outcome.device, args.positive_fraction, args.planting)
-    document = results_document(model_name, report, outcome.history, asdict(config), outcome.wall_seconds)
+    document = results_document(args.model_name, report, outcome.history, asdict(config), outcome.wall_seconds)
     write_json(Path(args.output_dir) / "results.json", document)
     log(f"test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}")
 

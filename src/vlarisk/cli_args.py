@@ -48,8 +48,9 @@ def training_config(args: argparse.Namespace) -> TrainingConfig:
 
 
 def parse_training_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Parse ``argv`` and attach ``args.config``; settings argparse cannot check alone
-    (architecture, schedule, device) end as a usage error (exit 2), not a traceback."""
+    """Parse ``argv``, attach ``args.config``, default ``--model-name`` to the output directory's
+    name and apply ``--threads``. Settings argparse cannot check alone (architecture, schedule,
+    device) end as a usage error (exit 2), not a traceback."""
     args = parser.parse_args(argv)
     try:
         args.config = training_config(args)
@@ -57,6 +58,9 @@ def parse_training_args(parser: argparse.ArgumentParser, argv: list[str] | None)
         resolve_device(args.device)
     except (ValueError, RuntimeError) as exc:
         parser.error(str(exc))
+    args.model_name = args.model_name or Path(args.output_dir).name
+    if args.threads:
+        torch.set_num_threads(args.threads)
     return args
 
 
