@@ -63,7 +63,6 @@ class RolloutReader:
     hidden_dim: int | None = None
     skips: SkipCounts = field(default_factory=SkipCounts)
     hidden_lengths: Counter = field(default_factory=Counter)
-    _block: np.ndarray | None = field(default=None, repr=False, compare=False)  # fast path's stacked states
 
     def read(self, rollout: Any, path: str, index: int, success: bool) -> RolloutArrays | None:
         where = f"{path}: rollout {index}"
@@ -74,7 +73,8 @@ class RolloutReader:
             self.skips.empty_rollouts += 1
             return None
         labels, has_label = self._labels(actions, provided, success, where)
-        keep = self._usable_hidden(hidden, where) & (has_label.astype(bool) | (self.labelling != "require"))
+        usable, block = self._usable_hidden(hidden, where)
+        keep = usable & (has_label.astype(bool) | (self.labelling != "require"))
         self.skips.unlabelled_dropped += int(((~has_label.astype(bool)) & (self.labelling == "require")).sum())
         num_steps = actions.shape[0]
         steps_left = num_steps - np.arange(num_steps)
@@ -91,7 +91,6 @@ class RolloutReader:
         kept = np.flatnonzero(keep)
         if kept.size == 0:
             return None
-        block, self._block = self._block, None
         if block is not None:  # stacked by the fast path of _usable_hidden
             stacked = block if kept.size == len(block) else block[kept]
         else:
@@ -131,28 +130,28 @@ class RolloutReader:
                 has_label[step] = 1
         return labels, has_label
 
-    def _usable_hidden(self, hidden: list, where: str) -> np.ndarray:
-        """Mask of steps whose hidden state has the source's length and only finite values.
+    def _usable_hidden(self, hidden: list, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """Mask of steps whose hidden state has the source's length and only finite values, and
+        the states stacked as ``[T, D]`` when the fast path stacked them (else None).
 
         A failed hook leaves ``None`` or a 0/1-element array (``zeros(1)``): such steps are skipped
         and counted. Any other length differing from the source's first hidden state is an error,
         since it means rollouts of different models were mixed into one file.
         """
-        self._block = None
         first = hidden[0] if hidden else None
         dim = self.hidden_dim or (first.shape[0] if isinstance(first, np.ndarray) and first.ndim == 1 else 0)
         if dim > 1 and all(type(s) is np.ndarray and s.dtype == np.float32 and s.shape == (dim,) for s in hidden):
             # The usual case, every step a float32 vector of the source's length: stack once (read()
             # reuses the block) and check finiteness in one vectorised pass instead of per step.
             self.hidden_dim = dim
-            self._block = np.stack(hidden)
+            block = np.stack(hidden)
             with np.errstate(over="ignore", invalid="ignore"):
-                usable = np.isfinite(self._block.sum(axis=1))  # a NaN or Inf makes the row's sum non-finite
+                usable = np.isfinite(block.sum(axis=1))  # a NaN or Inf makes the row's sum non-finite
             if not usable.all():  # ...and so may an overflow of finite values: check those rows exactly
                 suspect = np.flatnonzero(~usable)
-                usable[suspect] = np.isfinite(self._block[suspect]).all(axis=1)
+                usable[suspect] = np.isfinite(block[suspect]).all(axis=1)
             self.skips.nonfinite_hidden += int(len(hidden) - usable.sum())
-            return usable
+            return usable, block
         usable = np.zeros(len(hidden), dtype=bool)
         for i, state in enumerate(hidden):
             if state is None:
@@ -180,7 +179,7 @@ class RolloutReader:
                 self.skips.nonfinite_hidden += 1
                 continue
             usable[i] = True
-        return usable
+        return usable, None
 
     @staticmethod
     def _collisions(rollout: dict, num_steps: int) -> np.ndarray:
