@@ -47,18 +47,26 @@ STEP_MODULES = {
         "inference",
         "model",
         "synthetic",
+        "dataset",
+        "splits",
+        "device",
+        "cli_args",
     ],
-    "predict": ["predictions", "dataset", "inference", "model", "splits", "thresholds"],
+    "predict": [
+        "predictions",
+        "dataset",
+        "inference",
+        "model",
+        "splits",
+        "thresholds",
+        "device",
+        "cli_args",
+    ],
     "tables": ["tables", "predictions"],
     "figures": ["figures", "tables", "predictions"],
 }
 STEP_MODULES["multi"] = ["multi_model", *STEP_MODULES["train"]]
-STEP_MODULES["multi_evaluate"] = [
-    "multi_model",
-    "dataset",
-    "splits",
-    *STEP_MODULES["evaluate"],
-]
+STEP_MODULES["multi_evaluate"] = ["multi_model", *STEP_MODULES["evaluate"]]
 
 
 wildcard_constraints:
