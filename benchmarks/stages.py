@@ -391,7 +391,7 @@ def main(argv=None) -> None:
     function = STAGES.get((args.stage, impl))
     if function is None:
         raise SystemExit(f"unknown stage/implementation {args.stage}/{args.impl}; known: {sorted(STAGES)}")
-    import vlarisk  # noqa: F401  (imports torch: not part of any stage's timed work)
+    import vlarisk  # noqa: F401  (package start-up is not stage work; stages needing torch import it before their timed section)
 
     if args.stage == "prepare":  # deleting the previous repeat's multi-GB output is not preparation work
         for name in ("dataset", "naive_hidden", "naive_labels"):

@@ -30,7 +30,7 @@ rule predict_test_split:
     shell:
         "python workflow_scripts/predict_test_split.py --checkpoint {input.checkpoint}"
         " --data {input.data} --split {input.split} --output {output}"
-        " --positive-fraction {params.positive_fraction} > {log} 2>&1"
+        " --positive-fraction {params.positive_fraction} --device cpu > {log} 2>&1"
 
 
 rule paper_table:
