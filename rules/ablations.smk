@@ -26,7 +26,7 @@ use rule train_model as train_ablation with:
     input:
         unpack(ablation_training_data),
         split="results/splits/{source}.json",
-        code=code_for("train"),
+        code=code_for("train_risk_predictor"),
     output:
         best="results/ablations/{source}/{cell}/seed-{seed}/best_model.pt",
         latest="results/ablations/{source}/{cell}/seed-{seed}/latest.pt",
@@ -50,7 +50,7 @@ use rule evaluate_model as evaluate_ablation with:
         latest="results/ablations/{source}/{cell}/seed-{seed}/latest.pt",
         data="results/datasets/{source}/dataset.vlarisk",
         split="results/splits/{source}.json",
-        code=code_for("evaluate"),
+        code=code_for("evaluate_risk_predictor"),
     output:
         "results/ablations/{source}/{cell}/seed-{seed}/results.json",
     log:

@@ -6,67 +6,23 @@ import os
 from snakemake.utils import validate
 
 
-def _load_config_checks():
-    """src/vlarisk/config_checks.py alone: importing the package would import torch on every run."""
-    path = os.path.join(workflow.basedir, "src", "vlarisk", "config_checks.py")
-    spec = importlib.util.spec_from_file_location("vlarisk_config_checks", path)
-    checks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(checks)
-    return checks
+def _load_standalone(module):
+    """One module of src/vlarisk alone: importing the package would import torch on every run."""
+    path = os.path.join(workflow.basedir, "src", "vlarisk", f"{module}.py")
+    spec = importlib.util.spec_from_file_location(f"vlarisk_{module}", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
 
 
 # YAML keeps only the last of two equal keys (e.g. two sources of one name): refuse them.
-_config_checks = _load_config_checks()
+_config_checks = _load_standalone("config_checks")
+# Which package modules each workflow script imports: a rule's code inputs.
+_code_inputs = _load_standalone("code_inputs")
 _config_checks.check_config_files(_config_checks.effective_config_files(workflow))
 validate(config, schema="../config/schema/config.schema.yaml")
 
 SOURCES = list(config["sources"])
-
-# Source files of the package each step imports: a change to them re-runs that step only.
-# Every step also runs through the modules in SHARED_MODULES.
-SHARED_MODULES = ["cli", "errors", "io_utils", "constants"]
-STEP_MODULES = {
-    "simulate": ["synthetic", "labels", "io_utils"],
-    "prepare": ["prepare", "rollouts", "labels", "dataset", "safe_pickle", "io_utils"],
-    "split": ["splits", "dataset"],
-    "train": [
-        "training",
-        "model",
-        "inference",
-        "normalization",
-        "thresholds",
-        "device",
-        "dataset",
-        "splits",
-        "cli_args",
-    ],
-    "evaluate": [
-        "evaluation",
-        "metrics",
-        "thresholds",
-        "inference",
-        "model",
-        "synthetic",
-        "dataset",
-        "splits",
-        "device",
-        "cli_args",
-    ],
-    "predict": [
-        "predictions",
-        "dataset",
-        "inference",
-        "model",
-        "splits",
-        "thresholds",
-        "device",
-        "cli_args",
-    ],
-    "tables": ["tables", "predictions"],
-    "figures": ["figures", "tables", "predictions"],
-}
-STEP_MODULES["multi"] = ["multi_model", *STEP_MODULES["train"]]
-STEP_MODULES["multi_evaluate"] = ["multi_model", *STEP_MODULES["evaluate"]]
 
 
 wildcard_constraints:
@@ -74,10 +30,10 @@ wildcard_constraints:
     variant="dataset|heuristic",
 
 
-def code_for(step):
-    """Package modules a step depends on, as input files."""
-    modules = dict.fromkeys([*STEP_MODULES[step], *SHARED_MODULES])
-    return [f"src/vlarisk/{module}.py" for module in modules]
+def code_for(script):
+    """The workflow script ``script`` and the package modules it imports, as input files."""
+    path = f"workflow_scripts/{script}.py"
+    return [path, *_code_inputs.module_closure(path, "src/vlarisk")]
 
 
 def source_config(source):
@@ -101,7 +57,7 @@ def rollout_files(wildcards):
 
 
 def planting_file(wildcards):
-    """The planting record of a synthetic source (for the oracle), none for real data."""
+    """The planting record of a synthetic source (for the planted-direction scorer), none for real data."""
     if is_simulated(wildcards.source):
         return {"planting": f"results/rollouts/{wildcards.source}/planting.npz"}
     return {}

@@ -3,7 +3,7 @@
 
 rule simulate_rollouts:
     input:
-        code=code_for("simulate"),
+        code=code_for("simulate_rollouts"),
     output:
         success="results/rollouts/{source}/success_rollouts.pkl",
         failure="results/rollouts/{source}/failure_rollouts.pkl",
@@ -31,7 +31,7 @@ rule simulate_rollouts:
 rule prepare_dataset:
     input:
         unpack(rollout_files),
-        code=code_for("prepare"),
+        code=code_for("prepare_training_data"),
     output:
         "results/datasets/{source}/{variant}.vlarisk",
     log:
@@ -54,7 +54,7 @@ rule prepare_dataset:
 rule split_dataset:
     input:
         data="results/datasets/{source}/dataset.vlarisk",
-        code=code_for("split"),
+        code=code_for("split_dataset"),
     output:
         "results/splits/{source}.json",
     log:

@@ -5,7 +5,7 @@ rule train_model:
     input:
         data="results/datasets/{source}/dataset.vlarisk",
         split="results/splits/{source}.json",
-        code=code_for("train"),
+        code=code_for("train_risk_predictor"),
     output:
         best="results/models/{source}/best_model.pt",
         latest="results/models/{source}/latest.pt",
@@ -36,7 +36,7 @@ rule evaluate_model:
         latest="results/models/{source}/latest.pt",
         data="results/datasets/{source}/dataset.vlarisk",
         split="results/splits/{source}.json",
-        code=code_for("evaluate"),
+        code=code_for("evaluate_risk_predictor"),
     output:
         "results/models/{source}/results.json",
     log:

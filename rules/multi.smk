@@ -28,7 +28,7 @@ rule train_multi_model:
     input:
         unpack(multi_member_files),
         data_config="results/multi/{group}/data_config.json",
-        code=code_for("multi"),
+        code=code_for("train_multi_model"),
     output:
         best="results/multi/{group}/best_model.pt",
         latest="results/multi/{group}/latest.pt",
@@ -57,7 +57,7 @@ rule evaluate_multi_model:
         checkpoint="results/multi/{group}/best_model.pt",
         latest="results/multi/{group}/latest.pt",
         data_config="results/multi/{group}/data_config.json",
-        code=code_for("multi_evaluate"),
+        code=code_for("evaluate_multi_model"),
     output:
         "results/multi/{group}/results.json",
     log:

@@ -18,7 +18,7 @@ rule predict_test_split:
         checkpoint="results/models/{source}/best_model.pt",
         data="results/datasets/{source}/dataset.vlarisk",
         split="results/splits/{source}.json",
-        code=code_for("predict"),
+        code=code_for("predict_test_split"),
     output:
         "results/models/{source}/test_predictions.npz",
     log:
@@ -36,7 +36,7 @@ rule predict_test_split:
 rule paper_table:
     input:
         unpack(paper_table_input),
-        code=code_for("tables"),
+        code=code_for("make_tables"),
     output:
         multiext("results/paper/tables/{table}", ".md", ".tex", ".csv", ".json"),
         html=report(
@@ -62,7 +62,7 @@ rule paper_table:
 rule ablation_table:
     input:
         runs=ablation_run_files,
-        code=code_for("tables"),
+        code=code_for("make_tables"),
     output:
         multiext(
             "results/paper/tables/ablation_{factor}", ".md", ".tex", ".csv", ".json"
@@ -91,7 +91,7 @@ rule ablation_table:
 rule roc_pr_figure:
     input:
         predictions="results/models/{source}/test_predictions.npz",
-        code=code_for("figures"),
+        code=code_for("make_figures"),
     output:
         report(
             "results/paper/figures/roc_pr/{source}.png",
@@ -112,7 +112,7 @@ rule roc_pr_figure:
 rule training_figure:
     input:
         results="results/models/{source}/results.json",
-        code=code_for("figures"),
+        code=code_for("make_figures"),
     output:
         report(
             "results/paper/figures/training/{source}.png",
@@ -133,7 +133,7 @@ rule training_figure:
 rule ablation_figure:
     input:
         runs=ablation_run_files,
-        code=code_for("figures"),
+        code=code_for("make_figures"),
     output:
         report(
             "results/paper/figures/ablation/{factor}.png",

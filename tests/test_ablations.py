@@ -16,8 +16,8 @@ from vlarisk.model import read_checkpoint
 from vlarisk.prepare import prepare_dataset
 
 TABLES = ("results/paper/tables/ablation_loss_type.json", "results/paper/tables/ablation_labels.json")
-GRID = {"sources": ["tiny_a"], "seeds": [0], "training": {"epochs": 2}, "factors": {"loss_type": ["mse", "bce"], "labels": ["provided", "heuristic"]}}
-CELLS = ("default", "loss_type-bce", "labels-heuristic")
+GRID = {"sources": ["tiny_a"], "seeds": [0], "training": {"epochs": 2}, "factors": {"loss_type": ["bce", "mse"], "labels": ["provided", "heuristic"]}}
+CELLS = ("default", "loss_type-mse", "labels-heuristic")
 
 
 def write_config(workdir: Path, name: str, **changes) -> tuple[str, str]:
@@ -60,13 +60,13 @@ def test_adding_a_seed_schedules_only_the_new_seed(built):
 
 
 def test_adding_a_value_schedules_only_its_cell(built):
-    config = write_config(built, "values.yaml", factors={**GRID["factors"], "loss_type": ["mse", "bce", "mae"]})
+    config = write_config(built, "values.yaml", factors={**GRID["factors"], "loss_type": ["bce", "mse", "mae"]})
     assert planned(built, *config) == cell_jobs("loss_type-mae", 0) | table_jobs("loss_type")
 
 
 def test_each_cell_trains_with_its_own_settings(built):
     settings = {cell: read_checkpoint(built / f"results/ablations/tiny_a/{cell}/seed-0/best_model.pt")["training_config"] for cell in CELLS}
-    assert {cell: s["loss_type"] for cell, s in settings.items()} == {"default": "mse", "loss_type-bce": "bce", "labels-heuristic": "mse"}
+    assert {cell: s["loss_type"] for cell, s in settings.items()} == {"default": "bce", "loss_type-mse": "mse", "labels-heuristic": "bce"}
     assert all(s["epochs"] == 2 and s["seed"] == 0 for s in settings.values())
 
 
@@ -81,7 +81,7 @@ def test_heuristic_cell_trains_on_heuristic_labels_and_is_scored_on_provided_one
 
 def test_table_cells_equal_the_results_they_name(built):
     table = json.loads((built / TABLES[0]).read_text())
-    assert [row["labels"]["loss_type"] for row in table["rows"]] == ["mse (default)", "bce"]
+    assert [row["labels"]["loss_type"] for row in table["rows"]] == ["bce (default)", "mse"]
     for row in table["rows"]:
         (path,) = row["results"]
         results = json.loads((built / path).read_text())["test_metrics"]
@@ -92,7 +92,7 @@ def test_table_cells_equal_the_results_they_name(built):
 def test_labels_factor_skips_unlabelled_sources(built):
     config = write_config(built, "both.yaml", sources=["tiny_a", "tiny_b"])
     cells = {wildcards for rule, wildcards in planned(built, *config) if rule == "train_ablation"}
-    assert cells == {f"source=tiny_b, cell={cell}, seed=0" for cell in ("default", "loss_type-bce")}
+    assert cells == {f"source=tiny_b, cell={cell}, seed=0" for cell in ("default", "loss_type-mse")}
 
 
 def test_rollout_check_refuses_datasets_whose_ids_differ(rollout_files, dataset_path, tmp_path):

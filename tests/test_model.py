@@ -46,7 +46,7 @@ def test_training_writes_the_guides_three_files(trained):
     results = json.loads((output / "results.json").read_text())
     assert {"test_metrics", "history", "config", "model_name"} <= set(results)
     assert {"mse", "mae", "rmse", "mse_x", "mae_gripper", "auc_y", "ap_pitch"} <= set(results["test_metrics"])
-    assert len(results["history"]["train_loss"]) == 3 and "oracle" in results
+    assert len(results["history"]["train_loss"]) == 3 and "planted_direction" in results["baselines"]
 
 
 def test_checkpoint_rebuilds_the_model_as_in_the_guide(trained, dataset_path):

@@ -121,7 +121,7 @@ def test_per_source_metrics_equal_scoring_each_source_alone(trained):
         assert entry["positives"] == alone["positives"] and entry["undefined"] == alone["undefined"]
         predictor = outcome.model.source_predictor(source.name)
         single = evaluate(predictor.predictor, predictor.mean, predictor.std, source.dataset, source.split, torch.device("cpu"), planting_path=source.planting_path)
-        assert entry["oracle"] == single["oracle"]
+        assert entry["baselines"] == single["baselines"]
 
 
 def test_pooled_positives_are_the_union_of_per_source_positives(trained):
@@ -156,7 +156,9 @@ def test_script_writes_the_results_contract(data_config, tmp_path):
     for key in ("mse", "mae", "rmse", "mse_x", "mae_gripper", "auc_y", "ap_yaw", "mean_auc", "mean_ap"):
         assert key in results["test_metrics"], key
     for entry in results["per_source"].values():
-        assert {"test_metrics", "positives", "undefined", "oracle"} <= set(entry)
+        assert {"test_metrics", "positives", "undefined", "baselines"} <= set(entry)
+        assert {"logistic", "step_index", "abs_action", "planted_direction", "model_vs_logistic"} == set(entry["baselines"])
+    assert "baselines" not in results
     assert {"history", "config"} <= set(results)
 
 

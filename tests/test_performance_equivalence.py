@@ -50,6 +50,10 @@ def plain_training(dataset, split: dict, config: TrainingConfig) -> dict:
     thresholds = positive_thresholds(dataset.labels[rows["train"]], config.positive_fraction_of_max)
     torch.manual_seed(config.seed)
     model = RiskPredictor(dataset.hidden_dim, config.hidden_dims, dropout=config.dropout, activation=config.activation)
+    prior = np.clip(np.asarray(dataset.labels[rows["train"]], dtype=np.float64).mean(axis=0), 1e-4, 1 - 1e-4)
+    with torch.no_grad():  # outputs start at the training label prior
+        model.mlp[-1].weight.mul_(0.1)
+        model.mlp[-1].bias.copy_(torch.from_numpy(np.log(prior / (1 - prior))).float())
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     labels = torch.from_numpy(np.array(dataset.labels, dtype=np.float32))
     history = {"train_loss": [], "val_metrics": []}
@@ -64,7 +68,7 @@ def plain_training(dataset, split: dict, config: TrainingConfig) -> dict:
             hidden = (torch.from_numpy(np.array(dataset.hidden[picked])) - mean) / std
             target = labels[torch.from_numpy(picked)]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-                loss = F.mse_loss(model(hidden).float(), target)
+                loss = F.binary_cross_entropy_with_logits(model.mlp(hidden).float(), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -45,12 +45,14 @@ def test_every_output_exists(built):
 
 
 @pytest.mark.parametrize("source", SOURCES)
-def test_learned_auc_is_above_chance_and_near_the_oracle(built, source):
+def test_learned_auc_keeps_up_with_the_logistic_baseline(built, source):
+    """The pipeline's model learns: no collapse, and within 0.03 mean AUC of the logistic baseline."""
     results = json.loads((built / f"results/models/{source}/results.json").read_text())
-    model, oracle = results["test_metrics"]["mean_auc"], results["oracle"]["mean_auc"]
-    assert model > 0.55, results["test_metrics"]
-    assert model > oracle - 0.12, (model, oracle)
-    assert not results["constant_output"]
+    versus = results["baselines"]["model_vs_logistic"]
+    assert not results["collapsed"], results["collapse"]
+    assert versus["model_mean_auc"] > 0.7, versus
+    assert versus["margin"] >= -0.03, versus
+    assert versus["beats_logistic"] == (versus["margin"] > 0)
     assert results["provenance"]["dataset_sha256"]
 
 

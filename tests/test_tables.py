@@ -36,6 +36,12 @@ def write_results(path: Path, test_metrics: dict, **extra) -> str:
     return str(path)
 
 
+def with_baselines(model_auc: float | None, logistic_auc: float) -> dict:
+    """A ``baselines`` block: the logistic scorer at ``logistic_auc`` and the model's margin over it."""
+    margin = None if model_auc is None else model_auc - logistic_auc
+    return {"logistic": metrics(logistic_auc, 0.3), "model_vs_logistic": {"logistic_mean_auc": logistic_auc, "margin": margin}}
+
+
 def sidecar(prefix: Path) -> dict:
     return json.loads(Path(f"{prefix}.json").read_text())
 
@@ -52,7 +58,8 @@ def seeds(tmp_path):
     for value, aucs in (("mse (default)", (0.7, 0.8, 0.9)), ("bce", (0.6, None, 0.62))):
         for seed, auc in enumerate(aucs):
             spread = {name: 0.01 * (seed + 1) + dim for dim, name in enumerate(ACTION_DIMENSIONS)}
-            path = write_results(tmp_path / value.split()[0] / f"seed-{seed}" / "results.json", metrics(auc, ap=None if auc is None else 0.3 + seed / 100), prediction_std=spread)
+            test_metrics = metrics(auc, ap=None if auc is None else 0.3 + seed / 100)
+            path = write_results(tmp_path / value.split()[0] / f"seed-{seed}" / "results.json", test_metrics, prediction_std=spread, baselines=with_baselines(auc, 0.75))
             runs.append(("src", value, path))
     return runs
 
@@ -74,6 +81,15 @@ def test_ablation_cells_are_mean_and_sample_std_of_their_seeds(seeds, tmp_path):
     assert rows["bce"]["cells"]["min pred std"]["values"] == pytest.approx([0.01, 0.02, 0.03])
 
 
+def test_ablation_cells_show_the_logistic_baseline_and_the_margin_over_it(seeds, tmp_path):
+    prefix = tmp_path / "ablation_loss_type"
+    write_table(ablation_table("loss_type", seeds), prefix)
+    table = {row["loss_type"]: row for row in csv_rows(prefix)}
+    assert table["mse (default)"]["logistic AUC"] == "0.750 ± 0.000"
+    assert table["mse (default)"]["Δ vs logistic"] == "+0.050 ± 0.100"
+    assert table["bce"]["Δ vs logistic"] == "-0.140 ± 0.014 (2/3)"
+
+
 def test_an_undefined_metric_is_na_never_half():
     assert Summary((None, None)).format() == "n/a"
     assert Summary((0.5,)).format() == "0.500"
@@ -81,12 +97,21 @@ def test_an_undefined_metric_is_na_never_half():
 
 
 def test_per_dimension_rows_hold_the_numbers_of_their_files(tmp_path):
-    single = write_results(tmp_path / "a" / "results.json", metrics(0.81, 0.25), oracle=metrics(0.9, 0.4))
+    scorers = {"step_index": metrics(0.6), "abs_action": metrics(0.55), "planted_direction": metrics(0.9, 0.4)}
+    single = write_results(tmp_path / "a" / "results.json", metrics(0.81, 0.25), baselines={**with_baselines(0.81, 0.7), **scorers})
     per_source = {"a": {"test_metrics": metrics(0.77, 0.22)}, "other": {"test_metrics": metrics(0.5)}}
     multi = write_results(tmp_path / "multi" / "results.json", metrics(0.6), per_source=per_source)
     table = per_dimension_table("auc", {"a": single}, {"pair": multi})
-    assert [row.labels for row in table.rows] == [("a", "single"), ("a", "multi (pair)"), ("a", "oracle")]
-    expected = {"single": (0.81, single), "multi (pair)": (0.77, multi), "oracle": (0.9, single)}
+    models = ["single", "multi (pair)", "logistic baseline", "step index", "|action|", "planted direction"]
+    assert [row.labels for row in table.rows] == [("a", model) for model in models]
+    expected = {
+        "single": (0.81, single),
+        "multi (pair)": (0.77, multi),
+        "logistic baseline": (0.7, single),
+        "step index": (0.6, single),
+        "|action|": (0.55, single),
+        "planted direction": (0.9, single),
+    }
     for row in table.rows:
         value, path = expected[row.labels[1]]
         assert row.sources == (path,)
@@ -95,17 +120,28 @@ def test_per_dimension_rows_hold_the_numbers_of_their_files(tmp_path):
         assert cells["yaw"].format() == "n/a"
 
 
-def test_single_vs_multi_without_groups_shows_na(tmp_path):
+def test_baseline_labels_cannot_break_markdown_or_latex(tmp_path):
+    single = write_results(tmp_path / "a" / "results.json", metrics(0.81), baselines={"abs_action": metrics(0.55)})
+    prefix = tmp_path / "auc_per_dimension"
+    write_table(per_dimension_table("auc", {"a": single}, {}), prefix)
+    (line,) = [line for line in Path(f"{prefix}.md").read_text().splitlines() if "action\\|" in line]
+    assert line.startswith(r"| a | \|action\| | 0.550 |") and line.count(" | ") == 9
+    assert r"\textbar{}action\textbar{}" in Path(f"{prefix}.tex").read_text()
+
+
+def test_single_vs_multi_without_groups_or_baselines_shows_na(tmp_path):
     single = write_results(tmp_path / "a" / "results.json", metrics(0.81, 0.25))
     (row,) = single_vs_multi_table({"a": single}, {}).rows
-    assert [cell.format() for cell in row.cells] == ["0.810", "n/a", "n/a", "0.250", "n/a", "n/a"]
+    assert [cell.format() for cell in row.cells] == ["0.810", "n/a", "n/a", "n/a", "0.250", "n/a", "n/a"]
 
 
 def test_single_vs_multi_difference_is_multi_minus_single(tmp_path):
-    single = write_results(tmp_path / "a" / "results.json", metrics(0.80, 0.25))
+    single = write_results(tmp_path / "a" / "results.json", metrics(0.80, 0.25), baselines=with_baselines(0.80, 0.72))
     multi = write_results(tmp_path / "m" / "results.json", metrics(0.7), per_source={"a": {"test_metrics": metrics(0.75, 0.3)}})
-    (row,) = single_vs_multi_table({"a": single}, {"g": multi}).rows
-    assert [cell.format() for cell in row.cells] == ["0.800", "0.750", "-0.050", "0.250", "0.300", "+0.050"]
+    table = single_vs_multi_table({"a": single}, {"g": multi})
+    (row,) = table.rows
+    assert table.value_columns[3] == "logistic AUC"
+    assert [cell.format() for cell in row.cells] == ["0.800", "0.750", "-0.050", "0.720", "0.250", "0.300", "+0.050"]
     assert row.sources == (single, multi)
 
 

@@ -21,7 +21,7 @@ def main(argv=None):
     checkpoint, history = checkpoint_and_history(args)
     model = multi_predictor_from_checkpoint(checkpoint, args.checkpoint).to(args.torch_device)
     sources = load_sources(args.data_config, saved_splits=checkpoint.get("split"))
-    report = evaluate_sources(model, sources, args.torch_device, args.positive_fraction)
+    report = evaluate_sources(model, sources, args.torch_device, args.positive_fraction, log=log)
     report["best_epoch"] = checkpoint["epoch"]
     write_json(args.output, results_document(checkpoint.get("model_name", ""), report, history, checkpoint["training_config"]))
     log(f"{args.output}: {per_source_summary(report)}")

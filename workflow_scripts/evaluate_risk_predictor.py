@@ -18,7 +18,7 @@ def main(argv=None):
     add_scoring_arguments(parser, output_help="results.json to write")
     parser.add_argument("--data", required=True, help="dataset whose test split to score")
     parser.add_argument("--split", required=True, help="split JSON")
-    parser.add_argument("--planting", default=None, help="planting record of synthetic data, to report the oracle")
+    parser.add_argument("--planting", default=None, help="planting record of synthetic data, to report the planted-direction scorer")
     args = parse_scoring_args(parser, argv)
     checkpoint, history = checkpoint_and_history(args)
     if "sources" in checkpoint:
@@ -33,11 +33,11 @@ def main(argv=None):
             f"{dataset.hidden_dim}-D ones (a checkpoint of another model's data?)"
         )
     predictor = predictor.to(args.torch_device)
-    report = evaluate(predictor.predictor, predictor.mean, predictor.std, dataset, split, args.torch_device, args.positive_fraction, args.planting)
+    report = evaluate(predictor.predictor, predictor.mean, predictor.std, dataset, split, args.torch_device, args.positive_fraction, args.planting, log=log)
     report["best_epoch"] = checkpoint.get("epoch")
     # the guide's checkpoints carry no training_config: reported as empty
     write_json(args.output, results_document(checkpoint.get("model_name", ""), report, history, checkpoint.get("training_config", {})))
-    log(f"{args.output}: test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}")
+    log(f"{args.output}: test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}; logistic baseline mean AUC {report['baselines']['logistic']['mean_auc']}")
 
 
 if __name__ == "__main__":

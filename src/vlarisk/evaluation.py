@@ -7,18 +7,19 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 import vlarisk
+from vlarisk.baselines import baseline_report
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.dataset import RiskDataset
 from vlarisk.device import describe
 from vlarisk.inference import predict_rows
-from vlarisk.metrics import ranking_metrics, mean_defined, test_metrics
+from vlarisk.metrics import test_metrics
 from vlarisk.splits import split_rows
-from vlarisk.synthetic import load_planting, oracle_scores
 from vlarisk.thresholds import positive_thresholds
 
 
@@ -30,25 +31,20 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def oracle_report(dataset: RiskDataset, rows: np.ndarray, thresholds: np.ndarray, planting_path: str) -> dict:
-    """AUC/AP of the planting-aware scorer on the same rows and positives as the model."""
-    planting = load_planting(planting_path)
-    heuristic = not np.asarray(dataset.arrays["has_provided_label"][rows]).any()
-    scores = oracle_scores(dataset.hidden[rows], planting["directions"], heuristic)
-    metrics, _, _ = ranking_metrics(scores, np.asarray(dataset.labels[rows]), thresholds)
-    metrics["mean_auc"] = mean_defined(metrics, "auc")
-    metrics["mean_ap"] = mean_defined(metrics, "ap")
-    return metrics
-
-
 @dataclass
 class ScoredSplit:
-    """Predictions on one split's rows, with the labels and training-split thresholds they are scored by."""
+    """Predictions on one subset of a split, with the labels and training-split thresholds they are scored by."""
 
-    rows: np.ndarray
+    split_rows: dict[str, np.ndarray]
+    subset: str
     prediction: np.ndarray
     labels: np.ndarray
     thresholds: np.ndarray
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The scored rows."""
+        return self.split_rows[self.subset]
 
 
 def score_split(
@@ -65,14 +61,22 @@ def score_split(
     rows = split_rows(dataset.rollout_id, split)
     thresholds = positive_thresholds(np.asarray(dataset.labels[rows["train"]]), fraction_of_max)
     prediction = predict_rows(model, dataset.hidden, rows[subset], mean, std, device)
-    return ScoredSplit(rows[subset], prediction, np.asarray(dataset.labels[rows[subset]]), thresholds)
+    return ScoredSplit(rows, subset, prediction, np.asarray(dataset.labels[rows[subset]]), thresholds)
 
 
-def split_report(scored: ScoredSplit, dataset: RiskDataset, planting_path: str | None = None) -> dict:
-    """:func:`~vlarisk.metrics.test_metrics` of a scored split, plus the oracle's when a planting is given."""
+def split_report(scored: ScoredSplit, dataset: RiskDataset, planting_path: str | None = None, log: Callable[[str], None] = print) -> dict:
+    """:func:`~vlarisk.metrics.test_metrics` of a scored split, with the baselines scored the same way.
+
+    Logs a line when the model's mean AUC does not beat the logistic baseline's.
+    """
     report = test_metrics(scored.prediction, scored.labels, scored.thresholds)
-    if planting_path:
-        report["oracle"] = oracle_report(dataset, scored.rows, scored.thresholds, planting_path)
+    report["baselines"] = baseline_report(dataset, scored.split_rows, scored.subset, scored.thresholds, report["test_metrics"], planting_path)
+    versus = report["baselines"]["model_vs_logistic"]
+    if versus["beats_logistic"] is False:
+        log(
+            f"{dataset.path}: the model does NOT beat the logistic baseline: mean {scored.subset} AUC {versus['model_mean_auc']:.4f} "
+            f"vs {versus['logistic_mean_auc']:.4f} over {', '.join(versus['dimensions'])}"
+        )
     return report
 
 
@@ -97,11 +101,12 @@ def evaluate(
     fraction_of_max: float = 0.5,
     planting_path: str | None = None,
     subset: str = "test",
+    log: Callable[[str], None] = print,
 ) -> dict:
-    """Metrics of ``model`` on one split of ``dataset``, thresholds fixed from its training split."""
+    """Metrics of ``model`` and its baselines on one split of ``dataset``, thresholds fixed from its training split."""
     started = time.perf_counter()
     scored = score_split(model, mean, std, dataset, split, device, fraction_of_max, subset)
-    report = split_report(scored, dataset, planting_path)
+    report = split_report(scored, dataset, planting_path, log)
     report["provenance"] = {"dataset": dataset.path, "dataset_sha256": dataset.content_hash, **run_provenance(device, started)}
     return report
 

@@ -78,7 +78,8 @@ def ablation_figure(factor: str, runs: Sequence[tuple[str, str, str]]) -> Figure
     values = list(dict.fromkeys(row.labels[1] for row in table.rows))
     width = 0.8 / len(sources)
     figure = Figure(figsize=(max(6, 1.4 * len(values) + 2), 4), layout="constrained")
-    for axes, column, metric in zip(figure.subplots(1, 2), (0, 1), ("mean AUC-ROC", "mean AP")):
+    columns = (table.value_columns.index("mean AUC"), table.value_columns.index("mean AP"))
+    for axes, column, metric in zip(figure.subplots(1, 2), columns, ("mean AUC-ROC", "mean AP")):
         heights: list[float] = []
         for offset, source in enumerate(sources):
             cells = {row.labels[1]: row.cells[column] for row in table.rows if row.labels[0] == source}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vlarisk.device import autocast
+from vlarisk.device import autocast, flush_denormals
 
 
 def gather_rows(hidden: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -29,6 +29,7 @@ def gather_rows(hidden: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.nda
 
 
 @torch.inference_mode()
+@flush_denormals()
 def predict_rows(
     model: torch.nn.Module,
     hidden: np.ndarray,

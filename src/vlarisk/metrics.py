@@ -1,7 +1,8 @@
 """Test metrics in the guide's keys: errors overall and per dimension, AUC-ROC and AP per dimension.
 
 A dimension whose scored split holds a single class has no AUC or AP: it is reported as ``None``
-(``null`` in JSON) with the reason under ``undefined``, never as 0.5 or 0.
+(``null`` in JSON) with the reason under ``undefined``, never as 0.5 or 0. So is a dimension a
+scorer gives no scores for (an all-NaN column: a baseline whose training targets held one class).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from vlarisk.collapse import collapse_reasons
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.thresholds import binarize
 
@@ -38,6 +40,8 @@ def ranking_metrics(scores: np.ndarray, target: np.ndarray, thresholds: np.ndarr
             reason = "no positives in the scored split"
         elif count == len(column):
             reason = "no negatives in the scored split"
+        elif np.isnan(scores[:, dim]).all():
+            reason = "no scores (all NaN), as from a baseline whose training targets hold a single class"
         else:
             reason = None
         if reason:
@@ -62,6 +66,7 @@ def test_metrics(prediction: np.ndarray, target: np.ndarray, thresholds: np.ndar
     metrics["mean_auc"] = mean_defined(metrics, "auc")
     metrics["mean_ap"] = mean_defined(metrics, "ap")
     spread = np.asarray(prediction).std(axis=0) if len(prediction) else np.zeros(len(ACTION_DIMENSIONS))
+    collapse = collapse_reasons(prediction, metrics["mean_auc"])
     return {
         "test_metrics": metrics,
         "positives": counts,
@@ -69,7 +74,8 @@ def test_metrics(prediction: np.ndarray, target: np.ndarray, thresholds: np.ndar
         "thresholds": {name: (None if np.isnan(t) else float(t)) for name, t in zip(ACTION_DIMENSIONS, thresholds)},
         "undefined": undefined,
         "prediction_std": {name: float(s) for name, s in zip(ACTION_DIMENSIONS, spread)},
-        "constant_output": bool(np.all(spread < 1e-6)),
+        "collapsed": bool(collapse),
+        "collapse": collapse,
     }
 
 

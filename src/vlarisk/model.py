@@ -86,6 +86,19 @@ class RiskPredictor(nn.Module):
         """Pre-activation scores, used by the losses for numerical stability."""
         return self.mlp(hidden)
 
+    @torch.no_grad()
+    def start_at_prior(self, prior: np.ndarray) -> None:
+        """Make every initial output equal the label prior ``[7]`` (the training split's mean label).
+
+        The head's bias takes the prior's logit and its weights shrink tenfold, so the first
+        optimiser steps start from the base rate instead of 0.5 and need not push every logit down
+        past it, which on sparse labels saturates the sigmoid before anything is learnt.
+        """
+        head = self.mlp[-1]
+        prior = torch.as_tensor(np.clip(np.asarray(prior, dtype=np.float64), 1e-4, 1 - 1e-4), dtype=head.bias.dtype)
+        head.weight.mul_(0.1)
+        head.bias.copy_(torch.logit(prior) if self.config["output_activation"] == "sigmoid" else prior)
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         scores = self.logits(hidden)
         head = self.config["output_activation"]

@@ -32,7 +32,7 @@ from torch import nn
 from vlarisk.cli import read_json
 from vlarisk.constants import NUM_DIMENSIONS
 from vlarisk.dataset import RiskDataset, load_dataset
-from vlarisk.device import resolve_device
+from vlarisk.device import flush_denormals, resolve_device
 from vlarisk.errors import InputError
 from vlarisk.evaluation import ScoredSplit, run_provenance, score_split, split_report
 from vlarisk.inference import predict_rows
@@ -41,7 +41,7 @@ from vlarisk.model import ACTIVATIONS, NormalizedRiskPredictor, RiskPredictor
 from vlarisk.normalization import feature_statistics, identity_statistics
 from vlarisk.splits import split_rollouts, split_rows, validate_split
 from vlarisk.thresholds import binarize, positive_thresholds
-from vlarisk.training import BatchStream, Trainer, TrainingConfig, validation_metrics
+from vlarisk.training import BatchStream, Trainer, TrainingConfig, label_prior, validation_metrics
 
 ENTRY_FIELDS = {"model_name", "data_path", "description", "split_path", "planting_path"}
 
@@ -108,6 +108,10 @@ class MultiRiskPredictor(nn.Module):
     def logits(self, hidden: torch.Tensor, source: str) -> torch.Tensor:
         """Pre-activation scores of ``source``'s (normalised) hidden states."""
         return self.trunk.logits(self.inputs[self.index(source)](hidden))
+
+    def start_at_prior(self, prior: np.ndarray) -> None:
+        """Start every output at the label prior (see :meth:`RiskPredictor.start_at_prior`)."""
+        self.trunk.start_at_prior(prior)
 
     def forward(self, hidden: torch.Tensor, source: str) -> torch.Tensor:
         return self.trunk(self.inputs[self.index(source)](hidden))
@@ -295,6 +299,7 @@ def combined_validation(per_source: dict[str, dict], sizes: dict[str, int]) -> d
         "loss": float(loss),
         "mean_auc": float(np.mean(aucs)) if aucs else None,
         "prediction_std_min": min(m["prediction_std_min"] for m in per_source.values()),
+        "collapse": [f"{name}: {reason}" for name, m in per_source.items() for reason in m["collapse"]],
         "per_source": per_source,
     }
 
@@ -322,7 +327,8 @@ class MultiTrainer(Trainer):
         names = [source.name for source in sources]
         torch.manual_seed(config.seed)
         network = MultiRiskPredictor(names, [s.dataset.hidden_dim for s in sources], config.hidden_dims, dropout=config.dropout, activation=config.activation)
-        self._start(network)
+        train_labels = np.concatenate([np.asarray(p.source.dataset.labels[p.rows["train"]], dtype=np.float64) for p in self.parts])
+        self._start(network, label_prior(train_labels))
         self.heads = [network.head(name) for name in names]
 
     def fit(self) -> MultiTrainingOutcome:
@@ -332,8 +338,9 @@ class MultiTrainer(Trainer):
         sizes = ", ".join(f"{p.source.name} {len(p.rows['train'])}/{len(p.rows['val'])} ({p.source.dataset.hidden_dim}-D)" for p in self.parts)
         self.log(f"training {self.model_name} on train/val steps {sizes}, device {self.device}{' (bf16)' if self.config.bf16 else ''}")
         stream = MixedBatchStream(streams)
-        for epoch in range(self.start_epoch, self.config.epochs + 1):
-            self._run_epoch(stream, epoch)
+        with flush_denormals():
+            for epoch in range(self.start_epoch, self.config.epochs + 1):
+                self._run_epoch(stream, epoch)
         self.model.load_state_dict(self.best_state)
         model = NormalizedMultiRiskPredictor(self.model, {p.source.name: (p.mean, p.std) for p in self.parts}).to(self.device)
         return MultiTrainingOutcome(model.eval(), self.history, self.best["epoch"], self.device, time.perf_counter() - started)
@@ -379,8 +386,14 @@ def pooled_report(scored: list[ScoredSplit]) -> dict:
     return report
 
 
-def evaluate_sources(model: NormalizedMultiRiskPredictor, sources: list[Source], device: torch.device, fraction_of_max: float = 0.5) -> dict:
-    """Pooled test metrics, plus each source's own, identical to scoring that source alone."""
+def evaluate_sources(
+    model: NormalizedMultiRiskPredictor, sources: list[Source], device: torch.device, fraction_of_max: float = 0.5, log: Callable[[str], None] = print
+) -> dict:
+    """Pooled test metrics, plus each source's own, identical to scoring that source alone.
+
+    Each source's block carries its own baselines (its training rows, thresholds and test rows);
+    the pooled block has none, since no single baseline is fitted across sources.
+    """
     started = time.perf_counter()
     scored, per_source = [], {}
     for source in sources:
@@ -391,7 +404,7 @@ def evaluate_sources(model: NormalizedMultiRiskPredictor, sources: list[Source],
             raise InputError(f"{source.dataset.path}: source {source.name!r} has {source.dataset.hidden_dim}-D hidden states, the model expects {predictor.mean.numel()}-D")
         result = score_split(predictor.predictor, predictor.mean, predictor.std, source.dataset, source.split, device, fraction_of_max)
         scored.append(result)
-        per_source[source.name] = {**split_report(result, source.dataset, source.planting_path), "dataset": source.dataset.path, "dataset_sha256": source.dataset.content_hash}
+        per_source[source.name] = {**split_report(result, source.dataset, source.planting_path, log), "dataset": source.dataset.path, "dataset_sha256": source.dataset.content_hash}
     report = pooled_report(scored)
     report["per_source"] = per_source
     report["pooling"] = "rows of all sources concatenated; positives by each row's own source's training-split thresholds"
@@ -400,7 +413,7 @@ def evaluate_sources(model: NormalizedMultiRiskPredictor, sources: list[Source],
 
 
 def per_source_summary(report: dict) -> str:
-    """One line: pooled and per-source mean test AUC."""
-    parts = [f"{name} {entry['test_metrics']['mean_auc']}" for name, entry in report["per_source"].items()]
+    """One line: pooled and per-source mean test AUC, each source's beside its logistic baseline's."""
+    parts = [f"{name} {entry['test_metrics']['mean_auc']} (logistic {entry['baselines']['logistic']['mean_auc']})" for name, entry in report["per_source"].items()]
     return f"test mean AUC pooled {report['test_metrics']['mean_auc']}; " + ", ".join(parts)
 

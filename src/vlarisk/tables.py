@@ -28,6 +28,8 @@ from vlarisk.predictions import failure_relation, load_predictions
 
 MISSING = "n/a"
 DIGITS = 3
+# results["baselines"] scorers shown beside the models, with their row labels.
+BASELINE_ROWS = {"logistic": "logistic baseline", "step_index": "step index", "abs_action": "|action|", "planted_direction": "planted direction"}
 
 
 @dataclass(frozen=True)
@@ -95,14 +97,23 @@ def metric_columns(prefix: str) -> tuple[str, ...]:
     return tuple(f"{prefix}_{name}" for name in ACTION_DIMENSIONS) + (f"mean_{prefix}",)
 
 
-def summarise(metric_dicts: Sequence[dict], keys: Iterable[str]) -> tuple[Summary, ...]:
-    """One :class:`Summary` per key over the runs' metric dicts."""
-    return tuple(Summary(tuple(metrics.get(key) for metrics in metric_dicts)) for key in keys)
+def summarise(metric_dicts: Sequence[dict], keys: Iterable[str], signed: Iterable[str] = ()) -> tuple[Summary, ...]:
+    """One :class:`Summary` per key over the runs' metric dicts; keys in ``signed`` show their sign."""
+    signed = set(signed)
+    return tuple(Summary(tuple(metrics.get(key) for metrics in metric_dicts), key in signed) for key in keys)
+
+
+def logistic_comparison(results: dict) -> dict:
+    """A run's logistic-baseline mean AUC and the model's margin over it (empty without baselines)."""
+    baselines = results.get("baselines", {})
+    if "logistic" not in baselines:
+        return {}
+    return {"logistic_auc": baselines["logistic"]["mean_auc"], "delta_vs_logistic": baselines["model_vs_logistic"]["margin"]}
 
 
 # ------------------------------------------------------------------------------------ builders
 def per_dimension_table(prefix: str, single: dict[str, str], multi: dict[str, str]) -> Table:
-    """(a) AUC-ROC or AP per dimension: single model, each multi-model group, oracle, per source."""
+    """(a) AUC-ROC or AP per dimension, per source: single model, each multi-model group, then the baselines."""
     title = {"auc": "Test AUC-ROC per action dimension", "ap": "Test average precision per action dimension"}[prefix]
     keys = metric_columns(prefix)
     table = Table(f"{prefix}_per_dimension", title, ("source", "model"), (*ACTION_DIMENSIONS, "mean"))
@@ -114,52 +125,62 @@ def per_dimension_table(prefix: str, single: dict[str, str], multi: dict[str, st
             if source in grouped.get("per_source", {}):
                 metrics = grouped["per_source"][source]["test_metrics"]
                 table.rows.append(Row((source, f"multi ({group})"), summarise([metrics], keys), (multi[group],)))
-        if "oracle" in results:
-            table.rows.append(Row((source, "oracle"), summarise([results["oracle"]], keys), (path,)))
+        baselines = results.get("baselines", {})
+        for name, label in BASELINE_ROWS.items():
+            if name in baselines:
+                table.rows.append(Row((source, label), summarise([baselines[name]], keys), (path,)))
     return table
 
 
 def single_vs_multi_table(single: dict[str, str], multi: dict[str, str]) -> Table:
-    """(b) Mean AUC/AP of the single-source model against each multi-model group on that source."""
-    columns = ("single AUC", "multi AUC", "Δ AUC", "single AP", "multi AP", "Δ AP")
+    """(b) Mean AUC/AP of the single-source model against each multi-model group on that source.
+
+    ``logistic AUC`` is the logistic baseline's mean AUC on the source's test split.
+    """
+    columns = ("single AUC", "multi AUC", "Δ AUC", "logistic AUC", "single AP", "multi AP", "Δ AP")
     table = Table("single_vs_multi", "Single-source vs. multi-source training on each source's test set", ("source", "group"), columns)
     multi_results = {group: read_results(path) for group, path in sorted(multi.items())}
     for source, path in sorted(single.items()):
-        own = read_results(path)["test_metrics"]
+        results = read_results(path)
+        own, logistic = results["test_metrics"], Summary((logistic_comparison(results).get("logistic_auc"),))
         groups = [(group, grouped["per_source"][source]["test_metrics"], (path, multi[group])) for group, grouped in multi_results.items() if source in grouped.get("per_source", {})]
         for group, shared, files in groups or [("(no multi-model group)", {}, (path,))]:
-            cells = []
-            for key in ("mean_auc", "mean_ap"):
-                mine, theirs = Summary((own.get(key),)), Summary((shared.get(key),))
-                delta = None if mine.mean is None or theirs.mean is None else theirs.mean - mine.mean
-                cells += [mine, theirs, Summary((delta,), signed=True)]
-            table.rows.append(Row((source, group), tuple(cells), files))
+            auc, ap = (_single_multi_delta(own.get(key), shared.get(key)) for key in ("mean_auc", "mean_ap"))
+            table.rows.append(Row((source, group), (*auc, logistic, *ap), files))
     return table
 
 
+def _single_multi_delta(single: float | None, multi: float | None) -> tuple[Summary, Summary, Summary]:
+    """Cells of one metric: single, multi, and multi minus single."""
+    delta = None if single is None or multi is None else multi - single
+    return Summary((single,)), Summary((multi,)), Summary((delta,), signed=True)
+
+
 def ablation_table(factor: str, runs: Sequence[tuple[str, str, str]]) -> Table:
-    """(c, d) One factor's cells: mean AUC, mean AP, per-dimension AUC and output spread over seeds.
+    """(c, d) One factor's cells: mean AUC beside the logistic baseline's, mean AP, per-dimension AUC
+    and output spread over seeds.
 
     ``runs`` holds ``(source, value label, results.json)``, one per seed; rows follow its order.
-    ``min pred std`` is the smallest per-dimension std of the test predictions: near 0 means
-    the model collapsed to a (near) constant output, whatever its AUC says.
+    ``Δ vs logistic`` is the model's mean AUC minus the logistic baseline's, both over the dimensions
+    where both are defined. ``min pred std`` is the smallest per-dimension std of the test
+    predictions: near 0 means the model collapsed to a (near) constant output, whatever its AUC says.
     """
-    keys = ("mean_auc", "mean_ap", *metric_columns("auc")[:-1], "min_prediction_std")
-    columns = ("mean AUC", "mean AP", *(f"AUC {d}" for d in ACTION_DIMENSIONS), "min pred std")
+    keys = ("mean_auc", "logistic_auc", "delta_vs_logistic", "mean_ap", *metric_columns("auc")[:-1], "min_prediction_std")
+    columns = ("mean AUC", "logistic AUC", "Δ vs logistic", "mean AP", *(f"AUC {d}" for d in ACTION_DIMENSIONS), "min pred std")
     table = Table(f"ablation_{factor}", f"Ablation of {factor.replace('_', ' ')} (mean ± std over seeds)", ("source", factor, "runs"), columns)
     grouped: dict[tuple[str, str], list[str]] = {}
     for source, value, path in runs:
         grouped.setdefault((source, value), []).append(path)
     for (source, value), paths in grouped.items():
         metrics = [_run_metrics(read_results(path)) for path in sorted(paths)]
-        table.rows.append(Row((source, value, str(len(paths))), summarise(metrics, keys), tuple(sorted(paths))))
+        table.rows.append(Row((source, value, str(len(paths))), summarise(metrics, keys, signed=("delta_vs_logistic",)), tuple(sorted(paths))))
     return table
 
 
 def _run_metrics(results: dict) -> dict:
-    """A run's test metrics plus the smallest spread of its predictions over dimensions."""
+    """A run's test metrics, its comparison with the logistic baseline, and its smallest prediction spread."""
     spread = results.get("prediction_std")
-    return {**results["test_metrics"], "min_prediction_std": min(spread.values()) if spread else None}
+    return {**results["test_metrics"], **logistic_comparison(results), "min_prediction_std": min(spread.values()) if spread else None}
 
 
 def failure_correlation_table(predictions: dict[str, str], bins: int = 5) -> Table:
@@ -183,8 +204,8 @@ def risk_bin_labels(bins: int) -> list[str]:
 # ------------------------------------------------------------------------------------ writers
 def to_markdown(table: Table) -> str:
     header = [*table.label_columns, *table.value_columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(table.label_columns) + ["---:"] * len(table.value_columns)) + "|"]
-    lines += ["| " + " | ".join(_text_cells(row)) + " |" for row in table.rows]
+    lines = ["| " + " | ".join(_markdown_escape(h) for h in header) + " |", "|" + "|".join(["---"] * len(table.label_columns) + ["---:"] * len(table.value_columns)) + "|"]
+    lines += ["| " + " | ".join(_markdown_escape(c) for c in _text_cells(row)) + " |" for row in table.rows]
     return "\n".join(lines) + f"\n\nTable: {table.title}\n"
 
 
@@ -253,7 +274,12 @@ def _text_cells(row: Row) -> list[str]:
     return [*row.labels, *(cell.format() for cell in row.cells)]
 
 
+def _markdown_escape(text: str) -> str:
+    """A cell's text with ``|`` escaped, so it cannot split the cell."""
+    return text.replace("|", r"\|")
+
+
 def _latex_escape(text: str) -> str:
-    replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    replacements = {"\\": r"\textbackslash{}", "|": r"\textbar{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
     text = "".join(replacements.get(char, char) for char in text)
     return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$")

@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 import vlarisk
+from vlarisk.collapse import collapse_reasons
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.dataset import RiskDataset
-from vlarisk.device import autocast, resolve_device
+from vlarisk.device import autocast, flush_denormals, resolve_device
 from vlarisk.errors import InputError
 from vlarisk.inference import gather_rows, predict_rows
 from vlarisk.io_utils import atomic_path
@@ -46,7 +47,7 @@ class TrainingConfig:
     ----------
     epochs, batch_size, lr, weight_decay : training schedule (Adam, gradient norm clipped at ``grad_clip``).
     hidden_dims, dropout, activation : the :class:`~vlarisk.model.RiskPredictor` architecture.
-    loss_type : ``mse``, ``mae``, ``huber`` (delta 0.1) or ``bce`` (soft-label cross-entropy on logits).
+    loss_type : ``bce`` (soft-label cross-entropy on logits, the default), ``mse``, ``mae`` or ``huber`` (delta 0.1).
     normalize : standardise inputs with training-split statistics (on by default, unlike the reference).
     seed : seeds weights, data order and dropout.
     device : ``auto``, ``cpu`` or ``cuda``; ``bf16`` turns on bfloat16 autocast.
@@ -60,7 +61,7 @@ class TrainingConfig:
     hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
     dropout: float = 0.1
     activation: str = "relu"
-    loss_type: str = "mse"
+    loss_type: str = "bce"
     normalize: bool = True
     seed: int = 0
     device: str = "auto"
@@ -191,8 +192,13 @@ class BatchStream:
         return self._host_buffers[slot]
 
 
+def label_prior(train_labels: np.ndarray) -> np.ndarray:
+    """Mean training label per dimension ``[7]``: where the outputs start (see ``start_at_prior``)."""
+    return np.asarray(train_labels, dtype=np.float64).mean(axis=0) if len(train_labels) else np.zeros(len(ACTION_DIMENSIONS))
+
+
 def validation_metrics(prediction: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, loss_type: str) -> dict:
-    """Validation loss, per-dimension AUC and their mean (over dimensions with both classes)."""
+    """Validation loss, per-dimension AUC, their mean (over dimensions with both classes) and collapse signs."""
     positives = binarize(labels, thresholds)
     metrics = {"loss": float(output_loss(torch.from_numpy(prediction), torch.from_numpy(labels), loss_type))}
     aucs = []
@@ -204,12 +210,15 @@ def validation_metrics(prediction: np.ndarray, labels: np.ndarray, thresholds: n
             aucs.append(auc)
     metrics["mean_auc"] = float(np.mean(aucs)) if aucs else None
     metrics["prediction_std_min"] = float(prediction.std(axis=0).min()) if len(prediction) else 0.0
+    metrics["collapse"] = collapse_reasons(prediction, metrics["mean_auc"])
     return metrics
 
 
-def selection_score(metrics: dict) -> float:
-    """Higher is better: mean validation AUC, or minus the loss where no AUC is defined."""
-    return metrics["mean_auc"] if metrics["mean_auc"] is not None else -metrics["loss"]
+def selection_score(metrics: dict) -> tuple[bool, float]:
+    """Higher is better: any healthy epoch beats a collapsed one; then the mean validation AUC,
+    or minus the loss where no AUC is defined."""
+    score = metrics["mean_auc"] if metrics["mean_auc"] is not None else -metrics["loss"]
+    return not metrics.get("collapse"), float(score)
 
 
 class Trainer:
@@ -228,14 +237,17 @@ class Trainer:
         self.thresholds = positive_thresholds(dataset.labels[self.rows["train"]], config.positive_fraction_of_max)
         self.val_labels = np.asarray(dataset.labels[self.rows["val"]], dtype=np.float32)
         torch.manual_seed(config.seed)
-        self._start(RiskPredictor(dataset.hidden_dim, config.hidden_dims, dropout=config.dropout, activation=config.activation))
+        model = RiskPredictor(dataset.hidden_dim, config.hidden_dims, dropout=config.dropout, activation=config.activation)
+        self._start(model, label_prior(dataset.labels[self.rows["train"]]))
 
-    def _start(self, model: torch.nn.Module) -> None:
-        """Put ``model`` on the device with a fresh optimiser and history (shared with the multi-source trainer)."""
+    def _start(self, model: torch.nn.Module, prior: np.ndarray) -> None:
+        """Start ``model`` at the label ``prior`` on the device, with a fresh optimiser and history
+        (shared with the multi-source trainer)."""
+        model.start_at_prior(prior)
         self.model = model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         self.history = {"train_loss": [], "val_loss": [], "val_metrics": [], "epoch_seconds": [], "samples_per_second": []}
-        self.best = {"epoch": 0, "score": -np.inf}
+        self.best = {"epoch": 0, "score": -np.inf, "healthy": False}
         self.best_state = copy.deepcopy(self.model.state_dict())
         self.start_epoch = 1
 
@@ -289,8 +301,9 @@ class Trainer:
         stream = BatchStream(self.dataset, self.rows["train"], self.mean, self.std, self.device, self.config.batch_size)
         self.log(f"training {self.model_name}: {len(self.rows['train'])} train / {len(self.rows['val'])} val steps, "
                  f"input {self.dataset.hidden_dim}-D, device {self.device}{' (bf16)' if self.config.bf16 else ''}")
-        for epoch in range(self.start_epoch, self.config.epochs + 1):
-            self._run_epoch(stream, epoch)
+        with flush_denormals():
+            for epoch in range(self.start_epoch, self.config.epochs + 1):
+                self._run_epoch(stream, epoch)
         self.model.load_state_dict(self.best_state)
         return TrainingOutcome(self.model, self.mean, self.std, self.history, self.best["epoch"], self.device, time.perf_counter() - started)
 
@@ -337,10 +350,10 @@ class Trainer:
         history["val_metrics"].append(metrics)
         history["epoch_seconds"].append(seconds)
         history["samples_per_second"].append(rate)
-        score = selection_score(metrics)
-        improved = score > self.best["score"]
+        healthy, score = selection_score(metrics)
+        improved = (healthy, score) > (self.best.get("healthy", True), self.best["score"])
         if improved:
-            self.best = {"epoch": epoch, "score": float(score)}
+            self.best = {"epoch": epoch, "score": score, "healthy": healthy}
             self.best_state = copy.deepcopy(self.model.state_dict())
             self._save("best_model.pt", epoch, metrics)
         self._save("latest.pt", epoch, metrics)
@@ -348,6 +361,8 @@ class Trainer:
         self.log(f"epoch {epoch:3d}/{self.config.epochs}  train_loss {train_loss:.5f}  val_loss {metrics['loss']:.5f}  "
                  f"val_mean_auc {auc}  pred_std_min {metrics['prediction_std_min']:.4f}  "
                  f"{rate:,.0f} samples/s  {seconds:.1f}s{'  *best*' if improved else ''}")
+        if metrics["collapse"]:
+            self.log(f"WARNING: epoch {epoch} looks collapsed ({'; '.join(metrics['collapse'])}); it is only chosen as best if every epoch is")
 
     def _save(self, name: str, epoch: int, metrics: dict) -> None:
         state = self.model.state_dict() if name == "latest.pt" else self.best_state

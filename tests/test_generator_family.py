@@ -1,0 +1,58 @@
+"""The default recipe learns on every member of the generator family, measured against the baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vlarisk.generator_family import GENERATOR_FAMILY, scaled_member, score_member
+from vlarisk.training import TrainingConfig
+
+# Within this much mean AUC of the logistic baseline, or above it: the done-criterion's margin.
+LOGISTIC_MARGIN = 0.03
+# Clearly above chance on held-out rollouts, even for the weakest member.
+FLOOR = 0.62
+EPOCHS = 10
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory):
+    cache = {}
+
+    def report(name):
+        if name not in cache:
+            config = TrainingConfig(epochs=EPOCHS, device="cpu")
+            cache[name] = score_member(scaled_member(name), tmp_path_factory.mktemp(name), config)
+        return cache[name]
+
+    return report
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(GENERATOR_FAMILY))
+def test_default_recipe_learns_and_keeps_up_with_the_logistic_baseline(reports, name):
+    report = reports(name)
+    versus = report["baselines"]["model_vs_logistic"]
+    assert not report["collapsed"], report["collapse"]
+    assert versus["model_mean_auc"] > FLOOR, versus
+    assert versus["margin"] >= -LOGISTIC_MARGIN, versus
+
+
+@pytest.mark.slow
+def test_on_the_embedded_default_the_model_beats_every_shortcut_and_the_linear_read_out(reports):
+    """The embedded default is built so that what the model adds over the baselines shows."""
+    report = reports("embedded")
+    model = report["baselines"]["model_vs_logistic"]["model_mean_auc"]
+    for scorer in ("step_index", "abs_action", "logistic"):
+        assert model > report["baselines"][scorer]["mean_auc"] + 0.02, (scorer, report["baselines"][scorer]["mean_auc"], model)
+
+
+def test_the_embedded_default_is_the_familys_embedded_member():
+    """config/config.yaml's labelled source is the member the tests hold to the shortcuts."""
+    import yaml
+
+    from vlarisk.synthetic import SimulationSpec
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
+    assert SimulationSpec(**config["sources"]["synthetic_a"]["simulate"]) == GENERATOR_FAMILY["embedded"]

@@ -1,0 +1,288 @@
+"""Positives are fixed by the TRAINING split's label maxima, and a label on the threshold is a positive.
+
+The synthetic generator's labels all reach 1.0, so every split has the same maxima and a threshold
+taken from the wrong split goes unnoticed there. Here a hand-built dataset has different maxima in
+train, validation and test, and labels lying exactly on the thresholds (binary fractions, exact in
+float32). Every expected count, threshold, AUC and AP below is worked out by hand in the comments;
+none comes from ``positive_thresholds``, ``binarize`` or ``ranking_metrics``.
+
+Hidden states are 7-D and equal to the scores we want: an identity linear model then predicts them
+exactly, so AUC/AP on the scored rows are known in advance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vlarisk.constants import ACTION_DIMENSIONS
+from vlarisk.dataset import STEP_FIELDS, DatasetWriter, load_dataset
+from vlarisk.evaluation import evaluate
+from vlarisk.model import RiskPredictor
+from vlarisk.multi_model import MultiRiskPredictor, MultiTrainer, NormalizedMultiRiskPredictor, Source, evaluate_sources
+from vlarisk.predictions import predict_test_split
+from vlarisk.thresholds import binarize, positive_thresholds
+from vlarisk.training import Trainer, TrainingConfig, validation_metrics
+
+NAN = float("nan")
+CPU = torch.device("cpu")
+
+# Columns: x, y, z, roll, pitch, yaw, gripper.
+# Training split (rollouts 0 and 1): maxima x 0.75, y 0.5, z 1.0, the rest 0.
+TRAIN_LABELS = [
+    [0.75, 0.0, 0.0, 0, 0, 0, 0],
+    [0.0, 0.5, 0.0, 0, 0, 0, 0],
+    [0.0, 0.0, 1.0, 0, 0, 0, 0],
+    [0.5, 0.25, 0.5, 0, 0, 0, 0],
+]
+TRAIN_HIDDEN = [[0.5] * 7] * 4
+# Thresholds at fraction 0.5 of the training maxima; no training risk -> no threshold (NaN).
+THRESHOLDS = [0.375, 0.25, 0.5, NAN, NAN, NAN, NAN]
+
+# Scored split (the same six steps serve as validation, rollouts 2 and 3, and test, rollouts 4 and 5).
+# Its own maxima differ from training: x 0.5 (< 0.75), y 1.0 (> 0.5), z 0.25, gripper 0.5 (train: 0).
+SCORED_LABELS = [
+    #  x      y      z     r  p  yw  gripper
+    [0.375, 0.25, 0.25, 0, 0, 0, 0.0],   # x and y exactly on their thresholds
+    [0.5, 1.0, 0.125, 0, 0, 0, 0.5],
+    [0.25, 0.0, 0.0, 0, 0, 0, 0.0],
+    [0.0, 0.375, 0.0, 0, 0, 0, 0.25],
+    [0.125, 0.125, 0.25, 0, 0, 0, 0.0],
+    [0.375, 0.5, 0.0, 0, 0, 0, 0.0],     # x exactly on its threshold
+]
+SCORES = [
+    [0.1, 0.6, 0.3, 0.5, 0.5, 0.5, 0.2],
+    [0.9, 0.5, 0.1, 0.5, 0.5, 0.5, 0.4],
+    [0.8, 0.4, 0.5, 0.5, 0.5, 0.5, 0.1],
+    [0.2, 0.3, 0.2, 0.5, 0.5, 0.5, 0.6],
+    [0.3, 0.2, 0.4, 0.5, 0.5, 0.5, 0.3],
+    [0.7, 0.1, 0.6, 0.5, 0.5, 0.5, 0.5],
+]
+# Positives with the training thresholds and ">=":
+#   x >= 0.375: rows 0, 1, 5 (rows 0 and 5 on the threshold)        -> 3
+#   y >= 0.25:  rows 0, 1, 3, 5 (row 0 on the threshold)            -> 4
+#   z >= 0.5:   none (the scored split's max is 0.25)               -> 0
+#   roll, pitch, yaw, gripper: no threshold                         -> 0
+# (Thresholds from the scored split would be x 0.25, y 0.5, z 0.125, gripper 0.25: counts 4, 2, 3, 2;
+#  ">" instead of ">=" would give x 1, y 3.)
+POSITIVE_ROWS = {"x": [0, 1, 5], "y": [0, 1, 3, 5]}
+EXPECTED_COUNTS = {"x": 3, "y": 4, "z": 0, "roll": 0, "pitch": 0, "yaw": 0, "gripper": 0}
+# AUC = share of (positive, negative) pairs ranked correctly.
+#   x: positives score 0.1, 0.9, 0.7; negatives 0.8, 0.2, 0.3 -> 0 + 3 + 2 = 5 of 9 pairs.
+#   y: positives score 0.6, 0.5, 0.3, 0.1; negatives 0.4, 0.2 -> 2 + 2 + 1 + 0 = 5 of 8 pairs.
+# AP = mean precision at each positive, ranking by score (no ties):
+#   x: 0.9 P, 0.8 N, 0.7 P, 0.3 N, 0.2 N, 0.1 P -> (1/1 + 2/3 + 3/6) / 3 = 13/18.
+#   y: 0.6 P, 0.5 P, 0.4 N, 0.3 P, 0.2 N, 0.1 P -> (1/1 + 2/2 + 3/4 + 4/6) / 4 = 41/48.
+EXPECTED_AUC = {"x": 5 / 9, "y": 5 / 8}
+EXPECTED_AP = {"x": 13 / 18, "y": 41 / 48}
+UNDEFINED = {"z", "roll", "pitch", "yaw", "gripper"}
+
+SPLIT = {"train": [0, 1], "val": [2, 3], "test": [4, 5]}
+
+
+def write_dataset(path, scale: float = 1.0):
+    """Train rows (rollouts 0, 1), then the scored rows twice (val: 2, 3; test: 4, 5); labels times ``scale``."""
+    labels = np.array(TRAIN_LABELS + SCORED_LABELS + SCORED_LABELS, dtype=np.float32) * np.float32(scale)
+    hidden = np.array(TRAIN_HIDDEN + SCORES + SCORES, dtype=np.float32)
+    rollout_id = np.repeat(np.arange(6), [2, 2, 3, 3, 3, 3])
+    success = (rollout_id % 2 == 0).astype(np.uint8)
+    n = len(labels)
+    step_index = np.concatenate([np.arange(k) for k in (2, 2, 3, 3, 3, 3)])
+    arrays = {
+        "risk_label": labels,
+        "action": np.zeros((n, 7), dtype=np.float32),
+        "rollout_id": rollout_id,
+        "task_index": np.zeros(n),
+        "step_index": step_index,
+        "success": success,
+        "collision": 1 - success,
+        "time_to_failure": np.where(success == 1, -1, 3 - step_index),
+        "fail_within_k": 1 - success,
+        "has_provided_label": np.ones(n),
+    }
+    assert set(arrays) == set(STEP_FIELDS)
+    rollouts = [{"rollout_id": r, "success": bool(r % 2 == 0), "task": "0"} for r in range(6)]
+    with DatasetWriter(path) as writer:
+        writer.append_hidden(hidden)
+        writer.finish(arrays, {"rollouts": rollouts})
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Paths of the hand-built dataset and of a copy with all labels halved (another source's scale)."""
+    root = tmp_path_factory.mktemp("thresholds")
+    return write_dataset(root / "a.vlarisk"), write_dataset(root / "b.vlarisk", scale=0.5)
+
+
+def identity_predictor() -> RiskPredictor:
+    """A linear probe whose prediction is its (7-D) input."""
+    model = RiskPredictor(7, [], 7, dropout=0.0, output_activation="identity")
+    with torch.no_grad():
+        model.mlp[0].weight.copy_(torch.eye(7))
+        model.mlp[0].bias.zero_()
+    return model.eval()
+
+
+def as_dict(values):
+    return dict(zip(ACTION_DIMENSIONS, values))
+
+
+def assert_thresholds(reported: dict, expected: list, scale: float = 1.0):
+    for name, value in as_dict(expected).items():
+        if math.isnan(value):
+            assert reported[name] is None, name
+        else:
+            assert reported[name] == value * scale, name
+
+
+def assert_report(report: dict, positives: dict = EXPECTED_COUNTS):
+    """Counts, AUC, AP and undefined dimensions of a test report as worked out by hand above."""
+    assert report["positives"] == positives
+    metrics = report["test_metrics"]
+    for name in ACTION_DIMENSIONS:
+        if name in EXPECTED_AUC:
+            assert metrics[f"auc_{name}"] == pytest.approx(EXPECTED_AUC[name], abs=1e-12), name
+            assert metrics[f"ap_{name}"] == pytest.approx(EXPECTED_AP[name], abs=1e-12), name
+        else:
+            assert metrics[f"auc_{name}"] is None and metrics[f"ap_{name}"] is None, name
+    assert set(report["undefined"]) == UNDEFINED
+    assert metrics["mean_auc"] == pytest.approx((5 / 9 + 5 / 8) / 2, abs=1e-12)
+    assert metrics["mean_ap"] == pytest.approx((13 / 18 + 41 / 48) / 2, abs=1e-12)
+
+
+def test_thresholds_are_fraction_of_training_max():
+    """positive_thresholds gives fraction x training max per dimension, NaN where training has no risk."""
+    labels = np.array(TRAIN_LABELS, dtype=np.float32)
+    np.testing.assert_array_equal(positive_thresholds(labels), np.array(THRESHOLDS))
+    np.testing.assert_array_equal(positive_thresholds(labels, 0.25), np.array([0.1875, 0.125, 0.25, NAN, NAN, NAN, NAN]))
+
+
+def test_label_exactly_on_threshold_is_positive():
+    """binarize uses >=: a label equal to the threshold is a positive, the next float32 below is not."""
+    thresholds = np.array([0.375, 0.25, 0.5, NAN, NAN, NAN, NAN])
+    below = np.nextafter(np.float32(0.375), np.float32(0))
+    labels = np.array([[below, 0.25, 0.5, 1, 1, 1, 1], [0.375, 0.125, 1.0, 0, 0, 0, 0]], dtype=np.float32)
+    expected = np.array([[False, True, True, False, False, False, False], [True, False, True, False, False, False, False]])
+    np.testing.assert_array_equal(binarize(labels, thresholds), expected)
+
+
+def test_evaluate_uses_training_split_thresholds(data):
+    """evaluate's thresholds, positive counts, AUC and AP follow the training maxima, not the test split's."""
+    dataset = load_dataset(data[0])
+    report = evaluate(identity_predictor(), torch.zeros(7), torch.ones(7), dataset, SPLIT, CPU)
+    assert_thresholds(report["thresholds"], THRESHOLDS)
+    assert_report(report)
+
+
+def test_evaluate_counts_labels_on_threshold(data):
+    """Test labels exactly on the training threshold (x 0.375 twice, y 0.25 once) are counted as positives."""
+    dataset = load_dataset(data[0])
+    test_labels = np.asarray(dataset.labels[10:16])
+    assert (test_labels[:, 0] == 0.375).sum() == 2 and (test_labels[:, 1] == 0.25).sum() == 1
+    report = evaluate(identity_predictor(), torch.zeros(7), torch.ones(7), dataset, SPLIT, CPU)
+    assert report["positives"]["x"] == 3  # 0.375, 0.5, 0.375 (not 1 as with ">")
+    assert report["positives"]["y"] == 4  # 0.25, 1.0, 0.375, 0.5 (not 3 as with ">")
+
+
+def test_predict_test_split_positives_use_training_thresholds(data, tmp_path):
+    """predict_test_split's saved positives and thresholds are the hand-computed training-split ones."""
+    model = identity_predictor()
+    checkpoint = tmp_path / "identity.pt"
+    torch.save({"model_config": model.model_config, "model_state_dict": model.state_dict(),
+                "normalization": {"mean": [0.0] * 7, "std": [1.0] * 7, "enabled": False}}, checkpoint)
+    arrays = predict_test_split(str(checkpoint), str(data[0]), SPLIT)
+    np.testing.assert_array_equal(arrays["thresholds"], np.array(THRESHOLDS))
+    expected = np.zeros((6, 7), dtype=bool)
+    for name, rows in POSITIVE_ROWS.items():
+        expected[rows, ACTION_DIMENSIONS.index(name)] = True
+    np.testing.assert_array_equal(arrays["positive"], expected)
+    np.testing.assert_allclose(arrays["prediction"], np.array(SCORES, dtype=np.float32), atol=1e-6)
+
+
+def test_validation_metrics_with_training_thresholds():
+    """validation_metrics binarises with the given (training) thresholds and >=: AUC as worked out by hand."""
+    scores = np.array(SCORES, dtype=np.float32)
+    labels = np.array(SCORED_LABELS, dtype=np.float32)
+    metrics = validation_metrics(scores, labels, np.array(THRESHOLDS), "mse")
+    for name in ACTION_DIMENSIONS:
+        if name in EXPECTED_AUC:
+            assert metrics[f"auc_{name}"] == pytest.approx(EXPECTED_AUC[name], abs=1e-12), name
+        else:
+            assert metrics[f"auc_{name}"] is None, name
+    assert metrics["mean_auc"] == pytest.approx((5 / 9 + 5 / 8) / 2, abs=1e-12)
+    assert metrics["loss"] == pytest.approx(float(np.mean((scores.astype(np.float64) - labels) ** 2)), rel=1e-6)
+
+
+def test_trainer_validation_uses_training_split_thresholds(data, tmp_path):
+    """The Trainer fixes thresholds on its training rows, so validation AUCs match the hand values."""
+    dataset = load_dataset(data[0])
+    # A linear probe (sigmoid keeps the ranking) on raw inputs; lr so small that one epoch cannot reorder scores.
+    config = TrainingConfig(epochs=1, batch_size=2, lr=1e-9, hidden_dims=[], dropout=0.0, normalize=False, device="cpu", seed=0)
+    trainer = Trainer(dataset, SPLIT, config, tmp_path, "probe", log=lambda _: None)
+    np.testing.assert_array_equal(np.asarray(trainer.thresholds, dtype=np.float64), np.array(THRESHOLDS))
+    with torch.no_grad():
+        trainer.model.mlp[0].weight.copy_(torch.eye(7))
+        trainer.model.mlp[0].bias.zero_()
+    outcome = trainer.fit()
+    metrics = outcome.history["val_metrics"][0]
+    # With validation-split thresholds: x 0.75, y 3/8, and z and gripper would have an AUC.
+    for name in ACTION_DIMENSIONS:
+        if name in EXPECTED_AUC:
+            assert metrics[f"auc_{name}"] == pytest.approx(EXPECTED_AUC[name], abs=1e-6), name
+        else:
+            assert metrics[f"auc_{name}"] is None, name
+
+
+def identity_multi_network() -> MultiRiskPredictor:
+    """Two 7-D sources whose input layers and trunk are identities: the prediction is the input."""
+    network = MultiRiskPredictor(["a", "b"], [7, 7], hidden_dims=[7], dropout=0.0, activation="relu", output_activation="identity")
+    set_identity(network)
+    return network
+
+
+def set_identity(network: MultiRiskPredictor) -> None:
+    """Make both input layers and the trunk's output layer identity maps (in place)."""
+    with torch.no_grad():
+        for layer in (network.inputs[0][0], network.inputs[1][0], network.trunk.mlp[0]):
+            layer.weight.copy_(torch.eye(7))
+            layer.bias.zero_()
+
+
+def test_multi_trainer_validation_uses_each_sources_training_thresholds(data, tmp_path):
+    """MultiTrainer fixes each source's thresholds on its own training rows; per-source validation AUCs match."""
+    sources = [Source("a", load_dataset(data[0]), SPLIT), Source("b", load_dataset(data[1]), SPLIT)]
+    config = TrainingConfig(epochs=1, batch_size=2, lr=1e-9, hidden_dims=[7], dropout=0.0, normalize=False, device="cpu", seed=0)
+    trainer = MultiTrainer(sources, config, tmp_path, "pair", log=lambda _: None)
+    for part, scale in zip(trainer.parts, (1.0, 0.5)):
+        np.testing.assert_array_equal(np.asarray(part.thresholds, dtype=np.float64), np.array(THRESHOLDS) * scale)
+    set_identity(trainer.model)  # scores are nonnegative, so the ReLU passes them and the sigmoid keeps their order
+    outcome = trainer.fit()
+    for name in ("a", "b"):
+        metrics = outcome.history["val_metrics"][0]["per_source"][name]
+        for dim in ACTION_DIMENSIONS:
+            if dim in EXPECTED_AUC:
+                assert metrics[f"auc_{dim}"] == pytest.approx(EXPECTED_AUC[dim], abs=1e-6), (name, dim)
+            else:
+                assert metrics[f"auc_{dim}"] is None, (name, dim)
+
+
+def test_multi_source_evaluation_uses_each_sources_training_thresholds(data):
+    """evaluate_sources: per-source thresholds from each source's training split; pooled positives per own source."""
+    network = identity_multi_network()
+    statistics = {name: (torch.zeros(7), torch.ones(7)) for name in ("a", "b")}
+    model = NormalizedMultiRiskPredictor(network, statistics).eval()
+    sources = [Source("a", load_dataset(data[0]), SPLIT), Source("b", load_dataset(data[1]), SPLIT)]
+    report = evaluate_sources(model, sources, CPU)
+    # Source b's labels are halved, so its training thresholds are too (x 0.1875, y 0.125, z 0.25) and
+    # the same rows are positives; with source a's thresholds source b would have none.
+    assert_thresholds(report["per_source"]["a"]["thresholds"], THRESHOLDS)
+    assert_thresholds(report["per_source"]["b"]["thresholds"], THRESHOLDS, scale=0.5)
+    assert_report(report["per_source"]["a"])
+    assert_report(report["per_source"]["b"])
+    # Pooled: both sources' rows, each binarised by its own thresholds: counts double; with identical
+    # scores and positives in both halves every pair ratio and precision is unchanged, so AUC/AP are too.
+    assert_report(report, positives={name: 2 * count for name, count in EXPECTED_COUNTS.items()})
