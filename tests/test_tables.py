@@ -90,6 +90,17 @@ def test_ablation_cells_show_the_logistic_baseline_and_the_margin_over_it(seeds,
     assert table["bce"]["Δ vs logistic"] == "-0.140 ± 0.014 (2/3)"
 
 
+def test_collapsed_runs_are_marked_in_every_table(tmp_path):
+    runs = [("src", "mae", write_results(tmp_path / f"seed-{seed}" / "results.json", metrics(0.5), collapsed=seed < 2)) for seed in range(3)]
+    prefix = tmp_path / "ablation_loss_type"
+    write_table(ablation_table("loss_type", runs), prefix)
+    assert csv_rows(prefix)[0]["collapsed"] == "2/3"
+    single = write_results(tmp_path / "a" / "results.json", metrics(0.5), collapsed=True)
+    healthy = write_results(tmp_path / "b" / "results.json", metrics(0.8), collapsed=False)
+    labels = [row.labels for row in per_dimension_table("auc", {"a": single, "b": healthy}, {}).rows]
+    assert labels == [("a", "single (collapsed)"), ("b", "single")]
+
+
 def test_an_undefined_metric_is_na_never_half():
     assert Summary((None, None)).format() == "n/a"
     assert Summary((0.5,)).format() == "0.500"

@@ -120,11 +120,11 @@ def per_dimension_table(prefix: str, single: dict[str, str], multi: dict[str, st
     multi_results = {group: read_results(path) for group, path in sorted(multi.items())}
     for source, path in sorted(single.items()):
         results = read_results(path)
-        table.rows.append(Row((source, "single"), summarise([results["test_metrics"]], keys), (path,)))
+        table.rows.append(Row((source, collapse_marked("single", results)), summarise([results["test_metrics"]], keys), (path,)))
         for group, grouped in multi_results.items():
             if source in grouped.get("per_source", {}):
-                metrics = grouped["per_source"][source]["test_metrics"]
-                table.rows.append(Row((source, f"multi ({group})"), summarise([metrics], keys), (multi[group],)))
+                block = grouped["per_source"][source]
+                table.rows.append(Row((source, collapse_marked(f"multi ({group})", block)), summarise([block["test_metrics"]], keys), (multi[group],)))
         baselines = results.get("baselines", {})
         for name, label in BASELINE_ROWS.items():
             if name in baselines:
@@ -156,6 +156,11 @@ def _single_multi_delta(single: float | None, multi: float | None) -> tuple[Summ
     return Summary((single,)), Summary((multi,)), Summary((delta,), signed=True)
 
 
+def collapse_marked(label: str, results: dict) -> str:
+    """``label``, marked when the collapse detector flagged the scores behind it."""
+    return f"{label} (collapsed)" if results.get("collapsed") else label
+
+
 def ablation_table(factor: str, runs: Sequence[tuple[str, str, str]]) -> Table:
     """(c, d) One factor's cells: mean AUC beside the logistic baseline's, mean AP, per-dimension AUC
     and output spread over seeds.
@@ -163,17 +168,20 @@ def ablation_table(factor: str, runs: Sequence[tuple[str, str, str]]) -> Table:
     ``runs`` holds ``(source, value label, results.json)``, one per seed; rows follow its order.
     ``Δ vs logistic`` is the model's mean AUC minus the logistic baseline's, both over the dimensions
     where both are defined. ``min pred std`` is the smallest per-dimension std of the test
-    predictions: near 0 means the model collapsed to a (near) constant output, whatever its AUC says.
+    predictions. ``collapsed`` counts the seeds whose test scores the collapse detector flags
+    (:mod:`vlarisk.collapse`): such a cell is a failed run, not a result.
     """
     keys = ("mean_auc", "logistic_auc", "delta_vs_logistic", "mean_ap", *metric_columns("auc")[:-1], "min_prediction_std")
     columns = ("mean AUC", "logistic AUC", "Δ vs logistic", "mean AP", *(f"AUC {d}" for d in ACTION_DIMENSIONS), "min pred std")
-    table = Table(f"ablation_{factor}", f"Ablation of {factor.replace('_', ' ')} (mean ± std over seeds)", ("source", factor, "runs"), columns)
+    table = Table(f"ablation_{factor}", f"Ablation of {factor.replace('_', ' ')} (mean ± std over seeds)", ("source", factor, "runs", "collapsed"), columns)
     grouped: dict[tuple[str, str], list[str]] = {}
     for source, value, path in runs:
         grouped.setdefault((source, value), []).append(path)
     for (source, value), paths in grouped.items():
-        metrics = [_run_metrics(read_results(path)) for path in sorted(paths)]
-        table.rows.append(Row((source, value, str(len(paths))), summarise(metrics, keys, signed=("delta_vs_logistic",)), tuple(sorted(paths))))
+        documents = [read_results(path) for path in sorted(paths)]
+        metrics = [_run_metrics(document) for document in documents]
+        collapsed = f"{sum(bool(d.get('collapsed')) for d in documents)}/{len(paths)}"
+        table.rows.append(Row((source, value, str(len(paths)), collapsed), summarise(metrics, keys, signed=("delta_vs_logistic",)), tuple(sorted(paths))))
     return table
 
 
