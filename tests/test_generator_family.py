@@ -56,3 +56,13 @@ def test_the_embedded_default_is_the_familys_embedded_member():
 
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
     assert SimulationSpec(**config["sources"]["synthetic_a"]["simulate"]) == GENERATOR_FAMILY["embedded"]
+
+
+@pytest.mark.slow
+def test_the_guides_mse_loss_learns_on_sparse_labels_with_massive_features(tmp_path):
+    """``--loss-type mse`` (the guide's default) must not collapse where its sigmoid would saturate."""
+    config = TrainingConfig(epochs=EPOCHS, device="cpu", loss_type="mse")
+    report = score_member(scaled_member("massive_uneven"), tmp_path, config)
+    versus = report["baselines"]["model_vs_logistic"]
+    assert not report["collapsed"], report["collapse"]
+    assert versus["margin"] >= -LOGISTIC_MARGIN, versus
