@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make run    install into .venv, then run the whole pipeline on the embedded default data
-#   make test   install into .venv, then run the test suite
+#   make test   install into .venv, then run the test suite (make test-fast: the quick tests only)
 VENV ?= .venv
 PYTHON ?= python3
 # The CPU build of torch is taken first so that nothing pulls a multi-GB CUDA build by accident;
@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 CORES ?= 2
 ACTIVATE = . $(VENV)/bin/activate
 
-.PHONY: setup run paper test lint format clean
+.PHONY: setup run paper test test-fast lint format clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ paper: setup
 
 test: setup
 	$(ACTIVATE) && python -m pytest -ra
+
+# The quick tests: no pipeline runs (marked slow), no SLURM.
+test-fast: setup
+	$(ACTIVATE) && python -m pytest -ra -m "not slow and not slurm"
 
 lint: setup
 	$(ACTIVATE) && snakemake --lint && snakefmt --check Snakefile rules/

@@ -17,13 +17,11 @@ if not workflow.overwrite_configfiles:
 report: "report/workflow.rst"
 
 
+# common.smk validates the config and loads the plan (src/vlarisk/planning.py); then one file per stage.
 include: "rules/common.smk"
-include: "rules/resources.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
-include: "rules/multi_common.smk"
 include: "rules/multi.smk"
-include: "rules/paper_common.smk"
 include: "rules/ablations.smk"
 include: "rules/paper.smk"
 
@@ -37,5 +35,4 @@ localrules:
 rule all:
     default_target: True
     input:
-        expand("results/models/{source}/results.json", source=SOURCES),
-        expand("results/multi/{group}/results.json", group=MULTI_GROUPS),
+        PLAN.all_targets(),

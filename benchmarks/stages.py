@@ -189,7 +189,7 @@ def _train_setup(args):
 
 def _model_and_optimizer(hidden_dim: int, seed: int = 0):
     import torch
-    from vlarisk.model import RiskPredictor
+    from vlarisk.models import RiskPredictor
 
     torch.manual_seed(seed)
     model = RiskPredictor(hidden_dim, [512, 256], dropout=0.1, activation="relu")
@@ -276,16 +276,17 @@ def train_bare(args) -> dict:
 
 def train_project(args) -> dict:
     """The Trainer's own epoch loop over its BatchStream, for ``--train-steps`` batches."""
-    from vlarisk.training import BatchStream, Trainer, TrainingConfig
+    from vlarisk.sources import Source
+    from vlarisk.training import Trainer, TrainingConfig
 
     dataset, split, rows = _train_setup(args)
     config = TrainingConfig(epochs=1, batch_size=args.batch_size, device="cpu", bf16=args.bf16, seed=0)
     tick = time.perf_counter()
-    trainer = Trainer(dataset, split, config, args.workdir / "project_model", "bench", log=lambda _: None)
+    trainer = Trainer([Source("bench", dataset, split)], config, args.workdir / "project_model", "bench", log=lambda _: None)
     setup = time.perf_counter() - tick
     steps = _max_steps(args, len(rows["train"]))
     start = _start()
-    stream = BatchStream(dataset, trainer.rows["train"], trainer.mean, trainer.std, trainer.device, config.batch_size)
+    stream = trainer.batches()
     trainer._train_epoch(stream, 1, max_batches=steps)
     samples = min(steps * args.batch_size, len(stream))
     return {"samples": samples, **_since(start), "steps": steps, "setup_seconds": setup}
@@ -293,12 +294,13 @@ def train_project(args) -> dict:
 
 def train_project_fit(args) -> dict:
     """``Trainer.fit()`` for one full epoch, end to end (statistics, validation, checkpoints)."""
+    from vlarisk.sources import Source
     from vlarisk.training import Trainer, TrainingConfig
 
     dataset, split, rows = _train_setup(args)
     config = TrainingConfig(epochs=1, batch_size=args.batch_size, device="cpu", bf16=args.bf16, seed=0)
     start = _start()
-    trainer = Trainer(dataset, split, config, paths(args.workdir)["model_dir"], "bench", log=lambda _: None)
+    trainer = Trainer([Source("bench", dataset, split)], config, paths(args.workdir)["model_dir"], "bench", log=lambda _: None)
     outcome = trainer.fit()
     return {"samples": len(rows["train"]), **_since(start), "steps": -(-len(rows["train"]) // args.batch_size),
             "epoch_samples_per_second": outcome.history["samples_per_second"][-1]}
@@ -311,7 +313,7 @@ def train_project_fit(args) -> dict:
 def _evaluation_model(args, dataset):
     """The fit stage's best model when it exists (else a seeded fresh one with training statistics)."""
     import torch
-    from vlarisk.model import predictor_from_checkpoint, read_checkpoint
+    from vlarisk.checkpoints import predictor_from_checkpoint, read_checkpoint
     from vlarisk.normalization import feature_statistics
 
     checkpoint_path = paths(args.workdir)["model_dir"] / "best_model.pt"
@@ -349,11 +351,14 @@ def evaluate_naive(args) -> dict:
 def evaluate_project(args) -> dict:
     import torch
     from vlarisk.evaluation import evaluate
+    from vlarisk.models import NormalizedRiskPredictor
+    from vlarisk.sources import Source
 
     dataset, split, rows = _train_setup(args)
     model, mean, std = _evaluation_model(args, dataset)
+    source = Source("bench", dataset, split)
     start = _start()
-    report = evaluate(model, mean, std, dataset, split, torch.device("cpu"))
+    report = evaluate(NormalizedRiskPredictor(model, mean, std), source, source.thresholds(0.5), torch.device("cpu"))
     return {"samples": report["num_samples"], **_since(start), "mean_auc": report["test_metrics"]["mean_auc"]}
 
 

@@ -1,6 +1,11 @@
-# Ablations: one factor of the training recipe varied at a time around the default, per seed
-# (the grid and its helpers: rules/paper_common.smk). Cells train and score exactly like the
-# single models (train_model, evaluate_model), on the source's own split.
+# Ablations: one factor of the training recipe varied at a time around the default, per seed.
+# Cells train and score exactly like the single models (train_model, evaluate_model), on the
+# source's own split. The grid (cells, their settings and data, the targets): vlarisk.planning.Plan
+# (ablation_*). A cell is `default` or `<factor>-<value slug>` (loss_type-bce, hidden_dims-linear,
+# normalize-off, labels-heuristic, ...); each cell x seed is its own target
+#   results/ablations/{source}/{cell}/seed-{seed}/results.json
+# whose params hold only that cell's settings, so adding a value or a seed runs only the new
+# cells. A value equal to the default setting is the `default` cell, trained once for all factors.
 
 
 localrules:
@@ -9,12 +14,12 @@ localrules:
 
 rule check_same_rollouts:
     input:
-        reference="results/datasets/{source}/dataset.vlarisk",
-        other="results/datasets/{source}/heuristic.vlarisk",
+        reference=dataset_path("{source}"),
+        other=dataset_path("{source}", "heuristic"),
     output:
-        "results/datasets/{source}/heuristic.same_rollouts.txt",
+        same_rollouts_path("{source}"),
     log:
-        "results/logs/check_same_rollouts/{source}.log",
+        log_path("check_same_rollouts", "{source}"),
     conda:
         "../envs/vlarisk.yaml"
     shell:
@@ -24,39 +29,46 @@ rule check_same_rollouts:
 
 use rule train_model as train_ablation with:
     input:
-        unpack(ablation_training_data),
-        split="results/splits/{source}.json",
+        unpack(
+            lambda wildcards: PLAN.ablation_training_data(
+                wildcards.source, wildcards.cell
+            )
+        ),
+        split=split_path("{source}"),
         code=code_for("train_risk_predictor"),
     output:
-        best="results/ablations/{source}/{cell}/seed-{seed}/best_model.pt",
-        latest="results/ablations/{source}/{cell}/seed-{seed}/latest.pt",
+        best=best_model(ablation_dir("{source}", "{cell}", "{seed}")),
+        latest=latest_model(ablation_dir("{source}", "{cell}", "{seed}")),
     log:
-        "results/logs/train_ablation/{source}/{cell}/seed-{seed}.log",
+        log_path("train_ablation", "{source}/{cell}/seed-{seed}"),
     benchmark:
-        "results/benchmarks/train_ablation/{source}/{cell}/seed-{seed}.tsv"
+        benchmark_path("train_ablation", "{source}/{cell}/seed-{seed}")
     wildcard_constraints:
         cell=ABLATION_CELL_PATTERN,
         seed=r"\d+",
     params:
-        flags=lambda wildcards: training_flags(ablation_settings(wildcards)),
+        flags=lambda wildcards: training_flags(
+            PLAN.ablation_settings(wildcards.source, wildcards.cell, wildcards.seed)
+        ),
         output_dir=subpath(output.best, parent=True),
 
 
 # Scored like every single model: on the source's own dataset (provided labels are the truth).
 use rule evaluate_model as evaluate_ablation with:
     input:
-        unpack(planting_file),
-        checkpoint="results/ablations/{source}/{cell}/seed-{seed}/best_model.pt",
-        latest="results/ablations/{source}/{cell}/seed-{seed}/latest.pt",
-        data="results/datasets/{source}/dataset.vlarisk",
-        split="results/splits/{source}.json",
+        unpack(lambda wildcards: PLAN.planting_file(wildcards.source)),
+        checkpoint=rules.train_ablation.output.best,
+        latest=rules.train_ablation.output.latest,
+        data=dataset_path("{source}"),
+        split=split_path("{source}"),
         code=code_for("evaluate_risk_predictor"),
     output:
-        "results/ablations/{source}/{cell}/seed-{seed}/results.json",
+        results=results_json(ablation_dir("{source}", "{cell}", "{seed}")),
+        predictions=test_predictions(ablation_dir("{source}", "{cell}", "{seed}")),
     log:
-        "results/logs/evaluate_ablation/{source}/{cell}/seed-{seed}.log",
+        log_path("evaluate_ablation", "{source}/{cell}/seed-{seed}"),
     benchmark:
-        "results/benchmarks/evaluate_ablation/{source}/{cell}/seed-{seed}.tsv"
+        benchmark_path("evaluate_ablation", "{source}/{cell}/seed-{seed}")
     wildcard_constraints:
         cell=ABLATION_CELL_PATTERN,
         seed=r"\d+",

@@ -5,13 +5,13 @@ rule simulate_rollouts:
     input:
         code=code_for("simulate_rollouts"),
     output:
-        success="results/rollouts/{source}/success_rollouts.pkl",
-        failure="results/rollouts/{source}/failure_rollouts.pkl",
-        planting="results/rollouts/{source}/planting.npz",
+        success=rollout_path("{source}", "success"),
+        failure=rollout_path("{source}", "failure"),
+        planting=planting_path("{source}"),
     log:
-        "results/logs/simulate_rollouts/{source}.log",
+        log_path("simulate_rollouts", "{source}"),
     benchmark:
-        "results/benchmarks/simulate_rollouts/{source}.tsv"
+        benchmark_path("simulate_rollouts", "{source}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 1
@@ -20,7 +20,7 @@ rule simulate_rollouts:
         runtime=runtime_for("simulate"),
     params:
         spec=lambda wildcards: json.dumps(
-            source_config(wildcards.source)["simulate"], sort_keys=True
+            PLAN.source_config(wildcards.source)["simulate"], sort_keys=True
         ),
     shell:
         "python workflow_scripts/simulate_rollouts.py --success {output.success}"
@@ -30,14 +30,14 @@ rule simulate_rollouts:
 
 rule prepare_dataset:
     input:
-        unpack(rollout_files),
+        unpack(lambda wildcards: PLAN.rollout_files(wildcards.source)),
         code=code_for("prepare_training_data"),
     output:
-        "results/datasets/{source}/{variant}.vlarisk",
+        dataset_path("{source}", "{variant}"),
     log:
-        "results/logs/prepare_dataset/{source}.{variant}.log",
+        log_path("prepare_dataset", "{source}.{variant}"),
     benchmark:
-        "results/benchmarks/prepare_dataset/{source}.{variant}.tsv"
+        benchmark_path("prepare_dataset", "{source}.{variant}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 1
@@ -45,7 +45,9 @@ rule prepare_dataset:
         mem_mb=mem_mb_for("prepare"),
         runtime=runtime_for("prepare"),
     params:
-        labels=labelling_flag,
+        labels=lambda wildcards: PLAN.labelling_flag(
+            wildcards.source, wildcards.variant
+        ),
     shell:
         "python workflow_scripts/prepare_training_data.py --success {input.success}"
         " --failure {input.failure} --output {output} {params.labels} > {log} 2>&1"
@@ -53,12 +55,12 @@ rule prepare_dataset:
 
 rule split_dataset:
     input:
-        data="results/datasets/{source}/dataset.vlarisk",
+        data=dataset_path("{source}"),
         code=code_for("split_dataset"),
     output:
-        "results/splits/{source}.json",
+        split_path("{source}"),
     log:
-        "results/logs/split_dataset/{source}.log",
+        log_path("split_dataset", "{source}"),
     conda:
         "../envs/vlarisk.yaml"
     params:

@@ -3,16 +3,16 @@
 
 rule train_model:
     input:
-        data="results/datasets/{source}/dataset.vlarisk",
-        split="results/splits/{source}.json",
+        data=dataset_path("{source}"),
+        split=split_path("{source}"),
         code=code_for("train_risk_predictor"),
     output:
-        best="results/models/{source}/best_model.pt",
-        latest="results/models/{source}/latest.pt",
+        best=best_model(model_dir("{source}")),
+        latest=latest_model(model_dir("{source}")),
     log:
-        "results/logs/train_model/{source}.log",
+        log_path("train_model", "{source}"),
     benchmark:
-        "results/benchmarks/train_model/{source}.tsv"
+        benchmark_path("train_model", "{source}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 2
@@ -20,7 +20,7 @@ rule train_model:
         mem_mb=mem_mb_for("train"),
         runtime=runtime_for("train"),
     params:
-        flags=lambda wildcards: training_flags(training_settings(wildcards.source)),
+        flags=lambda wildcards: training_flags(PLAN.training_settings(wildcards.source)),
         output_dir=subpath(output.best, parent=True),
     shell:
         "python workflow_scripts/train_risk_predictor.py --data {input.data}"
@@ -31,18 +31,19 @@ rule train_model:
 
 rule evaluate_model:
     input:
-        unpack(planting_file),
-        checkpoint="results/models/{source}/best_model.pt",
-        latest="results/models/{source}/latest.pt",
-        data="results/datasets/{source}/dataset.vlarisk",
-        split="results/splits/{source}.json",
+        unpack(lambda wildcards: PLAN.planting_file(wildcards.source)),
+        checkpoint=rules.train_model.output.best,
+        latest=rules.train_model.output.latest,
+        data=dataset_path("{source}"),
+        split=split_path("{source}"),
         code=code_for("evaluate_risk_predictor"),
     output:
-        "results/models/{source}/results.json",
+        results=results_json(model_dir("{source}")),
+        predictions=test_predictions(model_dir("{source}")),
     log:
-        "results/logs/evaluate_model/{source}.log",
+        log_path("evaluate_model", "{source}"),
     benchmark:
-        "results/benchmarks/evaluate_model/{source}.tsv"
+        benchmark_path("evaluate_model", "{source}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 2
@@ -51,9 +52,10 @@ rule evaluate_model:
         runtime=runtime_for("evaluate"),
     params:
         planting=planting_flag,
-        positive_fraction=config["evaluation"]["positive_fraction_of_max"],
+        positive_fraction=PLAN.evaluation["positive_fraction_of_max"],
     shell:
         "python workflow_scripts/evaluate_risk_predictor.py --checkpoint {input.checkpoint}"
         " --history {input.latest} --data {input.data} --split {input.split}"
-        " --output {output} {params.planting} --positive-fraction {params.positive_fraction}"
+        " --output {output.results} --predictions {output.predictions} {params.planting}"
+        " --positive-fraction {params.positive_fraction}"
         " --threads {threads} > {log} 2>&1"

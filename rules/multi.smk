@@ -3,10 +3,12 @@
 #   results/multi/{group}/data_config.json   the guide's {"datasets": [...]} with split/planting paths
 #   results/multi/{group}/best_model.pt      trained on every member's train/val rollouts
 #   results/multi/{group}/results.json       pooled and per-source test metrics (docs/multi_model.md)
+#
+# Groups, their members' files and settings: vlarisk.planning.Plan (multi_*).
 
 
 wildcard_constraints:
-    group="|".join(MULTI_GROUPS) or "none",
+    group=PLAN.group_pattern,
 
 
 localrules:
@@ -15,27 +17,27 @@ localrules:
 
 rule write_multi_config:
     output:
-        "results/multi/{group}/data_config.json",
+        data_config_path("{group}"),
     log:
-        "results/logs/write_multi_config/{group}.log",
+        log_path("write_multi_config", "{group}"),
     params:
-        datasets=lambda wildcards: multi_data_config(wildcards.group),
+        datasets=lambda wildcards: PLAN.multi_data_config(wildcards.group),
     run:
         write_data_config(output[0], params.datasets, log[0])
 
 
 rule train_multi_model:
     input:
-        unpack(multi_member_files),
-        data_config="results/multi/{group}/data_config.json",
+        unpack(lambda wildcards: PLAN.multi_member_files(wildcards.group)),
+        data_config=rules.write_multi_config.output[0],
         code=code_for("train_multi_model"),
     output:
-        best="results/multi/{group}/best_model.pt",
-        latest="results/multi/{group}/latest.pt",
+        best=best_model(multi_dir("{group}")),
+        latest=latest_model(multi_dir("{group}")),
     log:
-        "results/logs/train_multi_model/{group}.log",
+        log_path("train_multi_model", "{group}"),
     benchmark:
-        "results/benchmarks/train_multi_model/{group}.tsv"
+        benchmark_path("train_multi_model", "{group}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 2
@@ -43,7 +45,7 @@ rule train_multi_model:
         mem_mb=mem_mb_for("train"),
         runtime=runtime_for("train"),
     params:
-        flags=training_flags(multi_training_settings()),
+        flags=training_flags(PLAN.multi_training_settings()),
         output_dir=subpath(output.best, parent=True),
     shell:
         "python workflow_scripts/train_multi_model.py --data-config {input.data_config}"
@@ -53,17 +55,17 @@ rule train_multi_model:
 
 rule evaluate_multi_model:
     input:
-        unpack(multi_member_files),
-        checkpoint="results/multi/{group}/best_model.pt",
-        latest="results/multi/{group}/latest.pt",
-        data_config="results/multi/{group}/data_config.json",
+        unpack(lambda wildcards: PLAN.multi_member_files(wildcards.group)),
+        checkpoint=rules.train_multi_model.output.best,
+        latest=rules.train_multi_model.output.latest,
+        data_config=rules.write_multi_config.output[0],
         code=code_for("evaluate_multi_model"),
     output:
-        "results/multi/{group}/results.json",
+        results_json(multi_dir("{group}")),
     log:
-        "results/logs/evaluate_multi_model/{group}.log",
+        log_path("evaluate_multi_model", "{group}"),
     benchmark:
-        "results/benchmarks/evaluate_multi_model/{group}.tsv"
+        benchmark_path("evaluate_multi_model", "{group}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 2
@@ -71,7 +73,7 @@ rule evaluate_multi_model:
         mem_mb=mem_mb_for("evaluate"),
         runtime=runtime_for("evaluate"),
     params:
-        positive_fraction=config["evaluation"]["positive_fraction_of_max"],
+        positive_fraction=PLAN.evaluation["positive_fraction_of_max"],
     shell:
         "python workflow_scripts/evaluate_multi_model.py --checkpoint {input.checkpoint}"
         " --history {input.latest} --data-config {input.data_config} --output {output}"

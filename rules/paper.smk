@@ -1,11 +1,10 @@
-# The paper: test predictions, tables, figures and the `paper` target (helpers:
-# rules/paper_common.smk). Every rule here is cheap and runs where Snakemake runs (never
-# submitted to a cluster); outputs under results/paper/ are marked for
+# The paper: tables, figures and the `paper` target (which tables and figures,
+# from which results: vlarisk.planning.Plan). Every rule here is cheap and runs where Snakemake
+# runs (never submitted to a cluster); outputs under results/paper/ are marked for
 # `snakemake paper --report results/report.html`.
 
 
 localrules:
-    predict_test_split,
     paper_table,
     ablation_table,
     roc_pr_figure,
@@ -13,46 +12,26 @@ localrules:
     ablation_figure,
 
 
-rule predict_test_split:
-    input:
-        checkpoint="results/models/{source}/best_model.pt",
-        data="results/datasets/{source}/dataset.vlarisk",
-        split="results/splits/{source}.json",
-        code=code_for("predict_test_split"),
-    output:
-        "results/models/{source}/test_predictions.npz",
-    log:
-        "results/logs/predict_test_split/{source}.log",
-    conda:
-        "../envs/vlarisk.yaml"
-    params:
-        positive_fraction=config["evaluation"]["positive_fraction_of_max"],
-    shell:
-        "python workflow_scripts/predict_test_split.py --checkpoint {input.checkpoint}"
-        " --data {input.data} --split {input.split} --output {output}"
-        " --positive-fraction {params.positive_fraction} --device cpu > {log} 2>&1"
-
-
 rule paper_table:
     input:
-        unpack(paper_table_input),
+        unpack(lambda wildcards: PLAN.table_input(wildcards.table)),
         code=code_for("make_tables"),
     output:
-        multiext("results/paper/tables/{table}", ".md", ".tex", ".csv", ".json"),
+        multiext(table_prefix("{table}"), ".md", ".tex", ".csv", ".json"),
         html=report(
-            "results/paper/tables/{table}.html",
+            table_path("{table}", "html"),
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "{table}"},
         ),
     log:
-        "results/logs/paper_table/{table}.log",
+        log_path("paper_table", "{table}"),
     wildcard_constraints:
         table="|".join(PAPER_TABLES),
     conda:
         "../envs/vlarisk.yaml"
     params:
-        command=paper_table_command,
+        command=lambda wildcards: PLAN.table_command(wildcards.table),
         prefix=subpath(output.html, strip_suffix=".html"),
     shell:
         "python workflow_scripts/make_tables.py --output-prefix {params.prefix}"
@@ -61,27 +40,25 @@ rule paper_table:
 
 rule ablation_table:
     input:
-        runs=ablation_run_files,
+        runs=lambda wildcards: PLAN.ablation_run_files(wildcards.factor),
         code=code_for("make_tables"),
     output:
-        multiext(
-            "results/paper/tables/ablation_{factor}", ".md", ".tex", ".csv", ".json"
-        ),
+        multiext(table_prefix("ablation_{factor}"), ".md", ".tex", ".csv", ".json"),
         html=report(
-            "results/paper/tables/ablation_{factor}.html",
+            table_path("ablation_{factor}", "html"),
             caption="../report/ablation_table.rst",
             category="Ablations",
             subcategory="{factor}",
             labels={"factor": "{factor}", "kind": "table"},
         ),
     log:
-        "results/logs/ablation_table/{factor}.log",
+        log_path("ablation_table", "{factor}"),
     wildcard_constraints:
-        factor=ABLATION_FACTOR_PATTERN,
+        factor=PLAN.factor_pattern,
     conda:
         "../envs/vlarisk.yaml"
     params:
-        runs=ablation_run_args,
+        runs=lambda wildcards: PLAN.ablation_run_args(wildcards.factor),
         prefix=subpath(output.html, strip_suffix=".html"),
     shell:
         "python workflow_scripts/make_tables.py --output-prefix {params.prefix}"
@@ -90,17 +67,17 @@ rule ablation_table:
 
 rule roc_pr_figure:
     input:
-        predictions="results/models/{source}/test_predictions.npz",
+        predictions=rules.evaluate_model.output.predictions,
         code=code_for("make_figures"),
     output:
         report(
-            "results/paper/figures/roc_pr/{source}.png",
+            figure_path("roc_pr", "{source}"),
             caption="../report/roc_pr.rst",
             category="ROC and PR curves",
             labels={"source": "{source}"},
         ),
     log:
-        "results/logs/roc_pr_figure/{source}.log",
+        log_path("roc_pr_figure", "{source}"),
     conda:
         "../envs/vlarisk.yaml"
     shell:
@@ -111,17 +88,17 @@ rule roc_pr_figure:
 
 rule training_figure:
     input:
-        results="results/models/{source}/results.json",
+        results=rules.evaluate_model.output.results,
         code=code_for("make_figures"),
     output:
         report(
-            "results/paper/figures/training/{source}.png",
+            figure_path("training", "{source}"),
             caption="../report/training.rst",
             category="Training curves",
             labels={"source": "{source}"},
         ),
     log:
-        "results/logs/training_figure/{source}.log",
+        log_path("training_figure", "{source}"),
     conda:
         "../envs/vlarisk.yaml"
     shell:
@@ -132,24 +109,24 @@ rule training_figure:
 
 rule ablation_figure:
     input:
-        runs=ablation_run_files,
+        runs=lambda wildcards: PLAN.ablation_run_files(wildcards.factor),
         code=code_for("make_figures"),
     output:
         report(
-            "results/paper/figures/ablation/{factor}.png",
+            figure_path("ablation", "{factor}"),
             caption="../report/ablation_figure.rst",
             category="Ablations",
             subcategory="{factor}",
             labels={"factor": "{factor}", "kind": "bar chart"},
         ),
     log:
-        "results/logs/ablation_figure/{factor}.log",
+        log_path("ablation_figure", "{factor}"),
     wildcard_constraints:
-        factor=ABLATION_FACTOR_PATTERN,
+        factor=PLAN.factor_pattern,
     conda:
         "../envs/vlarisk.yaml"
     params:
-        runs=ablation_run_args,
+        runs=lambda wildcards: PLAN.ablation_run_args(wildcards.factor),
     shell:
         "python workflow_scripts/make_figures.py --output {output}"
         " ablation --factor {wildcards.factor} {params.runs} > {log} 2>&1"
@@ -157,8 +134,4 @@ rule ablation_figure:
 
 rule paper:
     input:
-        single=paper_single_results().values(),
-        multi=paper_multi_results().values(),
-        ablations=ablation_results(),
-        tables=paper_tables(),
-        figures=paper_figures(),
+        **PLAN.paper_targets(),

@@ -33,3 +33,11 @@ def dataset_path(rollout_files, tmp_path_factory):
     path = tmp_path_factory.mktemp("dataset") / "tiny.vlarisk"
     prepare_dataset(rollout_files[0], rollout_files[1], path)
     return path
+
+
+def pytest_collection_modifyitems(items):
+    """A test needing a module's ``built`` fixture (a real pipeline run in a copy of the project,
+    minutes) is ``slow``: ``make test-fast`` leaves it out, ``make test`` runs it."""
+    for item in items:
+        if "built" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -12,7 +12,7 @@ import yaml
 from pipeline_utils import copy_project, load_script, planned_jobs, planned_wildcards, snakemake
 from vlarisk.dataset import load_dataset
 from vlarisk.errors import InputError
-from vlarisk.model import read_checkpoint
+from vlarisk.checkpoints import read_checkpoint
 from vlarisk.prepare import prepare_dataset
 
 TABLES = ("results/paper/tables/ablation_loss_type.json", "results/paper/tables/ablation_labels.json")

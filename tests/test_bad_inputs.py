@@ -26,6 +26,7 @@ from vlarisk.dataset import load_dataset, write_legacy_pickle
 from vlarisk.evaluation import evaluate
 from vlarisk.metrics import test_metrics
 from vlarisk.prepare import prepare_dataset
+from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts
 
 from pipeline_utils import copy_project
@@ -410,8 +411,9 @@ def test_a_dimension_without_positives_reports_null_with_the_reason(tmp_path):
     prepare_dataset(*write_source(tmp_path, success, failure), tmp_path / "d.vlarisk")
     dataset = load_dataset(tmp_path / "d.vlarisk")
     split = split_rollouts(dataset.metadata["rollouts"], 0.25, 0.25, seed=0)
-    outcome = Trainer(dataset, split, TrainingConfig(epochs=1, hidden_dims=[8], device="cpu"), tmp_path / "m", "m", log=lambda _: None).fit()
-    report = evaluate(outcome.model, outcome.mean, outcome.std, dataset, split, outcome.device)
+    source = Source("m", dataset, split)
+    outcome = Trainer([source], TrainingConfig(epochs=1, hidden_dims=[8], device="cpu"), tmp_path / "m", "m", log=lambda _: None).fit()
+    report = evaluate(outcome.model, source, outcome.thresholds["m"], outcome.device)
     assert report["test_metrics"]["auc_gripper"] is None and report["test_metrics"]["ap_gripper"] is None
     assert report["undefined"]["gripper"] == "no positive labels in the training split, so no threshold exists"
     assert report["thresholds"]["gripper"] is None

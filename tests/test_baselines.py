@@ -15,6 +15,8 @@ from vlarisk.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
 from vlarisk.dataset import load_dataset
 from vlarisk.evaluation import evaluate
 from vlarisk.metrics import ranking_metrics
+from vlarisk.models import NormalizedRiskPredictor
+from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts, split_rows
 from vlarisk.thresholds import binarize, positive_thresholds
 
@@ -136,7 +138,8 @@ def test_evaluation_reports_the_baselines_and_says_when_the_model_loses(tiny):
     torch.nn.init.zeros_(constant.weight)
     lines = []
     zeros, ones = torch.zeros(dataset.hidden_dim), torch.ones(dataset.hidden_dim)
-    report = evaluate(constant, zeros, ones, dataset, split, torch.device("cpu"), planting_path=planting, log=lines.append)
+    source = Source("tiny", dataset, split, planting)
+    report = evaluate(NormalizedRiskPredictor(constant, zeros, ones), source, source.thresholds(0.5), torch.device("cpu"), log=lines.append)
     versus = report["baselines"]["model_vs_logistic"]
     assert versus["model_mean_auc"] == pytest.approx(0.5) and versus["beats_logistic"] is False
     assert "planted_direction" in report["baselines"] and "oracle" not in report

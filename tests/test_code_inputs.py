@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from vlarisk.code_inputs import imported_modules, module_closure
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +32,31 @@ def test_closure_equals_the_modules_python_loads():
         assert names(module_closure(script, PACKAGE)) - {"__init__"} == set(loaded), script.name
 
 
-def test_training_does_not_depend_on_the_metric_code():
-    closure = names(module_closure(REPO / "workflow_scripts/train_risk_predictor.py", PACKAGE))
-    assert {"training", "model", "collapse"} <= closure
+@pytest.mark.parametrize("script", ["train_risk_predictor", "train_multi_model"])
+def test_training_does_not_depend_on_the_metric_code(script):
+    closure = names(module_closure(REPO / f"workflow_scripts/{script}.py", PACKAGE))
+    assert {"training", "models", "checkpoints", "batches", "sources", "collapse"} <= closure
     assert not {"metrics", "evaluation", "baselines"} & closure
+
+
+def test_package_imports_have_no_cycle():
+    """The package's imports, module-level and lazy ones alike, form an acyclic graph."""
+    graph = {path.stem: imported_modules(path, lazy=True) for path in PACKAGE.glob("*.py")}
+    assert all(imported_modules(path) <= graph[path.stem] for path in PACKAGE.glob("*.py"))
+    assert {module for targets in graph.values() for module in targets} <= set(graph), "an import names no module of the package"
+    order: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        if state.get(module) == "done":
+            return
+        assert state.get(module) != "open", f"import cycle: {' -> '.join((*path, module))}"
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            visit(target, (*path, module))
+        state[module] = "done"
+        order.append(module)
+
+    for module in sorted(graph):
+        visit(module, ())
+    assert len(order) == len(graph)

@@ -8,6 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from vlarisk.collapse import collapse_reasons
 from vlarisk.dataset import load_dataset
+from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts
 from vlarisk.training import Trainer, TrainingConfig
 
@@ -55,7 +56,7 @@ def _train(dataset_path, tmp_path, **settings):
     dataset = load_dataset(dataset_path)
     split = split_rollouts(dataset.metadata["rollouts"], 0.2, 0.1, 0)
     config = TrainingConfig(device="cpu", batch_size=64, **settings)
-    return Trainer(dataset, split, config, tmp_path, "tiny", log=lambda message: None).fit()
+    return Trainer([Source("tiny", dataset, split)], config, tmp_path, "tiny", log=lambda message: None).fit()
 
 
 def test_forced_collapse_is_flagged_and_a_healthy_run_is_not(dataset_path, tmp_path):

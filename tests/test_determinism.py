@@ -13,6 +13,7 @@ import torch
 from vlarisk.dataset import load_dataset
 from vlarisk.evaluation import evaluate
 from vlarisk.prepare import prepare_dataset
+from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts
 from vlarisk.training import Trainer, TrainingConfig
 
@@ -30,8 +31,9 @@ def stable(obj):
 
 def _train(dataset, split, directory, seed=0):
     config = TrainingConfig(epochs=3, batch_size=64, hidden_dims=[32, 16], dropout=0.2, seed=seed, device="cpu")
-    outcome = Trainer(dataset, split, config, directory, "m", log=lambda _: None).fit()
-    return outcome, evaluate(outcome.model, outcome.mean, outcome.std, dataset, split, torch.device("cpu"))
+    source = Source("m", dataset, split)
+    outcome = Trainer([source], config, directory, "m", log=lambda _: None).fit()
+    return outcome, evaluate(outcome.model, source, outcome.thresholds["m"], torch.device("cpu"))
 
 
 def test_same_config_and_seed_give_identical_metrics_twice(dataset_path, tmp_path):

@@ -28,12 +28,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from vlarisk.checkpoints import read_checkpoint
 from vlarisk.cli import run
 from vlarisk.dataset import load_dataset
 from vlarisk.evaluation import evaluate
 from vlarisk.io_utils import FOREIGN_PARTIAL_MAX_AGE_S, atomic_path, write_json
-from vlarisk.model import read_checkpoint
 from vlarisk.prepare import prepare_dataset
+from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts
 from vlarisk.synthetic import SimulationSpec, write_synthetic_source
 from vlarisk.training import Trainer, TrainingConfig
@@ -216,10 +217,11 @@ def test_two_epochs_then_resume_to_four_equals_four_straight(dataset_path, tmp_p
     def config(epochs):
         return TrainingConfig(epochs=epochs, batch_size=64, hidden_dims=[32, 16], dropout=0.2, seed=7, device="cpu")
 
-    straight = Trainer(dataset, split, config(4), tmp_path / "straight", "m", log=quiet).fit()
-    Trainer(dataset, split, config(2), tmp_path / "resumed", "m", log=quiet).fit()
+    source = Source("m", dataset, split)
+    straight = Trainer([source], config(4), tmp_path / "straight", "m", log=quiet).fit()
+    Trainer([source], config(2), tmp_path / "resumed", "m", log=quiet).fit()
     assert read_checkpoint(tmp_path / "resumed" / "latest.pt")["epoch"] == 2
-    trainer = Trainer(dataset, split, config(4), tmp_path / "resumed", "m", log=quiet)
+    trainer = Trainer([source], config(4), tmp_path / "resumed", "m", log=quiet)
     trainer.resume()
     assert trainer.start_epoch == 3
     resumed = trainer.fit()
@@ -233,7 +235,7 @@ def test_two_epochs_then_resume_to_four_equals_four_straight(dataset_path, tmp_p
         a, b = read_checkpoint(tmp_path / "straight" / path), read_checkpoint(tmp_path / "resumed" / path)
         assert a["epoch"] == b["epoch"] and stable(a["history"]) == stable(b["history"])
     device = torch.device("cpu")
-    metrics = [evaluate(o.model, o.mean, o.std, dataset, split, device)["test_metrics"] for o in (straight, resumed)]
+    metrics = [evaluate(o.model, source, o.thresholds["m"], device)["test_metrics"] for o in (straight, resumed)]
     assert metrics[0] == metrics[1]
 
 

@@ -15,6 +15,7 @@ from vlarisk import RiskPredictor, load_predictor
 from vlarisk.dataset import load_dataset
 from vlarisk.normalization import feature_statistics
 from vlarisk.splits import split_rollouts, split_rows
+from vlarisk.thresholds import positive_thresholds, thresholds_from_dimensions
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE_CHECKPOINT_KEYS = {"epoch", "model_state_dict", "optimizer_state_dict", "val_loss", "val_metrics", "model_config", "normalization"}
@@ -62,6 +63,8 @@ def test_checkpoint_rebuilds_the_model_as_in_the_guide(trained, dataset_path):
     train_rows = split_rows(dataset.rollout_id, split)["train"]
     mean, std = feature_statistics(dataset.hidden, train_rows)
     np.testing.assert_allclose(checkpoint["normalization"]["mean"], mean, rtol=1e-6)
+    expected_thresholds = positive_thresholds(np.asarray(dataset.labels[train_rows]), checkpoint["training_config"]["positive_fraction_of_max"])
+    np.testing.assert_array_equal(thresholds_from_dimensions(checkpoint["thresholds"]), expected_thresholds)
     hidden = torch.from_numpy(np.array(dataset.hidden[:5]))
     with torch.no_grad():
         expected = model((hidden - torch.tensor(checkpoint["normalization"]["mean"])) / torch.tensor(checkpoint["normalization"]["std"]))

@@ -14,23 +14,17 @@ import yaml
 from pipeline_utils import copy_project, planned_jobs, snakemake
 from vlarisk.dataset import load_dataset
 from vlarisk.errors import InputError
-from vlarisk.evaluation import evaluate
+from vlarisk.checkpoints import load_predictor, read_checkpoint
+from vlarisk.evaluation import evaluate, evaluate_sources
 from vlarisk.metrics import test_metrics
-from vlarisk.model import load_predictor, read_checkpoint
-from vlarisk.multi_model import (
-    MultiRiskPredictor,
-    MultiTrainer,
-    NormalizedMultiRiskPredictor,
-    evaluate_sources,
-    load_sources,
-    read_data_config,
-)
+from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor
 from vlarisk.normalization import feature_statistics
 from vlarisk.prepare import prepare_dataset
+from vlarisk.sources import load_sources, read_data_config
 from vlarisk.splits import split_rows
 from vlarisk.synthetic import SimulationSpec, write_synthetic_source
-from vlarisk.thresholds import positive_thresholds
-from vlarisk.training import TrainingConfig
+from vlarisk.thresholds import positive_thresholds, thresholds_from_dimensions
+from vlarisk.training import Trainer, TrainingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = dict(epochs=2, batch_size=128, hidden_dims=[16], dropout=0.1, device="cpu", seed=3)
@@ -59,7 +53,7 @@ def data_config(dataset_path, rollout_files, wide_source, tmp_path_factory):
 
 def train(data_config, output_dir, **overrides):
     sources = load_sources(data_config, seed=0)
-    trainer = MultiTrainer(sources, TrainingConfig(**{**CONFIG, **overrides}), output_dir, "pair", log=lambda _: None)
+    trainer = Trainer(sources, TrainingConfig(**{**CONFIG, **overrides}), output_dir, "pair", log=lambda _: None)
     return sources, trainer
 
 
@@ -106,9 +100,18 @@ def test_each_source_is_normalised_with_its_own_training_rows(trained, tmp_path)
         np.testing.assert_array_equal(np.asarray(saved["std"], dtype=np.float32), std)
 
 
+def test_each_sources_thresholds_are_saved_at_training(trained):
+    sources, outcome, output_dir = trained
+    checkpoint = read_checkpoint(output_dir / "best_model.pt")
+    for source in sources:
+        expected = positive_thresholds(np.asarray(source.dataset.labels[split_rows(source.dataset.rollout_id, source.split)["train"]]))
+        np.testing.assert_array_equal(thresholds_from_dimensions(checkpoint["sources"][source.name]["thresholds"]), expected)
+        np.testing.assert_array_equal(outcome.thresholds[source.name], expected)
+
+
 def test_per_source_metrics_equal_scoring_each_source_alone(trained):
     sources, outcome, _ = trained
-    report = evaluate_sources(outcome.model, sources, torch.device("cpu"))
+    report = evaluate_sources(outcome.model, sources, outcome.thresholds, torch.device("cpu"))
     for source in sources:
         rows = split_rows(source.dataset.rollout_id, source.split)
         labels = np.asarray(source.dataset.labels[rows["test"]])
@@ -120,13 +123,13 @@ def test_per_source_metrics_equal_scoring_each_source_alone(trained):
         assert entry["test_metrics"] == alone["test_metrics"]
         assert entry["positives"] == alone["positives"] and entry["undefined"] == alone["undefined"]
         predictor = outcome.model.source_predictor(source.name)
-        single = evaluate(predictor.predictor, predictor.mean, predictor.std, source.dataset, source.split, torch.device("cpu"), planting_path=source.planting_path)
+        single = evaluate(predictor, source, thresholds, torch.device("cpu"))
         assert entry["baselines"] == single["baselines"]
 
 
 def test_pooled_positives_are_the_union_of_per_source_positives(trained):
     sources, outcome, _ = trained
-    report = evaluate_sources(outcome.model, sources, torch.device("cpu"))
+    report = evaluate_sources(outcome.model, sources, outcome.thresholds, torch.device("cpu"))
     for dim, count in report["positives"].items():
         assert count == sum(entry["positives"][dim] for entry in report["per_source"].values())
     assert report["num_samples"] == sum(entry["num_samples"] for entry in report["per_source"].values())

@@ -17,14 +17,16 @@ import torch
 import torch.nn.functional as F
 
 from vlarisk import rollouts as rollouts_module
+from vlarisk.batches import BatchStream
 from vlarisk.dataset import load_dataset
 from vlarisk.inference import gather_rows, predict_rows
-from vlarisk.model import RiskPredictor
+from vlarisk.models import RiskPredictor
 from vlarisk.normalization import MIN_STD, feature_statistics
 from vlarisk.prepare import prepare_dataset
+from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts, split_rows
 from vlarisk.thresholds import positive_thresholds
-from vlarisk.training import BatchStream, Trainer, TrainingConfig, validation_metrics
+from vlarisk.training import Trainer, TrainingConfig, validation_metrics
 
 SEED = 7
 
@@ -94,20 +96,20 @@ def tiny(dataset_path):
 def test_trainer_matches_plain_training_exactly(tiny, tmp_path, batch_size, bf16):
     dataset, split = tiny
     config = TrainingConfig(epochs=3, batch_size=batch_size, hidden_dims=[32, 16], device="cpu", seed=SEED, bf16=bf16)
-    outcome = Trainer(dataset, split, config, tmp_path, "tiny", log=lambda _: None).fit()
+    outcome = Trainer([Source("tiny", dataset, split)], config, tmp_path, "tiny", log=lambda _: None).fit()
     expected = plain_training(dataset, split, config)
     assert outcome.history["train_loss"] == expected["history"]["train_loss"]
     assert outcome.history["val_metrics"] == expected["history"]["val_metrics"]
     # fit() returns the best epoch's weights; compare them when the best epoch is the last one
     if outcome.best_epoch == config.epochs:
         for name, tensor in expected["state"].items():
-            assert torch.equal(outcome.model.state_dict()[name], tensor), name
+            assert torch.equal(outcome.model.predictor.state_dict()[name], tensor), name
 
 
 def test_training_is_deterministic(tiny, tmp_path):
     dataset, split = tiny
     config = TrainingConfig(epochs=2, batch_size=32, hidden_dims=[16], device="cpu", seed=SEED)
-    runs = [Trainer(dataset, split, config, tmp_path / str(i), "tiny", log=lambda _: None).fit() for i in range(2)]
+    runs = [Trainer([Source("tiny", dataset, split)], config, tmp_path / str(i), "tiny", log=lambda _: None).fit() for i in range(2)]
     assert runs[0].history["train_loss"] == runs[1].history["train_loss"]
     assert runs[0].history["val_metrics"] == runs[1].history["val_metrics"]
     for name, tensor in runs[0].model.state_dict().items():

@@ -27,7 +27,7 @@ import torch
 
 from vlarisk.dataset import load_dataset
 from vlarisk.errors import InputError, UnsafePickleError
-from vlarisk.model import read_checkpoint
+from vlarisk.checkpoints import read_checkpoint
 from vlarisk.prepare import prepare_dataset
 from vlarisk.rollouts import load_rollouts
 from vlarisk.safe_pickle import load_pickle
@@ -283,7 +283,7 @@ def test_preparing_data_does_not_import_torch():
         "import sys, vlarisk, vlarisk.prepare, vlarisk.dataset, vlarisk.splits, vlarisk.cli\n"
         "assert 'torch' not in sys.modules, 'torch imported by data preparation'\n"
         "from vlarisk import RiskPredictor, load_predictor\n"
-        "assert 'torch' in sys.modules and RiskPredictor.__module__ == 'vlarisk.model'\n"
+        "assert 'torch' in sys.modules and RiskPredictor.__module__ == 'vlarisk.models'\n"
         "try:\n    vlarisk.no_such_name\nexcept AttributeError:\n    pass\nelse:\n    raise SystemExit('no AttributeError')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

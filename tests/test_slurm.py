@@ -1,4 +1,4 @@
-"""The SLURM cluster path: profiles/slurm, rules/resources.smk, tests/slurm/*.sh.
+"""The SLURM cluster path: profiles/slurm, the resource table (src/vlarisk/planning.py), tests/slurm/*.sh.
 
 Without a scheduler (always run):
   * the resource callables grow with input size and attempt;
@@ -238,10 +238,14 @@ def results_files(project: Path) -> dict[str, dict]:
 
 # ------------------------------------------------------ resource callables
 def _load_resources_module() -> dict:
-    ns: dict = {}
-    src = (ROOT / "rules" / "resources.smk").read_text()
-    exec(compile(src, "rules/resources.smk", "exec"), ns)  # plain Python
-    return ns
+    """src/vlarisk/planning.py (RESOURCE_TABLE, mem_mb_for, runtime_for), loaded standalone as
+    the Snakefile loads it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vlarisk_planning", ROOT / "src" / "vlarisk" / "planning.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return vars(module)
 
 
 class _FakeInput(list):
@@ -392,7 +396,7 @@ with SnakemakeApi(OutputSettings(quiet=None)) as api:
 
 def test_every_rule_is_local_or_a_sized_cluster_rule(tmp_path):
     """No cheap rule goes to SLURM by mistake (it must be in `localrules`), and
-    every cluster rule declares its memory and wall time (rules/resources.smk)."""
+    every cluster rule declares its memory and wall time (planning.RESOURCE_TABLE)."""
     project = copy_project(tmp_path / "proj")
     config = write_test_config(project, multi=True, ablations=True)
     proc = subprocess.run(

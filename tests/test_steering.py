@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from vlarisk.model import NormalizedRiskPredictor, RiskPredictor
-from vlarisk.multi_model import MultiRiskPredictor
+from vlarisk.models import MultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
 from vlarisk.steering import RiskMonitor, add_steering_hook
 
 

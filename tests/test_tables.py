@@ -15,7 +15,8 @@ from pipeline_utils import load_script
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.dataset import load_dataset
 from vlarisk.evaluation import evaluate
-from vlarisk.predictions import failure_relation, load_predictions, predict_test_split, save_predictions
+from vlarisk.predictions import failure_relation, load_predictions
+from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts
 from vlarisk.tables import Summary, ablation_table, per_dimension_table, single_vs_multi_table, to_latex, write_table
 from vlarisk.training import Trainer, TrainingConfig
@@ -184,19 +185,24 @@ def test_failure_relation_bins_and_correlations():
 
 @pytest.fixture(scope="module")
 def trained_model(dataset_path, tmp_path_factory):
-    """A tiny model trained on the shared dataset: ``(checkpoint, split, evaluate() report)``."""
+    """A tiny model trained on the shared dataset: ``(checkpoint, split file, evaluate() report of the trained model)``."""
     output_dir = tmp_path_factory.mktemp("model")
     dataset = load_dataset(dataset_path)
     split = split_rollouts(dataset.metadata["rollouts"], 0.2, 0.2, seed=0)
+    (output_dir / "split.json").write_text(json.dumps(split))
     config = TrainingConfig(epochs=2, batch_size=128, hidden_dims=[16], device="cpu")
-    outcome = Trainer(dataset, split, config, output_dir, "tiny", log=lambda _: None).fit()
-    report = evaluate(outcome.model, outcome.mean, outcome.std, dataset, split, torch.device("cpu"))
-    return output_dir / "best_model.pt", split, report
+    source = Source("tiny", dataset, split)
+    outcome = Trainer([source], config, output_dir, "tiny", log=lambda _: None).fit()
+    report = evaluate(outcome.model, source, outcome.thresholds["tiny"], torch.device("cpu"))
+    return output_dir / "best_model.pt", output_dir / "split.json", report
 
 
 def test_predictions_reproduce_the_evaluation(trained_model, dataset_path, tmp_path):
+    """The evaluation command writes results.json and the test predictions together; both agree with scoring the trained model."""
     checkpoint, split, report = trained_model
-    save_predictions(tmp_path / "p.npz", predict_test_split(str(checkpoint), str(dataset_path), split))
+    args = ["--checkpoint", checkpoint, "--data", dataset_path, "--split", split, "--output", tmp_path / "results.json", "--predictions", tmp_path / "p.npz", "--device", "cpu"]
+    load_script("evaluate_risk_predictor").main([str(a) for a in args])
+    assert json.loads((tmp_path / "results.json").read_text())["test_metrics"] == report["test_metrics"]
     data = load_predictions(tmp_path / "p.npz")
     assert data["provenance"]["checkpoint"] == str(checkpoint)
     assert len(data["prediction"]) == report["num_samples"]

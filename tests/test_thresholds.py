@@ -12,19 +12,21 @@ exactly, so AUC/AP on the scored rows are known in advance.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
 
+from pipeline_utils import load_script
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.dataset import STEP_FIELDS, DatasetWriter, load_dataset
-from vlarisk.evaluation import evaluate
-from vlarisk.model import RiskPredictor
-from vlarisk.multi_model import MultiRiskPredictor, MultiTrainer, NormalizedMultiRiskPredictor, Source, evaluate_sources
-from vlarisk.predictions import predict_test_split
-from vlarisk.thresholds import binarize, positive_thresholds
+from vlarisk.evaluation import evaluate, evaluate_sources
+from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
+from vlarisk.predictions import load_predictions
+from vlarisk.sources import Source
+from vlarisk.thresholds import binarize, positive_thresholds, thresholds_by_dimension
 from vlarisk.training import Trainer, TrainingConfig, validation_metrics
 
 NAN = float("nan")
@@ -127,6 +129,11 @@ def identity_predictor() -> RiskPredictor:
     return model.eval()
 
 
+def identity_on_raw_inputs() -> NormalizedRiskPredictor:
+    """:func:`identity_predictor` behind an identity normalisation."""
+    return NormalizedRiskPredictor(identity_predictor(), torch.zeros(7), torch.ones(7))
+
+
 def as_dict(values):
     return dict(zip(ACTION_DIMENSIONS, values))
 
@@ -170,37 +177,70 @@ def test_label_exactly_on_threshold_is_positive():
     np.testing.assert_array_equal(binarize(labels, thresholds), expected)
 
 
+def test_source_thresholds_come_from_its_training_split(data):
+    """A source's thresholds are the hand-computed training-split ones, whatever the scored split holds."""
+    source = Source("a", load_dataset(data[0]), SPLIT)
+    np.testing.assert_array_equal(source.thresholds(0.5), np.array(THRESHOLDS))
+
+
 def test_evaluate_uses_training_split_thresholds(data):
     """evaluate's thresholds, positive counts, AUC and AP follow the training maxima, not the test split's."""
-    dataset = load_dataset(data[0])
-    report = evaluate(identity_predictor(), torch.zeros(7), torch.ones(7), dataset, SPLIT, CPU)
+    source = Source("a", load_dataset(data[0]), SPLIT)
+    report = evaluate(identity_on_raw_inputs(), source, source.thresholds(0.5), CPU)
     assert_thresholds(report["thresholds"], THRESHOLDS)
     assert_report(report)
 
 
 def test_evaluate_counts_labels_on_threshold(data):
     """Test labels exactly on the training threshold (x 0.375 twice, y 0.25 once) are counted as positives."""
-    dataset = load_dataset(data[0])
-    test_labels = np.asarray(dataset.labels[10:16])
+    source = Source("a", load_dataset(data[0]), SPLIT)
+    test_labels = np.asarray(source.dataset.labels[10:16])
     assert (test_labels[:, 0] == 0.375).sum() == 2 and (test_labels[:, 1] == 0.25).sum() == 1
-    report = evaluate(identity_predictor(), torch.zeros(7), torch.ones(7), dataset, SPLIT, CPU)
+    report = evaluate(identity_on_raw_inputs(), source, source.thresholds(0.5), CPU)
     assert report["positives"]["x"] == 3  # 0.375, 0.5, 0.375 (not 1 as with ">")
     assert report["positives"]["y"] == 4  # 0.25, 1.0, 0.375, 0.5 (not 3 as with ">")
 
 
-def test_predict_test_split_positives_use_training_thresholds(data, tmp_path):
-    """predict_test_split's saved positives and thresholds are the hand-computed training-split ones."""
+def evaluate_checkpoint(checkpoint: dict, data_path, tmp_path) -> tuple[dict, dict]:
+    """Run evaluate_risk_predictor.py on an identity-model checkpoint with extra ``checkpoint`` fields:
+    ``(results.json, test predictions)``."""
     model = identity_predictor()
-    checkpoint = tmp_path / "identity.pt"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path, split = tmp_path / "identity.pt", tmp_path / "split.json"
     torch.save({"model_config": model.model_config, "model_state_dict": model.state_dict(),
-                "normalization": {"mean": [0.0] * 7, "std": [1.0] * 7, "enabled": False}}, checkpoint)
-    arrays = predict_test_split(str(checkpoint), str(data[0]), SPLIT)
+                "normalization": {"mean": [0.0] * 7, "std": [1.0] * 7, "enabled": False}, **checkpoint}, path)
+    split.write_text(json.dumps(SPLIT))
+    args = ["--checkpoint", path, "--data", data_path, "--split", split, "--output", tmp_path / "r.json", "--predictions", tmp_path / "p.npz", "--device", "cpu"]
+    load_script("evaluate_risk_predictor").main([str(a) for a in args])
+    return json.loads((tmp_path / "r.json").read_text()), load_predictions(tmp_path / "p.npz")
+
+
+def test_guide_checkpoint_is_scored_by_training_split_thresholds(data, tmp_path):
+    """A checkpoint that saves no thresholds is scored by the training split's, in results and predictions alike."""
+    results, arrays = evaluate_checkpoint({}, data[0], tmp_path)
+    assert_thresholds(results["thresholds"], THRESHOLDS)
+    assert_report(results)
     np.testing.assert_array_equal(arrays["thresholds"], np.array(THRESHOLDS))
     expected = np.zeros((6, 7), dtype=bool)
     for name, rows in POSITIVE_ROWS.items():
         expected[rows, ACTION_DIMENSIONS.index(name)] = True
     np.testing.assert_array_equal(arrays["positive"], expected)
     np.testing.assert_allclose(arrays["prediction"], np.array(SCORES, dtype=np.float32), atol=1e-6)
+
+
+def test_saved_thresholds_are_used_only_for_their_own_data_split_and_fraction(data, tmp_path):
+    """Thresholds saved at training score the test split when data, split and fraction match; else
+    (here: the checkpoint names other data) the training split's are computed again."""
+    saved = [0.5, 0.25, 0.5, NAN, NAN, NAN, NAN]  # x's threshold moved from 0.375: only rows 1 (0.5) stay positive
+    training = {"thresholds": thresholds_by_dimension(np.array(saved)), "split": SPLIT, "training_config": {"positive_fraction_of_max": 0.5}}
+    own = {**training, "data_sha256": load_dataset(data[0]).content_hash}
+    results, arrays = evaluate_checkpoint(own, data[0], tmp_path / "own")
+    assert_thresholds(results["thresholds"], saved)
+    assert results["positives"]["x"] == 1 and int(arrays["positive"][:, 0].sum()) == 1
+    results, _ = evaluate_checkpoint({**training, "data_sha256": "another dataset"}, data[0], tmp_path / "other")
+    assert_thresholds(results["thresholds"], THRESHOLDS)
+    results, _ = evaluate_checkpoint({**own, "training_config": {"positive_fraction_of_max": 0.25}}, data[0], tmp_path / "fraction")
+    assert_thresholds(results["thresholds"], THRESHOLDS)
 
 
 def test_validation_metrics_with_training_thresholds():
@@ -222,8 +262,8 @@ def test_trainer_validation_uses_training_split_thresholds(data, tmp_path):
     dataset = load_dataset(data[0])
     # A linear probe (sigmoid keeps the ranking) on raw inputs; lr so small that one epoch cannot reorder scores.
     config = TrainingConfig(epochs=1, batch_size=2, lr=1e-9, hidden_dims=[], dropout=0.0, normalize=False, device="cpu", seed=0)
-    trainer = Trainer(dataset, SPLIT, config, tmp_path, "probe", log=lambda _: None)
-    np.testing.assert_array_equal(np.asarray(trainer.thresholds, dtype=np.float64), np.array(THRESHOLDS))
+    trainer = Trainer([Source("probe", dataset, SPLIT)], config, tmp_path, "probe", log=lambda _: None)
+    np.testing.assert_array_equal(np.asarray(trainer.parts[0].thresholds, dtype=np.float64), np.array(THRESHOLDS))
     with torch.no_grad():
         trainer.model.mlp[0].weight.copy_(torch.eye(7))
         trainer.model.mlp[0].bias.zero_()
@@ -253,10 +293,10 @@ def set_identity(network: MultiRiskPredictor) -> None:
 
 
 def test_multi_trainer_validation_uses_each_sources_training_thresholds(data, tmp_path):
-    """MultiTrainer fixes each source's thresholds on its own training rows; per-source validation AUCs match."""
+    """A multi-source Trainer fixes each source's thresholds on its own training rows; per-source validation AUCs match."""
     sources = [Source("a", load_dataset(data[0]), SPLIT), Source("b", load_dataset(data[1]), SPLIT)]
     config = TrainingConfig(epochs=1, batch_size=2, lr=1e-9, hidden_dims=[7], dropout=0.0, normalize=False, device="cpu", seed=0)
-    trainer = MultiTrainer(sources, config, tmp_path, "pair", log=lambda _: None)
+    trainer = Trainer(sources, config, tmp_path, "pair", log=lambda _: None)
     for part, scale in zip(trainer.parts, (1.0, 0.5)):
         np.testing.assert_array_equal(np.asarray(part.thresholds, dtype=np.float64), np.array(THRESHOLDS) * scale)
     set_identity(trainer.model)  # scores are nonnegative, so the ReLU passes them and the sigmoid keeps their order
@@ -276,7 +316,7 @@ def test_multi_source_evaluation_uses_each_sources_training_thresholds(data):
     statistics = {name: (torch.zeros(7), torch.ones(7)) for name in ("a", "b")}
     model = NormalizedMultiRiskPredictor(network, statistics).eval()
     sources = [Source("a", load_dataset(data[0]), SPLIT), Source("b", load_dataset(data[1]), SPLIT)]
-    report = evaluate_sources(model, sources, CPU)
+    report = evaluate_sources(model, sources, {source.name: source.thresholds(0.5) for source in sources}, CPU)
     # Source b's labels are halved, so its training thresholds are too (x 0.1875, y 0.125, z 0.25) and
     # the same rows are positives; with source a's thresholds source b would have none.
     assert_thresholds(report["per_source"]["a"]["thresholds"], THRESHOLDS)

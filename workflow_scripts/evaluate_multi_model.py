@@ -6,11 +6,11 @@ Each source's split is its data-config entry's ``split_path``, else the one save
 
 import argparse
 
+from vlarisk.checkpoints import multi_predictor_from_checkpoint
 from vlarisk.cli import log, run
 from vlarisk.cli_args import add_scoring_arguments, checkpoint_and_history, parse_scoring_args
-from vlarisk.evaluation import results_document
-from vlarisk.io_utils import write_json
-from vlarisk.multi_model import evaluate_sources, load_sources, multi_predictor_from_checkpoint, per_source_summary
+from vlarisk.evaluation import checkpoint_thresholds, evaluate_sources, per_source_summary, write_results
+from vlarisk.sources import load_sources
 
 
 def main(argv=None):
@@ -21,9 +21,10 @@ def main(argv=None):
     checkpoint, history = checkpoint_and_history(args)
     model = multi_predictor_from_checkpoint(checkpoint, args.checkpoint).to(args.torch_device)
     sources = load_sources(args.data_config, saved_splits=checkpoint.get("split"))
-    report = evaluate_sources(model, sources, args.torch_device, args.positive_fraction, log=log)
+    thresholds = {source.name: checkpoint_thresholds(checkpoint, source, args.positive_fraction, log) for source in sources}
+    report = evaluate_sources(model, sources, thresholds, args.torch_device, log=log)
     report["best_epoch"] = checkpoint["epoch"]
-    write_json(args.output, results_document(checkpoint.get("model_name", ""), report, history, checkpoint["training_config"]))
+    write_results(args.output, checkpoint.get("model_name", ""), report, history, checkpoint["training_config"])
     log(f"{args.output}: {per_source_summary(report)}")
 
 

@@ -1,16 +1,19 @@
 #!/usr/bin/env python
-"""Score a trained checkpoint on the test split of a dataset and write ``results.json``."""
+"""Score a trained checkpoint on the test split of a dataset and write ``results.json``.
+
+With ``--predictions``, the scored test steps are written too (for curves and failure-rate tables).
+"""
 
 import argparse
+import time
 
-from vlarisk.cli import log, read_json, run
+from vlarisk.checkpoints import predictor_from_checkpoint
+from vlarisk.cli import log, run
 from vlarisk.cli_args import add_scoring_arguments, checkpoint_and_history, parse_scoring_args
-from vlarisk.dataset import load_dataset
 from vlarisk.errors import InputError
-from vlarisk.evaluation import evaluate, results_document
-from vlarisk.io_utils import write_json
-from vlarisk.model import predictor_from_checkpoint
-from vlarisk.splits import validate_split
+from vlarisk.evaluation import checkpoint_thresholds, score_source, single_source_report, write_results
+from vlarisk.predictions import save_predictions, test_predictions
+from vlarisk.sources import open_source
 
 
 def main(argv=None):
@@ -19,24 +22,27 @@ def main(argv=None):
     parser.add_argument("--data", required=True, help="dataset whose test split to score")
     parser.add_argument("--split", required=True, help="split JSON")
     parser.add_argument("--planting", default=None, help="planting record of synthetic data, to report the planted-direction scorer")
+    parser.add_argument("--predictions", default=None, help="test predictions (.npz) to write as well")
     args = parse_scoring_args(parser, argv)
     checkpoint, history = checkpoint_and_history(args)
     if "sources" in checkpoint:
         raise InputError(f"{args.checkpoint}: is a multi-model checkpoint; score it with evaluate_multi_model.py")
-    dataset = load_dataset(args.data)
-    split = read_json(args.split)
-    validate_split(split, dataset.metadata["rollouts"], args.split)
+    source = open_source(checkpoint.get("model_name", ""), args.data, args.split, args.planting)
     predictor = predictor_from_checkpoint(checkpoint, args.checkpoint)
-    if predictor.predictor.config["input_dim"] != dataset.hidden_dim:
+    if predictor.predictor.config["input_dim"] != source.dataset.hidden_dim:
         raise InputError(
             f"{args.checkpoint}: the model takes {predictor.predictor.config['input_dim']}-D hidden states but {args.data} has "
-            f"{dataset.hidden_dim}-D ones (a checkpoint of another model's data?)"
+            f"{source.dataset.hidden_dim}-D ones (a checkpoint of another model's data?)"
         )
-    predictor = predictor.to(args.torch_device)
-    report = evaluate(predictor.predictor, predictor.mean, predictor.std, dataset, split, args.torch_device, args.positive_fraction, args.planting, log=log)
+    started = time.perf_counter()
+    thresholds = checkpoint_thresholds(checkpoint, source, args.positive_fraction, log)
+    scored = score_source(predictor.to(args.torch_device), source, thresholds, args.torch_device)
+    report = single_source_report(scored, args.torch_device, started, log)
     report["best_epoch"] = checkpoint.get("epoch")
+    if args.predictions:
+        save_predictions(args.predictions, test_predictions(scored, args.checkpoint, args.positive_fraction))
     # the guide's checkpoints carry no training_config: reported as empty
-    write_json(args.output, results_document(checkpoint.get("model_name", ""), report, history, checkpoint.get("training_config", {})))
+    write_results(args.output, checkpoint.get("model_name", ""), report, history, checkpoint.get("training_config", {}))
     log(f"{args.output}: test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}; logistic baseline mean AUC {report['baselines']['logistic']['mean_auc']}")
 
 

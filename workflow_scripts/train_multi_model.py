@@ -13,9 +13,8 @@ from pathlib import Path
 
 from vlarisk.cli import log, run
 from vlarisk.cli_args import add_training_arguments, fit_trainer, parse_training_args
-from vlarisk.evaluation import results_document
-from vlarisk.io_utils import write_json
-from vlarisk.multi_model import MultiTrainer, evaluate_sources, load_sources, per_source_summary
+from vlarisk.sources import load_sources
+from vlarisk.training import Trainer
 
 
 def parse_args(argv=None):
@@ -27,16 +26,20 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    config = args.config
     sources = load_sources(args.data_config, args.val_split, args.test_split, args.seed)
-    trainer = MultiTrainer(sources, config, args.output_dir, args.model_name, log=log)
+    trainer = Trainer(sources, args.config, args.output_dir, args.model_name, log=log, multi_source=True)
     outcome = fit_trainer(trainer, args)
-    if args.no_test:
-        return
-    report = evaluate_sources(outcome.model, sources, outcome.device, args.positive_fraction)
-    report["best_epoch"] = outcome.best_epoch
-    document = results_document(args.model_name, report, outcome.history, asdict(config), outcome.wall_seconds)
-    write_json(Path(args.output_dir) / "results.json", document)
+    if not args.no_test:
+        score_test_splits(args, sources, outcome)
+
+
+def score_test_splits(args, sources, outcome):
+    """Write ``results.json``: pooled and per-source test metrics (the evaluation code is imported
+    here, as in train_risk_predictor.py, so that training with ``--no-test`` does not depend on it)."""
+    from vlarisk.evaluation import evaluate_sources, per_source_summary, write_results
+
+    report = {**evaluate_sources(outcome.model, sources, outcome.thresholds, outcome.device, log=log), "best_epoch": outcome.best_epoch}
+    write_results(Path(args.output_dir) / "results.json", args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds)
     log(per_source_summary(report))
 
 

@@ -9,11 +9,9 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from vlarisk.cli import log, read_json, run
+from vlarisk.cli import log, run
 from vlarisk.cli_args import add_training_arguments, fit_trainer, parse_training_args
-from vlarisk.dataset import load_dataset
-from vlarisk.io_utils import write_json
-from vlarisk.splits import split_rollouts, validate_split
+from vlarisk.sources import open_source
 from vlarisk.training import Trainer
 
 
@@ -28,31 +26,23 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    config = args.config
-    dataset = load_dataset(args.data)
-    if args.split:
-        split = read_json(args.split)
-        validate_split(split, dataset.metadata["rollouts"], args.split)
-    else:
-        split = split_rollouts(dataset.metadata["rollouts"], args.val_split, args.test_split, args.seed, source=args.data)
-    trainer = Trainer(dataset, split, config, args.output_dir, args.model_name, log=log)
+    source = open_source(args.model_name, args.data, args.split, args.planting, val_fraction=args.val_split, test_fraction=args.test_split, seed=args.seed)
+    trainer = Trainer([source], args.config, args.output_dir, args.model_name, log=log)
     outcome = fit_trainer(trainer, args)
     if not args.no_test:
-        score_test_split(args, dataset, split, outcome)
+        score_test_split(args, source, outcome)
 
 
-def score_test_split(args, dataset, split, outcome):
+def score_test_split(args, source, outcome):
     """Write ``results.json``: the test metrics with the baselines beside them.
 
-    Imported here, so that the pipeline's training step (``--no-test``) does not depend on the
-    evaluation code: a change to a metric re-runs evaluation only.
+    The evaluation code is imported here, so that the pipeline's training step (``--no-test``)
+    does not depend on it: a change to a metric re-runs evaluation only.
     """
-    from vlarisk.evaluation import evaluate, results_document
+    from vlarisk.evaluation import evaluate, write_results
 
-    config = args.config
-    report = evaluate(outcome.model, outcome.mean, outcome.std, dataset, split, outcome.device, args.positive_fraction, args.planting, log=log)
-    document = results_document(args.model_name, report, outcome.history, asdict(config), outcome.wall_seconds)
-    write_json(Path(args.output_dir) / "results.json", document)
+    report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device, log=log)
+    write_results(Path(args.output_dir) / "results.json", args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds)
     log(f"test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}; logistic baseline mean AUC {report['baselines']['logistic']['mean_auc']}")
 
 

@@ -4,17 +4,17 @@ The model API is imported on first use, so that code which only prepares data (o
 never loads torch: importing it costs about 0.2 GiB of memory and a second of start-up.
 """
 
+import importlib
+
 from vlarisk.constants import ACTION_DIMENSIONS
 
 __version__ = "0.1.0"
 __all__ = ["ACTION_DIMENSIONS", "RiskPredictor", "load_predictor", "__version__"]
 
-_MODEL_API = ("RiskPredictor", "load_predictor")
+_MODEL_API = {"RiskPredictor": "vlarisk.models", "load_predictor": "vlarisk.checkpoints"}
 
 
 def __getattr__(name: str):
     if name in _MODEL_API:
-        from vlarisk import model
-
-        return getattr(model, name)
+        return getattr(importlib.import_module(_MODEL_API[name]), name)
     raise AttributeError(f"module 'vlarisk' has no attribute {name!r}")

@@ -8,43 +8,29 @@ from pathlib import Path
 import torch
 
 from vlarisk.device import resolve_device
-from vlarisk.model import RiskPredictor, read_checkpoint
-from vlarisk.training import LOSS_TYPES, TrainingConfig
+from vlarisk.checkpoints import read_checkpoint
+from vlarisk.models import RiskPredictor
+from vlarisk.settings import TrainingConfig, add_arguments, config_from_args
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the guide's training flags (output, schedule, architecture, split, device) to ``parser``."""
-    defaults = TrainingConfig()
-    parser.add_argument("--output-dir", required=True)
+    """Add the training flags to ``parser``: one per :class:`~vlarisk.settings.TrainingConfig` field
+    (``--epochs`` ... ``--grad-clip``, ``--positive-fraction``; type, default, help and choices come
+    from the field), then the run's own: output, split fractions, threads, resume, no test."""
+    parser.add_argument("--output-dir", required=True, help="where best_model.pt, latest.pt (and results.json) are written")
     parser.add_argument("--model-name", default=None, help="name recorded in results (default: the output dir's name)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    parser.add_argument("--hidden-dims", type=int, nargs="*", default=defaults.hidden_dims, help="hidden layer widths; none gives a linear probe")
-    parser.add_argument("--dropout", type=float, default=defaults.dropout)
-    parser.add_argument("--activation", default=defaults.activation)
-    parser.add_argument("--loss-type", choices=LOSS_TYPES, default=defaults.loss_type)
-    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True, help="standardise inputs with training-split statistics (default on)")
-    parser.add_argument("--val-split", type=float, default=0.2)
-    parser.add_argument("--test-split", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    parser.add_argument("--positive-fraction", type=float, default=defaults.positive_fraction_of_max, help="positive threshold as a fraction of the largest training label")
+    add_arguments(parser)
+    parser.add_argument("--val-split", type=float, default=0.2, help="fraction of rollouts for validation where no split file is given (default: %(default)s)")
+    parser.add_argument("--test-split", type=float, default=0.1, help="fraction of rollouts for testing where no split file is given (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--resume", action="store_true", help="continue from latest.pt in --output-dir")
     parser.add_argument("--no-test", action="store_true", help="skip scoring the test split and writing results.json")
     return parser
 
 
 def training_config(args: argparse.Namespace) -> TrainingConfig:
-    """The :class:`~vlarisk.training.TrainingConfig` named by parsed training flags."""
-    return TrainingConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, hidden_dims=args.hidden_dims,
-        dropout=args.dropout, activation=args.activation, loss_type=args.loss_type, normalize=args.normalize, seed=args.seed,
-        device=args.device, bf16=args.bf16, positive_fraction_of_max=args.positive_fraction,
-    )
+    """The :class:`~vlarisk.settings.TrainingConfig` named by parsed training flags."""
+    return config_from_args(args)
 
 
 def parse_training_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:

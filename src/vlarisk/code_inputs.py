@@ -18,11 +18,12 @@ from pathlib import Path
 PACKAGE = "vlarisk"
 
 
-def imported_modules(path: str | os.PathLike) -> set[str]:
-    """Names of the ``vlarisk`` modules that the file at ``path`` imports (``vlarisk.x`` -> ``x``)."""
+def imported_modules(path: str | os.PathLike, lazy: bool = False) -> set[str]:
+    """Names of the ``vlarisk`` modules that the file at ``path`` imports (``vlarisk.x`` -> ``x``)
+    at module level, and with ``lazy`` inside functions too."""
     tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=str(path))
     found = set()
-    for node in _module_level(tree):
+    for node in ast.walk(tree) if lazy else _module_level(tree):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

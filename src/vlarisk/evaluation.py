@@ -1,11 +1,19 @@
-"""Scoring a trained predictor on its test split and writing ``results.json``."""
+"""Scoring a trained predictor on the test split of one source or several, and the ``results.json`` payload.
+
+Each source is scored with the positive thresholds of its own training split, saved in the
+checkpoint at training time. Several sources are reported each on its own, exactly as scoring it
+alone would, and pooled: predictions and labels concatenated, a row a positive when its label
+reaches *its own source's* threshold (label scales differ between sources).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -14,13 +22,16 @@ import torch
 
 import vlarisk
 from vlarisk.baselines import baseline_report
+from vlarisk.checkpoints import saved_thresholds
 from vlarisk.constants import ACTION_DIMENSIONS
-from vlarisk.dataset import RiskDataset
 from vlarisk.device import describe
+from vlarisk.errors import InputError
 from vlarisk.inference import predict_rows
-from vlarisk.metrics import test_metrics
-from vlarisk.splits import split_rows
-from vlarisk.thresholds import positive_thresholds
+from vlarisk.io_utils import write_json
+from vlarisk.metrics import regression_metrics, test_metrics
+from vlarisk.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
+from vlarisk.sources import Source
+from vlarisk.thresholds import binarize
 
 
 def code_fingerprint() -> str:
@@ -31,46 +42,64 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+def checkpoint_thresholds(checkpoint: dict, source: Source, fraction_of_max: float, log: Callable[[str], None] = print) -> np.ndarray:
+    """The thresholds to score ``source`` by: those saved at training when they were fixed on this
+    very dataset and split at this fraction, else computed from the source's training split."""
+    saved = saved_thresholds(checkpoint, source.name)
+    if saved is not None and (saved.data_sha256, saved.split, saved.fraction_of_max) == (source.dataset.content_hash, source.split, fraction_of_max):
+        return saved.thresholds
+    why = "the checkpoint saves none" if saved is None else "the checkpoint's were fixed on other data, another split or fraction"
+    log(f"{source.dataset.path}: positive thresholds computed from the training split ({why})")
+    return source.thresholds(fraction_of_max)
+
+
 @dataclass
 class ScoredSplit:
-    """Predictions on one subset of a split, with the labels and training-split thresholds they are scored by."""
+    """A model's predictions on one subset of a source's split, with the thresholds they are scored by."""
 
-    split_rows: dict[str, np.ndarray]
+    source: Source
     subset: str
     prediction: np.ndarray
-    labels: np.ndarray
     thresholds: np.ndarray
 
     @property
     def rows(self) -> np.ndarray:
         """The scored rows."""
-        return self.split_rows[self.subset]
+        return self.source.rows[self.subset]
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        """The scored rows' labels."""
+        return self.source.labels(self.subset)
 
 
-def score_split(
-    model: torch.nn.Module,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    dataset: RiskDataset,
-    split: dict,
-    device: torch.device,
-    fraction_of_max: float = 0.5,
-    subset: str = "test",
-) -> ScoredSplit:
-    """Predict one split of ``dataset``; positive thresholds come from its training split."""
-    rows = split_rows(dataset.rollout_id, split)
-    thresholds = positive_thresholds(np.asarray(dataset.labels[rows["train"]]), fraction_of_max)
-    prediction = predict_rows(model, dataset.hidden, rows[subset], mean, std, device)
-    return ScoredSplit(rows, subset, prediction, np.asarray(dataset.labels[rows[subset]]), thresholds)
+def score_source(predictor: NormalizedRiskPredictor, source: Source, thresholds: np.ndarray, device: torch.device, subset: str = "test") -> ScoredSplit:
+    """Predict ``subset`` of ``source`` with a predictor that normalises its inputs itself."""
+    prediction = predict_rows(predictor.predictor, source.dataset.hidden, source.rows[subset], predictor.mean, predictor.std, device)
+    return ScoredSplit(source, subset, prediction, thresholds)
 
 
-def split_report(scored: ScoredSplit, dataset: RiskDataset, planting_path: str | None = None, log: Callable[[str], None] = print) -> dict:
+def score_sources(model: NormalizedMultiRiskPredictor, sources: list[Source], thresholds: dict[str, np.ndarray], device: torch.device) -> list[ScoredSplit]:
+    """Each source's test split scored through its own input layer."""
+    scored = []
+    for source in sources:
+        if source.name not in model.sources:
+            raise InputError(f"{source.dataset.path}: source {source.name!r} is not one the model was trained on ({model.sources})")
+        predictor = model.source_predictor(source.name)
+        if predictor.mean.numel() != source.dataset.hidden_dim:
+            raise InputError(f"{source.dataset.path}: source {source.name!r} has {source.dataset.hidden_dim}-D hidden states, the model expects {predictor.mean.numel()}-D")
+        scored.append(score_source(predictor, source, thresholds[source.name], device))
+    return scored
+
+
+def source_report(scored: ScoredSplit, log: Callable[[str], None] = print) -> dict:
     """:func:`~vlarisk.metrics.test_metrics` of a scored split, with the baselines scored the same way.
 
     Logs a line when the model's mean AUC does not beat the logistic baseline's.
     """
+    dataset = scored.source.dataset
     report = test_metrics(scored.prediction, scored.labels, scored.thresholds)
-    report["baselines"] = baseline_report(dataset, scored.split_rows, scored.subset, scored.thresholds, report["test_metrics"], planting_path)
+    report["baselines"] = baseline_report(dataset, scored.source.rows, scored.subset, scored.thresholds, report["test_metrics"], scored.source.planting_path)
     versus = report["baselines"]["model_vs_logistic"]
     if versus["beats_logistic"] is False:
         log(
@@ -78,6 +107,10 @@ def split_report(scored: ScoredSplit, dataset: RiskDataset, planting_path: str |
             f"vs {versus['logistic_mean_auc']:.4f} over {', '.join(versus['dimensions'])}"
         )
     return report
+
+
+def _dataset_fields(source: Source) -> dict:
+    return {"dataset": source.dataset.path, "dataset_sha256": source.dataset.content_hash}
 
 
 def run_provenance(device: torch.device, started: float) -> dict:
@@ -91,28 +124,66 @@ def run_provenance(device: torch.device, started: float) -> dict:
     }
 
 
-def evaluate(
-    model: torch.nn.Module,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    dataset: RiskDataset,
-    split: dict,
-    device: torch.device,
-    fraction_of_max: float = 0.5,
-    planting_path: str | None = None,
-    subset: str = "test",
-    log: Callable[[str], None] = print,
-) -> dict:
-    """Metrics of ``model`` and its baselines on one split of ``dataset``, thresholds fixed from its training split."""
-    started = time.perf_counter()
-    scored = score_split(model, mean, std, dataset, split, device, fraction_of_max, subset)
-    report = split_report(scored, dataset, planting_path, log)
-    report["provenance"] = {"dataset": dataset.path, "dataset_sha256": dataset.content_hash, **run_provenance(device, started)}
+def single_source_report(scored: ScoredSplit, device: torch.device, started: float, log: Callable[[str], None] = print) -> dict:
+    """One source's metrics and baselines, with provenance (``started``: when scoring began)."""
+    report = source_report(scored, log)
+    report["provenance"] = {**_dataset_fields(scored.source), **run_provenance(device, started)}
     return report
 
 
-def results_document(model_name: str, report: dict, history: dict, config: dict, training_seconds: float | None = None) -> dict:
-    """The ``results.json`` payload: the guide's keys first, then everything added here.
+def pooled_report(scored: list[ScoredSplit]) -> dict:
+    """Metrics over every source's rows at once; a row's positives follow its own source's thresholds.
+
+    The per-source binarisations are concatenated and scored as 0/1 labels with threshold 1; the
+    error metrics are then recomputed on the raw labels.
+    """
+    prediction = np.concatenate([s.prediction for s in scored])
+    labels = np.concatenate([s.labels for s in scored])
+    positives = np.concatenate([binarize(s.labels, s.thresholds) for s in scored]).astype(np.float32)
+    any_threshold = ~np.all(np.isnan([s.thresholds for s in scored]), axis=0)
+    report = test_metrics(prediction, positives, np.where(any_threshold, 1.0, np.nan))
+    report["test_metrics"].update(regression_metrics(prediction, labels))
+    del report["thresholds"]  # per source only: see per_source[<name>]["thresholds"]
+    return report
+
+
+def multi_source_report(scored: list[ScoredSplit], device: torch.device, started: float, log: Callable[[str], None] = print) -> dict:
+    """Pooled test metrics, plus each source's own (its baselines included), with provenance.
+
+    The pooled block has no baselines, since no single baseline is fitted across sources.
+    """
+    report = pooled_report(scored)
+    report["per_source"] = {s.source.name: {**source_report(s, log), **_dataset_fields(s.source)} for s in scored}
+    report["pooling"] = "rows of all sources concatenated; positives by each row's own source's training-split thresholds"
+    report["provenance"] = run_provenance(device, started)
+    return report
+
+
+def evaluate(
+    predictor: NormalizedRiskPredictor, source: Source, thresholds: np.ndarray, device: torch.device, subset: str = "test", log: Callable[[str], None] = print
+) -> dict:
+    """Metrics of ``predictor`` and its baselines on ``subset`` of one source."""
+    started = time.perf_counter()
+    return single_source_report(score_source(predictor, source, thresholds, device, subset), device, started, log)
+
+
+def evaluate_sources(
+    model: NormalizedMultiRiskPredictor, sources: list[Source], thresholds: dict[str, np.ndarray], device: torch.device, log: Callable[[str], None] = print
+) -> dict:
+    """Pooled and per-source test metrics of a multi-source model (see :func:`multi_source_report`)."""
+    started = time.perf_counter()
+    return multi_source_report(score_sources(model, sources, thresholds, device), device, started, log)
+
+
+def per_source_summary(report: dict) -> str:
+    """One line: pooled and per-source mean test AUC, each source's beside its logistic baseline's."""
+    parts = [f"{name} {entry['test_metrics']['mean_auc']} (logistic {entry['baselines']['logistic']['mean_auc']})" for name, entry in report["per_source"].items()]
+    return f"test mean AUC pooled {report['test_metrics']['mean_auc']}; " + ", ".join(parts)
+
+
+def write_results(path: str | os.PathLike, model_name: str, report: dict, history: dict, config: dict, training_seconds: float | None = None) -> None:
+    """Write ``results.json``: the guide's keys (``model_name``, the report's ``test_metrics``,
+    ``history``, ``config``) with everything else the report holds.
 
     ``training_seconds`` defaults to the sum of the history's epoch times (none for a history without them).
     """
@@ -121,4 +192,4 @@ def results_document(model_name: str, report: dict, history: dict, config: dict,
         training_seconds = float(sum(history["epoch_seconds"]))
     document["provenance"]["training_seconds"] = training_seconds
     document["dimensions"] = list(ACTION_DIMENSIONS)
-    return document
+    write_json(path, document)

@@ -85,10 +85,9 @@ def score_member(spec: SimulationSpec, workdir: str | os.PathLike, config, test_
     Returns the evaluation report (the model's metrics with the baselines beside them), with the
     training history under ``history``.
     """
-    from vlarisk.dataset import load_dataset
     from vlarisk.evaluation import evaluate
     from vlarisk.prepare import prepare_dataset
-    from vlarisk.splits import split_rollouts
+    from vlarisk.sources import open_source
     from vlarisk.synthetic import write_synthetic_source
     from vlarisk.training import Trainer
 
@@ -97,10 +96,9 @@ def score_member(spec: SimulationSpec, workdir: str | os.PathLike, config, test_
     paths = [workdir / name for name in ("success_rollouts.pkl", "failure_rollouts.pkl", "planting.npz")]
     write_synthetic_source(spec, *paths)
     prepare_dataset(paths[0], paths[1], workdir / "dataset.vlarisk")
-    dataset = load_dataset(workdir / "dataset.vlarisk")
-    split = split_rollouts(dataset.metadata["rollouts"], 0.2, test_fraction, config.seed, source=str(workdir))
-    outcome = Trainer(dataset, split, config, workdir / "model", workdir.name, log=log).fit()
-    report = evaluate(outcome.model, outcome.mean, outcome.std, dataset, split, outcome.device, config.positive_fraction_of_max, str(paths[2]))
+    source = open_source(workdir.name, str(workdir / "dataset.vlarisk"), planting_path=str(paths[2]), test_fraction=test_fraction, seed=config.seed)
+    outcome = Trainer([source], config, workdir / "model", workdir.name, log=log).fit()
+    report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device)
     report["history"] = outcome.history
     report["best_epoch"] = outcome.best_epoch
     return report

@@ -12,7 +12,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vlarisk.collapse import collapse_reasons
 from vlarisk.constants import ACTION_DIMENSIONS
-from vlarisk.thresholds import binarize
+from vlarisk.thresholds import binarize, thresholds_by_dimension
 
 
 def regression_metrics(prediction: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -71,7 +71,7 @@ def test_metrics(prediction: np.ndarray, target: np.ndarray, thresholds: np.ndar
         "test_metrics": metrics,
         "positives": counts,
         "num_samples": int(len(target)),
-        "thresholds": {name: (None if np.isnan(t) else float(t)) for name, t in zip(ACTION_DIMENSIONS, thresholds)},
+        "thresholds": thresholds_by_dimension(thresholds),
         "undefined": undefined,
         "prediction_std": {name: float(s) for name, s in zip(ACTION_DIMENSIONS, spread)},
         "collapsed": bool(collapse),

@@ -14,8 +14,7 @@ def feature_statistics(hidden: np.ndarray, rows: np.ndarray, chunk_rows: int = 1
     a memory-mapped dataset is never copied whole. Within each ``chunk_rows`` chunk the rows are
     summed one after another and the chunk sums are added to the totals, so the result does not
     depend on ``block_rows`` (it is bit-for-bit that of summing each chunk at once). A feature whose
-    std is below ``MIN_STD`` (constant in training) gets std 1: it is centred, not blown up (the
-    reference divided by 1e-8).
+    std is below ``MIN_STD`` (constant in training) gets std 1: it is centred, not blown up.
     """
     rows = np.asarray(rows)
     if len(rows) == 0:

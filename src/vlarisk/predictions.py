@@ -1,9 +1,9 @@
-"""A trained model's predictions on its test split, saved for curves and failure-rate analysis.
+"""The test-predictions file: per test step of one source, what the evaluation scored.
 
 The file (``.npz``, no pickles) holds per test step the predicted risk, the label, the positives
-used for AUC/AP (thresholds fixed on the training split exactly as in :mod:`vlarisk.evaluation`),
-``fail_within_k``, the outcome and the rollout id, plus a JSON record of the checkpoint, dataset
-and split it came from, so each curve and correlation traces back to one trained model.
+used for AUC/AP (by the training-split thresholds the evaluation used), ``fail_within_k``, the
+outcome and the rollout id, plus a JSON record of the checkpoint, dataset and fraction it came
+from, so each curve and correlation traces back to one trained model and its ``results.json``.
 """
 
 from __future__ import annotations
@@ -12,41 +12,37 @@ import json
 import os
 
 import numpy as np
-import torch
 from scipy.stats import pearsonr, spearmanr
 
-from vlarisk.dataset import load_dataset
-from vlarisk.inference import predict_rows
 from vlarisk.io_utils import atomic_path, file_sha256
-from vlarisk.model import predictor_from_checkpoint, read_checkpoint
-from vlarisk.splits import split_rows, validate_split
-from vlarisk.thresholds import binarize, positive_thresholds
+from vlarisk.thresholds import binarize
 
 
-def predict_test_split(checkpoint_path: str, dataset_path: str, split: dict, fraction_of_max: float = 0.5, device: torch.device | None = None) -> dict:
-    """Arrays of the test split's steps and the model's predictions for them."""
-    dataset = load_dataset(dataset_path)
-    validate_split(split, dataset.metadata["rollouts"], "split")
-    rows = split_rows(dataset.rollout_id, split)
-    thresholds = positive_thresholds(np.asarray(dataset.labels[rows["train"]]), fraction_of_max)
-    device = device or torch.device("cpu")
-    model = predictor_from_checkpoint(read_checkpoint(checkpoint_path), checkpoint_path).to(device)
-    test = rows["test"]
-    label = np.asarray(dataset.labels[test], dtype=np.float32)
-    provenance = {"checkpoint": str(checkpoint_path), "checkpoint_sha256": file_sha256(checkpoint_path), "dataset": str(dataset_path), "dataset_sha256": dataset.content_hash, "positive_fraction_of_max": fraction_of_max}
+def test_predictions(scored, checkpoint_path: str, fraction_of_max: float) -> dict:
+    """The file's arrays for a :class:`~vlarisk.evaluation.ScoredSplit` of ``checkpoint_path``'s model."""
+    dataset, rows = scored.source.dataset, scored.rows
+    label = np.asarray(scored.labels, dtype=np.float32)
+    provenance = {
+        "checkpoint": str(checkpoint_path), "checkpoint_sha256": file_sha256(checkpoint_path), "dataset": str(dataset.path),
+        "dataset_sha256": dataset.content_hash, "positive_fraction_of_max": fraction_of_max,
+    }
     return {
-        "prediction": predict_rows(model.predictor, dataset.hidden, test, model.mean, model.std, device),
+        "prediction": scored.prediction,
         "label": label,
-        "positive": binarize(label, thresholds),
-        "thresholds": thresholds,
-        "fail_within_k": np.asarray(dataset.arrays["fail_within_k"][test], dtype=np.uint8),
-        "success": np.asarray(dataset.arrays["success"][test], dtype=np.uint8),
-        "rollout_id": np.asarray(dataset.rollout_id[test], dtype=np.int32),
+        "positive": binarize(label, scored.thresholds),
+        "thresholds": scored.thresholds,
+        "fail_within_k": np.asarray(dataset.arrays["fail_within_k"][rows], dtype=np.uint8),
+        "success": np.asarray(dataset.arrays["success"][rows], dtype=np.uint8),
+        "rollout_id": np.asarray(dataset.rollout_id[rows], dtype=np.int32),
         "provenance": np.array(json.dumps(provenance, sort_keys=True)),
     }
 
 
+test_predictions.__test__ = False  # not a pytest test despite its name
+
+
 def save_predictions(path: str | os.PathLike, arrays: dict) -> None:
+    """Write the arrays of :func:`test_predictions` as a compressed ``.npz``, atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)
 

@@ -17,8 +17,8 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from vlarisk.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
-from vlarisk.model import load_predictor
-from vlarisk.multi_model import NormalizedMultiRiskPredictor
+from vlarisk.checkpoints import load_predictor
+from vlarisk.models import NormalizedMultiRiskPredictor
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""Training one risk predictor: data in place, normalised on the fly, best epoch by ranking quality.
+"""Training one risk predictor on one source or several: data in place, best epoch by ranking quality.
 
-The best epoch is the one with the highest mean validation AUC-ROC over the dimensions that have
-positives; the reference picked the lowest validation MSE, which rewards predicting zeros on
-labels that are mostly zero. Every epoch's data order and dropout are seeded from
-``(seed, epoch)``, so a resumed run continues exactly as an uninterrupted one would.
+One source trains a :class:`~vlarisk.models.RiskPredictor`; several (or ``multi_source=True``) a
+:class:`~vlarisk.models.MultiRiskPredictor`, each training step on one source's batch. The best
+epoch has the highest mean validation AUC-ROC (with several sources, the mean of each source's
+mean), and is a collapsed epoch only when every epoch is. Every epoch's data order and dropout are
+seeded from ``(seed, epoch)``, so a resumed run continues exactly as an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -11,86 +12,48 @@ from __future__ import annotations
 import copy
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
+from torch import nn
 
-import vlarisk
+from vlarisk.batches import BatchStream, MixedBatchStream
+from vlarisk.checkpoints import data_fields, read_checkpoint, write_checkpoint
 from vlarisk.collapse import collapse_reasons
 from vlarisk.constants import ACTION_DIMENSIONS
-from vlarisk.dataset import RiskDataset
 from vlarisk.device import autocast, flush_denormals, resolve_device
 from vlarisk.errors import InputError
-from vlarisk.inference import gather_rows, predict_rows
-from vlarisk.io_utils import atomic_path
-from vlarisk.model import RiskPredictor, read_checkpoint
-from vlarisk.normalization import feature_statistics, identity_statistics
-from vlarisk.splits import split_rows
-from vlarisk.thresholds import binarize, positive_thresholds
+from vlarisk.inference import predict_rows
+from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
+from vlarisk.settings import LOSS_TYPES, TrainingConfig  # noqa: F401  (defined there, torch-free; re-exported)
+from vlarisk.sources import Source, TrainingSource
+from vlarisk.thresholds import binarize
 
-LOSS_TYPES = ("mse", "mae", "huber", "bce")
 HUBER_DELTA = 0.1  # risks live in [0, 1]: with the usual delta of 1 Huber would equal MSE / 2
-CHECKPOINT_FORMAT = 1
 RESUMABLE_CHANGES = ("epochs", "device")  # training settings that may differ when resuming
 
 
 @dataclass
-class TrainingConfig:
-    """Hyperparameters of one training run; every field is saved in the checkpoint.
-
-    Parameters
-    ----------
-    epochs, batch_size, lr, weight_decay : training schedule (Adam, gradient norm clipped at ``grad_clip``).
-    hidden_dims, dropout, activation : the :class:`~vlarisk.model.RiskPredictor` architecture.
-    loss_type : ``bce`` (soft-label cross-entropy on logits, the default), ``mse``, ``mae`` or ``huber`` (delta 0.1).
-    normalize : standardise inputs with training-split statistics (on by default, unlike the reference).
-    seed : seeds weights, data order and dropout.
-    device : ``auto``, ``cpu`` or ``cuda``; ``bf16`` turns on bfloat16 autocast.
-    positive_fraction_of_max : label threshold for validation AUC (see :mod:`vlarisk.thresholds`).
-    """
-
-    epochs: int = 50
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    hidden_dims: list[int] = field(default_factory=lambda: [512, 256])
-    dropout: float = 0.1
-    activation: str = "relu"
-    loss_type: str = "bce"
-    normalize: bool = True
-    seed: int = 0
-    device: str = "auto"
-    bf16: bool = False
-    grad_clip: float = 1.0
-    positive_fraction_of_max: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
-        self.hidden_dims = [int(h) for h in self.hidden_dims]
-
-
-@dataclass
 class TrainingOutcome:
-    """What a finished run hands to evaluation."""
+    """What a finished run hands to evaluation: the best epoch's model on raw hidden states
+    (:class:`~vlarisk.models.NormalizedRiskPredictor`, or
+    :class:`~vlarisk.models.NormalizedMultiRiskPredictor` for a multi-source run) and each
+    source's positive thresholds."""
 
-    model: RiskPredictor
-    mean: torch.Tensor
-    std: torch.Tensor
+    model: nn.Module
+    thresholds: dict[str, np.ndarray]
     history: dict
     best_epoch: int
     device: torch.device
     wall_seconds: float
 
 
-def training_loss(model: RiskPredictor, hidden: torch.Tensor, target: torch.Tensor, loss_type: str) -> torch.Tensor:
+def training_loss(model: nn.Module, hidden: torch.Tensor, target: torch.Tensor, loss_type: str) -> torch.Tensor:
     """Loss of a batch; BCE works on logits, the regression losses on the predicted risk."""
     if loss_type == "bce":
         return F.binary_cross_entropy_with_logits(model.logits(hidden).float(), target)
@@ -106,90 +69,6 @@ def output_loss(prediction: torch.Tensor, target: torch.Tensor, loss_type: str) 
     if loss_type == "huber":
         return F.huber_loss(prediction, target, delta=HUBER_DELTA)
     return F.binary_cross_entropy(prediction.clamp(1e-7, 1 - 1e-7), target)
-
-
-class BatchStream:
-    """Training batches drawn from a seeded permutation of the training rows.
-
-    On a GPU with room for it, the normalised training rows are copied to the device once and each
-    batch is an index into them (the epoch's whole index is uploaded once, so a step costs no host
-    work). Otherwise each batch is gathered from the (memory-mapped) dataset straight into a reused
-    buffer and normalised there in place, so no normalised copy of the data, and no per-batch
-    allocation, is ever made in host memory.
-
-    The batch tensors of the host path are reused: a yielded ``hidden`` is valid until the next
-    batch is drawn from the same stream (the training loop finishes its step before that). Within
-    a batch the rows are in ascending order (sequential reads); the batches of an epoch and their
-    content depend only on ``(seed, epoch)``.
-    """
-
-    def __init__(self, dataset: RiskDataset, rows: np.ndarray, mean: torch.Tensor, std: torch.Tensor, device: torch.device, batch_size: int):
-        self.dataset, self.rows, self.device, self.batch_size = dataset, np.asarray(rows), device, batch_size
-        if len(self.rows) and (int(self.rows.min()) < 0 or int(self.rows.max()) >= len(dataset)):
-            raise IndexError(f"training rows out of range for a dataset of {len(dataset)} steps")
-        self.mean, self.std = mean.to(device), std.to(device)
-        self.labels = torch.from_numpy(np.asarray(dataset.labels[self.rows], dtype=np.float32)).to(device)
-        self.resident = self._copy_to_device() if device.type == "cuda" else None
-        self._host_buffers: list[np.ndarray] = []
-        self._copied: list = []  # CUDA events: when each pinned buffer's upload finished
-
-    def _copy_to_device(self) -> torch.Tensor | None:
-        needed = len(self.rows) * self.dataset.hidden_dim * 4
-        free, _ = torch.cuda.mem_get_info(self.device)
-        if needed > 0.6 * free:
-            return None
-        resident = torch.empty((len(self.rows), self.dataset.hidden_dim), dtype=torch.float32, device=self.device)
-        staging = np.empty((min(8192, len(self.rows)), self.dataset.hidden_dim), dtype=np.float32)
-        for start in range(0, len(self.rows), len(staging)):
-            block = gather_rows(self.dataset.hidden, self.rows[start : start + len(staging)], staging)
-            part = resident[start : start + len(block)]
-            part.copy_(torch.from_numpy(block))
-            part.sub_(self.mean).div_(self.std)
-        return resident
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def positions(self, seed: int, epoch: int) -> np.ndarray:
-        """Positions (into ``rows``) of the epoch's batches, concatenated; each batch sorted."""
-        order = np.random.default_rng([seed, epoch]).permutation(len(self.rows))
-        full = len(order) - len(order) % self.batch_size
-        head = np.sort(order[:full].reshape(-1, self.batch_size), axis=1).reshape(-1)
-        return np.concatenate([head, np.sort(order[full:])])
-
-    def epoch(self, seed: int, epoch: int):
-        """Yield ``(hidden, target)`` batches in the order fixed by ``(seed, epoch)``."""
-        positions = self.positions(seed, epoch)
-        if self.resident is not None:
-            index = torch.from_numpy(positions).to(self.device)
-            for start in range(0, len(positions), self.batch_size):
-                batch = index[start : start + self.batch_size]
-                yield self.resident.index_select(0, batch), self.labels.index_select(0, batch)
-            return
-        host_index = torch.from_numpy(positions)
-        device_index = host_index.to(self.device) if self.device.type != "cpu" else host_index
-        cuda = self.device.type == "cuda"
-        for number, start in enumerate(range(0, len(positions), self.batch_size)):
-            batch = positions[start : start + self.batch_size]
-            slot = number % 2 if cuda else 0  # two pinned buffers: gather one while the other uploads
-            if cuda and self._copied[slot] is not None:
-                self._copied[slot].synchronize()  # the last upload from this buffer has finished
-            hidden = torch.from_numpy(gather_rows(self.dataset.hidden, self.rows[batch], self._host_buffer(slot)))
-            if self.device.type != "cpu":
-                hidden = hidden.to(self.device, non_blocking=cuda)
-                if cuda:
-                    self._copied[slot] = torch.cuda.Event()
-                    self._copied[slot].record()
-            hidden.sub_(self.mean).div_(self.std)
-            yield hidden, self.labels.index_select(0, device_index[start : start + len(batch)])
-
-    def _host_buffer(self, slot: int) -> np.ndarray:
-        """The reused gather buffer ``slot`` (in pinned memory for CUDA), made on first use."""
-        while len(self._host_buffers) <= slot:
-            buffer = torch.empty((min(self.batch_size, max(len(self.rows), 1)), self.dataset.hidden_dim), dtype=torch.float32)
-            self._host_buffers.append((buffer.pin_memory() if self.device.type == "cuda" else buffer).numpy())
-            self._copied.append(None)
-        return self._host_buffers[slot]
 
 
 def label_prior(train_labels: np.ndarray) -> np.ndarray:
@@ -221,35 +100,59 @@ def selection_score(metrics: dict) -> tuple[bool, float]:
     return not metrics.get("collapse"), float(score)
 
 
+def combined_validation(per_source: dict[str, dict], sizes: dict[str, int]) -> dict:
+    """Row-weighted loss, mean over sources of their mean AUC, and every source's metrics."""
+    aucs = [m["mean_auc"] for m in per_source.values() if m["mean_auc"] is not None]
+    loss = sum(m["loss"] * sizes[name] for name, m in per_source.items()) / sum(sizes.values())
+    return {
+        "loss": float(loss),
+        "mean_auc": float(np.mean(aucs)) if aucs else None,
+        "prediction_std_min": min(m["prediction_std_min"] for m in per_source.values()),
+        "collapse": [f"{name}: {reason}" for name, m in per_source.items() for reason in m["collapse"]],
+        "per_source": per_source,
+    }
+
+
 class Trainer:
-    """Runs the epochs of one model, writing ``best_model.pt`` and ``latest.pt`` as it goes."""
+    """Runs the epochs of one model over its sources, writing ``best_model.pt`` and ``latest.pt`` as it goes.
 
-    def __init__(self, dataset: RiskDataset, split: dict, config: TrainingConfig, output_dir: str | os.PathLike, model_name: str, log: Callable[[str], None] = print):
-        self.dataset, self.split, self.config, self.model_name, self.log = dataset, split, config, model_name, log
+    ``multi_source`` (default: more than one source) picks the multi-source network and checkpoint
+    layout; otherwise ``sources`` must hold exactly one source.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        config: TrainingConfig,
+        output_dir: str | os.PathLike,
+        model_name: str,
+        log: Callable[[str], None] = print,
+        multi_source: bool | None = None,
+    ):
+        self.config, self.model_name, self.log = config, model_name, log
         self.output_dir = Path(output_dir)
+        self.multi_source = len(sources) > 1 if multi_source is None else multi_source
+        if not self.multi_source and len(sources) != 1:
+            raise ValueError(f"a single-source model trains on one source, got {len(sources)}")
         self.device = resolve_device(config.device)
-        self.rows = split_rows(dataset.rollout_id, split)
-        for name in ("train", "val"):
-            if len(self.rows[name]) == 0:
-                raise InputError(f"{dataset.path}: the {name} split has no steps")
-        stats = feature_statistics(dataset.hidden, self.rows["train"]) if config.normalize else identity_statistics(dataset.hidden_dim)
-        self.mean, self.std = (torch.from_numpy(s) for s in stats)
-        self.thresholds = positive_thresholds(dataset.labels[self.rows["train"]], config.positive_fraction_of_max)
-        self.val_labels = np.asarray(dataset.labels[self.rows["val"]], dtype=np.float32)
+        self.parts = [TrainingSource.build(source, config.normalize, config.positive_fraction_of_max) for source in sources]
         torch.manual_seed(config.seed)
-        model = RiskPredictor(dataset.hidden_dim, config.hidden_dims, dropout=config.dropout, activation=config.activation)
-        self._start(model, label_prior(dataset.labels[self.rows["train"]]))
-
-    def _start(self, model: torch.nn.Module, prior: np.ndarray) -> None:
-        """Start ``model`` at the label ``prior`` on the device, with a fresh optimiser and history
-        (shared with the multi-source trainer)."""
-        model.start_at_prior(prior)
-        self.model = model.to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        self.model = self._network()
+        self.heads = [self.model.head(part.name) for part in self.parts] if self.multi_source else [self.model]
+        self.model.start_at_prior(label_prior(np.concatenate([np.asarray(part.source.labels("train"), dtype=np.float64) for part in self.parts])))
+        self.model.to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.history = {"train_loss": [], "val_loss": [], "val_metrics": [], "epoch_seconds": [], "samples_per_second": []}
         self.best = {"epoch": 0, "score": -np.inf, "healthy": False}
         self.best_state = copy.deepcopy(self.model.state_dict())
         self.start_epoch = 1
+
+    def _network(self) -> nn.Module:
+        """A freshly initialised network for the sources (seed the torch RNG first)."""
+        config, dims = self.config, [part.source.dataset.hidden_dim for part in self.parts]
+        if self.multi_source:
+            return MultiRiskPredictor([part.name for part in self.parts], dims, config.hidden_dims, dropout=config.dropout, activation=config.activation)
+        return RiskPredictor(dims[0], config.hidden_dims, dropout=config.dropout, activation=config.activation)
 
     def resume(self) -> None:
         """Continue from ``latest.pt`` in the output directory, history included.
@@ -296,36 +199,48 @@ class Trainer:
             raise InputError(f"{best_path}: does not belong to latest.pt (its epoch is {best.get('epoch')}, latest.pt names {self.best['epoch']}); cannot resume")
         return best["model_state_dict"]
 
+    def batches(self) -> MixedBatchStream:
+        """The training batches of every source, normalised on the fly."""
+        return MixedBatchStream([BatchStream(p.source.dataset, p.rows["train"], p.mean, p.std, self.device, self.config.batch_size) for p in self.parts])
+
     def fit(self) -> TrainingOutcome:
+        """Run the remaining epochs; return the best epoch's model with every source's normalisation."""
         started = time.perf_counter()
-        stream = BatchStream(self.dataset, self.rows["train"], self.mean, self.std, self.device, self.config.batch_size)
-        self.log(f"training {self.model_name}: {len(self.rows['train'])} train / {len(self.rows['val'])} val steps, "
-                 f"input {self.dataset.hidden_dim}-D, device {self.device}{' (bf16)' if self.config.bf16 else ''}")
+        stream = self.batches()
+        sizes = ", ".join(f"{p.name} {len(p.rows['train'])}/{len(p.rows['val'])} ({p.source.dataset.hidden_dim}-D)" for p in self.parts)
+        self.log(f"training {self.model_name} on train/val steps {sizes}, device {self.device}{' (bf16)' if self.config.bf16 else ''}")
         with flush_denormals():
             for epoch in range(self.start_epoch, self.config.epochs + 1):
                 self._run_epoch(stream, epoch)
         self.model.load_state_dict(self.best_state)
-        return TrainingOutcome(self.model, self.mean, self.std, self.history, self.best["epoch"], self.device, time.perf_counter() - started)
+        thresholds = {part.name: part.thresholds for part in self.parts}
+        return TrainingOutcome(self._normalized().to(self.device).eval(), thresholds, self.history, self.best["epoch"], self.device, time.perf_counter() - started)
 
-    def _run_epoch(self, stream: BatchStream, epoch: int) -> None:
+    def _normalized(self) -> nn.Module:
+        """The network on raw hidden states, normalised with each source's training statistics."""
+        if self.multi_source:
+            return NormalizedMultiRiskPredictor(self.model, {part.name: (part.mean, part.std) for part in self.parts})
+        return NormalizedRiskPredictor(self.model, self.parts[0].mean, self.parts[0].std)
+
+    def _run_epoch(self, stream: MixedBatchStream, epoch: int) -> None:
         tick = time.perf_counter()
         train_loss = self._train_epoch(stream, epoch)
         metrics = self._validate()
         seconds = time.perf_counter() - tick
         self._record(epoch, train_loss, metrics, seconds, len(stream) / seconds)
 
-    def _train_epoch(self, stream: BatchStream, epoch: int, max_batches: int | None = None) -> float:
+    def _train_epoch(self, stream: MixedBatchStream, epoch: int, max_batches: int | None = None) -> float:
         """One pass of optimisation steps over ``stream`` (only its first ``max_batches`` when given,
         for benchmarks); returns the mean training loss per sample."""
         config = self.config
         torch.manual_seed(config.seed * 100_003 + epoch)
         self.model.train()
         total = torch.zeros((), device=self.device)
-        for batch, (model, hidden, target) in enumerate(self._training_batches(stream, epoch)):
+        for batch, (index, hidden, target) in enumerate(stream.epoch(config.seed, epoch)):
             if max_batches is not None and batch >= max_batches:
                 break
             with autocast(self.device, config.bf16):
-                loss = training_loss(model, hidden, target, config.loss_type)
+                loss = training_loss(self.heads[index], hidden, target, config.loss_type)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
@@ -333,15 +248,16 @@ class Trainer:
             total += loss.detach() * len(target)
         return float(total) / len(stream)
 
-    def _training_batches(self, stream: BatchStream, epoch: int):
-        """Yield ``(model, hidden, target)``: each batch of the epoch with the module that scores it."""
-        for hidden, target in stream.epoch(self.config.seed, epoch):
-            yield self.model, hidden, target
-
     def _validate(self) -> dict:
-        """Validation metrics of the current weights (see :func:`validation_metrics`)."""
-        prediction = predict_rows(self.model, self.dataset.hidden, self.rows["val"], self.mean, self.std, self.device, bf16=self.config.bf16)
-        return validation_metrics(prediction, self.val_labels, self.thresholds, self.config.loss_type)
+        """Validation metrics of the current weights (:func:`validation_metrics`; per source and
+        combined for a multi-source model)."""
+        per_source = {}
+        for part, head in zip(self.parts, self.heads):
+            prediction = predict_rows(head, part.source.dataset.hidden, part.rows["val"], part.mean, part.std, self.device, bf16=self.config.bf16)
+            per_source[part.name] = validation_metrics(prediction, part.val_labels, part.thresholds, self.config.loss_type)
+        if not self.multi_source:
+            return per_source[self.parts[0].name]
+        return combined_validation(per_source, {part.name: len(part.rows["val"]) for part in self.parts})
 
     def _record(self, epoch: int, train_loss: float, metrics: dict, seconds: float, rate: float) -> None:
         history = self.history
@@ -366,25 +282,9 @@ class Trainer:
 
     def _save(self, name: str, epoch: int, metrics: dict) -> None:
         state = self.model.state_dict() if name == "latest.pt" else self.best_state
-        checkpoint = {
-            "format_version": CHECKPOINT_FORMAT,
-            "epoch": epoch,
-            "model_state_dict": state,
-            "optimizer_state_dict": self.optimizer.state_dict(),
-            "val_loss": metrics["loss"],
-            "val_metrics": metrics,
-            "model_config": self.model.model_config,
-            **self._data_fields(),
-            "training_config": asdict(self.config),
-            "model_name": self.model_name,
-            "history": self.history,
-            "best": self.best,
-            "versions": {"vlarisk": vlarisk.__version__, "torch": str(torch.__version__)},
-        }
-        with atomic_path(self.output_dir / name) as tmp:
-            torch.save(checkpoint, tmp)
+        fields = {**self._data_fields(), "training_config": asdict(self.config), "model_name": self.model_name, "history": self.history, "best": self.best}
+        write_checkpoint(self.output_dir / name, self.model, state, self.optimizer, epoch, metrics, fields)
 
     def _data_fields(self) -> dict:
-        """Checkpoint fields tying the weights to their data: normalisation, split and data hash."""
-        normalization = {"mean": self.mean.tolist(), "std": self.std.tolist(), "enabled": self.config.normalize}
-        return {"normalization": normalization, "split": self.split, "data_sha256": self.dataset.content_hash}
+        """Checkpoint fields tying the weights to their data (see :func:`~vlarisk.checkpoints.data_fields`)."""
+        return data_fields(self.parts, self.config.normalize, self.multi_source)

@@ -1,0 +1,452 @@
+"""What the pipeline builds, planned in plain Python: paths, settings, the ablation grid, targets.
+
+The rule files (``rules/*.smk``) hold the rules only; every decision about *which* files exist and
+*what settings* a job gets is made here, from the validated pipeline config, so it can be tested by
+calling functions (``tests/test_planning.py``) rather than by reading dry runs.
+
+* Path helpers (:func:`dataset_path`, :func:`split_path`, :func:`model_dir`, ...) return the path
+  of one file, or its pattern when given wildcards: ``dataset_path("{source}")``.
+* :class:`Plan` answers the config's questions: sources, multi-model groups, each job's training
+  settings, the ablation cells, the tables and figures, the targets of ``all`` and ``paper``.
+* :func:`mem_mb_for` and :func:`runtime_for` size the cluster jobs (:data:`RESOURCE_TABLE`).
+
+Like :mod:`vlarisk.config_checks`, this module imports nothing of the package (nor torch), so the
+Snakefile loads it on every run at no cost.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Mapping
+
+RESULTS = "results"
+
+# ---------------------------------------------------------------------------------------- paths
+BEST_MODEL, LATEST_MODEL, RESULTS_JSON = "best_model.pt", "latest.pt", "results.json"
+
+
+def rollout_path(source: str, outcome: str) -> str:
+    """Simulated rollouts of one outcome (``success`` or ``failure``)."""
+    return f"{RESULTS}/rollouts/{source}/{outcome}_rollouts.pkl"
+
+
+def planting_path(source: str) -> str:
+    """The planted directions of a simulated source (for the planted-direction scorer)."""
+    return f"{RESULTS}/rollouts/{source}/planting.npz"
+
+
+def dataset_path(source: str, variant: str = "dataset") -> str:
+    """A prepared dataset: ``dataset`` (the source's own labels) or ``heuristic`` (heuristic labels)."""
+    return f"{RESULTS}/datasets/{source}/{variant}.vlarisk"
+
+
+def same_rollouts_path(source: str) -> str:
+    """The record that the heuristic dataset numbers the source's rollouts alike."""
+    return f"{RESULTS}/datasets/{source}/heuristic.same_rollouts.txt"
+
+
+def split_path(source: str) -> str:
+    return f"{RESULTS}/splits/{source}.json"
+
+
+def model_dir(source: str) -> str:
+    """The single-source model's directory (checkpoints, results, test predictions)."""
+    return f"{RESULTS}/models/{source}"
+
+
+def multi_dir(group: str) -> str:
+    """A multi-model group's directory (data config, checkpoints, results)."""
+    return f"{RESULTS}/multi/{group}"
+
+
+def ablation_dir(source: str, cell: str, seed) -> str:
+    """One ablation cell and seed's directory (checkpoints, results)."""
+    return f"{RESULTS}/ablations/{source}/{cell}/seed-{seed}"
+
+
+def best_model(run_dir: str) -> str:
+    return f"{run_dir}/{BEST_MODEL}"
+
+
+def latest_model(run_dir: str) -> str:
+    return f"{run_dir}/{LATEST_MODEL}"
+
+
+def results_json(run_dir: str) -> str:
+    return f"{run_dir}/{RESULTS_JSON}"
+
+
+def test_predictions(run_dir: str) -> str:
+    return f"{run_dir}/test_predictions.npz"
+
+
+def data_config_path(group: str) -> str:
+    return f"{multi_dir(group)}/data_config.json"
+
+
+def log_path(rule: str, name: str) -> str:
+    return f"{RESULTS}/logs/{rule}/{name}.log"
+
+
+def benchmark_path(rule: str, name: str) -> str:
+    return f"{RESULTS}/benchmarks/{rule}/{name}.tsv"
+
+
+TABLE_FORMATS = ("md", "tex", "csv", "json", "html")  # html last: the copy shown in the report
+
+
+def table_prefix(name: str) -> str:
+    """A table's path without extension; :data:`TABLE_FORMATS` are its files."""
+    return f"{RESULTS}/paper/tables/{name}"
+
+
+def table_path(name: str, extension: str) -> str:
+    return f"{table_prefix(name)}.{extension}"
+
+
+def figure_path(kind: str, name: str) -> str:
+    """A figure: ``roc_pr``/``training`` per source, ``ablation`` per factor."""
+    return f"{RESULTS}/paper/figures/{kind}/{name}.png"
+
+
+# ---------------------------------------------------------------------------- the ablation grid
+# Factors that are training settings (vlarisk.settings.TrainingConfig fields); `labels` is not:
+# it changes the training data.
+TRAINING_FACTORS = ("loss_type", "hidden_dims", "dropout", "normalize")
+ABLATION_CELL_PATTERN = r"default|[a-z_]+-[A-Za-z0-9_.]+"
+PAPER_TABLES = ("auc_per_dimension", "ap_per_dimension", "single_vs_multi", "failure_correlation")
+
+
+def ablation_value_slug(factor: str, value) -> str:
+    """Readable path component of a factor's value: 512x256, linear, on/off, bce, 0.1."""
+    if factor == "hidden_dims":
+        return "x".join(str(width) for width in value) or "linear"
+    if factor == "normalize":
+        return "on" if value else "off"
+    return str(value)
+
+
+def cli_pairs(option: str, mapping: Mapping[str, str]) -> str:
+    """`--option KEY PATH` for each entry, shell-quoted."""
+    return " ".join(f"{option} {shlex.quote(k)} {shlex.quote(v)}" for k, v in mapping.items())
+
+
+def cli_runs(runs) -> str:
+    """`--run SOURCE VALUE PATH` for each ablation run, shell-quoted."""
+    return " ".join(f"--run {shlex.join(run)}" for run in runs)
+
+
+# ------------------------------------------------------------------------------------- the plan
+class Plan:
+    """The pipeline's plan for one validated config (schema defaults filled in, as Snakemake does).
+
+    Raises ``ValueError`` on what the schema cannot check: a multi-model group or the ablations
+    naming an unconfigured source, a multi-model without a hidden layer to share.
+    """
+
+    def __init__(self, config: Mapping):
+        self.config = config
+        self.sources = list(config["sources"])
+        multi_model = config.get("multi_model", {})
+        self.multi_groups = dict(multi_model.get("groups", {}))
+        self.multi_overrides = dict(multi_model.get("training", {}))
+        ablations = config.get("ablations", {"factors": {}, "seeds": []})
+        self.ablation_sources = list(ablations.get("sources", self.sources))
+        self.ablation_seeds = list(ablations["seeds"])
+        self.ablation_factor_values = dict(ablations["factors"])
+        self.ablation_overrides = dict(ablations.get("training", {}))
+        self._check()
+
+    def _check(self) -> None:
+        if self.multi_groups and not self.multi_training_settings()["hidden_dims"]:
+            raise ValueError(
+                "multi_model: hidden_dims is empty; a multi-model needs at least one hidden layer (set multi_model.training.hidden_dims)"
+            )
+        for group, members in self.multi_groups.items():
+            unknown = [member for member in members if member not in self.sources]
+            if unknown:
+                raise ValueError(f"multi_model.groups.{group} names unknown source(s) {unknown}; configured sources are {self.sources}")
+        unknown = sorted(set(self.ablation_sources) - set(self.sources))
+        if unknown:
+            raise ValueError(f"ablations.sources names unconfigured sources: {unknown}")
+
+    # ---------------------------------------------------------------- wildcard constraints
+    @property
+    def source_pattern(self) -> str:
+        return "|".join(self.sources) if self.sources else "none"
+
+    @property
+    def group_pattern(self) -> str:
+        return "|".join(self.multi_groups) or "none"
+
+    @property
+    def factor_pattern(self) -> str:
+        return "|".join(self.ablation_factor_values) or "none"
+
+    # ---------------------------------------------------------------------------- sources
+    def source_config(self, source: str) -> dict:
+        return self.config["sources"][source]
+
+    def is_simulated(self, source: str) -> bool:
+        return "simulate" in self.source_config(source)
+
+    def rollout_files(self, source: str) -> dict:
+        """The source's rollout pickles: simulated under results/, or the user's own files."""
+        if self.is_simulated(source):
+            return {outcome: rollout_path(source, outcome) for outcome in ("success", "failure")}
+        entry = self.source_config(source)
+        return {"success": entry["success"], "failure": entry["failure"]}
+
+    def planting_file(self, source: str) -> dict:
+        """``{"planting": path}`` for a simulated source, ``{}`` for real data."""
+        return {"planting": planting_path(source)} if self.is_simulated(source) else {}
+
+    def labelling_flag(self, source: str, variant: str) -> str:
+        """prepare_training_data.py's labelling flag for a dataset variant of the source."""
+        if variant == "heuristic":
+            return "--heuristic-labels"
+        return "--require-labels" if self.source_config(source).get("require_labels") else ""
+
+    def has_provided_labels(self, source: str) -> bool:
+        """Whether every step of the source carries per_dim_risk (the labels factor needs it)."""
+        if self.is_simulated(source):
+            return self.source_config(source)["simulate"].get("with_labels", True)
+        return self.source_config(source).get("require_labels", False)
+
+    # --------------------------------------------------------------------------- settings
+    def training_settings(self, source: str, **overrides) -> dict:
+        """The `training` block, then the source's own, then explicit overrides."""
+        return {**self.config["training"], **self.source_config(source).get("training", {}), **overrides}
+
+    def multi_training_settings(self) -> dict:
+        """The `training` block, then the `multi_model.training` overrides."""
+        return {**self.config["training"], **self.multi_overrides}
+
+    @property
+    def evaluation(self) -> dict:
+        """The `evaluation` block (settings kept outside `training`, e.g. positive_fraction_of_max)."""
+        return self.config["evaluation"]
+
+    # -------------------------------------------------------------------------- multi-model
+    def multi_member_files(self, group: str) -> dict:
+        """Each member's dataset and split, and the planting records of simulated members."""
+        members = self.multi_groups[group]
+        return {
+            "data": [dataset_path(source) for source in members],
+            "splits": [split_path(source) for source in members],
+            "plantings": [planting_path(source) for source in members if self.is_simulated(source)],
+        }
+
+    def multi_data_config(self, group: str) -> list[dict]:
+        """The group's data-config entries: the guide's fields plus split and planting paths."""
+        entries = []
+        for source in self.multi_groups[group]:
+            entry = {
+                "model_name": source,
+                "data_path": dataset_path(source),
+                "split_path": split_path(source),
+                "description": f"source {source} of multi-model group {group}",
+            }
+            entry.update({"planting_path": path for path in self.planting_file(source).values()})
+            entries.append(entry)
+        return entries
+
+    # ------------------------------------------------------------------------- ablations
+    def ablation_baseline(self, source: str) -> dict:
+        """Training settings every cell of the source starts from."""
+        return self.training_settings(source, **self.ablation_overrides)
+
+    def ablation_baseline_value(self, source: str, factor: str):
+        """The value a factor takes in the default cell."""
+        return "provided" if factor == "labels" else self.ablation_baseline(source)[factor]
+
+    def ablation_factor_cells(self, source: str, factor: str) -> list[tuple]:
+        """(value, cell) pairs of a factor in config order, the default value included (first when
+        the config's list omits it). Empty for the labels factor on a source whose steps do not
+        all carry provided labels."""
+        if factor == "labels" and not self.has_provided_labels(source):
+            return []
+        default = self.ablation_baseline_value(source, factor)
+        values = self.ablation_factor_values[factor]
+        return [
+            (value, "default" if value == default else f"{factor}-{ablation_value_slug(factor, value)}")
+            for value in (values if default in values else [default, *values])
+        ]
+
+    def ablation_cells(self, source: str) -> dict:
+        """Cell name -> (factor, value) of the source's grid; `default` -> (None, None)."""
+        cells = {"default": (None, None)}
+        for factor in self.ablation_factor_values:
+            cells.update((cell, (factor, value)) for value, cell in self.ablation_factor_cells(source, factor) if cell != "default")
+        return cells
+
+    def ablation_runs(self, factor: str) -> list[tuple[str, str, str]]:
+        """(source, value label, results.json) for every seed of every cell of one factor."""
+        return [
+            (
+                source,
+                f"{ablation_value_slug(factor, value)}{' (default)' if cell == 'default' else ''}",
+                results_json(ablation_dir(source, cell, seed)),
+            )
+            for source in self.ablation_sources
+            for value, cell in self.ablation_factor_cells(source, factor)
+            for seed in self.ablation_seeds
+        ]
+
+    def ablation_run_files(self, factor: str) -> list[str]:
+        """results.json files of one factor's cells (the input of its table and chart)."""
+        return [path for _, _, path in self.ablation_runs(factor)]
+
+    def ablation_run_args(self, factor: str) -> str:
+        """The same runs as `--run SOURCE VALUE PATH` arguments of make_tables/make_figures.py."""
+        return cli_runs(self.ablation_runs(factor))
+
+    def ablation_factors(self) -> list[str]:
+        """Factors with at least one cell (labels is dropped when no ablated source has labels)."""
+        return [factor for factor in self.ablation_factor_values if self.ablation_runs(factor)]
+
+    def ablation_results(self) -> list[str]:
+        """Every results.json of the grid, each once (none without ablated factors)."""
+        paths = [path for factor in self.ablation_factors() for path in self.ablation_run_files(factor)]
+        return list(dict.fromkeys(paths))
+
+    def ablation_settings(self, source: str, cell: str, seed) -> dict:
+        """The cell's training settings: baseline, the varied factor, the seed."""
+        factor, value = self.ablation_cells(source)[cell]
+        varied = {factor: value} if factor in TRAINING_FACTORS else {}
+        return self.training_settings(source, **{**self.ablation_overrides, **varied, "seed": int(seed)})
+
+    def ablation_training_data(self, source: str, cell: str) -> dict:
+        """The source's dataset, or for labels-heuristic its heuristic-labelled twin (checked)."""
+        if self.ablation_cells(source)[cell] != ("labels", "heuristic"):
+            return {"data": dataset_path(source)}
+        return {"data": dataset_path(source, "heuristic"), "same_rollouts": same_rollouts_path(source)}
+
+    # ------------------------------------------------------------------------------ paper
+    def single_results(self) -> dict:
+        """Source -> results.json of its single-source model."""
+        return {source: results_json(model_dir(source)) for source in self.sources}
+
+    def multi_results(self) -> dict:
+        """Group -> results.json of each configured multi-model group (none without `multi_model`)."""
+        return {group: results_json(multi_dir(group)) for group in self.multi_groups}
+
+    def test_predictions(self) -> dict:
+        """Source -> test predictions of its single-source model."""
+        return {source: test_predictions(model_dir(source)) for source in self.sources}
+
+    def table_input(self, table: str) -> dict:
+        """Input files of one main table."""
+        if table == "failure_correlation":
+            return {"predictions": list(self.test_predictions().values())}
+        return {"single": list(self.single_results().values()), "multi": list(self.multi_results().values())}
+
+    def table_command(self, table: str) -> str:
+        """make_tables.py subcommand and inputs of one main table."""
+        if table == "failure_correlation":
+            return f"failure-correlation {cli_pairs('--predictions', self.test_predictions())}"
+        single = cli_pairs("--single", self.single_results())
+        multi = cli_pairs("--multi", self.multi_results())
+        if table == "single_vs_multi":
+            return f"single-vs-multi {single} {multi}"
+        return f"per-dimension --metric {table.split('_')[0]} {single} {multi}"
+
+    def paper_tables(self) -> list[str]:
+        """Every table file: the main tables and one per ablated factor, in each format."""
+        names = [*PAPER_TABLES, *(f"ablation_{factor}" for factor in self.ablation_factors())]
+        return [table_path(name, extension) for name in names for extension in TABLE_FORMATS]
+
+    def paper_figures(self) -> list[str]:
+        """Every figure: curves of each single model, a bar chart per ablated factor."""
+        curves = [figure_path(kind, source) for kind in ("roc_pr", "training") for source in self.sources]
+        return curves + [figure_path("ablation", factor) for factor in self.ablation_factors()]
+
+    # ---------------------------------------------------------------------------- targets
+    def all_targets(self) -> list[str]:
+        """The default target `all`: every single-source model's and multi-model group's results."""
+        return [*self.single_results().values(), *self.multi_results().values()]
+
+    def paper_targets(self) -> dict[str, list[str]]:
+        """The `paper` target's inputs by kind: models, ablations, tables, figures."""
+        return {
+            "single": list(self.single_results().values()),
+            "multi": list(self.multi_results().values()),
+            "ablations": self.ablation_results(),
+            "tables": self.paper_tables(),
+            "figures": self.paper_figures(),
+        }
+
+
+# ------------------------------------------------------------------------------------ resources
+# Resource requests of the rules that may run as cluster jobs. In a rule, naming the kind:
+#
+#         resources:
+#             mem_mb=mem_mb_for("train"),
+#             runtime=runtime_for("train"),
+#
+# Both are callables of (wildcards, input, attempt), so Snakemake evaluates them per job, once the
+# job's input exists (before that the value shows as <TBD> in a dry run), and again on each retry:
+#
+#     mem_mb  = min(cap, (base + per_input_mb * input MB) * attempt)       [MB]
+#     runtime = min(cap, (base + per_input_gb * input GB) * attempt)       [minutes]
+#
+# so a job killed for memory or time (OUT_OF_MEMORY / TIMEOUT under SLURM) comes back with twice,
+# then three times, the request (profiles/slurm sets retries: 2). Locally the values only matter
+# against a --resources mem_mb=... limit.
+#
+# Numbers are deliberately generous for the pipeline's real sizes (tens to a few hundred MB of
+# rollouts); the tiny test config stays at the base values. Which site limits apply (partition,
+# account, GPU type, QoS) is the profile's business, not this table's: see docs/cluster.md.
+RESOURCE_TABLE = {
+    # kind: rules using it
+    #   mem_mb  : base MB, + MB per input MB, cap MB
+    #   runtime : base min, + min per input GB, cap min
+    "simulate": {  # simulate_rollouts: generates data, input is small
+        "mem_mb": (2000, 2.0, 32000),
+        "runtime": (30, 60, 24 * 60),
+    },
+    "prepare": {  # prepare_dataset: loads all rollouts, writes features
+        "mem_mb": (2000, 4.0, 64000),
+        "runtime": (20, 60, 12 * 60),
+    },
+    "train": {  # train_model, train_ablation, train_multi_model (GPU rules)
+        "mem_mb": (8000, 4.0, 96000),
+        "runtime": (120, 240, 48 * 60),
+    },
+    "evaluate": {  # evaluate_model, evaluate_ablation, evaluate_multi_model
+        "mem_mb": (4000, 3.0, 64000),
+        "runtime": (20, 60, 12 * 60),
+    },
+}
+
+
+def _input_mb(input) -> float:
+    """Total size of a job's input in MB (0 for rules without input)."""
+    return input.size_mb if len(input) else 0.0
+
+
+def _resource_row(kind: str, name: str) -> tuple:
+    try:
+        return RESOURCE_TABLE[kind][name]
+    except KeyError:
+        raise ValueError(f"unknown resource kind {kind!r}; expected one of {sorted(RESOURCE_TABLE)}") from None
+
+
+def mem_mb_for(kind: str):
+    """Memory request (MB) for rules of this kind, growing with input and attempt."""
+    base, per_input_mb, cap = _resource_row(kind, "mem_mb")
+
+    def mem_mb(wildcards, input, attempt):
+        return int(min(cap, (base + per_input_mb * _input_mb(input)) * attempt))
+
+    return mem_mb
+
+
+def runtime_for(kind: str):
+    """Wall-time request (minutes) for rules of this kind, growing with input and attempt."""
+    base, per_input_gb, cap = _resource_row(kind, "runtime")
+
+    def runtime(wildcards, input, attempt):
+        return int(min(cap, (base + per_input_gb * _input_mb(input) / 1024) * attempt))
+
+    return runtime

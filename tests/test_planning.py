@@ -1,0 +1,235 @@
+"""The pipeline's plan, by direct calls into vlarisk.planning (no dry runs): paths, settings, the
+ablation grid, multi-model groups, tables, figures and the targets of `all` and `paper`."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from vlarisk import planning
+from vlarisk.planning import Plan
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "config" / "schema" / "config.schema.yaml")
+
+
+def load(path: str = "config/config.yaml", **changes) -> dict:
+    """A config as the Snakefile sees it: validated, schema defaults filled in."""
+    config = yaml.safe_load((ROOT / path).read_text())
+    config.update(copy.deepcopy(changes))
+    validate(config, schema=SCHEMA)
+    return config
+
+
+TINY = yaml.safe_load((ROOT / "tests/data/tiny_config.yaml").read_text())
+REAL = {
+    "real_a": {"success": "data/a/success.pkl", "failure": "data/a/failure.pkl", "require_labels": True, "training": {"epochs": 3, "dropout": 0.2}},
+    "real_b": {"success": "data/b/success.pkl", "failure": "data/b/failure.pkl"},
+    "sim_c": {"simulate": {"hidden_dim": 16, "with_labels": False, "seed": 3}, "training": {"hidden_dims": [64]}},
+}
+
+
+def real_plan(**changes) -> Plan:
+    return Plan(load("tests/data/tiny_config.yaml", sources=REAL, **changes))
+
+
+# ------------------------------------------------------------------------------------ paths
+def test_path_helpers_give_files_and_patterns():
+    assert planning.dataset_path("a") == "results/datasets/a/dataset.vlarisk"
+    assert planning.dataset_path("{source}", "{variant}") == "results/datasets/{source}/{variant}.vlarisk"
+    assert planning.split_path("{source}") == "results/splits/{source}.json"
+    assert planning.rollout_path("a", "failure") == "results/rollouts/a/failure_rollouts.pkl"
+    assert planning.best_model(planning.model_dir("a")) == "results/models/a/best_model.pt"
+    assert planning.results_json(planning.multi_dir("g")) == "results/multi/g/results.json"
+    assert planning.results_json(planning.ablation_dir("a", "dropout-0.3", 2)) == "results/ablations/a/dropout-0.3/seed-2/results.json"
+    assert planning.test_predictions(planning.model_dir("a")) == "results/models/a/test_predictions.npz"
+    assert planning.log_path("train_ablation", "a/default/seed-0") == "results/logs/train_ablation/a/default/seed-0.log"
+    assert planning.table_path("ablation_labels", "csv") == "results/paper/tables/ablation_labels.csv"
+    assert planning.figure_path("roc_pr", "a") == "results/paper/figures/roc_pr/a.png"
+
+
+# ---------------------------------------------------------------------------------- sources
+def test_simulated_and_real_sources():
+    plan = real_plan()
+    assert plan.rollout_files("real_a") == {"success": "data/a/success.pkl", "failure": "data/a/failure.pkl"}
+    assert plan.rollout_files("sim_c") == {"success": "results/rollouts/sim_c/success_rollouts.pkl", "failure": "results/rollouts/sim_c/failure_rollouts.pkl"}
+    assert plan.planting_file("real_a") == {} and plan.planting_file("sim_c") == {"planting": "results/rollouts/sim_c/planting.npz"}
+    assert [plan.labelling_flag(source, "dataset") for source in plan.sources] == ["--require-labels", "", ""]
+    assert plan.labelling_flag("real_b", "heuristic") == "--heuristic-labels"
+    assert [plan.has_provided_labels(source) for source in plan.sources] == [True, False, False]
+    assert Plan(load()).has_provided_labels("synthetic_a")  # simulated: with_labels, true unless said otherwise
+
+
+def test_training_settings_layer_global_then_source_then_overrides():
+    plan = real_plan()
+    assert plan.training_settings("real_a")["epochs"] == 3 and plan.training_settings("real_a")["dropout"] == 0.2
+    assert plan.training_settings("real_b") == TINY["training"]
+    assert plan.training_settings("real_a", epochs=7, seed=4) == {**TINY["training"], "dropout": 0.2, "epochs": 7, "seed": 4}
+
+
+# ------------------------------------------------------------------------------- multi-model
+def test_multi_model_groups():
+    plan = real_plan(multi_model={"groups": {"ab": ["real_a", "real_b"], "abc": ["real_a", "real_b", "sim_c"]}, "training": {"epochs": 4}})
+    assert plan.multi_training_settings() == {**TINY["training"], "epochs": 4}
+    assert plan.multi_member_files("abc") == {
+        "data": ["results/datasets/real_a/dataset.vlarisk", "results/datasets/real_b/dataset.vlarisk", "results/datasets/sim_c/dataset.vlarisk"],
+        "splits": ["results/splits/real_a.json", "results/splits/real_b.json", "results/splits/sim_c.json"],
+        "plantings": ["results/rollouts/sim_c/planting.npz"],
+    }
+    entries = plan.multi_data_config("abc")
+    assert entries[0] == {
+        "model_name": "real_a",
+        "data_path": "results/datasets/real_a/dataset.vlarisk",
+        "split_path": "results/splits/real_a.json",
+        "description": "source real_a of multi-model group abc",
+    }
+    assert entries[2]["planting_path"] == "results/rollouts/sim_c/planting.npz"
+    assert plan.all_targets() == [
+        "results/models/real_a/results.json",
+        "results/models/real_b/results.json",
+        "results/models/sim_c/results.json",
+        "results/multi/ab/results.json",
+        "results/multi/abc/results.json",
+    ]
+    assert plan.group_pattern == "ab|abc"
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"multi_model": {"groups": {"g": ["real_a", "nope"]}}}, r"multi_model.groups.g names unknown source\(s\) \['nope'\]"),
+        ({"multi_model": {"groups": {"g": ["real_a"]}, "training": {"hidden_dims": []}}}, "a multi-model needs at least one hidden layer"),
+        ({"ablations": {"sources": ["real_a", "nope"]}}, r"ablations.sources names unconfigured sources: \['nope'\]"),
+    ],
+    ids=["unknown-member", "no-hidden-layer", "unknown-ablated-source"],
+)
+def test_what_the_schema_cannot_check_fails_at_planning(changes, message):
+    with pytest.raises(ValueError, match=message):
+        real_plan(**changes)
+
+
+def test_without_multi_models_or_ablations():
+    plan = Plan(load("tests/data/tiny_config.yaml"))
+    assert plan.multi_groups == {} and plan.group_pattern == "none" and plan.factor_pattern == "none"
+    assert plan.all_targets() == ["results/models/tiny_a/results.json", "results/models/tiny_b/results.json"]
+    assert plan.ablation_results() == [] and plan.ablation_factors() == []
+    targets = plan.paper_targets()
+    assert targets["multi"] == [] and targets["ablations"] == []
+    assert len(targets["tables"]) == 4 * 5 and targets["tables"][:2] == ["results/paper/tables/auc_per_dimension.md", "results/paper/tables/auc_per_dimension.tex"]
+    assert targets["figures"] == [
+        "results/paper/figures/roc_pr/tiny_a.png",
+        "results/paper/figures/roc_pr/tiny_b.png",
+        "results/paper/figures/training/tiny_a.png",
+        "results/paper/figures/training/tiny_b.png",
+    ]
+
+
+# ------------------------------------------------------------------------------ the grid
+def test_value_slugs():
+    slug = planning.ablation_value_slug
+    assert [slug("hidden_dims", v) for v in ([], [256], [1024, 512, 256])] == ["linear", "256", "1024x512x256"]
+    assert [slug("normalize", v) for v in (True, False)] == ["on", "off"]
+    assert [slug("loss_type", "bce"), slug("dropout", 0.3), slug("labels", "heuristic")] == ["bce", "0.3", "heuristic"]
+
+
+def test_default_config_grid():
+    """docs/paper.md: the default cell plus 9 one-factor changes, x 3 seeds."""
+    plan = Plan(load())
+    assert plan.ablation_sources == ["synthetic_a"] and plan.ablation_seeds == [0, 1, 2]
+    assert list(plan.ablation_cells("synthetic_a")) == [
+        "default",
+        "loss_type-mse",
+        "loss_type-mae",
+        "loss_type-huber",
+        "hidden_dims-linear",
+        "hidden_dims-256",
+        "hidden_dims-1024x512x256",
+        "dropout-0.0",
+        "normalize-off",
+        "labels-heuristic",
+    ]
+    assert len(plan.ablation_results()) == 30
+    assert plan.ablation_factors() == ["loss_type", "hidden_dims", "dropout", "normalize", "labels"]
+    assert plan.factor_pattern == "loss_type|hidden_dims|dropout|normalize|labels"
+    targets = plan.paper_targets()
+    assert len(targets["tables"]) == (4 + 5) * 5 and len(targets["figures"]) == 2 * 2 + 5
+    assert targets["single"] + targets["multi"] == plan.all_targets()
+
+
+def test_a_factor_lists_its_default_value_once_and_first_when_the_config_omits_it():
+    plan = Plan(load())
+    cells = plan.ablation_factor_cells("synthetic_a", "loss_type")
+    assert cells == [("mse", "loss_type-mse"), ("mae", "loss_type-mae"), ("huber", "loss_type-huber"), ("bce", "default")]
+    config = load(ablations={"sources": ["synthetic_a"], "factors": {"dropout": [0.0, 0.3]}})
+    assert Plan(config).ablation_factor_cells("synthetic_a", "dropout") == [(0.1, "default"), (0.0, "dropout-0.0"), (0.3, "dropout-0.3")]
+
+
+def test_runs_name_sources_values_and_seeds():
+    plan = Plan(load(ablations={"sources": ["synthetic_a"], "seeds": [0, 4], "factors": {"normalize": [True, False]}}))
+    assert plan.ablation_runs("normalize") == [
+        ("synthetic_a", "on (default)", "results/ablations/synthetic_a/default/seed-0/results.json"),
+        ("synthetic_a", "on (default)", "results/ablations/synthetic_a/default/seed-4/results.json"),
+        ("synthetic_a", "off", "results/ablations/synthetic_a/normalize-off/seed-0/results.json"),
+        ("synthetic_a", "off", "results/ablations/synthetic_a/normalize-off/seed-4/results.json"),
+    ]
+    assert plan.ablation_run_args("normalize").startswith("--run synthetic_a 'on (default)' results/ablations/synthetic_a/default/seed-0/results.json --run")
+
+
+def test_cell_settings_baseline_then_factor_then_seed():
+    plan = real_plan(ablations={"seeds": [0, 5], "training": {"epochs": 2, "loss_type": "mse"}, "factors": {"loss_type": ["bce", "mse"], "dropout": [0.5], "labels": ["heuristic"]}})
+    baseline = {**TINY["training"], "dropout": 0.2, "epochs": 2, "loss_type": "mse"}  # global, real_a's own, ablations.training
+    assert plan.ablation_baseline("real_a") == baseline
+    assert plan.ablation_settings("real_a", "default", "5") == {**baseline, "seed": 5}
+    assert plan.ablation_settings("real_a", "loss_type-bce", "0") == {**baseline, "loss_type": "bce", "seed": 0}
+    assert plan.ablation_settings("real_a", "dropout-0.5", "0")["dropout"] == 0.5
+    assert plan.ablation_settings("real_a", "labels-heuristic", "0") == {**baseline, "seed": 0}  # data, not settings
+    with pytest.raises(KeyError):
+        plan.ablation_settings("real_b", "labels-heuristic", "0")  # real_b has no provided labels
+
+
+def test_labels_factor_only_where_labels_are_provided():
+    plan = real_plan(ablations={"seeds": [0], "factors": {"labels": ["provided", "heuristic"]}})
+    assert [source for source, _, _ in plan.ablation_runs("labels")] == ["real_a", "real_a"]
+    assert plan.ablation_training_data("real_a", "labels-heuristic") == {
+        "data": "results/datasets/real_a/heuristic.vlarisk",
+        "same_rollouts": "results/datasets/real_a/heuristic.same_rollouts.txt",
+    }
+    assert plan.ablation_training_data("real_a", "default") == {"data": "results/datasets/real_a/dataset.vlarisk"}
+    unlabelled = real_plan(ablations={"sources": ["real_b", "sim_c"], "seeds": [0], "factors": {"labels": ["heuristic"], "dropout": [0.3]}})
+    assert unlabelled.ablation_factors() == ["dropout"]
+    assert "results/paper/tables/ablation_labels.md" not in unlabelled.paper_tables()
+
+
+def test_growing_the_grid_only_adds_targets():
+    grid = {"sources": ["tiny_a"], "seeds": [0], "training": {"epochs": 2}, "factors": {"loss_type": ["bce", "mse"], "labels": ["provided", "heuristic"]}}
+    before = set(Plan(load("tests/data/tiny_config.yaml", ablations=grid)).ablation_results())
+    seeds = set(Plan(load("tests/data/tiny_config.yaml", ablations={**grid, "seeds": [0, 1]})).ablation_results())
+    values = set(Plan(load("tests/data/tiny_config.yaml", ablations={**grid, "factors": {**grid["factors"], "loss_type": ["bce", "mse", "mae"]}})).ablation_results())
+    assert seeds - before == {f"results/ablations/tiny_a/{cell}/seed-1/results.json" for cell in ("default", "loss_type-mse", "labels-heuristic")}
+    assert values - before == {"results/ablations/tiny_a/loss_type-mae/seed-0/results.json"} and before <= seeds and before <= values
+
+
+def test_paper_yaml_grid():
+    plan = Plan(load("config/paper.yaml"))
+    cells = {source: list(plan.ablation_cells(source)) for source in plan.ablation_sources}
+    assert len(cells["sim_openvla_oft"]) == 11 and "labels-heuristic" in cells["sim_openvla_oft"]
+    assert cells["sim_openvla"] == [cell for cell in cells["sim_openvla_oft"] if cell != "labels-heuristic"]
+    assert len(plan.ablation_results()) == (11 + 10) * 3
+
+
+# ------------------------------------------------------------------------------- tables
+def test_table_inputs_and_commands():
+    plan = Plan(load())
+    assert plan.table_input("failure_correlation") == {
+        "predictions": ["results/models/synthetic_a/test_predictions.npz", "results/models/synthetic_b/test_predictions.npz"]
+    }
+    assert plan.table_input("auc_per_dimension")["multi"] == ["results/multi/all_synthetic/results.json"]
+    single = "--single synthetic_a results/models/synthetic_a/results.json --single synthetic_b results/models/synthetic_b/results.json"
+    multi = "--multi all_synthetic results/multi/all_synthetic/results.json"
+    assert plan.table_command("ap_per_dimension") == f"per-dimension --metric ap {single} {multi}"
+    assert plan.table_command("single_vs_multi") == f"single-vs-multi {single} {multi}"
+    assert plan.table_command("failure_correlation").startswith("failure-correlation --predictions synthetic_a ")
