@@ -35,10 +35,10 @@ test-fast: setup
 	$(ACTIVATE) && python -m pytest -ra -m "not slow and not slurm"
 
 lint: setup
-	$(ACTIVATE) && snakemake --lint && snakefmt --check Snakefile rules/
+	$(ACTIVATE) && ruff check . && ruff format --check . && snakemake --lint && snakefmt --check Snakefile rules/
 
 format: setup
-	$(ACTIVATE) && snakefmt Snakefile rules/
+	$(ACTIVATE) && ruff check --fix . && ruff format . && snakefmt Snakefile rules/
 
 clean:
 	rm -rf results .snakemake

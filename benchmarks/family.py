@@ -69,7 +69,12 @@ def member_record(name: str, args: argparse.Namespace, workdir: Path) -> dict:
 def markdown(records: list[dict], args: argparse.Namespace) -> str:
     """The table: one row per member, mean held-out AUC of the model and of each baseline."""
     header = "| member | D | test steps | positives | model | logistic | Δ vs logistic | step index | \\|action\\| | planted direction | collapsed | best epoch | s |"
-    lines = [f"Default recipe (loss {args.loss_type}, {args.epochs} epochs, seed {args.seed}); mean held-out AUC over the dimensions with both classes.", "", header, "|" + "---|" * 13]
+    lines = [
+        f"Default recipe (loss {args.loss_type}, {args.epochs} epochs, seed {args.seed}); mean held-out AUC over the dimensions with both classes.",
+        "",
+        header,
+        "|" + "---|" * 13,
+    ]
     for r in records:
         cells = [r["member"], str(r["hidden_dim"]), f"{r['test_steps']:,}", f"{100 * r['positive_share']:.2f}%"]
         cells += [_auc(r.get(key)) for key in ("model", "logistic")] + [_signed(r["margin_vs_logistic"])]
@@ -99,7 +104,9 @@ def main(argv=None) -> None:
     print(table)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "records": records}, indent=1, default=_plain) + "\n")
+        args.output.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "records": records}, indent=1, default=_plain) + "\n"
+        )
         args.output.with_suffix(".md").write_text(table)
 
 

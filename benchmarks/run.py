@@ -102,9 +102,24 @@ def run_stage(stage: str, impl: str, workdir: Path, args) -> dict:
     result = workdir / f"result-{stage}-{impl}.json"
     result.unlink(missing_ok=True)
     command = [
-        sys.executable, str(HERE / "stages.py"), stage, impl, "--workdir", str(workdir), "--result", str(result),
-        "--scale", str(args.current_scale), "--hidden-dim", str(args.hidden_dim), "--batch-size", str(args.batch_size),
-        "--train-steps", str(args.train_steps), "--threads", str(args.threads),
+        sys.executable,
+        str(HERE / "stages.py"),
+        stage,
+        impl,
+        "--workdir",
+        str(workdir),
+        "--result",
+        str(result),
+        "--scale",
+        str(args.current_scale),
+        "--hidden-dim",
+        str(args.hidden_dim),
+        "--batch-size",
+        str(args.batch_size),
+        "--train-steps",
+        str(args.train_steps),
+        "--threads",
+        str(args.threads),
     ]
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
@@ -118,12 +133,22 @@ def run_stage(stage: str, impl: str, workdir: Path, args) -> dict:
         print(f"!! {stage}/{impl} failed with exit status {code}", file=sys.stderr, flush=True)
         return {"stage": stage, "impl": impl, "failed": True, "exit_status": code}
     record = json.loads(result.read_text())
-    record.update(stage=stage, impl=impl, process_seconds=wall, tree_pss_bytes=sampler.peak_pss, tree_rss_bytes=sampler.peak_rss,
-                  load_before=load_before, load_after=os.getloadavg()[0])
+    record.update(
+        stage=stage,
+        impl=impl,
+        process_seconds=wall,
+        tree_pss_bytes=sampler.peak_pss,
+        tree_rss_bytes=sampler.peak_rss,
+        load_before=load_before,
+        load_after=os.getloadavg()[0],
+    )
     record["peak_bytes"] = max(record["maxrss_self_bytes"], sampler.peak_pss)
     record["samples_per_second"] = record["samples"] / record["seconds"] if record.get("seconds") else None
-    print(f"   {stage:9s} {impl:13s} {record['seconds']:8.2f} s  {_rate(record):>10s}  peak {record['peak_bytes'] / GiB:6.2f} GiB"
-          f"  (load {load_before:.2f} -> {record['load_after']:.2f})", flush=True)
+    print(
+        f"   {stage:9s} {impl:13s} {record['seconds']:8.2f} s  {_rate(record):>10s}  peak {record['peak_bytes'] / GiB:6.2f} GiB"
+        f"  (load {load_before:.2f} -> {record['load_after']:.2f})",
+        flush=True,
+    )
     return record
 
 
@@ -151,9 +176,17 @@ def machine() -> dict:
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
     mem = next(int(line.split()[1]) * 1024 for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / GiB, 1), "torch": str(torch.__version__),
-            "torch_threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "bf16": bf16_supported(), "python": platform.python_version(), "loadavg_start": os.getloadavg()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem / GiB, 1),
+        "torch": str(torch.__version__),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16": bf16_supported(),
+        "python": platform.python_version(),
+        "loadavg_start": os.getloadavg(),
+    }
 
 
 def baseline_for(stage: str, impl: str) -> str:
@@ -222,7 +255,10 @@ def dryrun(args) -> list[dict]:
         shim.mkdir()
         (shim / "scontrol").write_text("#!/bin/sh\nexit 1\n")
         (shim / "scontrol").chmod(0o755)
-        for label, env in (("as is", dict(os.environ)), ("no SLURM controller query", {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}"})):
+        for label, env in (
+            ("as is", dict(os.environ)),
+            ("no SLURM controller query", {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}"}),
+        ):
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             load = os.getloadavg()[0]
             started = time.perf_counter()
@@ -237,8 +273,18 @@ def dryrun(args) -> list[dict]:
             print(f"   dryrun ({label}): {what}: {seconds:.2f} s wall, {cpu:.2f} s CPU, {jobs} jobs, exit {result.returncode}", flush=True)
             if result.returncode != 0:
                 print(result.stderr[-3000:], file=sys.stderr)
-            records.append({"stage": "dryrun", "variant": label, "what": what, "seconds": seconds, "cpu_seconds": cpu, "jobs": jobs,
-                            "exit_status": result.returncode, "load": load})
+            records.append(
+                {
+                    "stage": "dryrun",
+                    "variant": label,
+                    "what": what,
+                    "seconds": seconds,
+                    "cpu_seconds": cpu,
+                    "jobs": jobs,
+                    "exit_status": result.returncode,
+                    "load": load,
+                }
+            )
     return records
 
 
@@ -253,8 +299,12 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each implementation (round-robin); the fastest is reported")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in each stage process")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 rows")
-    parser.add_argument("--skip-naive-above", type=float, default=None, help="skip the naive preparation (peak ~2.3x the pickles) above this scale")
-    parser.add_argument("--dryrun-sources", type=int, default=0, help="dry-run a generated config with this many sources instead of config/paper.yaml")
+    parser.add_argument(
+        "--skip-naive-above", type=float, default=None, help="skip the naive preparation (peak ~2.3x the pickles) above this scale"
+    )
+    parser.add_argument(
+        "--dryrun-sources", type=int, default=0, help="dry-run a generated config with this many sources instead of config/paper.yaml"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where rollouts and datasets go (default: a new /tmp directory)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--output", type=Path, default=None, help="also write the records (JSON) and the table (.md beside it)")
@@ -296,8 +346,12 @@ def main(argv=None) -> None:
                                 (workdir / name).unlink(missing_ok=True)
                 for impl in impls:
                     record = best_of(runs[impl])
-                    record.update(scale=scale, dataset_steps=steps, hidden_bytes=steps * args.hidden_dim * 4,
-                                  larger_pickle_bytes=max(generated["success_bytes"], generated["failure_bytes"]))
+                    record.update(
+                        scale=scale,
+                        dataset_steps=steps,
+                        hidden_bytes=steps * args.hidden_dim * 4,
+                        larger_pickle_bytes=max(generated["success_bytes"], generated["failure_bytes"]),
+                    )
                     records.append(record)
         finally:
             if not args.keep:
@@ -306,14 +360,18 @@ def main(argv=None) -> None:
         records.extend(dryrun(args))
 
     print()
-    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, torch {info['torch']} ({info['cpu_capability']}, bf16 {'yes' if info['bf16'] else 'no'}), load at start {info['loadavg_start'][0]:.2f}")
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, torch {info['torch']} ({info['cpu_capability']}, bf16 {'yes' if info['bf16'] else 'no'}), load at start {info['loadavg_start'][0]:.2f}"
+    )
     data_records = [r for r in records if r.get("stage") != "dryrun"]
     text = table(data_records) if data_records else ""
     print(text)
     for r in records:
         if r.get("stage") == "dryrun":
-            print(f"\nSnakemake dry run, {r['variant']} ({r['what']}): {r['seconds']:.2f} s wall, {r['cpu_seconds']:.2f} s CPU, "
-                  f"{r['jobs']} jobs (load {r['load']:.2f})")
+            print(
+                f"\nSnakemake dry run, {r['variant']} ({r['what']}): {r['seconds']:.2f} s wall, {r['cpu_seconds']:.2f} s CPU, "
+                f"{r['jobs']} jobs (load {r['load']:.2f})"
+            )
     print(targets(data_records))
     if args.output:
         args.output.write_text(json.dumps({"machine": info, "records": records}, indent=2))
@@ -325,7 +383,8 @@ def targets(records: list[dict]) -> str:
     index = {(r["scale"], r["stage"], r["impl"]): r for r in records if not r.get("failed")}
     lines = []
     for scale in sorted({r["scale"] for r in records}):
-        def get(stage, impl):
+
+        def get(stage, impl, scale=scale):
             return index.get((scale, stage, impl))
 
         out = [f"targets at scale {scale}:"]
@@ -333,8 +392,10 @@ def targets(records: list[dict]) -> str:
         if naive and project:
             t, m = project["seconds"] / naive["seconds"], project["peak_bytes"] / naive["peak_bytes"]
             f = project["peak_bytes"] / project["larger_pickle_bytes"]
-            out.append(f"  prepare: time {t:.2f}x naive (<=0.5 {'MET' if t <= 0.5 else 'MISSED'}), peak {m:.2f}x naive (<=0.5 {'MET' if m <= 0.5 else 'MISSED'}), "
-                       f"peak {f:.2f}x larger pickle (<1.3 {'MET' if f < 1.3 else 'MISSED'})")
+            out.append(
+                f"  prepare: time {t:.2f}x naive (<=0.5 {'MET' if t <= 0.5 else 'MISSED'}), peak {m:.2f}x naive (<=0.5 {'MET' if m <= 0.5 else 'MISSED'}), "
+                f"peak {f:.2f}x larger pickle (<1.3 {'MET' if f < 1.3 else 'MISSED'})"
+            )
         loader, bare, proj = get("train", "dataloader"), get("train", "bare"), get("train", "project")
         if loader and proj:
             s = proj["samples_per_second"] / loader["samples_per_second"]
@@ -344,18 +405,24 @@ def targets(records: list[dict]) -> str:
             out.append(f"  train: project {s:.2f}x bare loop (>=0.85 {'MET' if s >= 0.85 else 'MISSED'})")
         bare16, proj16 = get("train", "bare-bf16"), get("train", "project-bf16")
         if bare16 and proj16 and proj:
-            out.append(f"  train bf16: project {proj16['samples_per_second'] / bare16['samples_per_second']:.2f}x bare bf16; "
-                       f"{proj16['samples_per_second'] / proj['samples_per_second']:.2f}x project fp32")
+            out.append(
+                f"  train bf16: project {proj16['samples_per_second'] / bare16['samples_per_second']:.2f}x bare bf16; "
+                f"{proj16['samples_per_second'] / proj['samples_per_second']:.2f}x project fp32"
+            )
         if loader and proj16:
             s = proj16["samples_per_second"] / loader["samples_per_second"]
             out.append(f"  train bf16: project {s:.2f}x the fp32 DataLoader (>=2.5 {'MET' if s >= 2.5 else 'MISSED'})")
         fit = get("train", "project-fit")
         if fit:
             m = fit["peak_bytes"] / fit["hidden_bytes"]
-            out.append(f"  train memory: fit peak {fit['peak_bytes'] / GiB:.2f} GiB = {m:.2f}x hidden-state bytes (<1.5 {'MET' if m < 1.5 else 'MISSED'})")
+            out.append(
+                f"  train memory: fit peak {fit['peak_bytes'] / GiB:.2f} GiB = {m:.2f}x hidden-state bytes (<1.5 {'MET' if m < 1.5 else 'MISSED'})"
+            )
         en, ep = get("evaluate", "naive"), get("evaluate", "project")
         if en and ep:
-            out.append(f"  evaluate: project {en['seconds'] / ep['seconds']:.2f}x faster than batch-256 scoring; peak {ep['peak_bytes'] / GiB:.2f} GiB vs {en['peak_bytes'] / GiB:.2f}")
+            out.append(
+                f"  evaluate: project {en['seconds'] / ep['seconds']:.2f}x faster than batch-256 scoring; peak {ep['peak_bytes'] / GiB:.2f} GiB vs {en['peak_bytes'] / GiB:.2f}"
+            )
         lines.append("\n".join(out))
     return "\n".join(lines)
 

@@ -41,8 +41,28 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def train(dataset: Path, output_dir: Path, args: argparse.Namespace, extra: list[str]) -> dict:
     """Run the guide's training command; its results.json with the wall time of the whole command."""
-    command = [sys.executable, str(REPO / "workflow_scripts/train_risk_predictor.py"), "--data", str(dataset), "--output-dir", str(output_dir)]
-    command += ["--epochs", str(args.epochs), "--batch-size", "256", "--lr", "1e-3", "--normalize", "--threads", str(args.threads), "--test-split", "0.3", *extra]
+    command = [
+        sys.executable,
+        str(REPO / "workflow_scripts/train_risk_predictor.py"),
+        "--data",
+        str(dataset),
+        "--output-dir",
+        str(output_dir),
+    ]
+    command += [
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        "256",
+        "--lr",
+        "1e-3",
+        "--normalize",
+        "--threads",
+        str(args.threads),
+        "--test-split",
+        "0.3",
+        *extra,
+    ]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     results = json.loads((output_dir / "results.json").read_text())
@@ -54,7 +74,7 @@ def rows(name: str, results: dict) -> list[str]:
     """One table row per epoch of a run."""
     history = results["history"]
     out = []
-    for epoch, (rate, metrics) in enumerate(zip(history["samples_per_second"], history["val_metrics"]), start=1):
+    for epoch, (rate, metrics) in enumerate(zip(history["samples_per_second"], history["val_metrics"], strict=True), start=1):
         auc = "n/a" if metrics["mean_auc"] is None else f"{metrics['mean_auc']:.3f}"
         out.append(f"| {name} | {epoch} | {rate:,.0f} | {auc} | {'collapsed' if metrics['collapse'] else 'healthy'} |")
     return out
@@ -75,8 +95,11 @@ def main(argv=None) -> None:
         lines += rows(name, result)
     default = results["default"]
     versus = default["baselines"]["model_vs_logistic"]
-    lines += ["", f"Default run: held-out mean AUC {versus['model_mean_auc']:.3f} against the logistic baseline's {versus['logistic_mean_auc']:.3f} "
-              f"(step index {default['baselines']['step_index']['mean_auc']:.3f}); whole command {default['command_seconds']:.0f} s."]
+    lines += [
+        "",
+        f"Default run: held-out mean AUC {versus['model_mean_auc']:.3f} against the logistic baseline's {versus['logistic_mean_auc']:.3f} "
+        f"(step index {default['baselines']['step_index']['mean_auc']:.3f}); whole command {default['command_seconds']:.0f} s.",
+    ]
     table = "\n".join(lines) + "\n"
     print(table)
     if args.output:

@@ -71,8 +71,8 @@ def generate(args) -> dict:
     pickle stores once; real files store every step's array, so each is copied here to give files
     of the real size (about 0.4 + 1.6 GB at scale 1).
     """
-    from vlarisk.synthetic import RolloutSimulator, SimulationSpec
     from vlarisk.io_utils import atomic_path
+    from vlarisk.synthetic import RolloutSimulator, SimulationSpec
 
     p = paths(args.workdir)
     spec = SimulationSpec(
@@ -98,11 +98,18 @@ def generate(args) -> dict:
             steps += len(rollout["steps"])
             rollouts.append(rollout)
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-            pickle.dump({"trajectories": rollouts, "metadata": {"generator": "benchmarks/stages.py"}}, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(
+                {"trajectories": rollouts, "metadata": {"generator": "benchmarks/stages.py"}}, handle, protocol=pickle.HIGHEST_PROTOCOL
+            )
         del rollouts
     np.savez(p["planting"], directions=simulator.directions)
-    return {"samples": steps, "num_success": spec.num_success, "num_failure": spec.num_failure,
-            "success_bytes": p["success"].stat().st_size, "failure_bytes": p["failure"].stat().st_size}
+    return {
+        "samples": steps,
+        "num_success": spec.num_success,
+        "num_failure": spec.num_failure,
+        "success_bytes": p["success"].stat().st_size,
+        "failure_bytes": p["failure"].stat().st_size,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,12 +134,14 @@ def prepare_naive(args) -> dict:
             heuristic = heuristic_risk_labels(actions, success)
             for i, step in enumerate(steps):
                 label = (step.get("labels") or {}).get("per_dim_risk")
-                samples.append({
-                    "hidden_state": step["hidden_state"],
-                    "risk_label": np.asarray(label if label is not None else heuristic[i], dtype=np.float32),
-                    "action": actions[i],
-                    "success": int(success),
-                })
+                samples.append(
+                    {
+                        "hidden_state": step["hidden_state"],
+                        "risk_label": np.asarray(label if label is not None else heuristic[i], dtype=np.float32),
+                        "action": actions[i],
+                        "success": int(success),
+                    }
+                )
     hidden = np.array([s["hidden_state"] for s in samples], dtype=np.float32)
     labels = np.array([s["risk_label"] for s in samples], dtype=np.float32)
     np.save(p["naive_hidden"], hidden)
@@ -176,6 +185,7 @@ def prepare_project_nosync(args) -> dict:
 
 def _train_setup(args):
     import torch
+
     from vlarisk.dataset import load_dataset
     from vlarisk.splits import split_rows
 
@@ -189,6 +199,7 @@ def _train_setup(args):
 
 def _model_and_optimizer(hidden_dim: int, seed: int = 0):
     import torch
+
     from vlarisk.models import RiskPredictor
 
     torch.manual_seed(seed)
@@ -229,6 +240,7 @@ def _in_ram_normalised(dataset, rows, mean, std):
 def train_dataloader(args) -> dict:
     import torch
     from torch.utils.data import DataLoader, Subset, TensorDataset
+
     from vlarisk.normalization import feature_statistics
 
     dataset, _, rows = _train_setup(args)
@@ -254,6 +266,7 @@ def train_dataloader(args) -> dict:
 
 def train_bare(args) -> dict:
     import torch
+
     from vlarisk.normalization import feature_statistics
 
     dataset, _, rows = _train_setup(args)
@@ -302,8 +315,12 @@ def train_project_fit(args) -> dict:
     start = _start()
     trainer = Trainer([Source("bench", dataset, split)], config, paths(args.workdir)["model_dir"], "bench", log=lambda _: None)
     outcome = trainer.fit()
-    return {"samples": len(rows["train"]), **_since(start), "steps": -(-len(rows["train"]) // args.batch_size),
-            "epoch_samples_per_second": outcome.history["samples_per_second"][-1]}
+    return {
+        "samples": len(rows["train"]),
+        **_since(start),
+        "steps": -(-len(rows["train"]) // args.batch_size),
+        "epoch_samples_per_second": outcome.history["samples_per_second"][-1],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,6 +330,7 @@ def train_project_fit(args) -> dict:
 def _evaluation_model(args, dataset):
     """The fit stage's best model when it exists (else a seeded fresh one with training statistics)."""
     import torch
+
     from vlarisk.checkpoints import predictor_from_checkpoint, read_checkpoint
     from vlarisk.normalization import feature_statistics
 
@@ -330,6 +348,7 @@ def _evaluation_model(args, dataset):
 
 def evaluate_naive(args) -> dict:
     import torch
+
     from vlarisk.metrics import test_metrics
     from vlarisk.thresholds import positive_thresholds
 
@@ -350,6 +369,7 @@ def evaluate_naive(args) -> dict:
 
 def evaluate_project(args) -> dict:
     import torch
+
     from vlarisk.evaluation import evaluate
     from vlarisk.models import NormalizedRiskPredictor
     from vlarisk.sources import Source

@@ -8,15 +8,20 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from pipeline_utils import copy_project, load_script, planned_jobs, planned_wildcards, snakemake
+
+from vlarisk.checkpoints import read_checkpoint
 from vlarisk.dataset import load_dataset
 from vlarisk.errors import InputError
-from vlarisk.checkpoints import read_checkpoint
 from vlarisk.prepare import prepare_dataset
 
 TABLES = ("results/paper/tables/ablation_loss_type.json", "results/paper/tables/ablation_labels.json")
-GRID = {"sources": ["tiny_a"], "seeds": [0], "training": {"epochs": 2}, "factors": {"loss_type": ["bce", "mse"], "labels": ["provided", "heuristic"]}}
+GRID = {
+    "sources": ["tiny_a"],
+    "seeds": [0],
+    "training": {"epochs": 2},
+    "factors": {"loss_type": ["bce", "mse"], "labels": ["provided", "heuristic"]},
+}
 CELLS = ("default", "loss_type-mse", "labels-heuristic")
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pipeline_utils import copy_project
 
 from vlarisk.dataset import load_dataset, write_legacy_pickle
 from vlarisk.evaluation import evaluate
@@ -28,8 +29,6 @@ from vlarisk.metrics import test_metrics
 from vlarisk.prepare import prepare_dataset
 from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts
-
-from pipeline_utils import copy_project
 from vlarisk.synthetic import RolloutSimulator, SimulationSpec
 from vlarisk.training import Trainer, TrainingConfig
 
@@ -117,7 +116,10 @@ def test_truncated_pickle(tmp_path):
     s, f = write_source(tmp_path)
     data = s.read_bytes()
     s.write_bytes(data[: len(data) // 2])
-    assert prepare_error(s, f, tmp_path) == f"error: {s}: not a readable pickle (truncated or corrupt?): UnpicklingError: pickle data was truncated"
+    assert (
+        prepare_error(s, f, tmp_path)
+        == f"error: {s}: not a readable pickle (truncated or corrupt?): UnpicklingError: pickle data was truncated"
+    )
 
 
 def test_not_a_pickle(tmp_path):
@@ -136,7 +138,10 @@ def test_a_directory_instead_of_a_file(tmp_path):
 def test_dict_without_trajectories(tmp_path):
     s, _ = write_source(tmp_path)
     f = write_pickle(tmp_path / "f.pkl", {"rollouts": [], "metadata": {}})
-    assert prepare_error(s, f, tmp_path) == f"error: {f}: expected a list of rollouts or a dict with 'trajectories'; got a dict with keys ['metadata', 'rollouts']"
+    assert (
+        prepare_error(s, f, tmp_path)
+        == f"error: {f}: expected a list of rollouts or a dict with 'trajectories'; got a dict with keys ['metadata', 'rollouts']"
+    )
 
 
 def test_list_of_non_dicts(tmp_path):
@@ -297,7 +302,20 @@ def small_dataset(tmp_path_factory) -> Path:
 
 
 def train_error(data, tmp_path, *extra) -> str:
-    return error_of("train_risk_predictor.py", "--data", data, "--output-dir", tmp_path / "model", "--epochs", "1", "--hidden-dims", "8", "--device", "cpu", *extra)
+    return error_of(
+        "train_risk_predictor.py",
+        "--data",
+        data,
+        "--output-dir",
+        tmp_path / "model",
+        "--epochs",
+        "1",
+        "--hidden-dims",
+        "8",
+        "--device",
+        "cpu",
+        *extra,
+    )
 
 
 def test_truncated_dataset(small_dataset, tmp_path):
@@ -349,7 +367,11 @@ def test_guide_style_dataset_without_rollout_ids(small_dataset, tmp_path):
         ("hidden_state", np.full(16, np.nan, np.float32), "sample 3: field 'hidden_state' contains NaN or Inf"),
         ("hidden_state", np.zeros(1, np.float32), "sample 3: field 'hidden_state' has shape (1,), but sample 0 has (16,)"),
         ("risk_label", np.full(7, np.inf, np.float32), "sample 3: field 'risk_label' contains NaN or Inf"),
-        ("risk_label", np.full(7, 1.25, np.float32), "sample 3: field 'risk_label' has values outside [0, 1]: [1.25, 1.25, 1.25, 1.25, 1.25, 1.25, 1.25]"),
+        (
+            "risk_label",
+            np.full(7, 1.25, np.float32),
+            "sample 3: field 'risk_label' has values outside [0, 1]: [1.25, 1.25, 1.25, 1.25, 1.25, 1.25, 1.25]",
+        ),
     ],
     ids=["nan-hidden", "zeros1-hidden", "inf-label", "label-above-1"],
 )
@@ -366,7 +388,17 @@ def test_guide_style_dataset_with_bad_values(small_dataset, tmp_path, field, val
 def test_split_too_small_for_the_fractions(tmp_path):
     s, f = write_source(tmp_path, num_success=2, num_failure=3)
     prepare_dataset(s, f, tmp_path / "d.vlarisk")
-    message = error_of("split_dataset.py", "--data", tmp_path / "d.vlarisk", "--output", tmp_path / "split.json", "--val-split", "0.2", "--test-split", "0.1")
+    message = error_of(
+        "split_dataset.py",
+        "--data",
+        tmp_path / "d.vlarisk",
+        "--output",
+        tmp_path / "split.json",
+        "--val-split",
+        "0.2",
+        "--test-split",
+        "0.1",
+    )
     assert message == (
         f"error: {tmp_path / 'd.vlarisk'}: the val split has only failures (1 rollout); too few rollouts for the requested fractions "
         "(2 successes, 3 failures in total)"
@@ -375,7 +407,9 @@ def test_split_too_small_for_the_fractions(tmp_path):
 
 
 def test_split_fractions_out_of_range(small_dataset, tmp_path):
-    message = error_of("split_dataset.py", "--data", small_dataset, "--output", tmp_path / "split.json", "--val-split", "0.6", "--test-split", "0.5")
+    message = error_of(
+        "split_dataset.py", "--data", small_dataset, "--output", tmp_path / "split.json", "--val-split", "0.6", "--test-split", "0.5"
+    )
     assert message == f"error: {small_dataset}: split fractions val=0.6, test=0.5 must be in [0, 1) and sum below 1"
 
 
@@ -417,7 +451,15 @@ def test_a_dimension_without_positives_reports_null_with_the_reason(tmp_path):
     assert report["test_metrics"]["auc_gripper"] is None and report["test_metrics"]["ap_gripper"] is None
     assert report["undefined"]["gripper"] == "no positive labels in the training split, so no threshold exists"
     assert report["thresholds"]["gripper"] is None
-    assert report["test_metrics"]["mean_auc"] == pytest.approx(np.mean([report["test_metrics"][f"auc_{d}"] for d in ("x", "y", "z", "roll", "pitch", "yaw") if report["test_metrics"][f"auc_{d}"] is not None]))
+    assert report["test_metrics"]["mean_auc"] == pytest.approx(
+        np.mean(
+            [
+                report["test_metrics"][f"auc_{d}"]
+                for d in ("x", "y", "z", "roll", "pitch", "yaw")
+                if report["test_metrics"][f"auc_{d}"] is not None
+            ]
+        )
+    )
 
 
 def test_no_positives_in_the_scored_split_only():
@@ -449,7 +491,10 @@ def test_bad_training_flags_are_usage_errors(small_dataset, tmp_path, flags, mes
 def test_cuda_requested_without_a_gpu(small_dataset, tmp_path):
     code, _, err = cli("train_risk_predictor.py", "--data", small_dataset, "--output-dir", tmp_path, "--device", "cuda")
     assert code == 2
-    assert err.strip().splitlines()[-1] == "train_risk_predictor.py: error: --device cuda was requested but no CUDA device is visible (check CUDA_VISIBLE_DEVICES)"
+    assert (
+        err.strip().splitlines()[-1]
+        == "train_risk_predictor.py: error: --device cuda was requested but no CUDA device is visible (check CUDA_VISIBLE_DEVICES)"
+    )
 
 
 def test_resume_with_other_settings_data_or_split_is_refused(small_dataset, tmp_path):
@@ -460,8 +505,14 @@ def test_resume_with_other_settings_data_or_split_is_refused(small_dataset, tmp_
     assert error_of("train_risk_predictor.py", *args, "--resume", "--lr", "0.01") == (
         f"error: {latest}: cannot resume with different training settings (lr 0.001 -> 0.01); use the same settings or train without --resume"
     )
-    assert error_of("train_risk_predictor.py", *args, "--resume", "--val-split", "0.3") == f"error: {latest}: cannot resume: it was trained with a different split"
-    assert error_of("train_risk_predictor.py", *args, "--resume", "--hidden-dims", "4") == f"error: {latest}: cannot resume: it was trained on other data or another architecture"
+    assert (
+        error_of("train_risk_predictor.py", *args, "--resume", "--val-split", "0.3")
+        == f"error: {latest}: cannot resume: it was trained with a different split"
+    )
+    assert (
+        error_of("train_risk_predictor.py", *args, "--resume", "--hidden-dims", "4")
+        == f"error: {latest}: cannot resume: it was trained on other data or another architecture"
+    )
     assert (tmp_path / "results.json").read_text() == "{}"
 
 
@@ -469,7 +520,24 @@ def test_resume_with_other_settings_data_or_split_is_refused(small_dataset, tmp_
 def trained_16d(small_dataset, tmp_path_factory):
     """A checkpoint of the 16-D dataset, its split, and a 24-D dataset of another 'model'."""
     root = tmp_path_factory.mktemp("trained")
-    code, _, err = cli("train_risk_predictor.py", "--data", small_dataset, "--output-dir", root / "model", "--epochs", "1", "--hidden-dims", "8", "--device", "cpu", "--no-test", "--val-split", "0.25", "--test-split", "0.25")
+    code, _, err = cli(
+        "train_risk_predictor.py",
+        "--data",
+        small_dataset,
+        "--output-dir",
+        root / "model",
+        "--epochs",
+        "1",
+        "--hidden-dims",
+        "8",
+        "--device",
+        "cpu",
+        "--no-test",
+        "--val-split",
+        "0.25",
+        "--test-split",
+        "0.25",
+    )
     assert code == 0, err
     split = root / "split.json"
     assert cli("split_dataset.py", "--data", small_dataset, "--output", split, "--val-split", "0.25", "--test-split", "0.25")[0] == 0
@@ -478,14 +546,34 @@ def trained_16d(small_dataset, tmp_path_factory):
     s, f = write_source(other, hidden_dim=24)
     prepare_dataset(s, f, other / "dataset.vlarisk")
     split_other = root / "split_other.json"
-    assert cli("split_dataset.py", "--data", other / "dataset.vlarisk", "--output", split_other, "--val-split", "0.25", "--test-split", "0.25")[0] == 0
+    assert (
+        cli(
+            "split_dataset.py", "--data", other / "dataset.vlarisk", "--output", split_other, "--val-split", "0.25", "--test-split", "0.25"
+        )[0]
+        == 0
+    )
     return {"checkpoint": root / "model" / "best_model.pt", "split": split, "other": other / "dataset.vlarisk", "split_other": split_other}
 
 
 def test_checkpoint_of_another_hidden_size(trained_16d, tmp_path):
     t = trained_16d
-    message = error_of("evaluate_risk_predictor.py", "--checkpoint", t["checkpoint"], "--data", t["other"], "--split", t["split_other"], "--output", tmp_path / "r.json", "--device", "cpu")
-    assert message == f"error: {t['checkpoint']}: the model takes 16-D hidden states but {t['other']} has 24-D ones (a checkpoint of another model's data?)"
+    message = error_of(
+        "evaluate_risk_predictor.py",
+        "--checkpoint",
+        t["checkpoint"],
+        "--data",
+        t["other"],
+        "--split",
+        t["split_other"],
+        "--output",
+        tmp_path / "r.json",
+        "--device",
+        "cpu",
+    )
+    assert (
+        message
+        == f"error: {t['checkpoint']}: the model takes 16-D hidden states but {t['other']} has 24-D ones (a checkpoint of another model's data?)"
+    )
     assert not (tmp_path / "r.json").exists()
 
 
@@ -503,17 +591,43 @@ def test_checkpoint_that_is_corrupt_or_missing(trained_16d, tmp_path, small_data
 def test_multi_model_checkpoint_given_to_the_single_model_evaluation(trained_16d, small_dataset, tmp_path):
     checkpoint = tmp_path / "best_model.pt"
     torch.save({"epoch": 1, "sources": {"a": {}, "b": {}}, "model_state_dict": {}}, checkpoint)
-    message = error_of("evaluate_risk_predictor.py", "--checkpoint", checkpoint, "--data", small_dataset, "--split", trained_16d["split"], "--output", tmp_path / "r.json", "--device", "cpu")
+    message = error_of(
+        "evaluate_risk_predictor.py",
+        "--checkpoint",
+        checkpoint,
+        "--data",
+        small_dataset,
+        "--split",
+        trained_16d["split"],
+        "--output",
+        tmp_path / "r.json",
+        "--device",
+        "cpu",
+    )
     assert message == f"error: {checkpoint}: is a multi-model checkpoint; score it with evaluate_multi_model.py"
 
 
 def test_guide_style_checkpoint_is_scored(trained_16d, small_dataset, tmp_path):
     """The reference's checkpoint has no history/training_config and numpy floats in val_metrics."""
     checkpoint = torch.load(trained_16d["checkpoint"], weights_only=True)
-    guide = {key: checkpoint[key] for key in ("epoch", "model_state_dict", "optimizer_state_dict", "val_loss", "model_config", "normalization")}
+    guide = {
+        key: checkpoint[key] for key in ("epoch", "model_state_dict", "optimizer_state_dict", "val_loss", "model_config", "normalization")
+    }
     guide["val_metrics"] = {"auc_x": np.float64(0.5)}
     torch.save(guide, tmp_path / "best_model.pt")
-    code, _, err = cli("evaluate_risk_predictor.py", "--checkpoint", tmp_path / "best_model.pt", "--data", small_dataset, "--split", trained_16d["split"], "--output", tmp_path / "r.json", "--device", "cpu")
+    code, _, err = cli(
+        "evaluate_risk_predictor.py",
+        "--checkpoint",
+        tmp_path / "best_model.pt",
+        "--data",
+        small_dataset,
+        "--split",
+        trained_16d["split"],
+        "--output",
+        tmp_path / "r.json",
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     assert json.loads((tmp_path / "r.json").read_text())["history"] == {}
 
@@ -522,10 +636,16 @@ def test_guide_style_checkpoint_is_scored(trained_16d, small_dataset, tmp_path):
 @pytest.mark.skipif(not (SCRIPTS / "train_multi_model.py").exists(), reason="train_multi_model.py not written yet")
 def test_multi_model_config_naming_a_missing_dataset(small_dataset, tmp_path):
     config = tmp_path / "multi.json"
-    config.write_text(json.dumps({"datasets": [
-        {"model_name": "a", "data_path": str(small_dataset)},
-        {"model_name": "b", "data_path": str(tmp_path / "missing.vlarisk")},
-    ]}))
+    config.write_text(
+        json.dumps(
+            {
+                "datasets": [
+                    {"model_name": "a", "data_path": str(small_dataset)},
+                    {"model_name": "b", "data_path": str(tmp_path / "missing.vlarisk")},
+                ]
+            }
+        )
+    )
     message = error_of("train_multi_model.py", "--data-config", config, "--output-dir", tmp_path / "m", "--epochs", "1", "--device", "cpu")
     assert message == f"error: {config}: datasets[1].data_path: {str(tmp_path / 'missing.vlarisk')!r} is not an existing file"
 
@@ -553,7 +673,11 @@ def dry_run(project: Path, config_text: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--configfile", "bad.yaml", "--replace-workflow-config"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -589,13 +713,37 @@ def subprocess_results(tmp_path_factory, trained_16d):
     t = trained_16d
     commands = {
         "prepare-missing": ["prepare_training_data.py", "--success", root / "nope.pkl", "--failure", f, "--output", root / "d.vlarisk"],
-        "evaluate-hidden-size": ["evaluate_risk_predictor.py", "--checkpoint", t["checkpoint"], "--data", t["other"], "--split", t["split_other"], "--output", root / "r.json", "--device", "cpu"],
-        "split-too-small": ["split_dataset.py", "--data", t["other"], "--output", root / "s.json", "--val-split", "0.45", "--test-split", "0.45"],
+        "evaluate-hidden-size": [
+            "evaluate_risk_predictor.py",
+            "--checkpoint",
+            t["checkpoint"],
+            "--data",
+            t["other"],
+            "--split",
+            t["split_other"],
+            "--output",
+            root / "r.json",
+            "--device",
+            "cpu",
+        ],
+        "split-too-small": [
+            "split_dataset.py",
+            "--data",
+            t["other"],
+            "--output",
+            root / "s.json",
+            "--val-split",
+            "0.45",
+            "--test-split",
+            "0.45",
+        ],
         "train-not-a-dataset": ["train_risk_predictor.py", "--data", s, "--output-dir", root / "m", "--device", "cpu"],
     }
 
     def launch(command):
-        result = subprocess.run([sys.executable, str(SCRIPTS / command[0]), *map(str, command[1:])], capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, str(SCRIPTS / command[0]), *map(str, command[1:])], capture_output=True, text=True, timeout=300
+        )
         return result.returncode, result.stderr
 
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -20,7 +20,9 @@ def names(paths):
 
 def test_imports_at_module_level_are_followed_and_lazy_ones_are_not(tmp_path):
     script = tmp_path / "script.py"
-    script.write_text("import vlarisk.splits\nfrom vlarisk import dataset\nfrom vlarisk.cli import run\n\ndef later():\n    from vlarisk import evaluation\n")
+    script.write_text(
+        "import vlarisk.splits\nfrom vlarisk import dataset\nfrom vlarisk.cli import run\n\ndef later():\n    from vlarisk import evaluation\n"
+    )
     assert imported_modules(script) == {"splits", "dataset", "cli"}
 
 

@@ -84,11 +84,13 @@ def test_running_max_is_per_rollout_and_in_input_order():
 
 
 def test_detection_score_stops_at_min_of_horizon_and_length():
-    arrays = steps_of([
-        {"risk": constant_risk([0.1, 0.5, 0.2]), "success": True, "task": 0},
-        {"risk": constant_risk([0.1, 0.2, 0.3, 0.9, 0.9]), "success": False, "task": 0},
-        {"risk": constant_risk([0.7, 0.1, 0.1, 0.1]), "success": False, "task": 1},
-    ])
+    arrays = steps_of(
+        [
+            {"risk": constant_risk([0.1, 0.5, 0.2]), "success": True, "task": 0},
+            {"risk": constant_risk([0.1, 0.2, 0.3, 0.9, 0.9]), "success": False, "task": 0},
+            {"risk": constant_risk([0.7, 0.1, 0.1, 0.1]), "success": False, "task": 1},
+        ]
+    )
     rollouts = group_rollouts(arrays["rollout_id"], arrays["step_index"], arrays["success"], arrays["task"])
     overall = arrays["risk"].max(axis=1)
     # Task 0's shortest rollout has 3 steps, task 1's has 4: scores max(steps 0..2) and max(steps 0..3).
@@ -238,19 +240,21 @@ def test_tied_scores_do_not_break_the_false_alarm_bound():
 
 def test_lead_time_and_rates_on_a_hand_case():
     threshold = 0.5
-    arrays = steps_of([
-        # Failure of 10 steps crossing at step 6: lead 10 - 6 = 4 steps, 0.4 of the episode.
-        {"risk": constant_risk([0.1] * 6 + [0.8] * 4), "success": False},
-        # Failure of 20 steps crossing at step 5: lead 15 steps, 0.75.
-        {"risk": constant_risk([0.1] * 5 + [0.9] * 15), "success": False},
-        # Failure that only touches the threshold (not above it): no alarm.
-        {"risk": constant_risk([0.5] * 12), "success": False},
-        # Failure crossing at step 14, after the horizon (12): no alarm.
-        {"risk": constant_risk([0.1] * 14 + [0.9] * 6), "success": False},
-        # Successes: one false alarm at step 2, one quiet.
-        {"risk": constant_risk([0.1, 0.2, 0.7, 0.1]), "success": True},
-        {"risk": constant_risk([0.3] * 8), "success": True},
-    ])
+    arrays = steps_of(
+        [
+            # Failure of 10 steps crossing at step 6: lead 10 - 6 = 4 steps, 0.4 of the episode.
+            {"risk": constant_risk([0.1] * 6 + [0.8] * 4), "success": False},
+            # Failure of 20 steps crossing at step 5: lead 15 steps, 0.75.
+            {"risk": constant_risk([0.1] * 5 + [0.9] * 15), "success": False},
+            # Failure that only touches the threshold (not above it): no alarm.
+            {"risk": constant_risk([0.5] * 12), "success": False},
+            # Failure crossing at step 14, after the horizon (12): no alarm.
+            {"risk": constant_risk([0.1] * 14 + [0.9] * 6), "success": False},
+            # Successes: one false alarm at step 2, one quiet.
+            {"risk": constant_risk([0.1, 0.2, 0.7, 0.1]), "success": True},
+            {"risk": constant_risk([0.3] * 8), "success": True},
+        ]
+    )
     group = group_rollouts(arrays["rollout_id"], arrays["step_index"], arrays["success"])
     alarm = alarm_steps(arrays["risk"].max(axis=1), group, rollout_horizons(group, 12), threshold)
     np.testing.assert_array_equal(alarm, [6, 5, -1, -1, 2, -1])
@@ -316,13 +320,15 @@ def test_attribution_hit_rate_on_a_hand_case():
 
     quiet = {"risk": base.copy(), "labels": np.ones((length, 7)), "success": False}  # never alarms
     success = {"risk": base.copy(), "labels": np.zeros((length, 7)), "success": True}
-    arrays = steps_of([
-        failure(alarm_dim=1, later_dim=0, culprits=[1], early_label_dim=0),  # culprit y, predicted y: hit
-        failure(alarm_dim=2, later_dim=1, culprits=[0, 2]),  # culprits x, z; predicted z: hit
-        failure(alarm_dim=0, later_dim=6, culprits=[6]),  # culprit gripper, predicted x: miss
-        quiet,
-        success,
-    ])
+    arrays = steps_of(
+        [
+            failure(alarm_dim=1, later_dim=0, culprits=[1], early_label_dim=0),  # culprit y, predicted y: hit
+            failure(alarm_dim=2, later_dim=1, culprits=[0, 2]),  # culprits x, z; predicted z: hit
+            failure(alarm_dim=0, later_dim=6, culprits=[6]),  # culprit gripper, predicted x: miss
+            quiet,
+            success,
+        ]
+    )
     group = group_rollouts(arrays["rollout_id"], arrays["step_index"], arrays["success"])
     alarm = alarm_steps(arrays["risk"].max(axis=1), group, rollout_horizons(group), 0.5)
     result = attribution(arrays["risk"], arrays["labels"], alarm, group)
@@ -357,7 +363,19 @@ def test_report_shape_is_strict_json():
     calibration_rollouts = random_rollouts(rng, 30, 0.2)
     report = detection_report(steps_of(rollouts), steps_of(calibration_rollouts), n_boot=100)
     json.dumps(report, allow_nan=False)
-    contract = {"horizon", "alpha", "threshold", "rollout_auc", "rollout_ap", "tpr", "fpr", "balanced_accuracy", "lead_time_steps_median", "ci95", "n_rollouts"}
+    contract = {
+        "horizon",
+        "alpha",
+        "threshold",
+        "rollout_auc",
+        "rollout_ap",
+        "tpr",
+        "fpr",
+        "balanced_accuracy",
+        "lead_time_steps_median",
+        "ci95",
+        "n_rollouts",
+    }
     assert contract <= set(report)
     assert {"per_dimension", "lead_time", "attribution", "calibration", "alpha_grid"} <= set(report)
     assert report["n_rollouts"] == {"success": sum(r["success"] for r in rollouts), "failure": sum(not r["success"] for r in rollouts)}

@@ -23,22 +23,29 @@ def predictions(tmp_path) -> str:
     positive[:, -1] = False
     prediction = (0.3 * positive + 0.7 * rng.random(positive.shape)).astype(np.float32)
     path = tmp_path / "test_predictions.npz"
-    save_predictions(path, {
-        "prediction": prediction,
-        "label": positive.astype(np.float32),
-        "positive": positive,
-        "thresholds": np.full(NUM_DIMENSIONS, 0.5),
-        "fail_within_k": positive.any(axis=1).astype(np.uint8),
-        "success": np.zeros(200, dtype=np.uint8),
-        "rollout_id": np.arange(200, dtype=np.int32) // 20,
-        "provenance": np.array(json.dumps({"checkpoint": "best_model.pt"})),
-    })
+    save_predictions(
+        path,
+        {
+            "prediction": prediction,
+            "label": positive.astype(np.float32),
+            "positive": positive,
+            "thresholds": np.full(NUM_DIMENSIONS, 0.5),
+            "fail_within_k": positive.any(axis=1).astype(np.uint8),
+            "success": np.zeros(200, dtype=np.uint8),
+            "rollout_id": np.arange(200, dtype=np.int32) // 20,
+            "provenance": np.array(json.dumps({"checkpoint": "best_model.pt"})),
+        },
+    )
     return str(path)
 
 
 def results_file(path: Path, mean_auc: float) -> str:
     """A results.json with a three-epoch history (the first epoch without a defined AUC)."""
-    history = {"train_loss": [0.3, 0.2, 0.1], "val_loss": [0.3, 0.25, 0.26], "val_metrics": [{"mean_auc": None}, {"mean_auc": 0.7}, {"mean_auc": 0.68}]}
+    history = {
+        "train_loss": [0.3, 0.2, 0.1],
+        "val_loss": [0.3, 0.25, 0.26],
+        "val_metrics": [{"mean_auc": None}, {"mean_auc": 0.7}, {"mean_auc": 0.68}],
+    }
     test_metrics = {"mean_auc": mean_auc, "mean_ap": mean_auc / 3, **{f"auc_{d}": mean_auc for d in ACTION_DIMENSIONS}}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"history": history, "best_epoch": 2, "config": {"loss_type": "mse"}, "test_metrics": test_metrics}))
@@ -48,7 +55,11 @@ def results_file(path: Path, mean_auc: float) -> str:
 @pytest.fixture
 def figures(predictions, tmp_path):
     """Factories of one figure of each kind."""
-    runs = [("src", value, results_file(tmp_path / value / f"seed-{seed}.json", auc)) for value, aucs in (("mse (default)", (0.7, 0.75)), ("bce", (0.65, 0.66))) for seed, auc in enumerate(aucs)]
+    runs = [
+        ("src", value, results_file(tmp_path / value / f"seed-{seed}.json", auc))
+        for value, aucs in (("mse (default)", (0.7, 0.75)), ("bce", (0.65, 0.66)))
+        for seed, auc in enumerate(aucs)
+    ]
     return {
         "roc_pr": lambda: roc_pr_figure(predictions, "src: test split"),
         "training": lambda: training_figure(runs[0][2], "src: training"),

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pipeline_utils import copy_project
 
 from vlarisk.checkpoints import read_checkpoint
 from vlarisk.cli import run
@@ -38,8 +39,6 @@ from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts
 from vlarisk.synthetic import SimulationSpec, write_synthetic_source
 from vlarisk.training import Trainer, TrainingConfig
-
-from pipeline_utils import copy_project
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "workflow_scripts" / "train_risk_predictor.py"
@@ -135,8 +134,27 @@ def interrupt_data(tmp_path_factory):
     prepare_dataset(root / "s.pkl", root / "f.pkl", root / "data.vlarisk")
     dataset = load_dataset(root / "data.vlarisk")
     write_json(root / "split.json", split_rollouts(dataset.metadata["rollouts"], 0.2, 0.2, seed=0))
-    args = ["--data", root / "data.vlarisk", "--split", root / "split.json", "--epochs", EPOCHS, "--batch-size", "64",
-            "--hidden-dims", "256", "256", "--device", "cpu", "--threads", "1", "--seed", "3", "--model-name", "m"]
+    args = [
+        "--data",
+        root / "data.vlarisk",
+        "--split",
+        root / "split.json",
+        "--epochs",
+        EPOCHS,
+        "--batch-size",
+        "64",
+        "--hidden-dims",
+        "256",
+        "256",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--seed",
+        "3",
+        "--model-name",
+        "m",
+    ]
     baseline = root / "baseline"
     assert train_in_process(*args, "--output-dir", baseline) == 0
     return {"args": [str(a) for a in args], "baseline": json.loads((baseline / "results.json").read_text())}
@@ -159,7 +177,9 @@ def train_in_process(*args) -> int:
 
 def start_and_kill(args: list[str], output_dir: Path, signum: int) -> tuple[subprocess.CompletedProcess, int]:
     """Start training, send ``signum`` once the first checkpoint exists (i.e. during epoch 2)."""
-    process = subprocess.Popen([sys.executable, str(TRAIN), *args, "--output-dir", str(output_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(TRAIN), *args, "--output-dir", str(output_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 600
     while not (output_dir / "latest.pt").exists():
         assert process.poll() is None, process.communicate()

@@ -60,7 +60,11 @@ SPECIFICITY = "dimension specificity"
 def _auc_per_dimension(positives: np.ndarray, scores: np.ndarray, columns=None) -> dict[int, float]:
     """AUC of ``scores[:, columns[d]]`` against ``positives[:, d]`` for every d with both classes."""
     columns = range(positives.shape[1]) if columns is None else columns
-    return {d: float(roc_auc_score(positives[:, d], scores[:, c])) for d, c in zip(range(positives.shape[1]), columns) if 0 < positives[:, d].sum() < len(positives)}
+    return {
+        d: float(roc_auc_score(positives[:, d], scores[:, c]))
+        for d, c in zip(range(positives.shape[1]), columns, strict=True)
+        if 0 < positives[:, d].sum() < len(positives)
+    }
 
 
 def learning_measurements(prediction, labels, thresholds, failed_rollout) -> dict:
@@ -100,7 +104,9 @@ def learning_failures(prediction, labels, thresholds, failed_rollout) -> list[st
     worst = {d: round(v, 3) for d, v in margins.items() if not v > WORST_MARGIN}
     if not np.mean(list(margins.values())) > SPECIFICITY_MARGIN or worst:
         shown = {d: round(v, 3) for d, v in margins.items()}
-        reasons.append(f"{SPECIFICITY}: own-column AUC minus the other columns' mean is {shown} (mean must exceed {SPECIFICITY_MARGIN}, each {WORST_MARGIN})")
+        reasons.append(
+            f"{SPECIFICITY}: own-column AUC minus the other columns' mean is {shown} (mean must exceed {SPECIFICITY_MARGIN}, each {WORST_MARGIN})"
+        )
     return reasons
 
 
@@ -114,7 +120,9 @@ def trained(tmp_path_factory):
     dataset = load_dataset(root / "dataset.vlarisk")
     split = split_rollouts(dataset.metadata["rollouts"], 0.2, 0.3, 0, source=str(root))
     rows = split_rows(dataset.arrays["rollout_id"], split)
-    outcome = Trainer([Source("learning", dataset, split)], TrainingConfig(epochs=6, device="cpu"), root / "model", "learning", log=lambda m: None).fit()
+    outcome = Trainer(
+        [Source("learning", dataset, split)], TrainingConfig(epochs=6, device="cpu"), root / "model", "learning", log=lambda m: None
+    ).fit()
     model = outcome.model
     prediction = predict_rows(model.predictor, dataset.hidden, rows["test"], model.mean, model.std, outcome.device)
     labels = np.asarray(dataset.labels, dtype=np.float64)

@@ -31,9 +31,24 @@ def test_default_architecture_matches_the_reference():
 def trained(dataset_path, rollout_files, tmp_path_factory):
     output = tmp_path_factory.mktemp("model")
     command = [
-        sys.executable, str(REPO / "workflow_scripts/train_risk_predictor.py"), "--data", str(dataset_path),
-        "--output-dir", str(output), "--epochs", "3", "--hidden-dims", "32", "--batch-size", "64",
-        "--device", "cpu", "--planting", str(rollout_files[2]), "--model-name", "tiny",
+        sys.executable,
+        str(REPO / "workflow_scripts/train_risk_predictor.py"),
+        "--data",
+        str(dataset_path),
+        "--output-dir",
+        str(output),
+        "--epochs",
+        "3",
+        "--hidden-dims",
+        "32",
+        "--batch-size",
+        "64",
+        "--device",
+        "cpu",
+        "--planting",
+        str(rollout_files[2]),
+        "--model-name",
+        "tiny",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
@@ -63,7 +78,9 @@ def test_checkpoint_rebuilds_the_model_as_in_the_guide(trained, dataset_path):
     train_rows = split_rows(dataset.rollout_id, split)["train"]
     mean, std = feature_statistics(dataset.hidden, train_rows)
     np.testing.assert_allclose(checkpoint["normalization"]["mean"], mean, rtol=1e-6)
-    expected_thresholds = positive_thresholds(np.asarray(dataset.labels[train_rows]), checkpoint["training_config"]["positive_fraction_of_max"])
+    expected_thresholds = positive_thresholds(
+        np.asarray(dataset.labels[train_rows]), checkpoint["training_config"]["positive_fraction_of_max"]
+    )
     np.testing.assert_array_equal(thresholds_from_dimensions(checkpoint["thresholds"]), expected_thresholds)
     hidden = torch.from_numpy(np.array(dataset.hidden[:5]))
     with torch.no_grad():

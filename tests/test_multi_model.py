@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from pipeline_utils import copy_project, planned_jobs, snakemake
+
+from vlarisk.checkpoints import load_predictor, read_checkpoint
 from vlarisk.dataset import load_dataset
 from vlarisk.errors import InputError
-from vlarisk.checkpoints import load_predictor, read_checkpoint
 from vlarisk.evaluation import evaluate, evaluate_sources
 from vlarisk.metrics import test_metrics
 from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor
@@ -34,7 +34,9 @@ CONFIG = dict(epochs=2, batch_size=128, hidden_dims=[16], dropout=0.1, device="c
 def wide_source(tmp_path_factory):
     """A heuristic-labelled 24-D source, ``(dataset, planting)`` paths."""
     root = tmp_path_factory.mktemp("wide")
-    spec = SimulationSpec(hidden_dim=24, num_success=20, num_failure=30, success_steps=(20, 30), failure_steps=40, num_tasks=3, with_labels=False, seed=5)
+    spec = SimulationSpec(
+        hidden_dim=24, num_success=20, num_failure=30, success_steps=(20, 30), failure_steps=40, num_tasks=3, with_labels=False, seed=5
+    )
     write_synthetic_source(spec, root / "success.pkl", root / "failure.pkl", root / "planting.npz")
     prepare_dataset(root / "success.pkl", root / "failure.pkl", root / "wide.vlarisk")
     return root / "wide.vlarisk", root / "planting.npz"
@@ -68,7 +70,17 @@ def test_sources_of_different_sizes_train_together(trained):
     _, outcome, output_dir = trained
     checkpoint = read_checkpoint(output_dir / "best_model.pt")
     assert {name: info["input_dim"] for name, info in checkpoint["sources"].items()} == {"narrow": 16, "wide": 24}
-    for key in ("epoch", "model_state_dict", "optimizer_state_dict", "val_loss", "val_metrics", "model_config", "training_config", "history", "best"):
+    for key in (
+        "epoch",
+        "model_state_dict",
+        "optimizer_state_dict",
+        "val_loss",
+        "val_metrics",
+        "model_config",
+        "training_config",
+        "history",
+        "best",
+    ):
         assert key in checkpoint, key
     assert set(checkpoint["split"]) == set(checkpoint["data_sha256"]) == {"narrow", "wide"}
     assert len(outcome.history["train_loss"]) == CONFIG["epochs"]
@@ -153,7 +165,9 @@ def test_script_writes_the_results_contract(data_config, tmp_path):
     spec = importlib.util.spec_from_file_location("train_multi_model", ROOT / "workflow_scripts" / "train_multi_model.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    script.main(["--data-config", str(data_config), "--output-dir", str(tmp_path), "--epochs", "1", "--hidden-dims", "8", "--device", "cpu"])
+    script.main(
+        ["--data-config", str(data_config), "--output-dir", str(tmp_path), "--epochs", "1", "--hidden-dims", "8", "--device", "cpu"]
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["model_name"] == tmp_path.name
     for key in ("mse", "mae", "rmse", "mse_x", "mae_gripper", "auc_y", "ap_yaw", "mean_auc", "mean_ap"):
@@ -176,7 +190,10 @@ def test_multi_model_needs_a_shared_layer():
         ({"datasets": [{"model_name": "a", "data_path": "missing.vlarisk"}]}, r"datasets\[0\]\.data_path"),
         ({"datasets": []}, "'datasets' must be a non-empty list"),
         ({"datasets": [{"data_path": "DATA"}]}, r"datasets\[0\]\.model_name"),
-        ({"datasets": [{"model_name": "a", "data_path": "DATA"}, {"model_name": "a", "data_path": "DATA"}]}, "already used by datasets\\[0\\]"),
+        (
+            {"datasets": [{"model_name": "a", "data_path": "DATA"}, {"model_name": "a", "data_path": "DATA"}]},
+            "already used by datasets\\[0\\]",
+        ),
         ({"datasets": [{"model_name": "a", "data_path": "DATA", "data-path": "x"}]}, "unknown field"),
     ],
 )
@@ -200,7 +217,9 @@ def test_split_path_is_used_as_given(dataset_path, tmp_path):
     ids = sorted(r["rollout_id"] for r in dataset.metadata["rollouts"])
     split = {"train": ids[::3], "val": ids[1::3], "test": ids[2::3]}
     (tmp_path / "split.json").write_text(json.dumps(split))
-    (tmp_path / "config.json").write_text(json.dumps({"datasets": [{"model_name": "a", "data_path": str(dataset_path), "split_path": str(tmp_path / "split.json")}]}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"datasets": [{"model_name": "a", "data_path": str(dataset_path), "split_path": str(tmp_path / "split.json")}]})
+    )
     (source,) = load_sources(tmp_path / "config.json")
     assert source.split == split
 
@@ -219,7 +238,9 @@ def test_pipeline_plans_one_training_and_evaluation_per_group(tmp_path):
     assert jobs["write_multi_config"] == jobs["train_multi_model"] == jobs["evaluate_multi_model"] == 1
 
 
-@pytest.mark.parametrize("members, message", [(["tiny_a", "nope"], "multi_model.groups.pair names unknown source"), (["tiny_a", 3], "3 is not of type 'string'")])
+@pytest.mark.parametrize(
+    "members, message", [(["tiny_a", "nope"], "multi_model.groups.pair names unknown source"), (["tiny_a", 3], "3 is not of type 'string'")]
+)
 def test_bad_groups_fail_at_parse_time(tmp_path, members, message):
     workdir, args = project_with_groups(tmp_path, {"pair": members})
     result = snakemake(workdir, "-n", *args)

@@ -152,10 +152,12 @@ def test_scoring_matches_plain_scoring(tiny):
         assert model.training  # the mode is restored
         model.eval()
         with torch.no_grad():
-            expected = torch.cat([
-                model((torch.from_numpy(np.array(dataset.hidden[rows["test"][s : s + batch_rows]])) - mean) / std)
-                for s in range(0, len(rows["test"]), batch_rows)
-            ]).numpy()
+            expected = torch.cat(
+                [
+                    model((torch.from_numpy(np.array(dataset.hidden[rows["test"][s : s + batch_rows]])) - mean) / std)
+                    for s in range(0, len(rows["test"]), batch_rows)
+                ]
+            ).numpy()
         model.train()
         np.testing.assert_array_equal(prediction, expected)
     assert predict_rows(model, dataset.hidden, np.array([], dtype=np.int64), mean, std, torch.device("cpu")).shape == (0, 7)
@@ -200,7 +202,14 @@ def test_preparation_fast_paths_match_the_step_by_step_checks(tmp_path, monkeypa
     fast = prepare_dataset(*_rollout_pickles(tmp_path, np.float32, nan_step=True), tmp_path / "fast.vlarisk", labelling=labelling)
     monkeypatch.setattr(rollouts_module, "_checked_labels_fast", lambda labels: None)
     slow = prepare_dataset(*_rollout_pickles(tmp_path, np.float64, nan_step=True), tmp_path / "slow.vlarisk", labelling=labelling)
-    for key in ("num_with_labels", "num_without_labels", "skipped_nonfinite_hidden", "skipped_wrong_hidden_length", "skipped_unlabelled_dropped", "rollouts"):
+    for key in (
+        "num_with_labels",
+        "num_without_labels",
+        "skipped_nonfinite_hidden",
+        "skipped_wrong_hidden_length",
+        "skipped_unlabelled_dropped",
+        "rollouts",
+    ):
         assert fast[key] == slow[key], key
     assert fast["skipped_nonfinite_hidden"] == 1
     a, b = load_dataset(tmp_path / "fast.vlarisk"), load_dataset(tmp_path / "slow.vlarisk")
@@ -222,7 +231,7 @@ def test_device_resident_batches_match_the_host_batches(tiny, monkeypatch):
     resident.resident = resident._copy_to_device()
     batches = list(resident.epoch(SEED, 2))
     assert len(batches) == len(expected)
-    for (hidden, target), (want_hidden, want_target) in zip(batches, expected):
+    for (hidden, target), (want_hidden, want_target) in zip(batches, expected, strict=True):
         assert torch.equal(hidden, want_hidden) and torch.equal(target, want_target)
 
 
@@ -242,8 +251,10 @@ def test_dataset_hash_covers_the_bytes_in_order(dataset_path, tmp_path):
     import vlarisk.dataset as dataset_module
 
     original = dataset_module._Flusher.__init__
+
     def small(self, handle, path, digest, start, every=4096, chunk=1000):
         original(self, handle, path, digest, start, every=every, chunk=chunk)
+
     dataset_module._Flusher.__init__ = small
     try:
         with DatasetWriter(tmp_path / "copy.vlarisk") as writer:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from pipeline_utils import copy_project, planned_jobs, snakemake
 
 SOURCES = ("tiny_a", "tiny_b")

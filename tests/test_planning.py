@@ -27,7 +27,12 @@ def load(path: str = "config/config.yaml", **changes) -> dict:
 
 TINY = yaml.safe_load((ROOT / "tests/data/tiny_config.yaml").read_text())
 REAL = {
-    "real_a": {"success": "data/a/success.pkl", "failure": "data/a/failure.pkl", "require_labels": True, "training": {"epochs": 3, "dropout": 0.2}},
+    "real_a": {
+        "success": "data/a/success.pkl",
+        "failure": "data/a/failure.pkl",
+        "require_labels": True,
+        "training": {"epochs": 3, "dropout": 0.2},
+    },
     "real_b": {"success": "data/b/success.pkl", "failure": "data/b/failure.pkl"},
     "sim_c": {"simulate": {"hidden_dim": 16, "with_labels": False, "seed": 3}, "training": {"hidden_dims": [64]}},
 }
@@ -56,7 +61,10 @@ def test_path_helpers_give_files_and_patterns():
 def test_simulated_and_real_sources():
     plan = real_plan()
     assert plan.rollout_files("real_a") == {"success": "data/a/success.pkl", "failure": "data/a/failure.pkl"}
-    assert plan.rollout_files("sim_c") == {"success": "results/rollouts/sim_c/success_rollouts.pkl", "failure": "results/rollouts/sim_c/failure_rollouts.pkl"}
+    assert plan.rollout_files("sim_c") == {
+        "success": "results/rollouts/sim_c/success_rollouts.pkl",
+        "failure": "results/rollouts/sim_c/failure_rollouts.pkl",
+    }
     assert plan.planting_file("real_a") == {} and plan.planting_file("sim_c") == {"planting": "results/rollouts/sim_c/planting.npz"}
     assert [plan.labelling_flag(source, "dataset") for source in plan.sources] == ["--require-labels", "", ""]
     assert plan.labelling_flag("real_b", "heuristic") == "--heuristic-labels"
@@ -76,7 +84,11 @@ def test_multi_model_groups():
     plan = real_plan(multi_model={"groups": {"ab": ["real_a", "real_b"], "abc": ["real_a", "real_b", "sim_c"]}, "training": {"epochs": 4}})
     assert plan.multi_training_settings() == {**TINY["training"], "epochs": 4}
     assert plan.multi_member_files("abc") == {
-        "data": ["results/datasets/real_a/dataset.vlarisk", "results/datasets/real_b/dataset.vlarisk", "results/datasets/sim_c/dataset.vlarisk"],
+        "data": [
+            "results/datasets/real_a/dataset.vlarisk",
+            "results/datasets/real_b/dataset.vlarisk",
+            "results/datasets/sim_c/dataset.vlarisk",
+        ],
         "splits": ["results/splits/real_a.json", "results/splits/real_b.json", "results/splits/sim_c.json"],
         "plantings": ["results/rollouts/sim_c/planting.npz"],
     }
@@ -119,7 +131,10 @@ def test_without_multi_models_or_ablations():
     assert plan.ablation_results() == [] and plan.ablation_factors() == []
     targets = plan.paper_targets()
     assert targets["multi"] == [] and targets["ablations"] == []
-    assert len(targets["tables"]) == 4 * 5 and targets["tables"][:2] == ["results/paper/tables/auc_per_dimension.md", "results/paper/tables/auc_per_dimension.tex"]
+    assert len(targets["tables"]) == 4 * 5 and targets["tables"][:2] == [
+        "results/paper/tables/auc_per_dimension.md",
+        "results/paper/tables/auc_per_dimension.tex",
+    ]
     assert targets["figures"] == [
         "results/paper/figures/roc_pr/tiny_a.png",
         "results/paper/figures/roc_pr/tiny_b.png",
@@ -176,11 +191,19 @@ def test_runs_name_sources_values_and_seeds():
         ("synthetic_a", "off", "results/ablations/synthetic_a/normalize-off/seed-0/results.json"),
         ("synthetic_a", "off", "results/ablations/synthetic_a/normalize-off/seed-4/results.json"),
     ]
-    assert plan.ablation_run_args("normalize").startswith("--run synthetic_a 'on (default)' results/ablations/synthetic_a/default/seed-0/results.json --run")
+    assert plan.ablation_run_args("normalize").startswith(
+        "--run synthetic_a 'on (default)' results/ablations/synthetic_a/default/seed-0/results.json --run"
+    )
 
 
 def test_cell_settings_baseline_then_factor_then_seed():
-    plan = real_plan(ablations={"seeds": [0, 5], "training": {"epochs": 2, "loss_type": "mse"}, "factors": {"loss_type": ["bce", "mse"], "dropout": [0.5], "labels": ["heuristic"]}})
+    plan = real_plan(
+        ablations={
+            "seeds": [0, 5],
+            "training": {"epochs": 2, "loss_type": "mse"},
+            "factors": {"loss_type": ["bce", "mse"], "dropout": [0.5], "labels": ["heuristic"]},
+        }
+    )
     baseline = {**TINY["training"], "dropout": 0.2, "epochs": 2, "loss_type": "mse"}  # global, real_a's own, ablations.training
     assert plan.ablation_baseline("real_a") == baseline
     assert plan.ablation_settings("real_a", "default", "5") == {**baseline, "seed": 5}
@@ -205,11 +228,22 @@ def test_labels_factor_only_where_labels_are_provided():
 
 
 def test_growing_the_grid_only_adds_targets():
-    grid = {"sources": ["tiny_a"], "seeds": [0], "training": {"epochs": 2}, "factors": {"loss_type": ["bce", "mse"], "labels": ["provided", "heuristic"]}}
+    grid = {
+        "sources": ["tiny_a"],
+        "seeds": [0],
+        "training": {"epochs": 2},
+        "factors": {"loss_type": ["bce", "mse"], "labels": ["provided", "heuristic"]},
+    }
     before = set(Plan(load("tests/data/tiny_config.yaml", ablations=grid)).ablation_results())
     seeds = set(Plan(load("tests/data/tiny_config.yaml", ablations={**grid, "seeds": [0, 1]})).ablation_results())
-    values = set(Plan(load("tests/data/tiny_config.yaml", ablations={**grid, "factors": {**grid["factors"], "loss_type": ["bce", "mse", "mae"]}})).ablation_results())
-    assert seeds - before == {f"results/ablations/tiny_a/{cell}/seed-1/results.json" for cell in ("default", "loss_type-mse", "labels-heuristic")}
+    values = set(
+        Plan(
+            load("tests/data/tiny_config.yaml", ablations={**grid, "factors": {**grid["factors"], "loss_type": ["bce", "mse", "mae"]}})
+        ).ablation_results()
+    )
+    assert seeds - before == {
+        f"results/ablations/tiny_a/{cell}/seed-1/results.json" for cell in ("default", "loss_type-mse", "labels-heuristic")
+    }
     assert values - before == {"results/ablations/tiny_a/loss_type-mae/seed-0/results.json"} and before <= seeds and before <= values
 
 

@@ -89,7 +89,9 @@ def test_pickle_output_matches_the_memory_mapped_dataset(rollout_files, dataset_
         payload = pickle.load(handle)
     sample = payload["dataset"][0]
     assert {"hidden_state", "risk_label", "action", "time_to_failure", "fail_within_k", "success", "collision", "rollout_id"} <= set(sample)
-    assert {"num_samples", "num_success_rollouts", "num_failure_rollouts", "num_with_labels", "num_without_labels", "hidden_dim"} <= set(payload["metadata"])
+    assert {"num_samples", "num_success_rollouts", "num_failure_rollouts", "num_with_labels", "num_without_labels", "hidden_dim"} <= set(
+        payload["metadata"]
+    )
 
 
 def test_dataset_is_memory_mapped_and_hashed(dataset_path):

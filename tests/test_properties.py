@@ -77,7 +77,10 @@ def rollout_tables(draw):
     tasks = draw(st.integers(1, 4))
     outcomes = [True] * successes + [False] * failures
     ids = draw(st.permutations(range(1000, 1000 + len(outcomes)))) if outcomes else []
-    return [{"rollout_id": rid, "success": outcome, "task": str(draw(st.integers(0, tasks - 1)))} for rid, outcome in zip(ids, outcomes)]
+    return [
+        {"rollout_id": rid, "success": outcome, "task": str(draw(st.integers(0, tasks - 1)))}
+        for rid, outcome in zip(ids, outcomes, strict=True)
+    ]
 
 
 fractions = st.floats(0, 0.45).map(lambda v: round(v, 3))

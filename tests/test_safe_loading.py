@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 import torch
 
+from vlarisk.checkpoints import read_checkpoint
 from vlarisk.dataset import load_dataset
 from vlarisk.errors import InputError, UnsafePickleError
-from vlarisk.checkpoints import read_checkpoint
 from vlarisk.prepare import prepare_dataset
 from vlarisk.rollouts import load_rollouts
 from vlarisk.safe_pickle import load_pickle
@@ -233,7 +233,7 @@ def _assert_same(loaded, original):
             _assert_same(loaded[key], original[key])
     elif isinstance(original, (list, tuple)):
         assert type(loaded) is type(original) and len(loaded) == len(original)
-        for a, b in zip(loaded, original):
+        for a, b in zip(loaded, original, strict=True):
             _assert_same(a, b)
     else:
         assert loaded == original and type(loaded) is type(original)
@@ -291,7 +291,9 @@ def test_preparing_data_does_not_import_torch():
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_rollout_files_of_every_protocol_give_the_same_dataset(tmp_path, protocol):
-    simulator = RolloutSimulator(SimulationSpec(hidden_dim=16, num_success=3, num_failure=3, success_steps=(10, 12), failure_steps=12, seed=3))
+    simulator = RolloutSimulator(
+        SimulationSpec(hidden_dim=16, num_success=3, num_failure=3, success_steps=(10, 12), failure_steps=12, seed=3)
+    )
     success = [simulator.rollout(True) for _ in range(3)]
     failure = [simulator.rollout(False) for _ in range(3)]
     hashes = []
@@ -314,10 +316,25 @@ def test_malicious_checkpoint_through_the_command_line(tmp_path, dataset_path):
     checkpoint = tmp_path / "best_model.pt"
     torch.save({"epoch": 1, "history": Payload(os.system, f"touch {marker}")}, checkpoint)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "workflow_scripts" / "evaluate_risk_predictor.py"), "--checkpoint", str(checkpoint),
-         "--data", str(dataset_path), "--split", str(tmp_path / "split.json"), "--output", str(tmp_path / "results.json")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "workflow_scripts" / "evaluate_risk_predictor.py"),
+            "--checkpoint",
+            str(checkpoint),
+            "--data",
+            str(dataset_path),
+            "--split",
+            str(tmp_path / "split.json"),
+            "--output",
+            str(tmp_path / "results.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2, result.stderr
-    assert result.stderr.strip() == f"error: {checkpoint}: refusing to load global 'posix.system': checkpoints are read with weights_only=True (tensors and plain data only)"
+    assert (
+        result.stderr.strip()
+        == f"error: {checkpoint}: refusing to load global 'posix.system': checkpoints are read with weights_only=True (tensors and plain data only)"
+    )
     assert not marker.exists() and not (tmp_path / "results.json").exists()

@@ -124,7 +124,9 @@ def test_flag_defaults_are_the_field_defaults():
 def test_guide_style_plain_flags_still_work():
     from vlarisk.cli_args import training_config
 
-    args = training_parser().parse_args(shlex.split("--output-dir o --normalize --bf16 --hidden-dims --grad-clip 0.5 --positive-fraction 0.3"))
+    args = training_parser().parse_args(
+        shlex.split("--output-dir o --normalize --bf16 --hidden-dims --grad-clip 0.5 --positive-fraction 0.3")
+    )
     config = training_config(args)
     assert (config.normalize, config.bf16, config.hidden_dims, config.grad_clip) == (True, True, [], 0.5)
     assert config.positive_fraction_of_max == 0.3 and args.positive_fraction == 0.3  # the scripts read args.positive_fraction
@@ -151,7 +153,10 @@ def config_settings():
     for path in CONFIGS:
         config = load_config(path)
         cases.append((config["training"], config["evaluation"]))
-        for overrides in (config.get("ablations", {}).get("training", {}), {"hidden_dims": [], "bf16": True, "grad_clip": 0.25, "device": "cuda:1"}):
+        for overrides in (
+            config.get("ablations", {}).get("training", {}),
+            {"hidden_dims": [], "bf16": True, "grad_clip": 0.25, "device": "cuda:1"},
+        ):
             cases.append(({**config["training"], **overrides}, config["evaluation"]))
     return cases
 

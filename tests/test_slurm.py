@@ -52,9 +52,7 @@ LOCAL_RUN_TIMEOUT = 1200
 
 IN_CI = os.environ.get("CI", "").strip().lower() == "true"
 
-_SKIP_ANYWHERE = shutil.ignore_patterns(
-    ".git", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info"
-)
+_SKIP_ANYWHERE = shutil.ignore_patterns(".git", "__pycache__", ".pytest_cache", ".hypothesis", "*.egg-info")
 # at the top level only: environments, outputs, real (large) rollout data
 _SKIP_TOP = {".venv", "venv", "results", ".snakemake", "build", "data"}
 
@@ -101,9 +99,7 @@ def venv_env(project: Path | None = None) -> dict:
     With `project`, its own src/ is imported instead of the editable install's."""
     env = dict(os.environ)
     if project is not None:
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(project / "src"), env.get("PYTHONPATH")) if p
-        )
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(project / "src"), env.get("PYTHONPATH")) if p)
     bindir = str(Path(sys.executable).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     venv = Path(sys.executable).parent.parent
@@ -154,9 +150,7 @@ def rules_of(jobs: list[dict]) -> set[str]:
 
 
 def node_memory_mb() -> int:
-    out = subprocess.run(
-        ["scontrol", "show", "node", "localhost"], capture_output=True, text=True
-    ).stdout
+    out = subprocess.run(["scontrol", "show", "node", "localhost"], capture_output=True, text=True).stdout
     m = re.search(r"RealMemory=(\d+)", out)
     return int(m.group(1)) if m else 4000
 
@@ -175,9 +169,7 @@ def squeue_records(job_name: str) -> list[dict]:
         jobid, comment, gres, state = (x.strip() for x in line.split("|", 3))
         # comment is rule_<rule> or rule_<rule>_wildcards_<wildcards>
         rule = comment[len("rule_") :].split("_wildcards_", 1)[0]
-        detail = subprocess.run(
-            ["scontrol", "-o", "show", "job", jobid], capture_output=True, text=True
-        ).stdout
+        detail = subprocess.run(["scontrol", "-o", "show", "job", jobid], capture_output=True, text=True).stdout
         m = re.search(r"TresPerNode=(\S+)", detail)
         recs.append(
             {
@@ -193,17 +185,13 @@ def squeue_records(job_name: str) -> list[dict]:
 
 
 # results.json fields that measure the run, not the model: wall times, throughput
-_VOLATILE = re.compile(
-    r"(seconds|per_second|elapsed|duration|timestamp|date|host)", re.I
-)
+_VOLATILE = re.compile(r"(seconds|per_second|elapsed|duration|timestamp|date|host)", re.I)
 
 
 def stable_view(obj):
     """results.json without run-specific fields (timings, throughput, host)."""
     if isinstance(obj, dict):
-        return {
-            k: stable_view(v) for k, v in sorted(obj.items()) if not _VOLATILE.search(k)
-        }
+        return {k: stable_view(v) for k, v in sorted(obj.items()) if not _VOLATILE.search(k)}
     if isinstance(obj, list):
         return [stable_view(v) for v in obj]
     return obj
@@ -216,15 +204,13 @@ def assert_close(a, b, where: str = "$"):
             assert_close(a[k], b[k], f"{where}.{k}")
     elif isinstance(a, list) and isinstance(b, list):
         assert len(a) == len(b), f"{where}: lengths differ"
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_close(x, y, f"{where}[{i}]")
     elif isinstance(a, float) or isinstance(b, float):
         if isinstance(a, (int, float)) and isinstance(b, (int, float)):
             if math.isnan(a) and math.isnan(b):
                 return
-            assert math.isclose(
-                a, b, rel_tol=1e-6, abs_tol=1e-9
-            ), f"{where}: {a} != {b}"
+            assert math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9), f"{where}: {a} != {b}"
         else:
             assert a == b, f"{where}: {a!r} != {b!r}"
     else:
@@ -265,9 +251,7 @@ def test_resource_callables_scale_with_input_and_attempt(kind):
         assert f(None, small, 2) > v1  # grows on retry
         assert f(None, small, 3) > f(None, small, 2)
         assert f(None, big, 1) >= v1  # grows with input
-        assert (
-            f(None, _FakeInput(10**9), 50) <= ns["RESOURCE_TABLE"][kind][f.__name__][2]
-        )
+        assert f(None, _FakeInput(10**9), 50) <= ns["RESOURCE_TABLE"][kind][f.__name__][2]
     assert mem(None, _FakeInput(0.0, n=0), 1) == ns["RESOURCE_TABLE"][kind]["mem_mb"][0]
     with pytest.raises(ValueError):
         ns["mem_mb_for"]("no-such-kind")
@@ -293,18 +277,12 @@ def test_slurm_profile_effective_settings(monkeypatch, tmp_path):
     assert jobs and jobs >= 10
     assert retries >= 1
     # shared file systems: 5 s (Snakemake's default) is too short for NFS
-    assert latency_wait >= 30, (
-        f"latency-wait={latency_wait}: another profile (profiles/default?) "
-        "overrides profiles/slurm"
-    )
+    assert latency_wait >= 30, f"latency-wait={latency_wait}: another profile (profiles/default?) overrides profiles/slurm"
     # (a `cores:` from profiles/default also caps each cluster job's threads at
     # that number; harmless while no rule asks for more -- see docs/cluster.md)
     assert max_threads is None
     assert keep_logs is True
-    gres = {
-        rule: getattr(res.get("gres"), "raw", None)
-        for rule, res in (args.set_resources or {}).items()
-    }
+    gres = {rule: getattr(res.get("gres"), "raw", None) for rule, res in (args.set_resources or {}).items()}
     for rule in GPU_RULES:
         assert gres.get(rule) == "gpu:1", f"{rule}: {gres.get(rule)!r}"
     for rule, res in (args.set_resources or {}).items():
@@ -521,9 +499,7 @@ def test_tiny_pipeline_through_real_slurm(slurm_cluster, tmp_path):
             local.kill()
     local_out = local_log.read_text()
 
-    assert (
-        slurm.returncode == 0
-    ), f"SLURM run failed (rc={slurm.returncode}; 124/137 = timeout)\n{tail(log, 80)}"
+    assert slurm.returncode == 0, f"SLURM run failed (rc={slurm.returncode}; 124/137 = timeout)\n{tail(log, 80)}"
     assert local.returncode == 0, f"local run failed\n{tail(local_out, 80)}"
 
     # ---- what the scheduler saw
@@ -564,11 +540,7 @@ def test_tiny_pipeline_through_real_slurm(slurm_cluster, tmp_path):
 
     # SLURM's own per-job logs are where the profile says
     for r in records:
-        logs = list(
-            (slurm_proj / "results" / "logs" / "slurm").glob(
-                f"rule_{r['rule']}/**/{r['jobid']}.log"
-            )
-        )
+        logs = list((slurm_proj / "results" / "logs" / "slurm").glob(f"rule_{r['rule']}/**/{r['jobid']}.log"))
         assert logs, f"no SLURM log for job {r['jobid']} ({r['rule']})"
 
     # ---- same numbers as the local run

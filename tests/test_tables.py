@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pipeline_utils import load_script
 from sklearn.metrics import roc_auc_score
 
-from pipeline_utils import load_script
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.dataset import load_dataset
 from vlarisk.evaluation import evaluate
@@ -20,6 +20,7 @@ from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts
 from vlarisk.tables import Summary, ablation_table, per_dimension_table, single_vs_multi_table, to_latex, write_table
 from vlarisk.training import Trainer, TrainingConfig
+
 
 def metrics(auc: float | None, ap: float | None = 0.2) -> dict:
     """Test metrics with every dimension at ``auc``/``ap`` but yaw undefined."""
@@ -60,7 +61,12 @@ def seeds(tmp_path):
         for seed, auc in enumerate(aucs):
             spread = {name: 0.01 * (seed + 1) + dim for dim, name in enumerate(ACTION_DIMENSIONS)}
             test_metrics = metrics(auc, ap=None if auc is None else 0.3 + seed / 100)
-            path = write_results(tmp_path / value.split()[0] / f"seed-{seed}" / "results.json", test_metrics, prediction_std=spread, baselines=with_baselines(auc, 0.75))
+            path = write_results(
+                tmp_path / value.split()[0] / f"seed-{seed}" / "results.json",
+                test_metrics,
+                prediction_std=spread,
+                baselines=with_baselines(auc, 0.75),
+            )
             runs.append(("src", value, path))
     return runs
 
@@ -92,7 +98,9 @@ def test_ablation_cells_show_the_logistic_baseline_and_the_margin_over_it(seeds,
 
 
 def test_collapsed_runs_are_marked_in_every_table(tmp_path):
-    runs = [("src", "mae", write_results(tmp_path / f"seed-{seed}" / "results.json", metrics(0.5), collapsed=seed < 2)) for seed in range(3)]
+    runs = [
+        ("src", "mae", write_results(tmp_path / f"seed-{seed}" / "results.json", metrics(0.5), collapsed=seed < 2)) for seed in range(3)
+    ]
     prefix = tmp_path / "ablation_loss_type"
     write_table(ablation_table("loss_type", runs), prefix)
     assert csv_rows(prefix)[0]["collapsed"] == "2/3"
@@ -127,7 +135,7 @@ def test_per_dimension_rows_hold_the_numbers_of_their_files(tmp_path):
     for row in table.rows:
         value, path = expected[row.labels[1]]
         assert row.sources == (path,)
-        cells = dict(zip(table.value_columns, row.cells))
+        cells = dict(zip(table.value_columns, row.cells, strict=True))
         assert cells["x"].mean == value and cells["mean"].mean == value
         assert cells["yaw"].format() == "n/a"
 
@@ -200,7 +208,20 @@ def trained_model(dataset_path, tmp_path_factory):
 def test_predictions_reproduce_the_evaluation(trained_model, dataset_path, tmp_path):
     """The evaluation command writes results.json and the test predictions together; both agree with scoring the trained model."""
     checkpoint, split, report = trained_model
-    args = ["--checkpoint", checkpoint, "--data", dataset_path, "--split", split, "--output", tmp_path / "results.json", "--predictions", tmp_path / "p.npz", "--device", "cpu"]
+    args = [
+        "--checkpoint",
+        checkpoint,
+        "--data",
+        dataset_path,
+        "--split",
+        split,
+        "--output",
+        tmp_path / "results.json",
+        "--predictions",
+        tmp_path / "p.npz",
+        "--device",
+        "cpu",
+    ]
     load_script("evaluate_risk_predictor").main([str(a) for a in args])
     assert json.loads((tmp_path / "results.json").read_text())["test_metrics"] == report["test_metrics"]
     data = load_predictions(tmp_path / "p.npz")

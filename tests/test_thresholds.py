@@ -18,8 +18,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from pipeline_utils import load_script
+
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.dataset import STEP_FIELDS, DatasetWriter, load_dataset
 from vlarisk.evaluation import evaluate, evaluate_sources
@@ -48,12 +48,12 @@ THRESHOLDS = [0.375, 0.25, 0.5, NAN, NAN, NAN, NAN]
 # Its own maxima differ from training: x 0.5 (< 0.75), y 1.0 (> 0.5), z 0.25, gripper 0.5 (train: 0).
 SCORED_LABELS = [
     #  x      y      z     r  p  yw  gripper
-    [0.375, 0.25, 0.25, 0, 0, 0, 0.0],   # x and y exactly on their thresholds
+    [0.375, 0.25, 0.25, 0, 0, 0, 0.0],  # x and y exactly on their thresholds
     [0.5, 1.0, 0.125, 0, 0, 0, 0.5],
     [0.25, 0.0, 0.0, 0, 0, 0, 0.0],
     [0.0, 0.375, 0.0, 0, 0, 0, 0.25],
     [0.125, 0.125, 0.25, 0, 0, 0, 0.0],
-    [0.375, 0.5, 0.0, 0, 0, 0, 0.0],     # x exactly on its threshold
+    [0.375, 0.5, 0.0, 0, 0, 0, 0.0],  # x exactly on its threshold
 ]
 SCORES = [
     [0.1, 0.6, 0.3, 0.5, 0.5, 0.5, 0.2],
@@ -135,7 +135,7 @@ def identity_on_raw_inputs() -> NormalizedRiskPredictor:
 
 
 def as_dict(values):
-    return dict(zip(ACTION_DIMENSIONS, values))
+    return dict(zip(ACTION_DIMENSIONS, values, strict=True))
 
 
 def assert_thresholds(reported: dict, expected: list, scale: float = 1.0):
@@ -207,10 +207,30 @@ def evaluate_checkpoint(checkpoint: dict, data_path, tmp_path) -> tuple[dict, di
     model = identity_predictor()
     tmp_path.mkdir(parents=True, exist_ok=True)
     path, split = tmp_path / "identity.pt", tmp_path / "split.json"
-    torch.save({"model_config": model.model_config, "model_state_dict": model.state_dict(),
-                "normalization": {"mean": [0.0] * 7, "std": [1.0] * 7, "enabled": False}, **checkpoint}, path)
+    torch.save(
+        {
+            "model_config": model.model_config,
+            "model_state_dict": model.state_dict(),
+            "normalization": {"mean": [0.0] * 7, "std": [1.0] * 7, "enabled": False},
+            **checkpoint,
+        },
+        path,
+    )
     split.write_text(json.dumps(SPLIT))
-    args = ["--checkpoint", path, "--data", data_path, "--split", split, "--output", tmp_path / "r.json", "--predictions", tmp_path / "p.npz", "--device", "cpu"]
+    args = [
+        "--checkpoint",
+        path,
+        "--data",
+        data_path,
+        "--split",
+        split,
+        "--output",
+        tmp_path / "r.json",
+        "--predictions",
+        tmp_path / "p.npz",
+        "--device",
+        "cpu",
+    ]
     load_script("evaluate_risk_predictor").main([str(a) for a in args])
     return json.loads((tmp_path / "r.json").read_text()), load_predictions(tmp_path / "p.npz")
 
@@ -232,7 +252,11 @@ def test_saved_thresholds_are_used_only_for_their_own_data_split_and_fraction(da
     """Thresholds saved at training score the test split when data, split and fraction match; else
     (here: the checkpoint names other data) the training split's are computed again."""
     saved = [0.5, 0.25, 0.5, NAN, NAN, NAN, NAN]  # x's threshold moved from 0.375: only rows 1 (0.5) stay positive
-    training = {"thresholds": thresholds_by_dimension(np.array(saved)), "split": SPLIT, "training_config": {"positive_fraction_of_max": 0.5}}
+    training = {
+        "thresholds": thresholds_by_dimension(np.array(saved)),
+        "split": SPLIT,
+        "training_config": {"positive_fraction_of_max": 0.5},
+    }
     own = {**training, "data_sha256": load_dataset(data[0]).content_hash}
     results, arrays = evaluate_checkpoint(own, data[0], tmp_path / "own")
     assert_thresholds(results["thresholds"], saved)
@@ -297,7 +321,7 @@ def test_multi_trainer_validation_uses_each_sources_training_thresholds(data, tm
     sources = [Source("a", load_dataset(data[0]), SPLIT), Source("b", load_dataset(data[1]), SPLIT)]
     config = TrainingConfig(epochs=1, batch_size=2, lr=1e-9, hidden_dims=[7], dropout=0.0, normalize=False, device="cpu", seed=0)
     trainer = Trainer(sources, config, tmp_path, "pair", log=lambda _: None)
-    for part, scale in zip(trainer.parts, (1.0, 0.5)):
+    for part, scale in zip(trainer.parts, (1.0, 0.5), strict=True):
         np.testing.assert_array_equal(np.asarray(part.thresholds, dtype=np.float64), np.array(THRESHOLDS) * scale)
     set_identity(trainer.model)  # scores are nonnegative, so the ReLU passes them and the sigmoid keeps their order
     outcome = trainer.fit()

@@ -28,7 +28,9 @@ def main(argv=None):
     reference, other = rollout_keys(args.reference), rollout_keys(args.other)
     if reference != other:
         differ = sorted(set(reference) ^ set(other))[:3]
-        raise InputError(f"{args.other}: its rollouts differ from those of {args.reference} (first differences: {differ}); the split of one does not fit the other")
+        raise InputError(
+            f"{args.other}: its rollouts differ from those of {args.reference} (first differences: {differ}); the split of one does not fit the other"
+        )
     with atomic_path(args.output) as tmp:
         tmp.write_text(f"{args.reference} and {args.other}: the same {len(reference)} rollouts\n")
     log(f"{args.output}: {len(reference)} rollouts match")

@@ -43,7 +43,9 @@ def main(argv=None):
         save_predictions(args.predictions, test_predictions(scored, args.checkpoint, args.positive_fraction))
     # the guide's checkpoints carry no training_config: reported as empty
     write_results(args.output, checkpoint.get("model_name", ""), report, history, checkpoint.get("training_config", {}))
-    log(f"{args.output}: test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}; logistic baseline mean AUC {report['baselines']['logistic']['mean_auc']}")
+    log(
+        f"{args.output}: test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}; logistic baseline mean AUC {report['baselines']['logistic']['mean_auc']}"
+    )
 
 
 if __name__ == "__main__":

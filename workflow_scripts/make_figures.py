@@ -19,7 +19,9 @@ def parse_args(argv=None):
     training.add_argument("--title", required=True)
     ablation = figures.add_parser("ablation", help="one ablation factor: mean ± std over seeds")
     ablation.add_argument("--factor", required=True)
-    ablation.add_argument("--run", nargs=3, action="append", required=True, metavar=("SOURCE", "VALUE", "RESULTS"), help="one seed of one cell")
+    ablation.add_argument(
+        "--run", nargs=3, action="append", required=True, metavar=("SOURCE", "VALUE", "RESULTS"), help="one seed of one cell"
+    )
     return parser.parse_args(argv)
 
 

@@ -11,17 +11,28 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output-prefix", required=True, help="path without extension; one file per format is written")
     tables = parser.add_subparsers(dest="table", required=True)
-    for name, help_text in (("per-dimension", "per-dimension AUC-ROC or AP of every model"), ("single-vs-multi", "single-source vs multi-source models")):
+    for name, help_text in (
+        ("per-dimension", "per-dimension AUC-ROC or AP of every model"),
+        ("single-vs-multi", "single-source vs multi-source models"),
+    ):
         table = tables.add_parser(name, help=help_text)
-        table.add_argument("--single", nargs=2, action="append", default=[], metavar=("SOURCE", "RESULTS"), help="a single-source model's results.json")
-        table.add_argument("--multi", nargs=2, action="append", default=[], metavar=("GROUP", "RESULTS"), help="a multi-model group's results.json")
+        table.add_argument(
+            "--single", nargs=2, action="append", default=[], metavar=("SOURCE", "RESULTS"), help="a single-source model's results.json"
+        )
+        table.add_argument(
+            "--multi", nargs=2, action="append", default=[], metavar=("GROUP", "RESULTS"), help="a multi-model group's results.json"
+        )
         if name == "per-dimension":
             table.add_argument("--metric", choices=("auc", "ap"), required=True)
     ablation = tables.add_parser("ablation", help="one ablation factor over its values and seeds")
     ablation.add_argument("--factor", required=True)
-    ablation.add_argument("--run", nargs=3, action="append", required=True, metavar=("SOURCE", "VALUE", "RESULTS"), help="one seed of one cell")
+    ablation.add_argument(
+        "--run", nargs=3, action="append", required=True, metavar=("SOURCE", "VALUE", "RESULTS"), help="one seed of one cell"
+    )
     correlation = tables.add_parser("failure-correlation", help="predicted risk against observed failures")
-    correlation.add_argument("--predictions", nargs=2, action="append", required=True, metavar=("SOURCE", "NPZ"), help="a model's test predictions")
+    correlation.add_argument(
+        "--predictions", nargs=2, action="append", required=True, metavar=("SOURCE", "NPZ"), help="a model's test predictions"
+    )
     correlation.add_argument("--bins", type=int, default=5, help="equal-count bins of predicted risk")
     return parser.parse_args(argv)
 

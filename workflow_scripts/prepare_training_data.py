@@ -18,7 +18,9 @@ def main(argv=None):
     parser.add_argument("--failure", required=True, help="failure_rollouts.pkl")
     parser.add_argument("--output", required=True, help="dataset path (.vlarisk, or .pkl for the guide's layout)")
     labels = parser.add_mutually_exclusive_group()
-    labels.add_argument("--require-labels", action="store_true", help="drop steps without per_dim_risk instead of labelling them heuristically")
+    labels.add_argument(
+        "--require-labels", action="store_true", help="drop steps without per_dim_risk instead of labelling them heuristically"
+    )
     labels.add_argument("--heuristic-labels", action="store_true", help="ignore per_dim_risk and label every step by the heuristic")
     args = parser.parse_args(argv)
     labelling = "require" if args.require_labels else "heuristic" if args.heuristic_labels else "auto"

@@ -20,7 +20,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     dataset = load_dataset(args.data)
     split = split_rollouts(dataset.metadata["rollouts"], args.val_split, args.test_split, args.seed, args.held_out_tasks, source=args.data)
-    split["settings"] = {"val_split": args.val_split, "test_split": args.test_split, "seed": args.seed, "held_out_tasks": args.held_out_tasks, "dataset_sha256": dataset.content_hash}
+    split["settings"] = {
+        "val_split": args.val_split,
+        "test_split": args.test_split,
+        "seed": args.seed,
+        "held_out_tasks": args.held_out_tasks,
+        "dataset_sha256": dataset.content_hash,
+    }
     write_json(args.output, split)
     log(f"{args.output}: " + ", ".join(f"{name} {len(split[name])} rollouts" for name in ("train", "val", "test")))
 

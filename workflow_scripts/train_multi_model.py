@@ -39,7 +39,9 @@ def score_test_splits(args, sources, outcome):
     from vlarisk.evaluation import evaluate_sources, per_source_summary, write_results
 
     report = {**evaluate_sources(outcome.model, sources, outcome.thresholds, outcome.device, log=log), "best_epoch": outcome.best_epoch}
-    write_results(Path(args.output_dir) / "results.json", args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds)
+    write_results(
+        Path(args.output_dir) / "results.json", args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds
+    )
     log(per_source_summary(report))
 
 

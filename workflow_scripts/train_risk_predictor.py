@@ -26,7 +26,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    source = open_source(args.model_name, args.data, args.split, args.planting, val_fraction=args.val_split, test_fraction=args.test_split, seed=args.seed)
+    source = open_source(
+        args.model_name, args.data, args.split, args.planting, val_fraction=args.val_split, test_fraction=args.test_split, seed=args.seed
+    )
     trainer = Trainer([source], args.config, args.output_dir, args.model_name, log=log)
     outcome = fit_trainer(trainer, args)
     if not args.no_test:
@@ -42,8 +44,12 @@ def score_test_split(args, source, outcome):
     from vlarisk.evaluation import evaluate, write_results
 
     report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device, log=log)
-    write_results(Path(args.output_dir) / "results.json", args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds)
-    log(f"test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}; logistic baseline mean AUC {report['baselines']['logistic']['mean_auc']}")
+    write_results(
+        Path(args.output_dir) / "results.json", args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds
+    )
+    log(
+        f"test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}; logistic baseline mean AUC {report['baselines']['logistic']['mean_auc']}"
+    )
 
 
 if __name__ == "__main__":

@@ -115,12 +115,14 @@ def fit_dimensions(features: np.ndarray, targets: np.ndarray, C: float) -> tuple
         return model.fit(features, targets[:, dim])
 
     with threadpool_limits(1), ThreadPoolExecutor(max(1, min(len(fittable), torch.get_num_threads()))) as pool:
-        for dim, model in zip(fittable, pool.map(fit, fittable)):
+        for dim, model in zip(fittable, pool.map(fit, fittable), strict=True):
             weights[:, dim], bias[dim] = model.coef_[0], model.intercept_[0]
     return weights, bias
 
 
-def decision_values(hidden: np.ndarray, rows: np.ndarray, mean: np.ndarray, std: np.ndarray, weights: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def decision_values(
+    hidden: np.ndarray, rows: np.ndarray, mean: np.ndarray, std: np.ndarray, weights: np.ndarray, bias: np.ndarray
+) -> np.ndarray:
     """``((hidden[rows] - mean) / std) @ weights + bias``, one block of rows at a time."""
     scores = np.empty((len(rows), weights.shape[1]), dtype=np.float32)
     buffer = np.empty((min(BLOCK_ROWS, len(rows)), hidden.shape[1]), dtype=np.float32)
@@ -160,7 +162,11 @@ def scorer_metrics(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarra
 
 def model_vs_logistic(model_metrics: dict, logistic_metrics: dict) -> dict:
     """Mean AUC of model and logistic baseline over the dimensions where both are defined."""
-    shared = [name for name in ACTION_DIMENSIONS if model_metrics.get(f"auc_{name}") is not None and logistic_metrics.get(f"auc_{name}") is not None]
+    shared = [
+        name
+        for name in ACTION_DIMENSIONS
+        if model_metrics.get(f"auc_{name}") is not None and logistic_metrics.get(f"auc_{name}") is not None
+    ]
     model = mean_defined({f"auc_{name}": model_metrics[f"auc_{name}"] for name in shared}, "auc")
     logistic = mean_defined({f"auc_{name}": logistic_metrics[f"auc_{name}"] for name in shared}, "auc")
     margin = None if model is None else model - logistic
@@ -201,7 +207,10 @@ def baseline_report(
     scored_rows = rows[scored]
     labels = np.asarray(dataset.labels[scored_rows])
     train_labels = np.asarray(dataset.labels[rows["train"]])
-    scores = {"logistic": logistic_scores(dataset.hidden, rows["train"], train_labels, thresholds, scored_rows), **shortcut_scores(dataset, scored_rows)}
+    scores = {
+        "logistic": logistic_scores(dataset.hidden, rows["train"], train_labels, thresholds, scored_rows),
+        **shortcut_scores(dataset, scored_rows),
+    }
     if planting_path:
         scores["planted_direction"] = planted_direction_scores_of(dataset, scored_rows, planting_path)
     report = {name: scorer_metrics(values, labels, thresholds) for name, values in scores.items()}

@@ -30,7 +30,9 @@ class BatchStream:
     content depend only on ``(seed, epoch)``.
     """
 
-    def __init__(self, dataset: RiskDataset, rows: np.ndarray, mean: torch.Tensor, std: torch.Tensor, device: torch.device, batch_size: int):
+    def __init__(
+        self, dataset: RiskDataset, rows: np.ndarray, mean: torch.Tensor, std: torch.Tensor, device: torch.device, batch_size: int
+    ):
         self.dataset, self.rows, self.device, self.batch_size = dataset, np.asarray(rows), device, batch_size
         if len(self.rows) and (int(self.rows.min()) < 0 or int(self.rows.max()) >= len(dataset)):
             raise IndexError(f"training rows out of range for a dataset of {len(dataset)} steps")

@@ -50,7 +50,9 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
         if refused:
             name = refused.group(1) if "." in refused.group(1) else f"builtins.{refused.group(1)}"  # torch drops "builtins."
-            raise UnsafePickleError(f"{path}: refusing to load global '{name}': checkpoints are read with weights_only=True (tensors and plain data only)") from None
+            raise UnsafePickleError(
+                f"{path}: refusing to load global '{name}': checkpoints are read with weights_only=True (tensors and plain data only)"
+            ) from None
         raise InputError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {_torch_error_detail(exc)})") from None
     if not isinstance(checkpoint, dict):
         raise InputError(f"{path}: not a checkpoint (expected a dict, got {type(checkpoint).__name__})")
@@ -133,7 +135,10 @@ def data_fields(parts: list, normalize: bool, multi_source: bool) -> dict:
     if not multi_source:
         (part,) = parts
         return {**_source_facts(part, normalize), "split": part.source.split, "data_sha256": part.source.dataset.content_hash}
-    sources = {p.source.name: {"input_dim": p.source.dataset.hidden_dim, "dataset": p.source.dataset.path, **_source_facts(p, normalize)} for p in parts}
+    sources = {
+        p.source.name: {"input_dim": p.source.dataset.hidden_dim, "dataset": p.source.dataset.path, **_source_facts(p, normalize)}
+        for p in parts
+    }
     return {
         "sources": sources,
         "split": {p.source.name: p.source.split for p in parts},
@@ -147,7 +152,9 @@ def _source_facts(part, normalize: bool) -> dict:
     return {"normalization": normalization, "thresholds": thresholds_by_dimension(part.thresholds)}
 
 
-def write_checkpoint(path: str | os.PathLike, model: nn.Module, state: dict, optimizer: torch.optim.Optimizer, epoch: int, metrics: dict, fields: dict) -> None:
+def write_checkpoint(
+    path: str | os.PathLike, model: nn.Module, state: dict, optimizer: torch.optim.Optimizer, epoch: int, metrics: dict, fields: dict
+) -> None:
     """Save weights ``state`` of ``model``'s architecture, with the optimiser, the epoch's
     validation ``metrics`` and ``fields`` (:func:`data_fields`, ``training_config``, ``model_name``,
     ``history``, ``best``), atomically."""

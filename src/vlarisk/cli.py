@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from vlarisk.errors import InputError
 

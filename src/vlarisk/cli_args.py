@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from vlarisk.device import resolve_device
 from vlarisk.checkpoints import read_checkpoint
+from vlarisk.device import resolve_device
 from vlarisk.models import RiskPredictor
 from vlarisk.settings import TrainingConfig, add_arguments, config_from_args
 
@@ -20,8 +20,15 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--output-dir", required=True, help="where best_model.pt, latest.pt (and results.json) are written")
     parser.add_argument("--model-name", default=None, help="name recorded in results (default: the output dir's name)")
     add_arguments(parser)
-    parser.add_argument("--val-split", type=float, default=0.2, help="fraction of rollouts for validation where no split file is given (default: %(default)s)")
-    parser.add_argument("--test-split", type=float, default=0.1, help="fraction of rollouts for testing where no split file is given (default: %(default)s)")
+    parser.add_argument(
+        "--val-split",
+        type=float,
+        default=0.2,
+        help="fraction of rollouts for validation where no split file is given (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--test-split", type=float, default=0.1, help="fraction of rollouts for testing where no split file is given (default: %(default)s)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     parser.add_argument("--resume", action="store_true", help="continue from latest.pt in --output-dir")
     parser.add_argument("--no-test", action="store_true", help="skip scoring the test split and writing results.json")
@@ -68,7 +75,9 @@ def add_scoring_arguments(parser: argparse.ArgumentParser, output_help: str, his
     if history:
         parser.add_argument("--history", default=None, help="latest.pt whose training history to report (default: the checkpoint's)")
     parser.add_argument("--output", required=True, help=output_help)
-    parser.add_argument("--positive-fraction", type=float, default=0.5, help="positive threshold as a fraction of the largest training label")
+    parser.add_argument(
+        "--positive-fraction", type=float, default=0.5, help="positive threshold as a fraction of the largest training label"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     return parser

@@ -13,7 +13,7 @@ Snakefile can load it on every run, dry runs included, at no cost.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import yaml
 

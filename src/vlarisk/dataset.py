@@ -95,7 +95,7 @@ class DatasetWriter:
         self._finished = False
         self._flusher: _Flusher | None = None
 
-    def __enter__(self) -> "DatasetWriter":
+    def __enter__(self) -> DatasetWriter:
         self._tmp = self._atomic.__enter__()
         self._handle = open(self._tmp, "wb")
         self._handle.write(MAGIC)
@@ -160,7 +160,12 @@ class DatasetWriter:
             "format": "vlarisk-dataset",
             "version": FORMAT_VERSION,
             "arrays": self._entries,
-            "metadata": {**metadata, "num_samples": self.num_rows, "hidden_dim": self.hidden_dim, "content_sha256": self._digest.hexdigest()},
+            "metadata": {
+                **metadata,
+                "num_samples": self.num_rows,
+                "hidden_dim": self.hidden_dim,
+                "content_sha256": self._digest.hexdigest(),
+            },
         }
         encoded = json.dumps(footer, sort_keys=True, allow_nan=False).encode()
         self._handle.write(encoded)
@@ -298,7 +303,9 @@ def _load_legacy_pickle(path: Path) -> RiskDataset:
         try:
             arrays[name] = np.asarray([s.get(name, defaults.get(name)) for s in samples], dtype=dtype)
         except (TypeError, ValueError) as exc:
-            raise InputError(f"{path}: {_first_malformed(samples, name, defaults.get(name))}field {name!r} is missing or malformed ({exc})") from None
+            raise InputError(
+                f"{path}: {_first_malformed(samples, name, defaults.get(name))}field {name!r} is missing or malformed ({exc})"
+            ) from None
     _check_labels(arrays["risk_label"], path)
     digest = hashlib.sha256(hidden.tobytes()).hexdigest()
     metadata = {**metadata, "num_samples": len(samples), "hidden_dim": hidden.shape[1], "content_sha256": digest}
@@ -350,7 +357,10 @@ def _check_labels(labels: np.ndarray, path) -> None:
 
 def _rollout_table_from_arrays(arrays: dict[str, np.ndarray]) -> list[dict]:
     ids, first = np.unique(arrays["rollout_id"], return_index=True)
-    return [{"rollout_id": int(r), "success": bool(arrays["success"][i]), "task": str(arrays["task_index"][i])} for r, i in zip(ids, first)]
+    return [
+        {"rollout_id": int(r), "success": bool(arrays["success"][i]), "task": str(arrays["task_index"][i])}
+        for r, i in zip(ids, first, strict=True)
+    ]
 
 
 def load_dataset(path: str | os.PathLike) -> RiskDataset:

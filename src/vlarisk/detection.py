@@ -213,7 +213,11 @@ def rollout_ranking(scores, failed) -> dict:
         reason = "no successful rollouts" if failed.all() else "no failed rollouts"
         return {"rollout_auc": None, "rollout_ap": None, "reason": reason}
     scores = np.asarray(scores, dtype=np.float64)
-    return {"rollout_auc": float(roc_auc_score(failed, scores)), "rollout_ap": float(average_precision_score(failed, scores)), "reason": None}
+    return {
+        "rollout_auc": float(roc_auc_score(failed, scores)),
+        "rollout_ap": float(average_precision_score(failed, scores)),
+        "reason": None,
+    }
 
 
 def conformal_rank(n: int, alpha: float) -> int:
@@ -375,7 +379,7 @@ def culprit_dimensions(labels, rollouts: Rollouts, window: int | None = None) ->
     widths = np.array([window or failure_window(int(n)) for n in rollouts.length])
     in_window = rollouts.steps >= rollouts.per_row(rollouts.length - widths)
     culprits = []
-    for rows, inside in zip(np.split(ordered, rollouts.starts[1:]), np.split(in_window, rollouts.starts[1:])):
+    for rows, inside in zip(np.split(ordered, rollouts.starts[1:]), np.split(in_window, rollouts.starts[1:]), strict=True):
         part = rows[inside]
         if part.size == 0 or not np.isfinite(part).any():
             culprits.append(None)
@@ -431,7 +435,13 @@ def calibration_table(risk, fail_within_k, bins: int = 10) -> dict:
     rate = np.bincount(which, observed, bins) / np.maximum(count, 1)
     ece = float(np.sum(count * np.abs(mean_risk - rate)) / overall.size)
     table = [
-        {"lo": b / bins, "hi": (b + 1) / bins, "mean_risk": float(mean_risk[b]) if count[b] else None, "observed_rate": float(rate[b]) if count[b] else None, "count": int(count[b])}
+        {
+            "lo": b / bins,
+            "hi": (b + 1) / bins,
+            "mean_risk": float(mean_risk[b]) if count[b] else None,
+            "observed_rate": float(rate[b]) if count[b] else None,
+            "count": int(count[b]),
+        }
         for b in range(bins)
     ]
     return {"ece": ece, "bins": bins, "reliability": table}
@@ -465,7 +475,10 @@ def _horizon_block(horizon, rollouts: Rollouts, horizons: np.ndarray) -> dict:
 
 def _per_task_auc(scores: np.ndarray, rollouts: Rollouts) -> dict:
     """Rollout AUC within each task and its mean over the tasks where it is defined."""
-    per_task = {str(t): rollout_ranking(scores[rollouts.task == t], rollouts.failed[rollouts.task == t])["rollout_auc"] for t in np.unique(rollouts.task)}
+    per_task = {
+        str(t): rollout_ranking(scores[rollouts.task == t], rollouts.failed[rollouts.task == t])["rollout_auc"]
+        for t in np.unique(rollouts.task)
+    }
     defined = [v for v in per_task.values() if v is not None]
     return {"mean": float(np.mean(defined)) if defined else None, "per_task": per_task}
 
@@ -535,7 +548,13 @@ def _per_dimension_block(test: _ScoredSet, thresholds: np.ndarray, names: tuple[
     for j, name in enumerate(names, start=1):
         ranking = rollout_ranking(test.scores[:, j], test.rollouts.failed)
         _, rates = _rates_at(thresholds[j], test.step_scores[:, j], test.rollouts, test.horizons)
-        block[name] = {"rollout_auc": ranking["rollout_auc"], "rollout_ap": ranking["rollout_ap"], "threshold": _finite_or_none(thresholds[j]), "tpr": rates["tpr"], "fpr": rates["fpr"]}
+        block[name] = {
+            "rollout_auc": ranking["rollout_auc"],
+            "rollout_ap": ranking["rollout_ap"],
+            "threshold": _finite_or_none(thresholds[j]),
+            "tpr": rates["tpr"],
+            "fpr": rates["fpr"],
+        }
     return block
 
 
@@ -619,7 +638,13 @@ def detection_report(
             "rank": conformal_rank(int(cal.scores.shape[0]), alpha),
             "horizon": _horizon_block(horizon, cal.rollouts, cal.horizons)["per_task"],
         },
-        "bootstrap": {"n_boot": int(n_boot), "seed": int(seed), "stratified_by": "outcome", "method": "percentile", "widened_to_include_point": widened},
+        "bootstrap": {
+            "n_boot": int(n_boot),
+            "seed": int(seed),
+            "stratified_by": "outcome",
+            "method": "percentile",
+            "widened_to_include_point": widened,
+        },
         "undefined": _undefined_reasons(ranking, thresholds[0], lead_median),
     }
 

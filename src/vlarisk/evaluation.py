@@ -12,10 +12,10 @@ import hashlib
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -46,7 +46,11 @@ def checkpoint_thresholds(checkpoint: dict, source: Source, fraction_of_max: flo
     """The thresholds to score ``source`` by: those saved at training when they were fixed on this
     very dataset and split at this fraction, else computed from the source's training split."""
     saved = saved_thresholds(checkpoint, source.name)
-    if saved is not None and (saved.data_sha256, saved.split, saved.fraction_of_max) == (source.dataset.content_hash, source.split, fraction_of_max):
+    if saved is not None and (saved.data_sha256, saved.split, saved.fraction_of_max) == (
+        source.dataset.content_hash,
+        source.split,
+        fraction_of_max,
+    ):
         return saved.thresholds
     why = "the checkpoint saves none" if saved is None else "the checkpoint's were fixed on other data, another split or fraction"
     log(f"{source.dataset.path}: positive thresholds computed from the training split ({why})")
@@ -73,13 +77,17 @@ class ScoredSplit:
         return self.source.labels(self.subset)
 
 
-def score_source(predictor: NormalizedRiskPredictor, source: Source, thresholds: np.ndarray, device: torch.device, subset: str = "test") -> ScoredSplit:
+def score_source(
+    predictor: NormalizedRiskPredictor, source: Source, thresholds: np.ndarray, device: torch.device, subset: str = "test"
+) -> ScoredSplit:
     """Predict ``subset`` of ``source`` with a predictor that normalises its inputs itself."""
     prediction = predict_rows(predictor.predictor, source.dataset.hidden, source.rows[subset], predictor.mean, predictor.std, device)
     return ScoredSplit(source, subset, prediction, thresholds)
 
 
-def score_sources(model: NormalizedMultiRiskPredictor, sources: list[Source], thresholds: dict[str, np.ndarray], device: torch.device) -> list[ScoredSplit]:
+def score_sources(
+    model: NormalizedMultiRiskPredictor, sources: list[Source], thresholds: dict[str, np.ndarray], device: torch.device
+) -> list[ScoredSplit]:
     """Each source's test split scored through its own input layer."""
     scored = []
     for source in sources:
@@ -87,7 +95,9 @@ def score_sources(model: NormalizedMultiRiskPredictor, sources: list[Source], th
             raise InputError(f"{source.dataset.path}: source {source.name!r} is not one the model was trained on ({model.sources})")
         predictor = model.source_predictor(source.name)
         if predictor.mean.numel() != source.dataset.hidden_dim:
-            raise InputError(f"{source.dataset.path}: source {source.name!r} has {source.dataset.hidden_dim}-D hidden states, the model expects {predictor.mean.numel()}-D")
+            raise InputError(
+                f"{source.dataset.path}: source {source.name!r} has {source.dataset.hidden_dim}-D hidden states, the model expects {predictor.mean.numel()}-D"
+            )
         scored.append(score_source(predictor, source, thresholds[source.name], device))
     return scored
 
@@ -99,7 +109,9 @@ def source_report(scored: ScoredSplit, log: Callable[[str], None] = print) -> di
     """
     dataset = scored.source.dataset
     report = test_metrics(scored.prediction, scored.labels, scored.thresholds)
-    report["baselines"] = baseline_report(dataset, scored.source.rows, scored.subset, scored.thresholds, report["test_metrics"], scored.source.planting_path)
+    report["baselines"] = baseline_report(
+        dataset, scored.source.rows, scored.subset, scored.thresholds, report["test_metrics"], scored.source.planting_path
+    )
     versus = report["baselines"]["model_vs_logistic"]
     if versus["beats_logistic"] is False:
         log(
@@ -160,7 +172,12 @@ def multi_source_report(scored: list[ScoredSplit], device: torch.device, started
 
 
 def evaluate(
-    predictor: NormalizedRiskPredictor, source: Source, thresholds: np.ndarray, device: torch.device, subset: str = "test", log: Callable[[str], None] = print
+    predictor: NormalizedRiskPredictor,
+    source: Source,
+    thresholds: np.ndarray,
+    device: torch.device,
+    subset: str = "test",
+    log: Callable[[str], None] = print,
 ) -> dict:
     """Metrics of ``predictor`` and its baselines on ``subset`` of one source."""
     started = time.perf_counter()
@@ -168,7 +185,11 @@ def evaluate(
 
 
 def evaluate_sources(
-    model: NormalizedMultiRiskPredictor, sources: list[Source], thresholds: dict[str, np.ndarray], device: torch.device, log: Callable[[str], None] = print
+    model: NormalizedMultiRiskPredictor,
+    sources: list[Source],
+    thresholds: dict[str, np.ndarray],
+    device: torch.device,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """Pooled and per-source test metrics of a multi-source model (see :func:`multi_source_report`)."""
     started = time.perf_counter()
@@ -177,11 +198,16 @@ def evaluate_sources(
 
 def per_source_summary(report: dict) -> str:
     """One line: pooled and per-source mean test AUC, each source's beside its logistic baseline's."""
-    parts = [f"{name} {entry['test_metrics']['mean_auc']} (logistic {entry['baselines']['logistic']['mean_auc']})" for name, entry in report["per_source"].items()]
+    parts = [
+        f"{name} {entry['test_metrics']['mean_auc']} (logistic {entry['baselines']['logistic']['mean_auc']})"
+        for name, entry in report["per_source"].items()
+    ]
     return f"test mean AUC pooled {report['test_metrics']['mean_auc']}; " + ", ".join(parts)
 
 
-def write_results(path: str | os.PathLike, model_name: str, report: dict, history: dict, config: dict, training_seconds: float | None = None) -> None:
+def write_results(
+    path: str | os.PathLike, model_name: str, report: dict, history: dict, config: dict, training_seconds: float | None = None
+) -> None:
     """Write ``results.json``: the guide's keys (``model_name``, the report's ``test_metrics``,
     ``history``, ``config``) with everything else the report holds.
 

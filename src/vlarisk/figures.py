@@ -7,7 +7,7 @@ a display) and saved without the "Software" metadata entry, so the same inputs g
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -79,7 +79,7 @@ def ablation_figure(factor: str, runs: Sequence[tuple[str, str, str]]) -> Figure
     width = 0.8 / len(sources)
     figure = Figure(figsize=(max(6, 1.4 * len(values) + 2), 4), layout="constrained")
     columns = (table.value_columns.index("mean AUC"), table.value_columns.index("mean AP"))
-    for axes, column, metric in zip(figure.subplots(1, 2), columns, ("mean AUC-ROC", "mean AP")):
+    for axes, column, metric in zip(figure.subplots(1, 2), columns, ("mean AUC-ROC", "mean AP"), strict=True):
         heights: list[float] = []
         for offset, source in enumerate(sources):
             cells = {row.labels[1]: row.cells[column] for row in table.rows if row.labels[0] == source}

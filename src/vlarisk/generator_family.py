@@ -33,7 +33,14 @@ GENERATOR_FAMILY: dict[str, SimulationSpec] = {
     "heuristic_dense": SimulationSpec(hidden_dim=96, with_labels=False, layout="list", seed=1),
     # 0.5% risky steps: few failures, short risk windows.
     "sparse": SimulationSpec(
-        hidden_dim=128, num_success=900, num_failure=90, **EVEN_LENGTHS, risk_window_fraction=0.08, min_risk_window=4, action_coupling=0.3, seed=2
+        hidden_dim=128,
+        num_success=900,
+        num_failure=90,
+        **EVEN_LENGTHS,
+        risk_window_fraction=0.08,
+        min_risk_window=4,
+        action_coupling=0.3,
+        seed=2,
     ),
     # Massive-activation features, log-normal feature scales, sparse labels, partly nonlinear signals.
     "massive_uneven": SimulationSpec(
@@ -52,7 +59,9 @@ GENERATOR_FAMILY: dict[str, SimulationSpec] = {
     # Most dimensions' signals have a random sign per rollout: a linear read-out cannot see them.
     "nonlinear": SimulationSpec(hidden_dim=128, **EVEN_LENGTHS, action_coupling=0.3, nonlinear_dimensions=[1, 2, 4, 6], seed=4),
     # Weak signals: one noise std or so along each direction.
-    "weak": SimulationSpec(hidden_dim=128, signal_strength=[1.2] * 7, failure_signal_strength=0.6, **EVEN_LENGTHS, action_coupling=0.3, seed=5),
+    "weak": SimulationSpec(
+        hidden_dim=128, signal_strength=[1.2] * 7, failure_signal_strength=0.6, **EVEN_LENGTHS, action_coupling=0.3, seed=5
+    ),
     # Directions that are partly task-specific.
     "task_specific": SimulationSpec(hidden_dim=128, num_tasks=6, task_specific=0.5, **EVEN_LENGTHS, action_coupling=0.3, seed=6),
     # One hidden state per step (no action chunks).
@@ -96,7 +105,9 @@ def score_member(spec: SimulationSpec, workdir: str | os.PathLike, config, test_
     paths = [workdir / name for name in ("success_rollouts.pkl", "failure_rollouts.pkl", "planting.npz")]
     write_synthetic_source(spec, *paths)
     prepare_dataset(paths[0], paths[1], workdir / "dataset.vlarisk")
-    source = open_source(workdir.name, str(workdir / "dataset.vlarisk"), planting_path=str(paths[2]), test_fraction=test_fraction, seed=config.seed)
+    source = open_source(
+        workdir.name, str(workdir / "dataset.vlarisk"), planting_path=str(paths[2]), test_fraction=test_fraction, seed=config.seed
+    )
     outcome = Trainer([source], config, workdir / "model", workdir.name, log=log).fit()
     report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device)
     report["history"] = outcome.history

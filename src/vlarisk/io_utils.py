@@ -18,8 +18,9 @@ import re
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 PARTIAL_SUFFIX = ".partial"
 # A temporary file of another host cannot be checked for a live writer; it counts as stale after this.

@@ -73,7 +73,7 @@ def test_metrics(prediction: np.ndarray, target: np.ndarray, thresholds: np.ndar
         "num_samples": int(len(target)),
         "thresholds": thresholds_by_dimension(thresholds),
         "undefined": undefined,
-        "prediction_std": {name: float(s) for name, s in zip(ACTION_DIMENSIONS, spread)},
+        "prediction_std": {name: float(s) for name, s in zip(ACTION_DIMENSIONS, spread, strict=True)},
         "collapsed": bool(collapse),
         "collapse": collapse,
     }

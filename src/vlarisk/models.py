@@ -10,7 +10,7 @@ input layer into one shared trunk, so sources of different hidden sizes train to
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -186,7 +186,7 @@ class MultiRiskPredictor(nn.Module):
     def forward(self, hidden: torch.Tensor, source: str) -> torch.Tensor:
         return self.trunk(self.inputs[self.index(source)](hidden))
 
-    def head(self, source: str) -> "SourceHead":
+    def head(self, source: str) -> SourceHead:
         """A one-argument view for ``source``, usable wherever a :class:`RiskPredictor` is."""
         return SourceHead(self, source)
 

@@ -7,7 +7,9 @@ import numpy as np
 MIN_STD = 1e-6
 
 
-def feature_statistics(hidden: np.ndarray, rows: np.ndarray, chunk_rows: int = 16384, block_rows: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def feature_statistics(
+    hidden: np.ndarray, rows: np.ndarray, chunk_rows: int = 16384, block_rows: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of ``hidden[rows]`` per feature, accumulated in float64.
 
     Reads ``block_rows`` rows at a time into one reused float64 buffer (about 70 MB at 4096-D), so

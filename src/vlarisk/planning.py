@@ -17,7 +17,7 @@ Snakefile loads it on every run at no cost.
 from __future__ import annotations
 
 import shlex
-from typing import Mapping
+from collections.abc import Mapping
 
 RESULTS = "results"
 
@@ -247,7 +247,8 @@ class Plan:
                 "split_path": split_path(source),
                 "description": f"source {source} of multi-model group {group}",
             }
-            entry.update({"planting_path": path for path in self.planting_file(source).values()})
+            if self.is_simulated(source):
+                entry["planting_path"] = planting_path(source)
             entries.append(entry)
         return entries
 

@@ -23,8 +23,11 @@ def test_predictions(scored, checkpoint_path: str, fraction_of_max: float) -> di
     dataset, rows = scored.source.dataset, scored.rows
     label = np.asarray(scored.labels, dtype=np.float32)
     provenance = {
-        "checkpoint": str(checkpoint_path), "checkpoint_sha256": file_sha256(checkpoint_path), "dataset": str(dataset.path),
-        "dataset_sha256": dataset.content_hash, "positive_fraction_of_max": fraction_of_max,
+        "checkpoint": str(checkpoint_path),
+        "checkpoint_sha256": file_sha256(checkpoint_path),
+        "dataset": str(dataset.path),
+        "dataset_sha256": dataset.content_hash,
+        "positive_fraction_of_max": fraction_of_max,
     }
     return {
         "prediction": scored.prediction,

@@ -60,7 +60,17 @@ def _write_vlarisk(success_path, failure_path, output_path, labelling: str) -> d
                 writer.append_hidden(steps.hidden)
                 rollout_id = len(rollouts)
                 task_index = tasks.setdefault(steps.task, len(tasks))
-                rollouts.append({"rollout_id": rollout_id, "file": "success" if success else "failure", "index": index, "success": success, "task": steps.task, "num_steps": steps.num_steps, "num_kept": int(steps.hidden.shape[0])})
+                rollouts.append(
+                    {
+                        "rollout_id": rollout_id,
+                        "file": "success" if success else "failure",
+                        "index": index,
+                        "success": success,
+                        "task": steps.task,
+                        "num_steps": steps.num_steps,
+                        "num_kept": int(steps.hidden.shape[0]),
+                    }
+                )
                 kept = steps.hidden.shape[0]
                 for name, values in steps.fields.items():
                     columns[name].append(values)

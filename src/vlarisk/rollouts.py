@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class SkipCounts:
             f"{self.unlabelled_dropped} unlabelled steps dropped (--require-labels)",
         ]
         counts = (self.empty_rollouts, self.wrong_hidden_length, self.nonfinite_hidden, self.unlabelled_dropped)
-        kept = [part for part, count in zip(parts, counts) if count]
+        kept = [part for part, count in zip(parts, counts, strict=True) if count]
         return "skipped: " + (", ".join(kept) if kept else "nothing")
 
 
@@ -261,7 +262,9 @@ def load_rollouts(path: str) -> list:
     payload = load_pickle(path)
     if isinstance(payload, dict):
         if "trajectories" not in payload:
-            raise InputError(f"{path}: expected a list of rollouts or a dict with 'trajectories'; got a dict with keys {sorted(map(str, payload))[:10]}")
+            raise InputError(
+                f"{path}: expected a list of rollouts or a dict with 'trajectories'; got a dict with keys {sorted(map(str, payload))[:10]}"
+            )
         payload = payload["trajectories"]
     if not isinstance(payload, list):
         raise InputError(f"{path}: expected a list of rollouts, got {type(payload).__name__}")

@@ -23,8 +23,20 @@ ALLOWED_GLOBALS = frozenset(
     {
         ("builtins", name)
         for name in (
-            "list", "dict", "tuple", "set", "frozenset", "bytearray", "bytes", "str",
-            "int", "float", "complex", "bool", "slice", "range",
+            "list",
+            "dict",
+            "tuple",
+            "set",
+            "frozenset",
+            "bytearray",
+            "bytes",
+            "str",
+            "int",
+            "float",
+            "complex",
+            "bool",
+            "slice",
+            "range",
         )
     }
     | {

@@ -18,8 +18,8 @@ the Snakefile loads it on every run, dry runs included, at no cost. ``vlarisk.tr
 import argparse
 import shlex
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
-from typing import Mapping
 
 LOSS_TYPES = ("mse", "mae", "huber", "bce")
 # The hidden-layer activations of vlarisk.models.RiskPredictor (it rejects any other name).

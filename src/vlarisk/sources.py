@@ -121,8 +121,14 @@ def load_sources(
     """Open every dataset of a data config with its split (see :func:`open_source`)."""
     return [
         open_source(
-            entry["model_name"], entry["data_path"], entry.get("split_path"), entry.get("planting_path"),
-            (saved_splits or {}).get(entry["model_name"]), val_fraction, test_fraction, seed,
+            entry["model_name"],
+            entry["data_path"],
+            entry.get("split_path"),
+            entry.get("planting_path"),
+            (saved_splits or {}).get(entry["model_name"]),
+            val_fraction,
+            test_fraction,
+            seed,
         )
         for entry in read_data_config(path)
     ]
@@ -139,7 +145,7 @@ class TrainingSource:
     val_labels: np.ndarray
 
     @classmethod
-    def build(cls, source: Source, normalize: bool, fraction_of_max: float) -> "TrainingSource":
+    def build(cls, source: Source, normalize: bool, fraction_of_max: float) -> TrainingSource:
         """Check that the training and validation rows exist, then fix statistics and thresholds on the training rows."""
         for subset in ("train", "val"):
             if len(source.rows[subset]) == 0:

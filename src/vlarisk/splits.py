@@ -8,7 +8,7 @@ tasks are held out as the test set.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

@@ -9,15 +9,15 @@ handle is removed.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from vlarisk.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
 from vlarisk.checkpoints import load_predictor
+from vlarisk.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
 from vlarisk.models import NormalizedMultiRiskPredictor
 
 
@@ -47,7 +47,13 @@ class RiskMonitor:
         Where the predictor runs.
     """
 
-    def __init__(self, predictor: str | os.PathLike | nn.Module, threshold: float | Sequence[float] = 0.5, source: str | None = None, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        predictor: str | os.PathLike | nn.Module,
+        threshold: float | Sequence[float] = 0.5,
+        source: str | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
         model = load_predictor(predictor, device) if isinstance(predictor, (str, os.PathLike)) else predictor.to(device)
         if isinstance(model, NormalizedMultiRiskPredictor):
             if source is None:

@@ -272,14 +272,23 @@ def write_synthetic_source(spec: SimulationSpec, success_path, failure_path, pla
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             pickle.dump(payload, handle, protocol=pickle.HIGHEST_PROTOCOL)
     with atomic_path(planting_path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, directions=simulator.recorded_directions(), signal_strength=simulator.strength, spec_json=np.array(json.dumps(metadata["spec"])))
+        np.savez(
+            handle,
+            directions=simulator.recorded_directions(),
+            signal_strength=simulator.strength,
+            spec_json=np.array(json.dumps(metadata["spec"])),
+        )
 
 
 def load_planting(path) -> dict:
     """Read a planting record written by :func:`write_synthetic_source` (no pickles involved)."""
     try:
         with np.load(path, allow_pickle=False) as record:
-            return {"directions": record["directions"], "signal_strength": record["signal_strength"], "spec": json.loads(str(record["spec_json"]))}
+            return {
+                "directions": record["directions"],
+                "signal_strength": record["signal_strength"],
+                "spec": json.loads(str(record["spec_json"])),
+            }
     except FileNotFoundError:
         raise InputError(f"{path}: planting record not found") from None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:

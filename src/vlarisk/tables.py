@@ -16,9 +16,9 @@ import html
 import io
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -29,7 +29,12 @@ from vlarisk.predictions import failure_relation, load_predictions
 MISSING = "n/a"
 DIGITS = 3
 # results["baselines"] scorers shown beside the models, with their row labels.
-BASELINE_ROWS = {"logistic": "logistic baseline", "step_index": "step index", "abs_action": "|action|", "planted_direction": "planted direction"}
+BASELINE_ROWS = {
+    "logistic": "logistic baseline",
+    "step_index": "step index",
+    "abs_action": "|action|",
+    "planted_direction": "planted direction",
+}
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,9 @@ def per_dimension_table(prefix: str, single: dict[str, str], multi: dict[str, st
         for group, grouped in multi_results.items():
             if source in grouped.get("per_source", {}):
                 block = grouped["per_source"][source]
-                table.rows.append(Row((source, collapse_marked(f"multi ({group})", block)), summarise([block["test_metrics"]], keys), (multi[group],)))
+                table.rows.append(
+                    Row((source, collapse_marked(f"multi ({group})", block)), summarise([block["test_metrics"]], keys), (multi[group],))
+                )
         baselines = results.get("baselines", {})
         for name, label in BASELINE_ROWS.items():
             if name in baselines:
@@ -143,7 +150,11 @@ def single_vs_multi_table(single: dict[str, str], multi: dict[str, str]) -> Tabl
     for source, path in sorted(single.items()):
         results = read_results(path)
         own, logistic = results["test_metrics"], Summary((logistic_comparison(results).get("logistic_auc"),))
-        groups = [(group, grouped["per_source"][source]["test_metrics"], (path, multi[group])) for group, grouped in multi_results.items() if source in grouped.get("per_source", {})]
+        groups = [
+            (group, grouped["per_source"][source]["test_metrics"], (path, multi[group]))
+            for group, grouped in multi_results.items()
+            if source in grouped.get("per_source", {})
+        ]
         for group, shared, files in groups or [("(no multi-model group)", {}, (path,))]:
             auc, ap = (_single_multi_delta(own.get(key), shared.get(key)) for key in ("mean_auc", "mean_ap"))
             table.rows.append(Row((source, group), (*auc, logistic, *ap), files))
@@ -173,7 +184,12 @@ def ablation_table(factor: str, runs: Sequence[tuple[str, str, str]]) -> Table:
     """
     keys = ("mean_auc", "logistic_auc", "delta_vs_logistic", "mean_ap", *metric_columns("auc")[:-1], "min_prediction_std")
     columns = ("mean AUC", "logistic AUC", "Δ vs logistic", "mean AP", *(f"AUC {d}" for d in ACTION_DIMENSIONS), "min pred std")
-    table = Table(f"ablation_{factor}", f"Ablation of {factor.replace('_', ' ')} (mean ± std over seeds)", ("source", factor, "runs", "collapsed"), columns)
+    table = Table(
+        f"ablation_{factor}",
+        f"Ablation of {factor.replace('_', ' ')} (mean ± std over seeds)",
+        ("source", factor, "runs", "collapsed"),
+        columns,
+    )
     grouped: dict[tuple[str, str], list[str]] = {}
     for source, value, path in runs:
         grouped.setdefault((source, value), []).append(path)
@@ -181,7 +197,9 @@ def ablation_table(factor: str, runs: Sequence[tuple[str, str, str]]) -> Table:
         documents = [read_results(path) for path in sorted(paths)]
         metrics = [_run_metrics(document) for document in documents]
         collapsed = f"{sum(bool(d.get('collapsed')) for d in documents)}/{len(paths)}"
-        table.rows.append(Row((source, value, str(len(paths)), collapsed), summarise(metrics, keys, signed=("delta_vs_logistic",)), tuple(sorted(paths))))
+        table.rows.append(
+            Row((source, value, str(len(paths)), collapsed), summarise(metrics, keys, signed=("delta_vs_logistic",)), tuple(sorted(paths)))
+        )
     return table
 
 
@@ -194,7 +212,12 @@ def _run_metrics(results: dict) -> dict:
 def failure_correlation_table(predictions: dict[str, str], bins: int = 5) -> Table:
     """(e) Per dimension: rank/linear correlation of predicted risk with failure, and failure rate by risk bin."""
     bin_columns = tuple(f"fail rate {label}" for label in risk_bin_labels(bins))
-    table = Table("failure_correlation", "Predicted risk against observed failures on the test split", ("source", "dimension"), ("Spearman vs fail_within_k", "Pearson vs label", *bin_columns))
+    table = Table(
+        "failure_correlation",
+        "Predicted risk against observed failures on the test split",
+        ("source", "dimension"),
+        ("Spearman vs fail_within_k", "Pearson vs label", *bin_columns),
+    )
     for source, path in sorted(predictions.items()):
         data = load_predictions(path)
         for dim, name in enumerate(ACTION_DIMENSIONS):
@@ -212,7 +235,10 @@ def risk_bin_labels(bins: int) -> list[str]:
 # ------------------------------------------------------------------------------------ writers
 def to_markdown(table: Table) -> str:
     header = [*table.label_columns, *table.value_columns]
-    lines = ["| " + " | ".join(_markdown_escape(h) for h in header) + " |", "|" + "|".join(["---"] * len(table.label_columns) + ["---:"] * len(table.value_columns)) + "|"]
+    lines = [
+        "| " + " | ".join(_markdown_escape(h) for h in header) + " |",
+        "|" + "|".join(["---"] * len(table.label_columns) + ["---:"] * len(table.value_columns)) + "|",
+    ]
     lines += ["| " + " | ".join(_markdown_escape(c) for c in _text_cells(row)) + " |" for row in table.rows]
     return "\n".join(lines) + f"\n\nTable: {table.title}\n"
 
@@ -257,10 +283,20 @@ def to_html(table: Table) -> str:
 def to_json(table: Table) -> str:
     """Sidecar with unrounded values and, per row, the files it came from."""
     rows = [
-        {"labels": dict(zip(table.label_columns, row.labels)), "cells": {c: s.as_dict() for c, s in zip(table.value_columns, row.cells)}, "results": list(row.sources)}
+        {
+            "labels": dict(zip(table.label_columns, row.labels, strict=True)),
+            "cells": {c: s.as_dict() for c, s in zip(table.value_columns, row.cells, strict=True)},
+            "results": list(row.sources),
+        }
         for row in table.rows
     ]
-    document = {"name": table.name, "title": table.title, "label_columns": list(table.label_columns), "value_columns": list(table.value_columns), "rows": rows}
+    document = {
+        "name": table.name,
+        "title": table.title,
+        "label_columns": list(table.label_columns),
+        "value_columns": list(table.value_columns),
+        "rows": rows,
+    }
     return json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
@@ -288,6 +324,18 @@ def _markdown_escape(text: str) -> str:
 
 
 def _latex_escape(text: str) -> str:
-    replacements = {"\\": r"\textbackslash{}", "|": r"\textbar{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    replacements = {
+        "\\": r"\textbackslash{}",
+        "|": r"\textbar{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+    }
     text = "".join(replacements.get(char, char) for char in text)
     return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$")

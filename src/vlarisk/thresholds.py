@@ -27,7 +27,7 @@ def binarize(labels: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 
 def thresholds_by_dimension(thresholds: np.ndarray) -> dict[str, float | None]:
     """``{dimension: threshold}``, ``None`` where undefined: the form saved in results and checkpoints."""
-    return {name: (None if np.isnan(t) else float(t)) for name, t in zip(ACTION_DIMENSIONS, thresholds)}
+    return {name: (None if np.isnan(t) else float(t)) for name, t in zip(ACTION_DIMENSIONS, thresholds, strict=True)}
 
 
 def thresholds_from_dimensions(saved: dict[str, float | None]) -> np.ndarray:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import copy
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -139,7 +139,9 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = self._network()
         self.heads = [self.model.head(part.name) for part in self.parts] if self.multi_source else [self.model]
-        self.model.start_at_prior(label_prior(np.concatenate([np.asarray(part.source.labels("train"), dtype=np.float64) for part in self.parts])))
+        self.model.start_at_prior(
+            label_prior(np.concatenate([np.asarray(part.source.labels("train"), dtype=np.float64) for part in self.parts]))
+        )
         self.model.to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.history = {"train_loss": [], "val_loss": [], "val_metrics": [], "epoch_seconds": [], "samples_per_second": []}
@@ -151,7 +153,9 @@ class Trainer:
         """A freshly initialised network for the sources (seed the torch RNG first)."""
         config, dims = self.config, [part.source.dataset.hidden_dim for part in self.parts]
         if self.multi_source:
-            return MultiRiskPredictor([part.name for part in self.parts], dims, config.hidden_dims, dropout=config.dropout, activation=config.activation)
+            return MultiRiskPredictor(
+                [part.name for part in self.parts], dims, config.hidden_dims, dropout=config.dropout, activation=config.activation
+            )
         return RiskPredictor(dims[0], config.hidden_dims, dropout=config.dropout, activation=config.activation)
 
     def resume(self) -> None:
@@ -172,9 +176,15 @@ class Trainer:
         if checkpoint.get("split") != fields["split"]:
             raise InputError(f"{path}: cannot resume: it was trained with a different split")
         saved, current = checkpoint.get("training_config") or {}, asdict(self.config)
-        changed = [f"{key} {saved.get(key)!r} -> {current[key]!r}" for key in current if key not in RESUMABLE_CHANGES and saved.get(key) != current[key]]
+        changed = [
+            f"{key} {saved.get(key)!r} -> {current[key]!r}"
+            for key in current
+            if key not in RESUMABLE_CHANGES and saved.get(key) != current[key]
+        ]
         if changed:
-            raise InputError(f"{path}: cannot resume with different training settings ({', '.join(changed)}); use the same settings or train without --resume")
+            raise InputError(
+                f"{path}: cannot resume with different training settings ({', '.join(changed)}); use the same settings or train without --resume"
+            )
         self.model.load_state_dict(checkpoint["model_state_dict"])
         self.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
         self.history, self.best = checkpoint["history"], checkpoint["best"]
@@ -196,12 +206,16 @@ class Trainer:
             return copy.deepcopy(self.model.state_dict())
         best = read_checkpoint(best_path, self.device)
         if best.get("data_sha256") != data_sha256 or best.get("epoch") not in (self.best["epoch"], latest_epoch + 1):
-            raise InputError(f"{best_path}: does not belong to latest.pt (its epoch is {best.get('epoch')}, latest.pt names {self.best['epoch']}); cannot resume")
+            raise InputError(
+                f"{best_path}: does not belong to latest.pt (its epoch is {best.get('epoch')}, latest.pt names {self.best['epoch']}); cannot resume"
+            )
         return best["model_state_dict"]
 
     def batches(self) -> MixedBatchStream:
         """The training batches of every source, normalised on the fly."""
-        return MixedBatchStream([BatchStream(p.source.dataset, p.rows["train"], p.mean, p.std, self.device, self.config.batch_size) for p in self.parts])
+        return MixedBatchStream(
+            [BatchStream(p.source.dataset, p.rows["train"], p.mean, p.std, self.device, self.config.batch_size) for p in self.parts]
+        )
 
     def fit(self) -> TrainingOutcome:
         """Run the remaining epochs; return the best epoch's model with every source's normalisation."""
@@ -214,7 +228,14 @@ class Trainer:
                 self._run_epoch(stream, epoch)
         self.model.load_state_dict(self.best_state)
         thresholds = {part.name: part.thresholds for part in self.parts}
-        return TrainingOutcome(self._normalized().to(self.device).eval(), thresholds, self.history, self.best["epoch"], self.device, time.perf_counter() - started)
+        return TrainingOutcome(
+            self._normalized().to(self.device).eval(),
+            thresholds,
+            self.history,
+            self.best["epoch"],
+            self.device,
+            time.perf_counter() - started,
+        )
 
     def _normalized(self) -> nn.Module:
         """The network on raw hidden states, normalised with each source's training statistics."""
@@ -252,8 +273,10 @@ class Trainer:
         """Validation metrics of the current weights (:func:`validation_metrics`; per source and
         combined for a multi-source model)."""
         per_source = {}
-        for part, head in zip(self.parts, self.heads):
-            prediction = predict_rows(head, part.source.dataset.hidden, part.rows["val"], part.mean, part.std, self.device, bf16=self.config.bf16)
+        for part, head in zip(self.parts, self.heads, strict=True):
+            prediction = predict_rows(
+                head, part.source.dataset.hidden, part.rows["val"], part.mean, part.std, self.device, bf16=self.config.bf16
+            )
             per_source[part.name] = validation_metrics(prediction, part.val_labels, part.thresholds, self.config.loss_type)
         if not self.multi_source:
             return per_source[self.parts[0].name]
@@ -274,15 +297,25 @@ class Trainer:
             self._save("best_model.pt", epoch, metrics)
         self._save("latest.pt", epoch, metrics)
         auc = "n/a" if metrics["mean_auc"] is None else f"{metrics['mean_auc']:.4f}"
-        self.log(f"epoch {epoch:3d}/{self.config.epochs}  train_loss {train_loss:.5f}  val_loss {metrics['loss']:.5f}  "
-                 f"val_mean_auc {auc}  pred_std_min {metrics['prediction_std_min']:.4f}  "
-                 f"{rate:,.0f} samples/s  {seconds:.1f}s{'  *best*' if improved else ''}")
+        self.log(
+            f"epoch {epoch:3d}/{self.config.epochs}  train_loss {train_loss:.5f}  val_loss {metrics['loss']:.5f}  "
+            f"val_mean_auc {auc}  pred_std_min {metrics['prediction_std_min']:.4f}  "
+            f"{rate:,.0f} samples/s  {seconds:.1f}s{'  *best*' if improved else ''}"
+        )
         if metrics["collapse"]:
-            self.log(f"WARNING: epoch {epoch} looks collapsed ({'; '.join(metrics['collapse'])}); it is only chosen as best if every epoch is")
+            self.log(
+                f"WARNING: epoch {epoch} looks collapsed ({'; '.join(metrics['collapse'])}); it is only chosen as best if every epoch is"
+            )
 
     def _save(self, name: str, epoch: int, metrics: dict) -> None:
         state = self.model.state_dict() if name == "latest.pt" else self.best_state
-        fields = {**self._data_fields(), "training_config": asdict(self.config), "model_name": self.model_name, "history": self.history, "best": self.best}
+        fields = {
+            **self._data_fields(),
+            "training_config": asdict(self.config),
+            "model_name": self.model_name,
+            "history": self.history,
+            "best": self.best,
+        }
         write_checkpoint(self.output_dir / name, self.model, state, self.optimizer, epoch, metrics, fields)
 
     def _data_fields(self) -> dict:
