@@ -3,21 +3,39 @@
 #   make test   install into .venv, then run the test suite (make test-fast: the quick tests only)
 VENV ?= .venv
 PYTHON ?= python3
-# The CPU build of torch is taken first so that nothing pulls a multi-GB CUDA build by accident;
-# on a GPU machine use e.g. `make run TORCH_SPEC="torch==2.13.0 --index-url <your CUDA wheel index>"`.
+# The torch wheel comes from TORCH_INDEX, which replaces the package index for that one wheel:
+# by default PyTorch's CPU wheel index, so a laptop never downloads the multi-GB CUDA build.
+# Pip's configured find-links and extra indexes still apply; an unreachable TORCH_INDEX only
+# warns, and the install fails if nothing else offers TORCH_SPEC (it never falls back to PyPI's
+# CUDA build). GPU machine: a CUDA index, e.g. `make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128`
+# (docs/cluster.md); `TORCH_INDEX=` uses the configured index alone (a mirror; on PyPI, Linux
+# wheels are CUDA builds). torch's dependencies come from the configured index.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 CORES ?= 2
 ACTIVATE = . $(VENV)/bin/activate
+PIP = $(VENV)/bin/python -m pip
+# One marker per (TORCH_SPEC, TORCH_INDEX): changing either reinstalls torch.
+TORCH_MARKER = $(VENV)/.torch-$(shell printf '%s\n' '$(TORCH_SPEC) $(TORCH_INDEX)' | cksum | cut -d' ' -f1)
 
 .PHONY: setup run paper test test-fast lint format clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet $(TORCH_SPEC)
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(PIP) install --quiet --upgrade pip
+
+$(TORCH_MARKER): | $(VENV)/bin/python
+	rm -f $(VENV)/.torch-*
+	$(PIP) uninstall --quiet --yes torch
+	$(PIP) install --quiet --no-deps $(TORCH_SPEC) $(if $(strip $(TORCH_INDEX)),--index-url $(TORCH_INDEX))
+	$(PIP) install --quiet $(TORCH_SPEC)  # torch's own dependencies, from the configured index
+	$(VENV)/bin/python -c "import torch; print('installed torch', torch.__version__, 'CUDA', torch.version.cuda or 'none (CPU build)')"
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(TORCH_MARKER)
+	$(PIP) install --quiet -e '.[test]'
 	touch $@
 
 run: setup

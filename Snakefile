@@ -5,13 +5,14 @@
 #          and every multi-model group of `multi_model` (rules/multi.smk)
 #   single results/models/<source>/results.json (or any other output path)
 #   paper  everything above plus multi-model groups, ablations, tables and figures (docs/paper.md)
-
-
-# The default config applies only when no --configfile is given: another config
-# (config/paper.yaml, tests/data/tiny_config.yaml) then replaces it instead of merging into it.
-if not workflow.overwrite_configfiles:
-
-    configfile: "config/config.yaml"
+#   compare  `all`, then a table of every results.json under results/ (every experiment):
+#          results/comparison/runs.{csv,md}
+#
+# The config: config/config.yaml holds the defaults; --configfile files and --config values merge
+# over them, and `--config experiment=<name>` selects one of `experiments`, whose outputs go to
+# results/experiments/<name>/ (rules/common.smk, vlarisk.config_checks). Code, scripts and the
+# defaults are read beside this file, outputs written under the working directory, so
+# `snakemake -s <repo>/Snakefile --directory <scratch>` and use as a module work (docs/anywhere.md).
 
 
 report: "report/workflow.rst"
@@ -24,12 +25,14 @@ include: "rules/models.smk"
 include: "rules/multi.smk"
 include: "rules/ablations.smk"
 include: "rules/paper.smk"
+include: "rules/compare.smk"
 
 
 localrules:
     all,
     paper,
     split_dataset,
+    split_dataset_seeded,
 
 
 rule all:

@@ -7,11 +7,15 @@ children) to ``--result``. Stages and implementations:
 
 ``generate rollouts``   seed0-shaped synthetic rollout pickles (distinct per-step arrays, as real files have)
 ``prepare naive``       load both pickles whole, build per-step samples, ``np.array`` all hidden states, ``np.save``
-``prepare project``     :func:`vlarisk.prepare.prepare_dataset` (streams into the memory-mapped ``.vlarisk`` file)
-``train dataloader``    TensorDataset + DataLoader(batch 256, shuffle, 4 workers) over the data loaded into RAM
+``prepare project``     :func:`vlarisk.prepare.prepare_dataset` (distinct states streamed into the ``.npy`` dataset directory)
+``prepare project-perstep``  the same with ``deduplicate=False`` (one stored state per step), for the per-step training rows
+``train dataloader``    TensorDataset + DataLoader(batch 256, shuffle, 0 workers on <=2 cores) over the training rows in RAM
 ``train bare``          the training rows in one normalised tensor, batches by ``index_select`` on a permutation
 ``train project``       :class:`vlarisk.training.Trainer` epoch loop (BatchStream over the memory-mapped dataset)
 ``train project-fit``   ``Trainer.fit()`` for one epoch: statistics, epoch, validation, checkpoints, end to end
+``train3 reference``    whole command, 3 epochs: training rows read into RAM, DataLoader as above, then test AUC
+``train3 project``      whole command, 3 epochs: ``Trainer.fit()`` on the deduplicated dataset, then test AUC
+``train3 project-perstep``  the same on the per-step dataset
 ``evaluate naive``      test rows loaded into a tensor, scored in batches of 256, metrics once
 ``evaluate project``    :func:`vlarisk.evaluation.evaluate` (large no-grad batches from the memory map)
 
@@ -53,6 +57,7 @@ def paths(workdir: Path) -> dict[str, Path]:
         "failure": workdir / "failure_rollouts.pkl",
         "planting": workdir / "planting.npz",
         "dataset": workdir / "dataset.vlarisk",
+        "dataset_perstep": workdir / "dataset_perstep.vlarisk",
         "naive_hidden": workdir / "naive_hidden.npy",
         "naive_labels": workdir / "naive_labels.npy",
         "split": workdir / "split.json",
@@ -146,7 +151,7 @@ def prepare_naive(args) -> dict:
     labels = np.array([s["risk_label"] for s in samples], dtype=np.float32)
     np.save(p["naive_hidden"], hidden)
     np.save(p["naive_labels"], labels)
-    return {"samples": len(samples)}
+    return {"samples": len(samples), "dataset_bytes": _tree_bytes(p["naive_hidden"]) + _tree_bytes(p["naive_labels"])}
 
 
 def prepare_load_only(args) -> dict:
@@ -162,15 +167,28 @@ def prepare_load_only(args) -> dict:
     return {"samples": steps}
 
 
-def prepare_project(args) -> dict:
+def _tree_bytes(path: Path) -> int:
+    """Bytes on disk of a file, or of every file under a directory."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+def prepare_project(args, deduplicate: bool = True) -> dict:
     from vlarisk.prepare import prepare_dataset
     from vlarisk.splits import split_rollouts
 
     p = paths(args.workdir)
-    metadata = prepare_dataset(p["success"], p["failure"], p["dataset"])
+    output = p["dataset"] if deduplicate else p["dataset_perstep"]
+    metadata = prepare_dataset(p["success"], p["failure"], output, deduplicate=deduplicate)
     split = split_rollouts(metadata["rollouts"], 0.2, 0.1, seed=0)
     p["split"].write_text(json.dumps(split))
-    return {"samples": sum(r["num_kept"] for r in metadata["rollouts"])}
+    return {"samples": sum(r["num_kept"] for r in metadata["rollouts"]), "dataset_bytes": _tree_bytes(output)}
+
+
+def prepare_project_perstep(args) -> dict:
+    """The project's preparation storing one state per step (the data the per-step training rows read)."""
+    return prepare_project(args, deduplicate=False)
 
 
 def prepare_project_nosync(args) -> dict:
@@ -183,7 +201,7 @@ def prepare_project_nosync(args) -> dict:
 # train
 
 
-def _train_setup(args):
+def _train_setup(args, name: str = "dataset"):
     import torch
 
     from vlarisk.dataset import load_dataset
@@ -191,7 +209,7 @@ def _train_setup(args):
 
     torch.set_num_threads(args.threads)
     p = paths(args.workdir)
-    dataset = load_dataset(p["dataset"])
+    dataset = load_dataset(p[name])
     split = json.loads(p["split"].read_text())
     rows = split_rows(dataset.rollout_id, split)
     return dataset, split, rows
@@ -237,23 +255,30 @@ def _in_ram_normalised(dataset, rows, mean, std):
     return block
 
 
+def loader_workers() -> int:
+    """DataLoader workers as a user would tune them: none on 2 cores or fewer (measured faster
+    there: workers only compete with the training threads), else at most one per spare core."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(4, cores - 1)
+
+
 def train_dataloader(args) -> dict:
     import torch
-    from torch.utils.data import DataLoader, Subset, TensorDataset
+    from torch.utils.data import DataLoader, TensorDataset
 
     from vlarisk.normalization import feature_statistics
 
     dataset, _, rows = _train_setup(args)
     mean, std = (torch.from_numpy(s) for s in feature_statistics(dataset.hidden, rows["train"]))
-    everything = _in_ram_normalised(dataset, np.arange(len(dataset)), mean, std)  # the reference holds all steps
-    labels = torch.from_numpy(np.asarray(dataset.labels, dtype=np.float32))
-    data = Subset(TensorDataset(everything, labels), rows["train"].tolist())
+    hidden = _in_ram_normalised(dataset, rows["train"], mean, std)  # the same rows as the project's loop
+    labels = torch.from_numpy(np.asarray(dataset.labels[rows["train"]], dtype=np.float32))
+    data = TensorDataset(hidden, labels)
     model, optimizer = _model_and_optimizer(dataset.hidden_dim)
     model.train()
     steps = _max_steps(args, len(rows["train"]))
     torch.manual_seed(1)
     start = _start()
-    loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, num_workers=4)
+    loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, num_workers=loader_workers())
     samples = 0
     for i, (hidden, target) in enumerate(loader):
         if i == steps:
@@ -261,7 +286,7 @@ def train_dataloader(args) -> dict:
         _step(model, optimizer, hidden, target, args.bf16)
         samples += len(target)
     del loader
-    return {"samples": samples, **_since(start), "steps": min(i + 1, steps)}
+    return {"samples": samples, **_since(start), "steps": min(i + 1, steps), "workers": loader_workers()}
 
 
 def train_bare(args) -> dict:
@@ -321,6 +346,106 @@ def train_project_fit(args) -> dict:
         "steps": -(-len(rows["train"]) // args.batch_size),
         "epoch_samples_per_second": outcome.history["samples_per_second"][-1],
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# train3: whole commands, three epochs, test AUC (the timed section starts before the data is opened)
+
+TRAIN3_EPOCHS = 3
+
+
+def _collapse_facts(prediction: np.ndarray, report: dict) -> dict:
+    from vlarisk.collapse import collapse_reasons
+
+    return {
+        "mean_auc": report["test_metrics"]["mean_auc"],
+        "prediction_std_min": float(prediction.std(axis=0).min()),
+        "collapse": collapse_reasons(prediction, report["test_metrics"]["mean_auc"]),
+    }
+
+
+def train3_reference(args) -> dict:
+    """The reference recipe as a user tunes it: the training rows of the per-step dataset read into
+    RAM, per-step normalisation, DataLoader (workers <= cores), soft-label BCE, Adam, 3 epochs, fp32; then
+    the test rows scored and the test AUC."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from vlarisk.metrics import test_metrics
+    from vlarisk.thresholds import positive_thresholds
+
+    torch.set_num_threads(args.threads)
+    p = paths(args.workdir)
+    split = json.loads(p["split"].read_text())
+    hidden_all = np.load(p["dataset_perstep"] / "states.npy", mmap_mode="r")  # one row per step
+    labels_all = np.load(p["dataset_perstep"] / "risk_label.npy")
+    rollout_id = np.load(p["dataset_perstep"] / "rollout_id.npy")
+    from vlarisk.splits import split_rows
+
+    rows = split_rows(rollout_id, split)
+    hidden = torch.from_numpy(np.ascontiguousarray(hidden_all[rows["train"]]))
+    mean, std = hidden.mean(dim=0), hidden.std(dim=0, unbiased=False).clamp_min(1e-6)
+    hidden.sub_(mean).div_(std)
+    labels = torch.from_numpy(labels_all[rows["train"]])
+    model, optimizer = _model_and_optimizer(hidden.shape[1])
+    torch.manual_seed(1)
+    loader = DataLoader(TensorDataset(hidden, labels), batch_size=args.batch_size, shuffle=True, num_workers=loader_workers())
+    epoch_seconds = []
+    for _ in range(TRAIN3_EPOCHS):
+        tick = time.perf_counter()
+        model.train()
+        for batch_hidden, target in loader:
+            loss = F.binary_cross_entropy_with_logits(model.logits(batch_hidden), target)  # the project's default loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+        epoch_seconds.append(time.perf_counter() - tick)
+    del loader, hidden
+    model.eval()
+    test = torch.from_numpy(np.ascontiguousarray(hidden_all[rows["test"]]))
+    with torch.no_grad():
+        prediction = torch.cat([model((test[i : i + 4096] - mean) / std) for i in range(0, len(test), 4096)]).numpy()
+    report = test_metrics(prediction, labels_all[rows["test"]], positive_thresholds(labels_all[rows["train"]], 0.5))
+    return {
+        "samples": TRAIN3_EPOCHS * len(rows["train"]),
+        "epoch_seconds": epoch_seconds,
+        "workers": loader_workers(),
+        "dataset_bytes": _tree_bytes(p["dataset_perstep"]),
+        **_collapse_facts(prediction, report),
+    }
+
+
+def train3_project(args, name: str = "dataset") -> dict:
+    """``Trainer.fit()`` for 3 epochs (soft-label BCE, the same step as the reference; statistics, validation
+    and checkpoints included), then the test rows scored and the test AUC, as the reference does."""
+    import torch
+
+    from vlarisk.inference import predict_rows
+    from vlarisk.metrics import test_metrics
+    from vlarisk.sources import Source
+    from vlarisk.training import Trainer, TrainingConfig
+
+    dataset, split, rows = _train_setup(args, name)
+    config = TrainingConfig(epochs=TRAIN3_EPOCHS, batch_size=args.batch_size, loss_type="bce", device="cpu", seed=0)
+    source = Source("bench", dataset, split)
+    trainer = Trainer([source], config, args.workdir / f"train3_{name}", "bench", log=lambda _: None)
+    outcome = trainer.fit()
+    model = outcome.model
+    prediction = predict_rows(model.predictor, dataset.hidden, rows["test"], model.mean, model.std, torch.device("cpu"))
+    report = test_metrics(prediction, np.asarray(dataset.labels[rows["test"]]), outcome.thresholds[source.name])
+    return {
+        "samples": TRAIN3_EPOCHS * len(rows["train"]),
+        "epoch_seconds": outcome.history["epoch_seconds"],
+        "distinct_states": int(len(dataset.states)),
+        "dataset_bytes": _tree_bytes(paths(args.workdir)[name]),
+        **_collapse_facts(prediction, report),
+    }
+
+
+def train3_project_perstep(args) -> dict:
+    return train3_project(args, "dataset_perstep")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -388,6 +513,10 @@ STAGES = {
     ("prepare", "load-only"): prepare_load_only,
     ("prepare", "project"): prepare_project,
     ("prepare", "project-nosync"): prepare_project_nosync,
+    ("prepare", "project-perstep"): prepare_project_perstep,
+    ("train3", "reference"): train3_reference,
+    ("train3", "project"): train3_project,
+    ("train3", "project-perstep"): train3_project_perstep,
     ("train", "dataloader"): train_dataloader,
     ("train", "bare"): train_bare,
     ("train", "project"): train_project,
@@ -419,8 +548,13 @@ def main(argv=None) -> None:
     import vlarisk  # noqa: F401  (package start-up is not stage work; stages needing torch import it before their timed section)
 
     if args.stage == "prepare":  # deleting the previous repeat's multi-GB output is not preparation work
-        for name in ("dataset", "naive_hidden", "naive_labels"):
-            paths(args.workdir)[name].unlink(missing_ok=True)
+        import shutil
+
+        for name in ("dataset", "dataset_perstep", "naive_hidden", "naive_labels"):
+            target = paths(args.workdir)[name]
+            if args.impl == "project-perstep" and name == "dataset" or args.impl == "project" and name == "dataset_perstep":
+                continue  # the other prepared dataset is an input of later rows
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     os.sync()  # start with no dirty pages of earlier stages (e.g. GBs of fresh pickles) being written back
 
     start = _start()

@@ -16,6 +16,7 @@ rule check_same_rollouts:
     input:
         reference=dataset_path("{source}"),
         other=dataset_path("{source}", "heuristic"),
+        code=code_for("check_same_rollouts"),
     output:
         same_rollouts_path("{source}"),
     log:
@@ -23,8 +24,8 @@ rule check_same_rollouts:
     conda:
         "../envs/vlarisk.yaml"
     shell:
-        "python workflow_scripts/check_same_rollouts.py {input.reference} {input.other}"
-        " --output {output} > {log} 2>&1"
+        "python {input.code[0]:q} {input.reference:q} {input.other:q}"
+        " --output {output:q} > {log:q} 2>&1"
 
 
 use rule train_model as train_ablation with:
@@ -34,7 +35,7 @@ use rule train_model as train_ablation with:
                 wildcards.source, wildcards.cell
             )
         ),
-        split=split_path("{source}"),
+        split=split_path("{source}", "{seed}"),
         code=code_for("train_risk_predictor"),
     output:
         best=best_model(ablation_dir("{source}", "{cell}", "{seed}")),
@@ -50,7 +51,9 @@ use rule train_model as train_ablation with:
         flags=lambda wildcards: training_flags(
             PLAN.ablation_settings(wildcards.source, wildcards.cell, wildcards.seed)
         ),
+        detection=PLAN.detection_flags,
         output_dir=subpath(output.best, parent=True),
+        resume_dir=resume_dir("train_ablation", "{source}/{cell}/seed-{seed}"),
 
 
 # Scored like every single model: on the source's own dataset (provided labels are the truth).
@@ -60,7 +63,7 @@ use rule evaluate_model as evaluate_ablation with:
         checkpoint=rules.train_ablation.output.best,
         latest=rules.train_ablation.output.latest,
         data=dataset_path("{source}"),
-        split=split_path("{source}"),
+        split=split_path("{source}", "{seed}"),
         code=code_for("evaluate_risk_predictor"),
     output:
         results=results_json(ablation_dir("{source}", "{cell}", "{seed}")),

@@ -5,16 +5,26 @@
 import importlib.util
 import json
 import os
+import shlex
 import sys
 
+import yaml
 from snakemake.utils import validate
+
+# The workflow's own folder (where this Snakefile's config/, src/ and workflow_scripts/ are), not
+# the working directory: `snakemake -s <repo>/Snakefile --directory <scratch>` and use as a module
+# both read the code and defaults from here and write only under the working directory.
+WORKFLOW_DIR = os.path.dirname(os.path.abspath(str(workflow.current_basedir)))
+AS_MODULE = not os.path.samefile(
+    workflow.main_snakefile, os.path.join(WORKFLOW_DIR, "Snakefile")
+)
 
 
 def _load_standalone(module):
     """One module of this workflow's src/vlarisk, alone, as `vlarisk_<module>` (not whatever
     vlarisk is installed, nor the rest of the package, nor torch). Such a module imports only the
     standard library (and yaml) at module level."""
-    path = os.path.join(workflow.basedir, "src", "vlarisk", f"{module}.py")
+    path = os.path.join(WORKFLOW_DIR, "src", "vlarisk", f"{module}.py")
     spec = importlib.util.spec_from_file_location(f"vlarisk_{module}", path)
     loaded = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = loaded
@@ -28,21 +38,55 @@ _config_checks = _load_standalone("config_checks")
 _code_inputs = _load_standalone("code_inputs")
 # The training settings (TrainingConfig's fields) and the flags that pass them.
 _settings = _load_standalone("settings")
-_load_standalone("planning")
-_config_checks.check_config_files(_config_checks.effective_config_files(workflow))
+_planning = _load_standalone("planning")
+
+
+def _read_yaml(path):
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle) or {}
+
+
+# The config: config/config.yaml's defaults, the user's config files and --config values merged
+# over them, a selected experiment over that, --config again last; strings of --config read as
+# the schema's types; unknown top-level keys refused (vlarisk.config_checks.resolve_config).
+# --replace-workflow-config drops the defaults. Used as a module, the config handed over is the
+# user's layer.
+_settings_of_run = getattr(workflow, "config_settings", None)
+_replace = bool(getattr(_settings_of_run, "replace_workflow_config", False))
+_defaults_file = os.path.join(WORKFLOW_DIR, "config", "config.yaml")
+_user_files = [] if AS_MODULE else _config_checks.effective_config_files(workflow)
+_config_checks.check_config_files(
+    _user_files if _replace else [_defaults_file, *_user_files]
+)
+_schema = _read_yaml(
+    os.path.join(WORKFLOW_DIR, "config", "schema", "config.schema.yaml")
+)
+_overrides = {} if AS_MODULE else dict(getattr(_settings_of_run, "config", None) or {})
+config = _config_checks.resolve_config(
+    config,
+    _schema,
+    defaults=None if _replace else _read_yaml(_defaults_file),
+    overrides=_overrides,
+    origins=[(path, _read_yaml(path)) for path in _user_files]
+    + ([("--config", _overrides)] if _overrides else []),
+)
 validate(config, schema="../config/schema/config.schema.yaml")
+# Outputs under results/, or results/experiments/<name>/ for a selected experiment.
+_planning.set_results_root(_planning.results_root(config))
 
 from vlarisk_planning import (
     Plan,
     ablation_dir,
     benchmark_path,
     best_model,
+    comparison_path,
     data_config_path,
     dataset_path,
     figure_path,
     latest_model,
     log_path,
     mem_mb_for,
+    resume_dir,
     model_dir,
     multi_dir,
     planting_path,
@@ -67,10 +111,28 @@ wildcard_constraints:
     variant="dataset|heuristic",
 
 
+def _workflow_path(*parts):
+    """A file of the workflow's own folder: relative when that is the working directory (the
+    recorded inputs then survive a move of the checkout), absolute otherwise."""
+    path = os.path.join(WORKFLOW_DIR, *parts)
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def code_for(script):
-    """The workflow script ``script`` and the package modules it imports, as input files."""
-    path = f"workflow_scripts/{script}.py"
-    return [path, *_code_inputs.module_closure(path, "src/vlarisk")]
+    """The workflow script ``script`` (first) and the package modules it imports, as input files,
+    from the workflow's own folder. Shell commands run the script as `python {input.code[0]:q}`.
+    """
+    path = _workflow_path("workflow_scripts", f"{script}.py")
+    return [path, *_code_inputs.module_closure(path, _workflow_path("src", "vlarisk"))]
+
+
+# Jobs import this workflow's own package (src/), whatever else is installed.
+shell.prefix(
+    "set -euo pipefail; export PYTHONPATH="
+    + shlex.quote(os.path.join(WORKFLOW_DIR, "src"))
+    + '${{PYTHONPATH:+:"$PYTHONPATH"}}; '
+)
 
 
 def training_flags(settings):
@@ -79,7 +141,11 @@ def training_flags(settings):
 
 
 def planting_flag(wildcards, input):
-    return f"--planting {input.planting}" if "planting" in input.keys() else ""
+    return (
+        f"--planting {shlex.quote(input.planting)}"
+        if "planting" in input.keys()
+        else ""
+    )
 
 
 def write_data_config(path, entries, log_file):

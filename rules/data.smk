@@ -23,9 +23,9 @@ rule simulate_rollouts:
             PLAN.source_config(wildcards.source)["simulate"], sort_keys=True
         ),
     shell:
-        "python workflow_scripts/simulate_rollouts.py --success {output.success}"
-        " --failure {output.failure} --planting {output.planting}"
-        " --spec {params.spec:q} > {log} 2>&1"
+        "python {input.code[0]:q} --success {output.success:q}"
+        " --failure {output.failure:q} --planting {output.planting:q}"
+        " --spec {params.spec:q} > {log:q} 2>&1"
 
 
 rule prepare_dataset:
@@ -33,7 +33,7 @@ rule prepare_dataset:
         unpack(lambda wildcards: PLAN.rollout_files(wildcards.source)),
         code=code_for("prepare_training_data"),
     output:
-        dataset_path("{source}", "{variant}"),
+        directory(dataset_path("{source}", "{variant}")),
     log:
         log_path("prepare_dataset", "{source}.{variant}"),
     benchmark:
@@ -49,8 +49,8 @@ rule prepare_dataset:
             wildcards.source, wildcards.variant
         ),
     shell:
-        "python workflow_scripts/prepare_training_data.py --success {input.success}"
-        " --failure {input.failure} --output {output} {params.labels} > {log} 2>&1"
+        "python {input.code[0]:q} --success {input.success:q}"
+        " --failure {input.failure:q} --output {output:q} {params.labels} > {log:q} 2>&1"
 
 
 rule split_dataset:
@@ -64,11 +64,19 @@ rule split_dataset:
     conda:
         "../envs/vlarisk.yaml"
     params:
-        val=config["split"]["val_fraction"],
-        test=config["split"]["test_fraction"],
-        seed=config["split"]["seed"],
-        held_out=" ".join(map(str, config["split"]["held_out_tasks"])),
+        flags=PLAN.split_flags(),
     shell:
-        "python workflow_scripts/split_dataset.py --data {input.data} --output {output}"
-        " --val-split {params.val} --test-split {params.test} --seed {params.seed}"
-        " --held-out-tasks {params.held_out} > {log} 2>&1"
+        "python {input.code[0]:q} --data {input.data:q} --output {output:q}"
+        " {params.flags} > {log:q} 2>&1"
+
+
+# The ablations' seeds vary the split as well as the initialisation: one split per seed.
+use rule split_dataset as split_dataset_seeded with:
+    output:
+        split_path("{source}", "{seed}"),
+    log:
+        log_path("split_dataset", "{source}.seed-{seed}"),
+    wildcard_constraints:
+        seed=r"\d+",
+    params:
+        flags=lambda wildcards: PLAN.split_flags(wildcards.seed),

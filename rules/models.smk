@@ -21,12 +21,14 @@ rule train_model:
         runtime=runtime_for("train"),
     params:
         flags=lambda wildcards: training_flags(PLAN.training_settings(wildcards.source)),
+        detection=PLAN.detection_flags,
         output_dir=subpath(output.best, parent=True),
+        resume_dir=resume_dir("train_model", "{source}"),
     shell:
-        "python workflow_scripts/train_risk_predictor.py --data {input.data}"
-        " --split {input.split} --output-dir {params.output_dir}"
-        " --model-name {wildcards.source} {params.flags} --threads {threads}"
-        " --no-test > {log} 2>&1"
+        "python {input.code[0]:q} --data {input.data:q}"
+        " --split {input.split:q} --output-dir {params.output_dir:q}"
+        " --model-name {wildcards.source:q} {params.flags} {params.detection} --threads {threads}"
+        " --resume --resume-dir {params.resume_dir:q} --no-test > {log:q} 2>&1"
 
 
 rule evaluate_model:
@@ -53,9 +55,10 @@ rule evaluate_model:
     params:
         planting=planting_flag,
         positive_fraction=PLAN.evaluation["positive_fraction_of_max"],
+        detection=PLAN.detection_flags,
     shell:
-        "python workflow_scripts/evaluate_risk_predictor.py --checkpoint {input.checkpoint}"
-        " --history {input.latest} --data {input.data} --split {input.split}"
-        " --output {output.results} --predictions {output.predictions} {params.planting}"
-        " --positive-fraction {params.positive_fraction}"
-        " --threads {threads} > {log} 2>&1"
+        "python {input.code[0]:q} --checkpoint {input.checkpoint:q}"
+        " --history {input.latest:q} --data {input.data:q} --split {input.split:q}"
+        " --output {output.results:q} --predictions {output.predictions:q} {params.planting}"
+        " --positive-fraction {params.positive_fraction} {params.detection}"
+        " --threads {threads} > {log:q} 2>&1"

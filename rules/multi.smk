@@ -46,11 +46,14 @@ rule train_multi_model:
         runtime=runtime_for("train"),
     params:
         flags=training_flags(PLAN.multi_training_settings()),
+        detection=PLAN.detection_flags,
         output_dir=subpath(output.best, parent=True),
+        resume_dir=resume_dir("train_multi_model", "{group}"),
     shell:
-        "python workflow_scripts/train_multi_model.py --data-config {input.data_config}"
-        " --output-dir {params.output_dir} --model-name {wildcards.group}"
-        " {params.flags} --threads {threads} --no-test > {log} 2>&1"
+        "python {input.code[0]:q} --data-config {input.data_config:q}"
+        " --output-dir {params.output_dir:q} --model-name {wildcards.group:q}"
+        " {params.flags} {params.detection} --threads {threads}"
+        " --resume --resume-dir {params.resume_dir:q} --no-test > {log:q} 2>&1"
 
 
 rule evaluate_multi_model:
@@ -74,7 +77,9 @@ rule evaluate_multi_model:
         runtime=runtime_for("evaluate"),
     params:
         positive_fraction=PLAN.evaluation["positive_fraction_of_max"],
+        detection=PLAN.detection_flags,
     shell:
-        "python workflow_scripts/evaluate_multi_model.py --checkpoint {input.checkpoint}"
-        " --history {input.latest} --data-config {input.data_config} --output {output}"
-        " --positive-fraction {params.positive_fraction} --threads {threads} > {log} 2>&1"
+        "python {input.code[0]:q} --checkpoint {input.checkpoint:q}"
+        " --history {input.latest:q} --data-config {input.data_config:q} --output {output:q}"
+        " --positive-fraction {params.positive_fraction} {params.detection}"
+        " --threads {threads} > {log:q} 2>&1"

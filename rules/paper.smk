@@ -9,6 +9,7 @@ localrules:
     ablation_table,
     roc_pr_figure,
     training_figure,
+    detection_figure,
     ablation_figure,
 
 
@@ -34,8 +35,8 @@ rule paper_table:
         command=lambda wildcards: PLAN.table_command(wildcards.table),
         prefix=subpath(output.html, strip_suffix=".html"),
     shell:
-        "python workflow_scripts/make_tables.py --output-prefix {params.prefix}"
-        " {params.command} > {log} 2>&1"
+        "python {input.code[0]:q} --output-prefix {params.prefix:q}"
+        " {params.command} > {log:q} 2>&1"
 
 
 rule ablation_table:
@@ -61,8 +62,8 @@ rule ablation_table:
         runs=lambda wildcards: PLAN.ablation_run_args(wildcards.factor),
         prefix=subpath(output.html, strip_suffix=".html"),
     shell:
-        "python workflow_scripts/make_tables.py --output-prefix {params.prefix}"
-        " ablation --factor {wildcards.factor} {params.runs} > {log} 2>&1"
+        "python {input.code[0]:q} --output-prefix {params.prefix:q}"
+        " ablation --factor {wildcards.factor} {params.runs} > {log:q} 2>&1"
 
 
 rule roc_pr_figure:
@@ -81,9 +82,9 @@ rule roc_pr_figure:
     conda:
         "../envs/vlarisk.yaml"
     shell:
-        "python workflow_scripts/make_figures.py --output {output} roc-pr"
-        " --predictions {input.predictions} --title '{wildcards.source}: test split'"
-        " > {log} 2>&1"
+        "python {input.code[0]:q} --output {output:q} roc-pr"
+        " --predictions {input.predictions:q} --title '{wildcards.source}: test split'"
+        " > {log:q} 2>&1"
 
 
 rule training_figure:
@@ -102,9 +103,31 @@ rule training_figure:
     conda:
         "../envs/vlarisk.yaml"
     shell:
-        "python workflow_scripts/make_figures.py --output {output} training"
-        " --results {input.results} --title '{wildcards.source}: training'"
-        " > {log} 2>&1"
+        "python {input.code[0]:q} --output {output:q} training"
+        " --results {input.results:q} --title '{wildcards.source}: training'"
+        " > {log:q} 2>&1"
+
+
+rule detection_figure:
+    input:
+        predictions=rules.evaluate_model.output.predictions,
+        results=rules.evaluate_model.output.results,
+        code=code_for("make_figures"),
+    output:
+        report(
+            figure_path("detection", "{source}"),
+            caption="../report/detection.rst",
+            category="Failure detection",
+            labels={"source": "{source}"},
+        ),
+    log:
+        log_path("detection_figure", "{source}"),
+    conda:
+        "../envs/vlarisk.yaml"
+    shell:
+        "python {input.code[0]:q} --output {output:q} detection"
+        " --predictions {input.predictions:q} --results {input.results:q}"
+        " --title '{wildcards.source}: failure detection' > {log:q} 2>&1"
 
 
 rule ablation_figure:
@@ -128,8 +151,8 @@ rule ablation_figure:
     params:
         runs=lambda wildcards: PLAN.ablation_run_args(wildcards.factor),
     shell:
-        "python workflow_scripts/make_figures.py --output {output}"
-        " ablation --factor {wildcards.factor} {params.runs} > {log} 2>&1"
+        "python {input.code[0]:q} --output {output:q}"
+        " ablation --factor {wildcards.factor} {params.runs} > {log:q} 2>&1"
 
 
 rule paper:

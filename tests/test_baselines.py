@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
 import vlarisk.baselines as baselines
-from vlarisk.baselines import LOGISTIC_MAX_ITER, LOGISTIC_TOLERANCE, baseline_report, logistic_scores, model_vs_logistic
+from vlarisk.baselines import LOGISTIC_MAX_ITER, LOGISTIC_TOLERANCE, baseline_report, baseline_scores, logistic_scores, model_vs_logistic
 from vlarisk.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
 from vlarisk.dataset import load_dataset
 from vlarisk.evaluation import evaluate
@@ -120,7 +120,8 @@ def tiny(dataset_path, rollout_files):
 
 def test_shortcut_scorers_equal_hand_computed_aucs(tiny):
     dataset, rows, thresholds, planting = tiny
-    report = baseline_report(dataset, rows, "test", thresholds, {}, planting)
+    scores = baseline_scores(dataset, rows["train"], rows["test"], thresholds, planting)
+    report = baseline_report(scores, np.asarray(dataset.labels[rows["test"]]), thresholds, {})
     assert set(report) == {"logistic", "step_index", "abs_action", "planted_direction", "model_vs_logistic"}
     test = rows["test"]
     steps = np.asarray(dataset.arrays["step_index"][test])

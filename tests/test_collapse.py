@@ -61,7 +61,7 @@ def _train(dataset_path, tmp_path, **settings):
 
 def test_forced_collapse_is_flagged_and_a_healthy_run_is_not(dataset_path, tmp_path):
     """A learning rate far too large saturates every output; the default recipe does not."""
-    broken = _train(dataset_path, tmp_path / "broken", epochs=3, lr=30.0, hidden_dims=[64])
+    broken = _train(dataset_path, tmp_path / "broken", epochs=3, lr=300.0, hidden_dims=[64])
     assert all(metrics["collapse"] for metrics in broken.history["val_metrics"])
     healthy = _train(dataset_path, tmp_path / "healthy", epochs=3, hidden_dims=[64])
     assert not any(metrics["collapse"] for metrics in healthy.history["val_metrics"])

@@ -67,6 +67,22 @@ def random_rollouts(rng, count: int, fail_rate: float = 0.5, tasks: int = 3, sig
     return out
 
 
+# results.json's detection block, key by key, as the contract names them
+CONTRACT = {
+    "horizon",
+    "alpha",
+    "threshold",
+    "rollout_auc",
+    "rollout_ap",
+    "tpr",
+    "fpr",
+    "balanced_accuracy",
+    "lead_time_steps_median",
+    "ci95",
+    "n_rollouts",
+}
+
+
 # --- running maximum and horizons -------------------------------------------------------------
 
 
@@ -118,16 +134,17 @@ def test_group_rollouts_rejects_inconsistent_rows():
 def test_rollout_auc_and_ap_match_sklearn_on_hand_built_maxima():
     rng = np.random.default_rng(3)
     rollouts = random_rollouts(rng, 60, signal=0.15)
-    # Reference: per task, the shortest length; per rollout, the max risk over dims and steps < it.
+    calibration_rollouts = [r for r in random_rollouts(np.random.default_rng(4), 40) if r["success"]]
+    # Reference: per task, the shortest length of the test and calibration rollouts; per rollout,
+    # the max risk over dims and steps < it.
     shortest = {}
-    for r in rollouts:
+    for r in rollouts + calibration_rollouts:
         shortest[r["task"]] = min(shortest.get(r["task"], 10**9), len(r["risk"]))
     maxima = np.array([max(max(row) for row in r["risk"][: shortest[r["task"]]]) for r in rollouts])
     per_dim = np.array([[max(r["risk"][t][d] for t in range(shortest[r["task"]])) for d in range(7)] for r in rollouts])
     failed = np.array([not r["success"] for r in rollouts])
     arrays = steps_of(rollouts)
-    calibration = steps_of([r for r in random_rollouts(np.random.default_rng(4), 40) if r["success"]])
-    report = detection_report(arrays, calibration, n_boot=50)
+    report = detection_report(arrays, steps_of(calibration_rollouts), n_boot=50)
     assert report["rollout_auc"] == pytest.approx(roc_auc_score(failed, maxima))
     assert report["rollout_ap"] == pytest.approx(average_precision_score(failed, maxima))
     for d, name in enumerate(("x", "y", "z", "roll", "pitch", "yaw", "gripper")):
@@ -215,6 +232,25 @@ def test_fpr_on_fresh_exchangeable_successes_is_at_most_alpha():
     # Continuous scores: E[FPR] = 1 - 45/50 = 0.1 exactly (rank 45 of n = 49).
     assert mean <= alpha + 3 * se
     assert mean >= alpha - 4 * se  # and not trivially conservative
+
+
+def test_default_horizon_cuts_test_and_calibration_alike_so_fpr_stays_at_alpha():
+    """A small test set's shortest rollout is longer than a large calibration set's: cut at their
+    own shortest, test successes would be scored over more steps than calibration ones and raise
+    false alarms above alpha. The default cuts both at the shortest of the two."""
+    rng = np.random.default_rng(5)
+    alpha, draws = 0.1, 200
+
+    def rollouts(count, success=True):
+        return [{"risk": rng.random((n, 7)), "success": success} for n in rng.integers(10, 60, count)]
+
+    fprs = []
+    for _ in range(draws):
+        calibration = steps_of(rollouts(99))
+        test = steps_of(rollouts(8) + rollouts(2, success=False))
+        fprs.append(detection_report(test, calibration, n_boot=1, alpha_grid=())["fpr"])
+    mean, se = np.mean(fprs), np.std(fprs) / math.sqrt(draws)
+    assert mean <= alpha + 3 * se, mean
 
 
 def test_tied_scores_do_not_break_the_false_alarm_bound():
@@ -363,24 +399,11 @@ def test_report_shape_is_strict_json():
     calibration_rollouts = random_rollouts(rng, 30, 0.2)
     report = detection_report(steps_of(rollouts), steps_of(calibration_rollouts), n_boot=100)
     json.dumps(report, allow_nan=False)
-    contract = {
-        "horizon",
-        "alpha",
-        "threshold",
-        "rollout_auc",
-        "rollout_ap",
-        "tpr",
-        "fpr",
-        "balanced_accuracy",
-        "lead_time_steps_median",
-        "ci95",
-        "n_rollouts",
-    }
-    assert contract <= set(report)
+    assert CONTRACT <= set(report)
     assert {"per_dimension", "lead_time", "attribution", "calibration", "alpha_grid"} <= set(report)
     assert report["n_rollouts"] == {"success": sum(r["success"] for r in rollouts), "failure": sum(not r["success"] for r in rollouts)}
     assert report["threshold_fit"]["n_calibration_failures_left_out"] == sum(not r["success"] for r in calibration_rollouts)
-    assert report["horizon"]["rule"] == "shortest_rollout_per_task"
+    assert report["horizon"]["rule"] == "shortest_rollout_per_task_of_test_and_calibration"
     assert [row["alpha"] for row in report["alpha_grid"]] == [0.01, 0.05, 0.1, 0.2, 0.3]
     assert report["attribution"]["reason"] is None and report["calibration"]["ece"] is not None
 

@@ -3,8 +3,10 @@
 Each optimisation (batches gathered into reused buffers and normalised in place, statistics in
 small blocks, scoring from one reused buffer, vectorised checks and a background writer in
 preparation) is compared here with the plain code it replaced, written out in the test, so a
-speed-up can never silently change a metric. Training is also run twice to show it is
-deterministic for a fixed seed.
+speed-up can never silently change a metric. These comparisons use data stored one state per
+step (``deduplicate=False``), where training on distinct states must give exactly the per-step
+batches; ``test_chunks.py`` compares chunked training with per-step training. Training is also
+run twice to show it is deterministic for a fixed seed.
 """
 
 from __future__ import annotations
@@ -86,8 +88,20 @@ def plain_training(dataset, split: dict, config: TrainingConfig) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny(dataset_path):
+def tiny(rollout_files, tmp_path_factory):
+    """The tiny source stored one state per step (no repeats), and a split."""
+    path = tmp_path_factory.mktemp("per_step") / "tiny.vlarisk"
+    prepare_dataset(rollout_files[0], rollout_files[1], path, deduplicate=False)
+    dataset = load_dataset(path)
+    assert len(dataset.states) == len(dataset)
+    return dataset, split_rollouts(dataset.metadata["rollouts"], 0.2, 0.1, seed=0)
+
+
+@pytest.fixture(scope="module")
+def chunked(dataset_path):
+    """The tiny source with its action chunks' repeated states stored once."""
     dataset = load_dataset(dataset_path)
+    assert len(dataset.states) < len(dataset)
     return dataset, split_rollouts(dataset.metadata["rollouts"], 0.2, 0.1, seed=0)
 
 
@@ -123,7 +137,8 @@ def test_batch_stream_yields_the_plain_batches(tiny):
     stream = BatchStream(dataset, train, mean, std, torch.device("cpu"), 48)
     order = np.random.default_rng([SEED, 4]).permutation(len(train))
     starts = list(range(0, len(train), 48))
-    for start, (hidden, target) in zip(starts, stream.epoch(SEED, 4), strict=True):
+    for start, (hidden, target, inverse) in zip(starts, stream.epoch(SEED, 4), strict=True):
+        assert inverse is None
         picked = train[np.sort(order[start : start + 48])]
         torch.testing.assert_close(hidden, (torch.from_numpy(np.array(dataset.hidden[picked])) - mean) / std, rtol=0, atol=0)
         torch.testing.assert_close(target, torch.from_numpy(np.array(dataset.labels[picked])), rtol=0, atol=0)
@@ -219,34 +234,39 @@ def test_preparation_fast_paths_match_the_step_by_step_checks(tmp_path, monkeypa
         np.testing.assert_array_equal(a.arrays[name], b.arrays[name])
 
 
-def test_device_resident_batches_match_the_host_batches(tiny, monkeypatch):
+def test_device_resident_batches_match_the_host_batches(chunked, monkeypatch):
     """The GPU path's logic (rows normalised once into one tensor, batches indexed from it), run on CPU."""
-    dataset, split = tiny
+    dataset, split = chunked
     train = split_rows(dataset.rollout_id, split)["train"]
     mean, std = (torch.from_numpy(s) for s in feature_statistics(dataset.hidden, train))
     host = BatchStream(dataset, train, mean, std, torch.device("cpu"), 40)
-    expected = [(hidden.clone(), target) for hidden, target in host.epoch(SEED, 2)]
+    expected = [(hidden.clone(), target, inverse) for hidden, target, inverse in host.epoch(SEED, 2)]
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1 << 40, 1 << 40))
     resident = BatchStream(dataset, train, mean, std, torch.device("cpu"), 40)
     resident.resident = resident._copy_to_device()
     batches = list(resident.epoch(SEED, 2))
     assert len(batches) == len(expected)
-    for (hidden, target), (want_hidden, want_target) in zip(batches, expected, strict=True):
+    assert any(inverse is not None for _, _, inverse in expected)
+    for (hidden, target, inverse), (want_hidden, want_target, want_inverse) in zip(batches, expected, strict=True):
         assert torch.equal(hidden, want_hidden) and torch.equal(target, want_target)
+        assert (inverse is None and want_inverse is None) or torch.equal(inverse, want_inverse)
 
 
 def test_dataset_hash_covers_the_bytes_in_order(dataset_path, tmp_path):
-    """The digest (hidden states hashed back from the file on a thread, then the step arrays) is
-    the sha256 of the arrays' bytes in file order, as a one-pass hash of them would give."""
+    """The digest (distinct states hashed back from the file on a thread, then the state index and
+    the step arrays) is the sha256 of the arrays' bytes in that order, as a one-pass hash gives."""
     import hashlib
 
     from vlarisk.dataset import STEP_FIELDS, DatasetWriter
 
     dataset = load_dataset(dataset_path)
-    expected = hashlib.sha256(np.ascontiguousarray(dataset.hidden).tobytes())
+    expected = hashlib.sha256(np.ascontiguousarray(dataset.states).tobytes())
+    expected.update(np.ascontiguousarray(dataset.state_index, dtype=np.int32).tobytes())
     for name in STEP_FIELDS:
         expected.update(np.ascontiguousarray(dataset.arrays[name]).tobytes())
     assert dataset.content_hash == expected.hexdigest()
+    # the arrays are plain .npy files
+    np.testing.assert_array_equal(np.load(dataset_path / "states.npy", mmap_mode="r"), dataset.states)
     # many small blocks and several flushes: same digest
     import vlarisk.dataset as dataset_module
 
@@ -258,9 +278,10 @@ def test_dataset_hash_covers_the_bytes_in_order(dataset_path, tmp_path):
     dataset_module._Flusher.__init__ = small
     try:
         with DatasetWriter(tmp_path / "copy.vlarisk") as writer:
-            for start in range(0, len(dataset), 7):
-                writer.append_hidden(np.array(dataset.hidden[start : start + 7]))
-            writer.finish({name: np.array(dataset.arrays[name]) for name in STEP_FIELDS}, {})
+            for start in range(0, len(dataset.states), 7):
+                writer.append_hidden(np.array(dataset.states[start : start + 7]))
+            arrays = {name: np.array(dataset.arrays[name]) for name in STEP_FIELDS}
+            writer.finish({**arrays, "state_index": np.array(dataset.state_index)}, {})
     finally:
         dataset_module._Flusher.__init__ = original
     assert load_dataset(tmp_path / "copy.vlarisk").content_hash == expected.hexdigest()

@@ -11,21 +11,28 @@ import yaml
 from snakemake.utils import validate
 
 from vlarisk import planning
+from vlarisk.config_checks import resolve_config
 from vlarisk.planning import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "config" / "schema" / "config.schema.yaml")
 
 
+SCHEMA_DOC = yaml.safe_load(Path(SCHEMA).read_text())
+DEFAULTS = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+
 def load(path: str = "config/config.yaml", **changes) -> dict:
-    """A config as the Snakefile sees it: validated, schema defaults filled in."""
+    """A config as the Snakefile sees it: the file (its top-level keys replaced by ``changes``)
+    merged over config/config.yaml, validated, schema defaults filled in."""
     config = yaml.safe_load((ROOT / path).read_text())
     config.update(copy.deepcopy(changes))
+    config = resolve_config(config, SCHEMA_DOC, defaults=DEFAULTS)
     validate(config, schema=SCHEMA)
     return config
 
 
-TINY = yaml.safe_load((ROOT / "tests/data/tiny_config.yaml").read_text())
+TINY = load("tests/data/tiny_config.yaml")
 REAL = {
     "real_a": {
         "success": "data/a/success.pkl",
@@ -131,7 +138,7 @@ def test_without_multi_models_or_ablations():
     assert plan.ablation_results() == [] and plan.ablation_factors() == []
     targets = plan.paper_targets()
     assert targets["multi"] == [] and targets["ablations"] == []
-    assert len(targets["tables"]) == 4 * 5 and targets["tables"][:2] == [
+    assert len(targets["tables"]) == len(planning.PAPER_TABLES) * 5 and targets["tables"][:2] == [
         "results/paper/tables/auc_per_dimension.md",
         "results/paper/tables/auc_per_dimension.tex",
     ]
@@ -140,6 +147,8 @@ def test_without_multi_models_or_ablations():
         "results/paper/figures/roc_pr/tiny_b.png",
         "results/paper/figures/training/tiny_a.png",
         "results/paper/figures/training/tiny_b.png",
+        "results/paper/figures/detection/tiny_a.png",
+        "results/paper/figures/detection/tiny_b.png",
     ]
 
 
@@ -171,7 +180,7 @@ def test_default_config_grid():
     assert plan.ablation_factors() == ["loss_type", "hidden_dims", "dropout", "normalize", "labels"]
     assert plan.factor_pattern == "loss_type|hidden_dims|dropout|normalize|labels"
     targets = plan.paper_targets()
-    assert len(targets["tables"]) == (4 + 5) * 5 and len(targets["figures"]) == 2 * 2 + 5
+    assert len(targets["tables"]) == (len(planning.PAPER_TABLES) + 5) * 5 and len(targets["figures"]) == 3 * 2 + 5
     assert targets["single"] + targets["multi"] == plan.all_targets()
 
 
@@ -261,9 +270,49 @@ def test_table_inputs_and_commands():
     assert plan.table_input("failure_correlation") == {
         "predictions": ["results/models/synthetic_a/test_predictions.npz", "results/models/synthetic_b/test_predictions.npz"]
     }
-    assert plan.table_input("auc_per_dimension")["multi"] == ["results/multi/all_synthetic/results.json"]
+    assert plan.table_input("auc_per_dimension")["multi"] == ["results/multi/all_sources/results.json"]
     single = "--single synthetic_a results/models/synthetic_a/results.json --single synthetic_b results/models/synthetic_b/results.json"
-    multi = "--multi all_synthetic results/multi/all_synthetic/results.json"
+    multi = "--multi all_sources results/multi/all_sources/results.json"
     assert plan.table_command("ap_per_dimension") == f"per-dimension --metric ap {single} {multi}"
     assert plan.table_command("single_vs_multi") == f"single-vs-multi {single} {multi}"
     assert plan.table_command("failure_correlation").startswith("failure-correlation --predictions synthetic_a ")
+
+
+# ------------------------------------------------------------------------ own sources only
+def test_a_config_of_only_sources_plans_every_default_around_them():
+    """README: replace the sources, nothing else changes (the group is `all`, ablations the first)."""
+    plan = Plan(load(sources=REAL))
+    assert plan.multi_groups == {"all_sources": ["real_a", "real_b", "sim_c"]}
+    assert plan.ablation_sources == ["real_a"]
+    assert "results/multi/all_sources/results.json" in plan.all_targets()
+
+
+def test_the_all_group_is_left_out_with_one_source():
+    plan = Plan(load(sources={"only": REAL["real_b"]}))
+    assert plan.multi_groups == {} and plan.all_targets() == ["results/models/only/results.json"]
+    assert plan.ablation_sources == ["only"]
+
+
+def test_named_groups_and_ablated_sources_still_win():
+    plan = real_plan(multi_model={"groups": {"ab": ["real_a", "real_b"], "every": "all"}}, ablations={"sources": ["real_b", "sim_c"]})
+    assert plan.multi_groups == {"ab": ["real_a", "real_b"], "every": ["real_a", "real_b", "sim_c"]}
+    assert plan.ablation_sources == ["real_b", "sim_c"]
+
+
+# ------------------------------------------------------------------------------ experiments
+def test_results_root_of_an_experiment():
+    assert planning.results_root(load()) == "results"
+    assert planning.results_root(load(experiment="lr_small")) == "results/experiments/lr_small"
+    assert load(experiment="lr_small")["training"]["lr"] == 0.0001
+    try:
+        planning.set_results_root("results/experiments/lr_small")
+        assert planning.model_dir("a") == "results/experiments/lr_small/models/a"
+        assert planning.comparison_path("csv") == "results/comparison/runs.csv"  # one table for every experiment
+    finally:
+        planning.set_results_root(planning.RESULTS_BASE)
+
+
+def test_the_comparison_reads_other_runs_as_found():
+    plan = Plan(load())
+    found = ["results/models/synthetic_a/results.json", "results/experiments/x/models/synthetic_a/results.json"]
+    assert plan.comparison_runs(found) == ["results/experiments/x/models/synthetic_a/results.json"]

@@ -96,6 +96,35 @@ def test_pickle_output_matches_the_memory_mapped_dataset(rollout_files, dataset_
 
 def test_dataset_is_memory_mapped_and_hashed(dataset_path):
     dataset = load_dataset(dataset_path)
-    assert isinstance(dataset.hidden, np.memmap)
-    assert dataset.hidden.dtype == np.float32 and dataset.hidden.shape == (dataset.metadata["num_samples"], 16)
+    assert isinstance(dataset.states, np.memmap) and isinstance(dataset.labels, np.memmap)
+    assert dataset.states.dtype == np.float32 and dataset.states.shape == (dataset.metadata["num_states"], 16)
+    assert dataset.hidden.shape == (dataset.metadata["num_samples"], 16) == (len(dataset.state_index), 16)
     assert len(dataset.content_hash) == 64
+
+
+def test_dataset_is_plain_numpy_files(dataset_path):
+    """Any numpy user can open the arrays: one .npy per array, metadata as JSON."""
+    import json
+
+    document = json.loads((dataset_path / "metadata.json").read_text())
+    assert document["format"] == "vlarisk-dataset" and document["metadata"]["num_samples"] == len(load_dataset(dataset_path))
+    for name, entry in document["arrays"].items():
+        array = np.load(dataset_path / f"{name}.npy", mmap_mode="r")
+        assert list(array.shape) == entry["shape"] and array.dtype == np.dtype(entry["dtype"]), name
+
+
+def test_failed_preparation_leaves_nothing_and_keeps_the_old_dataset(rollout_files, tmp_path, monkeypatch):
+    import vlarisk.prepare as prepare_module
+
+    output = tmp_path / "d.vlarisk"
+    prepare_dataset(rollout_files[0], rollout_files[1], output)
+    before = (output / "metadata.json").read_text()
+
+    def broken(block):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(prepare_module, "distinct_rows", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        prepare_dataset(rollout_files[0], rollout_files[1], output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.vlarisk"]  # no partial directory left
+    assert (output / "metadata.json").read_text() == before

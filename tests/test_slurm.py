@@ -79,9 +79,9 @@ def write_test_config(project: Path, *, multi: bool, ablations: bool) -> str:
 
     config = yaml.safe_load((project / TINY_CONFIG).read_text())
     sources = list(config["sources"])
-    if multi and "multi_model" not in config:
+    if multi and not (config.get("multi_model") or {}).get("groups"):
         config["multi_model"] = {"groups": {"all_sources": sources}}
-    if ablations and "ablations" not in config:
+    if ablations and not (config.get("ablations") or {}).get("factors"):
         config["ablations"] = {
             "sources": sources[:1],
             "seeds": [0],
@@ -124,7 +124,7 @@ def tail(text: str, n: int = 60) -> str:
     return "\n".join(text.splitlines()[-n:])
 
 
-_JOB_HEADER = re.compile(r"^(local)?rule (\w+):\s*$")
+_JOB_HEADER = re.compile(r"^\s*(local)?rule (\w+):\s*$")  # indented: a member of a group job
 
 
 def planned_jobs(log: str) -> list[dict]:
@@ -553,3 +553,114 @@ def test_tiny_pipeline_through_real_slurm(slurm_cluster, tmp_path):
         assert on_slurm[name]["test_metrics"] == on_local[name]["test_metrics"], name
         # and so is everything else but timings (floats compared to 1e-6)
         assert_close(stable_view(on_slurm[name]), stable_view(on_local[name]), name)
+
+
+# ------------------------------------------- a killed training job resumes on retry
+RESUME_EPOCHS = 30
+RESUME_RUN_TIMEOUT = int(os.environ.get("VLARISK_SLURM_RESUME_TIMEOUT", "240"))
+
+
+def running_jobs_of_rule(rule: str) -> list[str]:
+    """Ids of this cluster's running jobs of ``rule`` (by the plugin's --comment rule_<rule>...)."""
+    out = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i|%k"], capture_output=True, text=True, check=True).stdout
+    return [
+        jobid.strip()
+        for jobid, comment in (line.split("|", 1) for line in out.splitlines())
+        if comment.strip().startswith(f"rule_{rule}_wildcards_") or comment.strip() == f"rule_{rule}"
+    ]
+
+
+@pytest.mark.slurm
+def test_training_job_killed_on_slurm_resumes_from_the_last_finished_epoch(slurm_cluster, tmp_path):
+    """scancel a train_model job after its second epoch; Snakemake's retry (--retries 1) continues
+    from the resume state outside the declared outputs, which Snakemake deleted, not from epoch 1."""
+    import yaml
+
+    project = copy_project(tmp_path / "resume")
+    config = yaml.safe_load((project / TINY_CONFIG).read_text())
+    # epochs of a fraction of a second: long enough to be caught in the middle of training
+    config["training"].update(epochs=RESUME_EPOCHS, batch_size=32, hidden_dims=[64])
+    (project / "resume_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    config_args = ("--configfile", "resume_config.yaml")
+    source = next(iter(config["sources"]))
+    model, state = project / "results" / "models" / source, project / "results" / ".resume" / "train_model" / source
+    rule_log = project / "results" / "logs" / "train_model" / f"{source}.log"
+
+    # the data locally (not the point here), then only the training job through SLURM
+    inputs = [f"results/datasets/{source}/dataset.vlarisk", f"results/splits/{source}.json"]
+    prep = subprocess.run(
+        snakemake_cmd(*inputs, "--cores", "2", *config_args, timeout_s=LOCAL_RUN_TIMEOUT),
+        cwd=project,
+        env=venv_env(project),
+        capture_output=True,
+        text=True,
+    )
+    assert prep.returncode == 0, tail(prep.stdout + prep.stderr)
+    mem_cap = max(1000, min(node_memory_mb() - 256, 16000))
+    slurm_log = tmp_path / "slurm.log"
+    with open(slurm_log, "w") as fh:
+        run = subprocess.Popen(
+            snakemake_cmd(
+                f"results/models/{source}/best_model.pt",
+                "--profile",
+                "profiles/slurm",
+                "--profile",
+                "profiles/slurm-test",
+                "--retries",
+                "1",
+                "--resources",
+                f"mem_mb={mem_cap}",
+                *config_args,
+                timeout_s=RESUME_RUN_TIMEOUT,
+            ),
+            cwd=project,
+            env=venv_env(project),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        # wait for the job's second finished epoch, then kill the job as the scheduler would
+        while not (rule_log.exists() and re.search(r"^epoch +2/", rule_log.read_text(), re.M)):
+            assert run.poll() is None, f"snakemake ended before epoch 2 (rc={run.returncode})\n{tail(slurm_log.read_text())}"
+            time.sleep(0.2)
+        (first,) = running_jobs_of_rule("train_model")
+        subprocess.run(["scancel", first], check=True)
+        while first in running_jobs_of_rule("train_model"):
+            time.sleep(0.2)
+        # the last epoch the killed job finished (read before the retry can start: the plugin
+        # needs several seconds to notice the failure and resubmit)
+        retry_started = bool(running_jobs_of_rule("train_model"))
+        killed_at = int(read_checkpoint(state / "latest.pt")["epoch"])
+        run.wait(timeout=RESUME_RUN_TIMEOUT + 60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    log = slurm_log.read_text()
+    assert run.returncode == 0, f"SLURM run failed (rc={run.returncode}; 124/137 = timeout)\n{tail(log, 80)}"
+
+    # the scheduler saw the killed job and its retry
+    m = re.search(r"SLURM run ID: (\S+)", log)
+    assert m, "no 'SLURM run ID' in the log"
+    states = {r["jobid"]: r["state"] for r in squeue_records(m.group(1)) if r["rule"] == "train_model"}
+    assert states[first] == "CANCELLED" and sorted(states.values()) == ["CANCELLED", "COMPLETED"], states
+
+    # the retry continued from the last finished epoch, not from epoch 1
+    resumed = re.search(r"^resumed from (\S+) at epoch (\d+)$", rule_log.read_text(), re.M)
+    assert resumed, f"the retry did not resume:\n{tail(rule_log.read_text(), 20)}"
+    assert Path(resumed.group(1)) == Path("results/.resume/train_model") / source / "latest.pt"
+    epoch = int(resumed.group(2))
+    assert 2 < epoch <= RESUME_EPOCHS
+    if not retry_started:
+        assert epoch == killed_at + 1
+    trained_again = [int(e) for e in re.findall(r"^epoch +(\d+)/", rule_log.read_text(), re.M)]
+    assert trained_again == list(range(epoch, RESUME_EPOCHS + 1))
+    latest = read_checkpoint(model / "latest.pt")
+    assert latest["epoch"] == RESUME_EPOCHS and len(latest["history"]["train_loss"]) == RESUME_EPOCHS
+    assert (model / "best_model.pt").exists()
+    assert not state.exists(), "the finished job left its resume state"
+
+
+def read_checkpoint(path: Path) -> dict:
+    from vlarisk.checkpoints import read_checkpoint as read
+
+    return read(path)

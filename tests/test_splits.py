@@ -7,7 +7,7 @@ import pytest
 
 from vlarisk.dataset import load_dataset
 from vlarisk.errors import InputError
-from vlarisk.splits import split_rollouts, split_rows, validate_split
+from vlarisk.splits import calibration_tasks_of, split_rollouts, split_rows, test_sets, unseen_tasks, validate_split
 
 
 def test_no_rollout_in_two_splits(dataset_path):
@@ -30,12 +30,58 @@ def test_split_is_stratified_and_seeded(dataset_path):
     assert split != split_rollouts(rollouts, 0.2, 0.1, seed=1)
 
 
-def test_held_out_tasks_form_the_test_set(dataset_path):
+def test_held_out_tasks_form_the_unseen_test_set(dataset_path):
     rollouts = load_dataset(dataset_path).metadata["rollouts"]
-    split = split_rollouts(rollouts, 0.2, 0.1, seed=0, held_out_tasks=["0"])
+    split = split_rollouts(rollouts, 0.2, 0.1, seed=0, held_out_tasks=["0"], calibration_fraction=0.15)
     task = {r["rollout_id"]: r["task"] for r in rollouts}
-    assert {task[i] for i in split["test"]} == {"0"}
-    assert "0" not in {task[i] for i in split["train"] + split["val"]}
+    every_task_0 = {r["rollout_id"] for r in rollouts if r["task"] == "0"}
+    assert set(split["test_unseen"]) == every_task_0
+    assert "0" not in {task[i] for name in ("train", "val", "calibration", "test_seen") for i in split[name]}
+    assert set(split["test"]) == set(split["test_seen"]) | set(split["test_unseen"])
+    assert unseen_tasks(split, rollouts) == ["0"]
+    validate_split(split, rollouts)
+
+
+def test_calibration_holds_only_unused_successes(dataset_path):
+    rollouts = load_dataset(dataset_path).metadata["rollouts"]
+    outcome = {r["rollout_id"]: r["success"] for r in rollouts}
+    split = split_rollouts(rollouts, 0.2, 0.1, seed=0, calibration_fraction=0.2)
+    assert split["calibration"] and all(outcome[i] for i in split["calibration"])
+    # 20% of the 30 successes (none held out) go to calibration
+    assert len(split["calibration"]) == round(0.2 * 30)
+    used = set(split["train"]) | set(split["val"]) | set(split["test"])
+    assert not set(split["calibration"]) & used
+    assert len(used) + len(split["calibration"]) == len(rollouts)
+    validate_split(split, rollouts)
+
+
+def test_automatic_held_out_tasks_need_enough_tasks():
+    def table(tasks):
+        return [{"rollout_id": i, "success": i % 2 == 0, "task": str(i % tasks)} for i in range(20 * tasks)]
+
+    few = split_rollouts(table(4), 0.2, 0.1, seed=0, held_out_tasks="auto")
+    assert "test_unseen" not in few and unseen_tasks(few, table(4)) == []
+    many = split_rollouts(table(10), 0.2, 0.1, seed=0, held_out_tasks="auto", unseen_task_fraction=0.2)
+    chosen = unseen_tasks(many, table(10))
+    assert len(chosen) == 2
+    assert chosen != unseen_tasks(split_rollouts(table(10), 0.2, 0.1, seed=3, held_out_tasks="auto"), table(10))
+    train_tasks = {str(i % 10) for i in many["train"]}
+    assert not train_tasks & set(chosen)
+
+
+def test_held_out_tasks_of_one_outcome_are_refused():
+    rollouts = [{"rollout_id": i, "success": i >= 5 and i % 2 == 0, "task": "a" if i < 5 else "b"} for i in range(40)]
+    with pytest.raises(InputError, match="test_unseen split has only failures"):
+        split_rollouts(rollouts, 0.2, 0.1, seed=0, held_out_tasks=["a"])
+
+
+def test_test_sets_must_partition_test(dataset_path):
+    rollouts = load_dataset(dataset_path).metadata["rollouts"]
+    split = split_rollouts(rollouts, 0.2, 0.1, seed=0, held_out_tasks=["1"])
+    broken = {**split, "test_seen": split["test_seen"][1:]}
+    with pytest.raises(InputError, match="together hold exactly"):
+        validate_split(broken, rollouts, "split.json")
+    assert test_sets(split) == ("test_seen", "test_unseen") and test_sets({"test": [1]}) == ("test",)
 
 
 def test_overlapping_split_file_is_refused(dataset_path):
@@ -50,3 +96,20 @@ def test_split_rows_are_sorted_row_indices():
     rollout_id = np.array([0, 0, 1, 1, 1, 2])
     rows = split_rows(rollout_id, {"train": [1], "val": [0], "test": [2]})
     assert rows["train"].tolist() == [2, 3, 4] and rows["test"].tolist() == [5]
+
+
+def test_calibration_tasks_are_held_out_of_training_and_give_only_successes():
+    rollouts = [{"rollout_id": i, "success": i % 3 != 0, "task": str(i % 10)} for i in range(400)]
+    split = split_rollouts(rollouts, 0.2, 0.1, seed=0, held_out_tasks="auto", calibration_fraction=0.15, calibration_tasks="auto")
+    task = {r["rollout_id"]: r["task"] for r in rollouts}
+    outcome = {r["rollout_id"]: r["success"] for r in rollouts}
+    calibrating = calibration_tasks_of(split, rollouts)
+    assert len(calibrating) == 2 and not set(calibrating) & set(unseen_tasks(split, rollouts))
+    # every rollout of a calibration task: its successes calibrate, its failures are unused, none trains
+    for rid, t in task.items():
+        if t in calibrating:
+            assert rid in (split["calibration"] if outcome[rid] else split["unused"])
+    assert not {task[i] for i in split["train"] + split["val"] + split["test"]} & set(calibrating)
+    validate_split(split, rollouts)
+    with pytest.raises(InputError, match="both held out for testing and for calibration"):
+        split_rollouts(rollouts, 0.2, 0.1, seed=0, held_out_tasks=["1"], calibration_tasks=["1"])

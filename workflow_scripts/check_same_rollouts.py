@@ -6,9 +6,7 @@ dataset; that is only sound when rollout ids mean the same rollouts in both (``-
 can drop a whole unlabelled rollout from one of them and shift the ids after it).
 """
 
-import argparse
-
-from vlarisk.cli import log, run
+from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.dataset import load_dataset
 from vlarisk.errors import InputError
 from vlarisk.io_utils import atomic_path
@@ -20,7 +18,7 @@ def rollout_keys(path: str) -> list[tuple]:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("reference", help="the dataset whose split is used")
     parser.add_argument("other", help="the dataset trained on with that split")
     parser.add_argument("--output", required=True, help="note written when they match")

@@ -4,25 +4,25 @@
 Each source's split is its data-config entry's ``split_path``, else the one saved in the checkpoint.
 """
 
-import argparse
-
+from vlarisk.alarm import add_detection_arguments, detection_options
 from vlarisk.checkpoints import multi_predictor_from_checkpoint
-from vlarisk.cli import log, run
+from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.cli_args import add_scoring_arguments, checkpoint_and_history, parse_scoring_args
 from vlarisk.evaluation import checkpoint_thresholds, evaluate_sources, per_source_summary, write_results
 from vlarisk.sources import load_sources
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     add_scoring_arguments(parser, output_help="results.json to write")
     parser.add_argument("--data-config", required=True, help="JSON listing the datasets (as for training)")
+    add_detection_arguments(parser)
     args = parse_scoring_args(parser, argv)
     checkpoint, history = checkpoint_and_history(args)
     model = multi_predictor_from_checkpoint(checkpoint, args.checkpoint).to(args.torch_device)
     sources = load_sources(args.data_config, saved_splits=checkpoint.get("split"))
     thresholds = {source.name: checkpoint_thresholds(checkpoint, source, args.positive_fraction, log) for source in sources}
-    report = evaluate_sources(model, sources, thresholds, args.torch_device, log=log)
+    report = evaluate_sources(model, sources, thresholds, args.torch_device, log=log, options=detection_options(args))
     report["best_epoch"] = checkpoint["epoch"]
     write_results(args.output, checkpoint.get("model_name", ""), report, history, checkpoint["training_config"])
     log(f"{args.output}: {per_source_summary(report)}")

@@ -1,14 +1,12 @@
 #!/usr/bin/env python
-"""Draw one paper figure as PNG: ROC/PR curves, training curves or an ablation bar chart."""
+"""Draw one paper figure as PNG: ROC/PR curves, training curves, failure detection or an ablation bar chart."""
 
-import argparse
-
-from vlarisk.cli import log, run
-from vlarisk.figures import ablation_figure, roc_pr_figure, save_figure, training_figure
+from vlarisk.cli import ArgumentParser, log, run
+from vlarisk.figures import ablation_figure, detection_figure, roc_pr_figure, save_figure, training_figure
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--output", required=True, help="PNG to write")
     figures = parser.add_subparsers(dest="figure", required=True)
     curves = figures.add_parser("roc-pr", help="ROC and precision-recall curves per dimension")
@@ -17,6 +15,10 @@ def parse_args(argv=None):
     training = figures.add_parser("training", help="loss and validation AUC per epoch")
     training.add_argument("--results", required=True, help="results.json with the training history")
     training.add_argument("--title", required=True)
+    detection = figures.add_parser("detection", help="rollout ROC, lead times, risk over time and reliability")
+    detection.add_argument("--predictions", required=True, help="test predictions (.npz)")
+    detection.add_argument("--results", required=True, help="results.json with the detection blocks")
+    detection.add_argument("--title", required=True)
     ablation = figures.add_parser("ablation", help="one ablation factor: mean ± std over seeds")
     ablation.add_argument("--factor", required=True)
     ablation.add_argument(
@@ -29,6 +31,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.figure == "roc-pr":
         figure = roc_pr_figure(args.predictions, args.title)
+    elif args.figure == "detection":
+        figure = detection_figure(args.predictions, args.results, args.title)
     elif args.figure == "training":
         figure = training_figure(args.results, args.title)
     else:

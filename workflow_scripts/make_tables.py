@@ -1,19 +1,27 @@
 #!/usr/bin/env python
 """Write one paper table (Markdown, LaTeX, CSV, HTML and a JSON sidecar) from results files."""
 
-import argparse
-
-from vlarisk.cli import log, run
-from vlarisk.tables import ablation_table, failure_correlation_table, per_dimension_table, single_vs_multi_table, write_table
+from vlarisk.cli import ArgumentParser, log, run
+from vlarisk.tables import (
+    ablation_table,
+    detection_per_dimension_table,
+    detection_table,
+    failure_correlation_table,
+    per_dimension_table,
+    single_vs_multi_table,
+    write_table,
+)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--output-prefix", required=True, help="path without extension; one file per format is written")
     tables = parser.add_subparsers(dest="table", required=True)
     for name, help_text in (
         ("per-dimension", "per-dimension AUC-ROC or AP of every model"),
         ("single-vs-multi", "single-source vs multi-source models"),
+        ("detection", "rollout-level failure detection per test set, beside the baselines"),
+        ("detection-per-dimension", "rollout AUC of each dimension's risk and attribution of alarms"),
     ):
         table = tables.add_parser(name, help=help_text)
         table.add_argument(
@@ -43,6 +51,10 @@ def main(argv=None):
         table = per_dimension_table(args.metric, dict(args.single), dict(args.multi))
     elif args.table == "single-vs-multi":
         table = single_vs_multi_table(dict(args.single), dict(args.multi))
+    elif args.table == "detection":
+        table = detection_table(dict(args.single), dict(args.multi))
+    elif args.table == "detection-per-dimension":
+        table = detection_per_dimension_table(dict(args.single), dict(args.multi))
     elif args.table == "ablation":
         table = ablation_table(args.factor, [tuple(r) for r in args.run])
     else:

@@ -1,15 +1,14 @@
 #!/usr/bin/env python
 """Write synthetic success/failure rollout pickles with a planted risk signal (the embedded default)."""
 
-import argparse
 import json
 
-from vlarisk.cli import log, run
+from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.synthetic import SimulationSpec, write_synthetic_source
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--success", required=True, help="output success_rollouts.pkl")
     parser.add_argument("--failure", required=True, help="output failure_rollouts.pkl")
     parser.add_argument("--planting", required=True, help="output .npz recording the planted directions")

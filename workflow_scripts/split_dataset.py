@@ -1,34 +1,76 @@
 #!/usr/bin/env python
-"""Split a prepared dataset into train/val/test by rollout (stratified by outcome, seeded)."""
+"""Split a prepared dataset by rollout (stratified by outcome, seeded) into train, val, calibration
+and test; with held-out tasks, test is test_seen (training tasks) plus test_unseen (held-out tasks)."""
 
-import argparse
-
-from vlarisk.cli import log, run
+from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.dataset import load_dataset
 from vlarisk.io_utils import write_json
-from vlarisk.splits import split_rollouts
+from vlarisk.splits import AUTO, DEFAULTS, calibration_tasks_of, split_rollouts, unseen_tasks
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, help="prepared dataset")
     parser.add_argument("--output", required=True, help="split JSON to write")
-    parser.add_argument("--val-split", type=float, default=0.2)
-    parser.add_argument("--test-split", type=float, default=0.1)
+    parser.add_argument("--val-split", type=float, default=DEFAULTS["val_fraction"], help="fraction of each outcome's seen-task rollouts")
+    parser.add_argument("--test-split", type=float, default=DEFAULTS["test_fraction"], help="fraction for test_seen")
+    parser.add_argument(
+        "--calibration-split",
+        type=float,
+        default=DEFAULTS["calibration_fraction"],
+        help="fraction of the seen tasks' successes kept for the alarm threshold (0: none; the alarm is then fitted on val)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--held-out-tasks", nargs="*", default=[], help="tasks whose rollouts form the test set")
+    parser.add_argument(
+        "--held-out-tasks",
+        nargs="*",
+        default=[AUTO],
+        help=f"tasks whose rollouts form test_unseen; '{AUTO}' holds out --unseen-task-fraction of the tasks when there are enough; none: no flag value",
+    )
+    parser.add_argument(
+        "--unseen-task-fraction", type=float, default=DEFAULTS["unseen_task_fraction"], help=f"share of tasks held out by '{AUTO}'"
+    )
+    parser.add_argument(
+        "--calibration-tasks",
+        nargs="*",
+        default=list(DEFAULTS["calibration_tasks"]),
+        help=f"tasks held out of training whose successes calibrate the alarm (bounds false alarms on new tasks); '{AUTO}' chooses "
+        "--unseen-task-fraction of the tasks; none: calibrate on --calibration-split of the training tasks' successes",
+    )
     args = parser.parse_args(argv)
     dataset = load_dataset(args.data)
-    split = split_rollouts(dataset.metadata["rollouts"], args.val_split, args.test_split, args.seed, args.held_out_tasks, source=args.data)
+    rollouts = dataset.metadata["rollouts"]
+    held_out = AUTO if args.held_out_tasks == [AUTO] else args.held_out_tasks
+    calibrating = AUTO if args.calibration_tasks == [AUTO] else args.calibration_tasks
+    split = split_rollouts(
+        rollouts,
+        args.val_split,
+        args.test_split,
+        args.seed,
+        held_out,
+        args.data,
+        args.calibration_split,
+        args.unseen_task_fraction,
+        calibrating,
+    )
     split["settings"] = {
         "val_split": args.val_split,
         "test_split": args.test_split,
+        "calibration_split": args.calibration_split,
         "seed": args.seed,
-        "held_out_tasks": args.held_out_tasks,
+        "held_out_tasks": held_out,
+        "unseen_task_fraction": args.unseen_task_fraction,
+        "unseen_tasks": unseen_tasks(split, rollouts),
+        "calibration_tasks": calibration_tasks_of(split, rollouts),
         "dataset_sha256": dataset.content_hash,
     }
     write_json(args.output, split)
-    log(f"{args.output}: " + ", ".join(f"{name} {len(split[name])} rollouts" for name in ("train", "val", "test")))
+    names = [name for name in ("train", "val", "calibration", "unused", "test", "test_seen", "test_unseen") if name in split]
+    log(
+        f"{args.output}: "
+        + ", ".join(f"{name} {len(split[name])} rollouts" for name in names)
+        + f"; unseen tasks {split['settings']['unseen_tasks']}, calibration tasks {split['settings']['calibration_tasks']}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,49 +1,11 @@
 #!/usr/bin/env python
 """Train one risk predictor on several sources (VLA models) listed in a data config.
 
-The data config is the guide's ``{"datasets": [{"model_name", "data_path", "description"?}]}``,
-optionally with ``split_path`` and ``planting_path`` per entry. Writes ``best_model.pt`` and
-``latest.pt`` in ``--output-dir``, and ``results.json`` (pooled and per-source test metrics)
-unless ``--no-test``.
+The code is :mod:`vlarisk.train_multi_command`; installed, the same command is ``vlarisk-train-multi``.
 """
 
-import argparse
-from dataclasses import asdict
-from pathlib import Path
-
-from vlarisk.cli import log, run
-from vlarisk.cli_args import add_training_arguments, fit_trainer, parse_training_args
-from vlarisk.sources import load_sources
-from vlarisk.training import Trainer
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-config", required=True, help="JSON listing the datasets to train on together")
-    add_training_arguments(parser)
-    return parse_training_args(parser, argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    sources = load_sources(args.data_config, args.val_split, args.test_split, args.seed)
-    trainer = Trainer(sources, args.config, args.output_dir, args.model_name, log=log, multi_source=True)
-    outcome = fit_trainer(trainer, args)
-    if not args.no_test:
-        score_test_splits(args, sources, outcome)
-
-
-def score_test_splits(args, sources, outcome):
-    """Write ``results.json``: pooled and per-source test metrics (the evaluation code is imported
-    here, as in train_risk_predictor.py, so that training with ``--no-test`` does not depend on it)."""
-    from vlarisk.evaluation import evaluate_sources, per_source_summary, write_results
-
-    report = {**evaluate_sources(outcome.model, sources, outcome.thresholds, outcome.device, log=log), "best_epoch": outcome.best_epoch}
-    write_results(
-        Path(args.output_dir) / "results.json", args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds
-    )
-    log(per_source_summary(report))
-
+from vlarisk.cli import run
+from vlarisk.train_multi_command import main
 
 if __name__ == "__main__":
     run(main)

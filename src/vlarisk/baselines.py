@@ -179,40 +179,37 @@ def model_vs_logistic(model_metrics: dict, logistic_metrics: dict) -> dict:
     }
 
 
-def baseline_report(
-    dataset: RiskDataset,
-    rows: dict[str, np.ndarray],
-    scored: str,
-    thresholds: np.ndarray,
-    model_metrics: dict,
-    planting_path: str | None = None,
-) -> dict:
-    """Every baseline's metrics on ``rows[scored]``, and the model's mean AUC against the logistic one.
+def baseline_scores(
+    dataset: RiskDataset, train_rows: np.ndarray, scored_rows: np.ndarray, thresholds: np.ndarray, planting_path: str | None = None
+) -> dict[str, np.ndarray]:
+    """Every baseline's scores ``[len(scored_rows), 7]``.
 
     Parameters
     ----------
     dataset : RiskDataset
         The dataset the model was scored on.
-    rows : dict of str to array
-        Row indices per split (:func:`~vlarisk.splits.split_rows`); the logistic fit uses ``"train"``.
-    scored : str
-        The split the model was scored on.
+    train_rows : array
+        The training split's rows: the logistic regression is fitted on them.
+    scored_rows : array
+        The rows to score (e.g. the test split's, followed by the calibration split's).
     thresholds : array [7]
-        The training-split thresholds the model was scored with.
-    model_metrics : dict
-        The model's ``test_metrics`` (``auc_<d>`` keys).
+        The training-split thresholds the model was scored with (the logistic fit's targets).
     planting_path : str, optional
         Planting record of synthetic data: adds the ``planted_direction`` scorer.
     """
-    scored_rows = rows[scored]
-    labels = np.asarray(dataset.labels[scored_rows])
-    train_labels = np.asarray(dataset.labels[rows["train"]])
+    train_labels = np.asarray(dataset.labels[train_rows])
     scores = {
-        "logistic": logistic_scores(dataset.hidden, rows["train"], train_labels, thresholds, scored_rows),
+        "logistic": logistic_scores(dataset.hidden, train_rows, train_labels, thresholds, scored_rows),
         **shortcut_scores(dataset, scored_rows),
     }
     if planting_path:
         scores["planted_direction"] = planted_direction_scores_of(dataset, scored_rows, planting_path)
+    return scores
+
+
+def baseline_report(scores: dict[str, np.ndarray], labels: np.ndarray, thresholds: np.ndarray, model_metrics: dict) -> dict:
+    """Every baseline's metrics (:func:`baseline_scores` on the scored rows, whose ``labels`` are
+    given), and the model's mean AUC (``model_metrics``, its ``test_metrics``) against the logistic one."""
     report = {name: scorer_metrics(values, labels, thresholds) for name, values in scores.items()}
     report["model_vs_logistic"] = model_vs_logistic(model_metrics, report["logistic"])
     return report

@@ -169,7 +169,7 @@ def write_checkpoint(
         **fields,
         "versions": {"vlarisk": vlarisk.__version__, "torch": str(torch.__version__)},
     }
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:  # a full disk: OutputError naming path (torch's "unexpected pos" included)
         torch.save(checkpoint, tmp)
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shutil
 from pathlib import Path
 
 import torch
 
 from vlarisk.checkpoints import read_checkpoint
 from vlarisk.device import resolve_device
+from vlarisk.errors import InputError
+from vlarisk.io_utils import atomic_path, remove_stale_partials
 from vlarisk.models import RiskPredictor
 from vlarisk.settings import TrainingConfig, add_arguments, config_from_args
 
@@ -30,7 +34,14 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         "--test-split", type=float, default=0.1, help="fraction of rollouts for testing where no split file is given (default: %(default)s)"
     )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--resume", action="store_true", help="continue from latest.pt in --output-dir")
+    parser.add_argument("--resume", action="store_true", help="continue from latest.pt in --output-dir (in --resume-dir when given)")
+    parser.add_argument(
+        "--resume-dir",
+        default=None,
+        help="keep the per-epoch checkpoints in this directory instead of --output-dir while training; with --resume, "
+        "continue from them, discarding (with a log line) any of other data or settings; when training ends they are "
+        "copied to --output-dir and this directory is emptied (default: none, checkpoints go to --output-dir)",
+    )
     parser.add_argument("--no-test", action="store_true", help="skip scoring the test split and writing results.json")
     return parser
 
@@ -52,21 +63,70 @@ def parse_training_args(parser: argparse.ArgumentParser, argv: list[str] | None)
     except (ValueError, RuntimeError) as exc:
         parser.error(str(exc))
     args.model_name = args.model_name or Path(args.output_dir).name
+    if args.resume_dir is not None and Path(args.resume_dir).resolve() == Path(args.output_dir).resolve():
+        parser.error(f"--resume-dir {args.resume_dir}: must differ from --output-dir (it is emptied when training ends)")
     if args.threads:
         torch.set_num_threads(args.threads)
     return args
 
 
 def fit_trainer(trainer, args: argparse.Namespace):
-    """Resume if asked, drop a stale ``results.json``, train, and log the best epoch."""
+    """Resume if asked, drop a stale ``results.json``, train, and log the best epoch.
+
+    With ``--resume-dir`` the checkpoints are written there during training (a workflow deletes
+    a failed job's declared outputs, but not this directory, so its retry resumes from the last
+    finished epoch) and copied to ``--output-dir`` at the end. A state there that this run cannot
+    resume from (other data, split or settings, past ``--epochs``, unreadable) is discarded with
+    a log line and training starts from epoch 1; without ``--resume-dir`` it is an error.
+    """
     if args.resume:
-        trainer.resume()
+        if args.resume_dir is None:
+            trainer.resume()
+        else:
+            try:
+                trainer.resume()
+            except InputError as exc:
+                trainer.log(f"--resume-dir: discarding a resume state this run cannot continue ({exc}); starting from epoch 1")
+                clear_resume_state(args.resume_dir)
+    elif args.resume_dir is not None:
+        clear_resume_state(args.resume_dir)  # training starts afresh: no older epoch may be mixed in
     # results.json describes the checkpoints beside it; from here on they change, so an old one
     # must not outlive an interrupted run and pass for this run's results.
     (Path(args.output_dir) / "results.json").unlink(missing_ok=True)
     outcome = trainer.fit()
+    if args.resume_dir is not None:
+        publish_checkpoints(args.resume_dir, args.output_dir)
     trainer.log(f"best epoch {outcome.best_epoch}; training took {outcome.wall_seconds:.1f}s")
     return outcome
+
+
+CHECKPOINT_NAMES = ("best_model.pt", "latest.pt")
+
+
+def publish_checkpoints(state_dir: str | Path, output_dir: str | Path) -> None:
+    """Copy the finished run's checkpoints from ``state_dir`` into ``output_dir`` (each atomically:
+    complete or absent). The state stays until :func:`clear_resume_state`, so a failure after this
+    point still resumes at the last epoch."""
+    for name in CHECKPOINT_NAMES:
+        source = Path(state_dir) / name
+        if source.exists():
+            with atomic_path(Path(output_dir) / name) as tmp:
+                shutil.copyfile(source, tmp)
+
+
+def clear_resume_state(state_dir: str | Path | None) -> None:
+    """Remove the checkpoints (and torn temporary files) in ``state_dir``, then the directory if
+    it is empty: a finished run leaves nothing a later run of other settings could resume from."""
+    if state_dir is None:
+        return
+    directory = Path(state_dir)
+    if not directory.is_dir():
+        return
+    for name in CHECKPOINT_NAMES:
+        (directory / name).unlink(missing_ok=True)
+        remove_stale_partials(directory / name)
+    with contextlib.suppress(OSError):
+        directory.rmdir()
 
 
 def add_scoring_arguments(parser: argparse.ArgumentParser, output_help: str, history: bool = True) -> argparse.ArgumentParser:
@@ -78,7 +138,11 @@ def add_scoring_arguments(parser: argparse.ArgumentParser, output_help: str, his
     parser.add_argument(
         "--positive-fraction", type=float, default=0.5, help="positive threshold as a fraction of the largest training label"
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA, else MPS, else CPU; an error if the job was given GPUs that torch cannot use), cpu, cuda, cuda:N or mps",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     return parser
 

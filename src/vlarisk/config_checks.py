@@ -1,4 +1,11 @@
-"""Checks of the pipeline's config files that loading them and the JSON schema cannot make.
+"""The pipeline's config: checks that loading it and the JSON schema cannot make, and the layers.
+
+Layers (:func:`resolve_config`): ``config/config.yaml`` holds the defaults; a user's config files
+and ``--config`` values are merged over them (:func:`merge_configs`); a selected experiment's
+settings over that; ``--config`` values win over everything. Values that ``--config`` hands over
+as strings (Snakemake reads nested values as text: ``training={epochs: 3}`` gives ``'3'``) are
+read as the type the schema asks for (:func:`coerce`), and unknown top-level keys are refused
+with where they came from (:func:`unknown_keys`).
 
 Snakemake reads a config file with PyYAML (or ``json``), and both keep only the *last* of two
 equal keys in one mapping, silently: a config listing ``sources: {a: ..., a: ...}`` would train
@@ -12,10 +19,18 @@ Snakefile can load it on every run, dry runs included, at no cost.
 
 from __future__ import annotations
 
+import copy
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 
 import yaml
+
+# Mappings of named things a config lists (not settings): a layer that gives one replaces it whole,
+# so a user's sources never mix with the defaults' example sources.
+REPLACED_WHOLE = (("sources",), ("multi_model", "groups"), ("ablations", "factors"), ("experiments",))
+# Keys that select and define experiments; an experiment's own settings cannot hold them.
+EXPERIMENT_KEYS = ("experiment", "experiments")
 
 
 class ConfigError(ValueError):
@@ -75,3 +90,173 @@ def effective_config_files(workflow) -> list[str]:
     if settings is not None and getattr(settings, "replace_workflow_config", False):
         return [str(p) for p in settings.configfiles]
     return [str(p) for p in workflow.configfiles]
+
+
+# -------------------------------------------------------------------------------------- layers
+def merge_configs(base: Mapping, override: Mapping, where: tuple[str, ...] = ()) -> dict:
+    """``override`` merged over ``base`` (neither changed): mappings merge key by key, lists and
+    values replace, ``None`` removes the key, and the collections in :data:`REPLACED_WHOLE`
+    (``sources``, ``multi_model.groups``, ``ablations.factors``, ``experiments``) are replaced whole."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        path = (*where, key)
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping) and path not in REPLACED_WHOLE:
+            merged[key] = merge_configs(merged[key], value, path)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+# -------------------------------------------------------------------------------- coercion
+_BOOLEANS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+_NULLS = ("null", "~", "none")
+_INTEGER = re.compile(r"^[-+]?\d+$")
+
+
+def _facets(schema: Mapping, root: Mapping) -> list[Mapping]:
+    """The schema and every schema it refers to or combines (``$ref``, ``allOf``, ``oneOf``, ``anyOf``)."""
+    if not isinstance(schema, Mapping):
+        return []
+    if "$ref" in schema:
+        target: Mapping = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        return [schema, *_facets(target, root)]
+    found = [schema]
+    for combinator in ("allOf", "oneOf", "anyOf"):
+        for branch in schema.get(combinator, []):
+            found.extend(_facets(branch, root))
+    return found
+
+
+def _types(facets: list[Mapping]) -> set[str]:
+    types: set[str] = set()
+    for facet in facets:
+        kind = facet.get("type")
+        types.update([kind] if isinstance(kind, str) else kind or [])
+        if any(isinstance(value, str) for value in facet.get("enum", [])):
+            types.add("string")
+    return types
+
+
+def _from_text(text: str, types: set[str]):
+    """``text`` as the first schema type it reads as; unchanged when the schema takes text or none fits."""
+    if not types or "string" in types:
+        return text
+    word = text.strip().lower()
+    if "null" in types or "object" in types or "array" in types:
+        if word in _NULLS:
+            return None
+    if "boolean" in types and word in _BOOLEANS:
+        return _BOOLEANS[word]
+    if "integer" in types and _INTEGER.match(word):
+        return int(word)
+    if "number" in types:
+        try:
+            return int(word) if _INTEGER.match(word) else float(word)
+        except ValueError:
+            pass
+    return text
+
+
+def coerce(value, schema: Mapping, root: Mapping | None = None):
+    """``value`` with every string the schema wants as another type converted to it (``'3'`` ->
+    ``3`` where an integer is expected, ``'1e-4'`` -> ``0.0001``, ``'true'`` -> ``True``; ``'null'``
+    -> ``None`` for a block, which removes it when merged). Strings that do not convert are left
+    for the schema to report. A new value is returned; ``value`` is not changed."""
+    root = schema if root is None else root
+    facets = _facets(schema, root)
+    if isinstance(value, str):
+        return _from_text(value, _types(facets))
+    if isinstance(value, Mapping):
+        coerced = {}
+        for key, item in value.items():
+            inner = [f["properties"][key] for f in facets if key in f.get("properties", {})]
+            inner += [f["additionalProperties"] for f in facets if isinstance(f.get("additionalProperties"), Mapping)]
+            coerced[key] = coerce(item, {"allOf": inner}, root) if inner else copy.deepcopy(item)
+        return coerced
+    if isinstance(value, list):
+        items = [f["items"] for f in facets if isinstance(f.get("items"), Mapping)]
+        return [coerce(item, {"allOf": items}, root) if items else copy.deepcopy(item) for item in value]
+    return value
+
+
+# ---------------------------------------------------------------------------- unknown keys
+def unknown_keys(layer: Mapping, schema: Mapping, allowed_extra: Iterable[str] = ()) -> list[str]:
+    """Top-level keys of ``layer`` that the schema does not define."""
+    known = set(schema.get("properties", {})) | set(allowed_extra)
+    return [key for key in layer if key not in known]
+
+
+def check_keys(layers: Iterable[tuple[str, Mapping]], schema: Mapping) -> None:
+    """Raise :class:`ConfigError` naming the first layer (a file, ``--config``) that has each
+    unknown top-level key; a key that is a setting of a block is pointed to its block."""
+    problems, reported = [], set()
+    for origin, layer in layers:
+        for key in unknown_keys(layer, schema, allowed_extra=reported):
+            reported.add(key)
+            blocks = [name for name, block in schema.get("properties", {}).items() if key in _block_keys(block, schema)]
+            hint = f" (a setting of {' / '.join(blocks)}: write {blocks[0]}: {{{key}: ...}})" if blocks else ""
+            known = ", ".join(schema.get("properties", {}))
+            problems.append(f"{origin}: unknown top-level key '{key}'{hint}; the keys are {known}")
+    if problems:
+        raise ConfigError("unknown keys in the config:\n" + "\n".join(problems))
+
+
+def _block_keys(block: Mapping, root: Mapping) -> set[str]:
+    return {key for facet in _facets(block, root) for key in facet.get("properties", {})}
+
+
+# ------------------------------------------------------------------------------ experiments
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def select_experiment(config: Mapping, schema: Mapping) -> dict:
+    """``config`` with the settings of its selected experiment (``experiment: <name>``, one of
+    ``experiments``) merged over it; unchanged when none is selected. Each experiment's keys are
+    checked whether selected or not."""
+    experiments = config.get("experiments") or {}
+    layers = []
+    for name, settings in experiments.items():
+        origin = f"experiments.{name}"
+        if not EXPERIMENT_NAME.match(str(name)):
+            raise ConfigError(f"{origin}: an experiment's name is its folder: letters, digits, '_', '-' and '.' only")
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"{origin}: expected a mapping of settings (e.g. {{training: {{lr: 0.0001}}}}), got {settings!r}")
+        nested = [key for key in EXPERIMENT_KEYS if key in settings]
+        if nested:
+            raise ConfigError(f"{origin}: an experiment cannot hold {' or '.join(nested)}")
+        layers.append((origin, settings))
+    check_keys(layers, schema)
+    name = config.get("experiment")
+    if name is None:
+        return dict(config)
+    if name not in experiments:
+        defined = ", ".join(experiments) or "none"
+        raise ConfigError(f"experiment: '{name}' is not defined under experiments (defined: {defined})")
+    return merge_configs(config, coerce(experiments[name], schema))
+
+
+def resolve_config(
+    config: Mapping,
+    schema: Mapping,
+    defaults: Mapping | None = None,
+    overrides: Mapping | None = None,
+    origins: Iterable[tuple[str, Mapping]] = (),
+) -> dict:
+    """The pipeline's config from its layers, before schema validation.
+
+    ``config`` is what Snakemake gathered (config files, then ``--config`` values, merged its way);
+    ``defaults`` the workflow's own ``config/config.yaml`` (``None`` with
+    ``--replace-workflow-config``); ``overrides`` the ``--config`` values alone, applied last again
+    so that they win over a selected experiment; ``origins`` the layers as ``(name, mapping)`` for
+    error messages (each user config file, ``--config``).
+    """
+    check_keys([*origins, ("config", config)], schema)
+    merged = merge_configs(defaults or {}, coerce(config, schema))
+    merged = select_experiment(merged, schema)
+    if overrides:
+        merged = merge_configs(merged, coerce(overrides, schema))
+    return merged

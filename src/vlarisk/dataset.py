@@ -1,24 +1,37 @@
-"""The prepared dataset: one memory-mappable file holding every step's arrays and its metadata.
+"""The prepared dataset: a directory of ``.npy`` arrays plus ``metadata.json``, each distinct hidden state stored once.
 
-Layout (``.vlarisk``): an 8-byte magic, then each array's raw bytes at a 64-byte-aligned offset,
-then a JSON footer describing the arrays and the metadata, then the footer's length and a closing
-magic. The footer comes last so that preparation can stream hidden states straight to disk without
-knowing the step count in advance. Readers memory-map the arrays: opening a multi-GB dataset costs
-no memory until rows are touched.
+Layout (any output name not ending in ``.pkl``, e.g. ``dataset.vlarisk/``)::
+
+    states.npy        float32 [S, D]   every distinct hidden state, once
+    state_index.npy   int32   [N]      per step: its row in states.npy
+    risk_label.npy    float32 [N, 7]   ...and every other per-step field (STEP_FIELDS), one .npy each
+    metadata.json     format, version, the arrays' dtypes and shapes, and the dataset's metadata
+
+A VLA that predicts action chunks repeats one hidden state for every step of a chunk, so storing
+states once and an index per step shrinks the dataset about chunk-size times; data without repeats
+has ``state_index == arange(N)``. Any numpy user can open the arrays with
+``np.load(path / "states.npy", mmap_mode="r")``. ``states.npy`` is streamed to disk while the
+rollouts are read (its header is written last), the directory appears at its path only when
+complete (``metadata.json`` included), and ``content_sha256`` is the sha256 of every array's
+data in the order of :data:`ARRAY_ORDER`.
 
 A ``.pkl`` path instead holds the training guide's pickle layout (``{"dataset": [...],
-"metadata": {...}}``) with rollout/task/step ids added, for older tools; :func:`load_dataset`
-reads both.
+"metadata": {...}}``) with rollout/task/step ids added, for older tools. :func:`load_dataset`
+reads both, and single-file ``.vlarisk`` containers written by earlier versions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pickle
+import shutil
 import struct
+import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +40,17 @@ import numpy as np
 
 from vlarisk.constants import NUM_DIMENSIONS
 from vlarisk.errors import InputError
-from vlarisk.io_utils import atomic_path
+from vlarisk.io_utils import _host, _pid_alive, atomic_path
 from vlarisk.safe_pickle import load_pickle
 
+FORMAT_NAME = "vlarisk-dataset"
+FORMAT_VERSION = 2
+METADATA_FILE = "metadata.json"
+NPY_HEADER_BYTES = 128  # fixed, so the header of the streamed states.npy can be written last
+PARTIAL_DIR_SUFFIX = ".partial-dir"
+# The single-file container of format version 1 (read only).
 MAGIC = b"VLARISK\x01"
 FOOTER_MAGIC = b"VLRFOOT1"
-ALIGNMENT = 64
-FORMAT_VERSION = 1
 
 # Per-step arrays besides the hidden states, with their on-disk dtypes.
 STEP_FIELDS = {
@@ -48,23 +65,76 @@ STEP_FIELDS = {
     "fail_within_k": np.uint8,
     "has_provided_label": np.uint8,
 }
+ARRAY_ORDER = ("states", "state_index", *STEP_FIELDS)  # the order the content hash covers
+
+
+class StepStates:
+    """Read-only per-step view ``[N, D]`` of the distinct states: row ``i`` is ``states[index[i]]``.
+
+    Indexing (an int, a slice or an index array) returns a fresh ndarray, as indexing a memory-map
+    does, so code written for one hidden state per step keeps working; heavy consumers use
+    ``states`` and ``index`` directly to touch each distinct state once.
+    """
+
+    def __init__(self, states: np.ndarray, index: np.ndarray) -> None:
+        self.states, self.index = states, index
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.index), self.states.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.states.dtype
+
+    ndim = 2
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, tuple):
+            rows, rest = key[0], key[1:]
+            return np.asarray(self[rows])[(slice(None), *rest) if not np.isscalar(rows) else rest]
+        picked = self.index[key]
+        if np.ndim(picked) == 0:
+            return np.array(self.states[int(picked)])
+        return np.take(self.states, np.asarray(picked, dtype=np.int64), axis=0)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        array = self[:]
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+
+def distinct_states(hidden) -> tuple[np.ndarray, np.ndarray]:
+    """``(states, index)`` of a per-step array or :class:`StepStates`: the distinct rows it is made of."""
+    if isinstance(hidden, StepStates):
+        return hidden.states, hidden.index
+    return hidden, np.arange(len(hidden))
 
 
 @dataclass
 class RiskDataset:
-    """Arrays of a prepared dataset (``hidden`` memory-mapped) and its metadata dict."""
+    """A prepared dataset: distinct hidden ``states`` (memory-mapped), each step's ``state_index``,
+    the other per-step ``arrays`` and the metadata dict."""
 
-    hidden: np.ndarray
+    states: np.ndarray
+    state_index: np.ndarray
     arrays: dict[str, np.ndarray]
     metadata: dict[str, Any]
     path: str
 
     def __len__(self) -> int:
-        return int(self.hidden.shape[0])
+        return int(self.state_index.shape[0])
+
+    @property
+    def hidden(self) -> StepStates:
+        """Every step's hidden state ``[N, D]`` (a view that reads from ``states``)."""
+        return StepStates(self.states, self.state_index)
 
     @property
     def hidden_dim(self) -> int:
-        return int(self.hidden.shape[1])
+        return int(self.states.shape[1])
 
     @property
     def labels(self) -> np.ndarray:
@@ -79,35 +149,108 @@ class RiskDataset:
         return self.metadata["content_sha256"]
 
 
-class DatasetWriter:
-    """Streams hidden-state blocks to a ``.vlarisk`` file, then writes the other arrays and footer.
+def npy_header(dtype, shape: tuple[int, ...]) -> bytes:
+    """A ``.npy`` (version 1.0) header of exactly :data:`NPY_HEADER_BYTES` bytes."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(int(s) for s in shape)})
+    body = text.encode("latin1")
+    room = NPY_HEADER_BYTES - 10 - 1
+    if len(body) > room:
+        raise ValueError(f"array shape {shape} too large for a {NPY_HEADER_BYTES}-byte header")
+    body = body + b" " * (room - len(body)) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body
 
-    Use as a context manager: the file appears at ``path`` only when :meth:`finish` succeeded.
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; move it into place only if the block succeeds.
+
+    Its files must be fsynced by the writer; the directory entries are fsynced here. An existing
+    output (a directory, or a file of an earlier version) is moved aside and removed only after
+    the new one is in place. Temporary directories of writers that died are removed on the next
+    write of the same target.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_directories(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}@{_host()}.", suffix=PARTIAL_DIR_SUFFIX, dir=target.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        _fsync_directory(tmp)
+        old = None
+        if target.exists() or target.is_symlink():
+            old = tmp.with_name(tmp.name[: -len(PARTIAL_DIR_SUFFIX)] + ".old" + PARTIAL_DIR_SUFFIX)
+            os.rename(target, old)
+        os.rename(tmp, target)
+        _fsync_directory(target.parent)
+        if old is not None:
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_directories(target: Path) -> None:
+    """Delete temporary directories of ``target`` whose writer (a process of this host) is gone."""
+    prefix = f".{target.name}."
+    for candidate in target.parent.iterdir():
+        name = candidate.name
+        if not (name.startswith(prefix) and name.endswith(PARTIAL_DIR_SUFFIX)):
+            continue
+        owner = name[len(prefix) :].split(".", 1)[0]
+        pid, _, host = owner.partition("@")
+        if host == _host() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(candidate, ignore_errors=True)
+
+
+class DatasetWriter:
+    """Streams distinct hidden states to ``states.npy``, then writes the per-step arrays and ``metadata.json``.
+
+    Use as a context manager: the dataset directory appears at ``path`` only when :meth:`finish`
+    succeeded; on any error nothing is left behind.
     """
 
     def __init__(self, path: str | os.PathLike, hidden_dim: int | None = None) -> None:
         self.path = Path(path)
         self.hidden_dim = hidden_dim
-        self.num_rows = 0
+        self.num_states = 0
         self._digest = hashlib.sha256()
-        self._entries: dict[str, dict] = {}
-        self._atomic = atomic_path(self.path)
         self._finished = False
         self._flusher: _Flusher | None = None
 
+    @property
+    def num_rows(self) -> int:
+        """Distinct states written so far (one per step when every step was appended as its own state)."""
+        return self.num_states
+
     def __enter__(self) -> DatasetWriter:
-        self._tmp = self._atomic.__enter__()
-        self._handle = open(self._tmp, "wb")
-        self._handle.write(MAGIC)
-        self._hidden_offset = self._pad()
+        self._atomic = atomic_directory(self.path)
+        self._dir = self._atomic.__enter__()
+        self._states_path = self._dir / "states.npy"
+        self._handle = open(self._states_path, "wb")
+        self._handle.write(b"\0" * NPY_HEADER_BYTES)  # the real header is written by finish()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if self._flusher is not None:
             self._flusher.close(raise_error=False)  # before the file descriptor goes away
-        self._handle.close()
+        if not self._handle.closed:
+            self._handle.close()
         if exc_type is not None:
-            self._atomic.__exit__(exc_type, exc, tb)  # removes the partial file
+            self._atomic.__exit__(exc_type, exc, tb)  # removes the partial directory
             return False
         if not self._finished:
             self._atomic.__exit__(RuntimeError, RuntimeError(), None)
@@ -115,19 +258,9 @@ class DatasetWriter:
         self._atomic.__exit__(None, None, None)
         return False
 
-    def _pad(self) -> int:
-        offset = self._handle.tell()
-        padding = (-offset) % ALIGNMENT
-        self._handle.write(b"\0" * padding)
-        return offset + padding
-
-    def _write(self, array: np.ndarray) -> None:
-        data = memoryview(np.ascontiguousarray(array)).cast("B")
-        self._digest.update(data)
-        self._handle.write(data)
-
-    def append_hidden(self, block: np.ndarray) -> None:
-        """Append ``[n, D]`` float32 hidden states (written through, not kept in memory).
+    def append_hidden(self, block: np.ndarray) -> int:
+        """Append ``[n, D]`` float32 distinct states (written through, not kept in memory); return
+        the row of the first one in ``states.npy``.
 
         Hashing and the disk's write-back happen on another thread while the caller reads the next
         rollouts (see :class:`_Flusher`).
@@ -138,38 +271,61 @@ class DatasetWriter:
         if block.ndim != 2 or block.shape[1] != self.hidden_dim:
             raise ValueError(f"hidden block shape {block.shape} does not match hidden_dim {self.hidden_dim}")
         if self._flusher is None:
-            self._flusher = _Flusher(self._handle, self._tmp, self._digest, self._hidden_offset)
+            self._flusher = _Flusher(self._handle, self._states_path, self._digest, NPY_HEADER_BYTES)
         self._handle.write(memoryview(np.ascontiguousarray(block)).cast("B"))
         self._flusher.wrote(block.nbytes)
-        self.num_rows += block.shape[0]
+        first = self.num_states
+        self.num_states += block.shape[0]
+        return first
 
     def finish(self, step_arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
-        """Write the per-step arrays (one row per appended hidden state) and the footer."""
+        """Write the per-step arrays and ``metadata.json``.
+
+        ``step_arrays`` holds every field of :data:`STEP_FIELDS`, and ``state_index`` (each step's
+        row in ``states.npy``); without ``state_index`` every appended state is one step.
+        """
         if self._flusher is not None:
-            self._flusher.close()  # the digest now covers every hidden state, in order
+            self._flusher.close()  # the digest now covers every state, in order
             self._flusher = None
-        self._entries["hidden"] = {"dtype": "float32", "shape": [self.num_rows, self.hidden_dim or 0], "offset": self._hidden_offset}
-        for name, dtype in STEP_FIELDS.items():
-            array = np.asarray(step_arrays[name], dtype=dtype)
-            if array.shape[0] != self.num_rows:
-                raise ValueError(f"array {name!r} has {array.shape[0]} rows, expected {self.num_rows}")
-            offset = self._pad()
-            self._write(array)
-            self._entries[name] = {"dtype": np.dtype(dtype).name, "shape": list(array.shape), "offset": offset}
-        footer = {
-            "format": "vlarisk-dataset",
+        dim = self.hidden_dim or 0
+        self._handle.seek(0)
+        self._handle.write(npy_header(np.float32, (self.num_states, dim)))
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        index = step_arrays.get("state_index")
+        index = np.arange(self.num_states) if index is None else np.asarray(index)
+        num_steps = len(index)
+        if num_steps and (int(index.min()) < 0 or int(index.max()) >= self.num_states):
+            raise ValueError(f"state_index out of range for {self.num_states} states")
+        entries = {"states": {"dtype": "float32", "shape": [self.num_states, dim]}}
+        for name, dtype in (("state_index", np.int32), *STEP_FIELDS.items()):
+            array = np.ascontiguousarray(index if name == "state_index" else step_arrays[name], dtype=dtype)
+            if array.shape[0] != num_steps:
+                raise ValueError(f"array {name!r} has {array.shape[0]} rows, expected {num_steps}")
+            with open(self._dir / f"{name}.npy", "wb") as handle:
+                handle.write(npy_header(dtype, array.shape))
+                data = memoryview(array).cast("B") if array.size else b""
+                self._digest.update(data)
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            entries[name] = {"dtype": np.dtype(dtype).name, "shape": list(array.shape)}
+        document = {
+            "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
-            "arrays": self._entries,
+            "arrays": entries,
             "metadata": {
                 **metadata,
-                "num_samples": self.num_rows,
+                "num_samples": num_steps,
+                "num_states": self.num_states,
                 "hidden_dim": self.hidden_dim,
                 "content_sha256": self._digest.hexdigest(),
             },
         }
-        encoded = json.dumps(footer, sort_keys=True, allow_nan=False).encode()
-        self._handle.write(encoded)
-        self._handle.write(struct.pack("<Q", len(encoded)) + FOOTER_MAGIC)
+        with open(self._dir / METADATA_FILE, "w") as handle:
+            handle.write(json.dumps(document, sort_keys=True, allow_nan=False, indent=1))
+            handle.flush()
+            os.fsync(handle.fileno())
         self._finished = True
 
 
@@ -267,7 +423,41 @@ def _read_footer(path: Path) -> dict:
         return footer
 
 
-def _load_vlarisk(path: Path) -> RiskDataset:
+def _load_directory(path: Path) -> RiskDataset:
+    """Open a dataset directory: every array memory-mapped, checked against ``metadata.json``."""
+    meta_path = path / METADATA_FILE
+    if not meta_path.is_file():
+        raise InputError(f"{path}: is a directory but not a dataset (no {METADATA_FILE})")
+    try:
+        document = json.loads(meta_path.read_text())
+        entries, metadata = document["arrays"], document["metadata"]
+        if document.get("format") != FORMAT_NAME or not isinstance(metadata, dict) or not isinstance(entries, dict):
+            raise ValueError(f"format {document.get('format')!r}, expected {FORMAT_NAME!r}")
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{meta_path}: dataset metadata is corrupt ({type(exc).__name__}: {exc})") from None
+    arrays = {}
+    for name in ARRAY_ORDER:
+        file = path / f"{name}.npy"
+        if name not in entries:
+            raise InputError(f"{meta_path}: lists no array {name!r}")
+        try:
+            array = np.load(file, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise InputError(f"{file}: missing from the dataset") from None
+        except (ValueError, OSError, EOFError) as exc:
+            raise InputError(f"{file}: not a readable .npy array ({exc})") from None
+        expected = (tuple(entries[name]["shape"]), np.dtype(entries[name]["dtype"]))
+        if (array.shape, array.dtype) != expected:
+            raise InputError(f"{file}: holds {array.dtype} {array.shape}, but {METADATA_FILE} says {expected[1]} {expected[0]}")
+        arrays[name] = array
+    states, index = arrays.pop("states"), arrays.pop("state_index")
+    if len(index) and (int(index.min()) < 0 or int(index.max()) >= len(states)):
+        raise InputError(f"{path / 'state_index.npy'}: indices outside the {len(states)} rows of states.npy")
+    return RiskDataset(states=states, state_index=index, arrays=arrays, metadata=metadata, path=str(path))
+
+
+def _load_container(path: Path) -> RiskDataset:
+    """Open a single-file ``.vlarisk`` container of format version 1 (one hidden state per step)."""
     footer = _read_footer(path)
     arrays = {}
     for name, entry in footer["arrays"].items():
@@ -277,7 +467,7 @@ def _load_vlarisk(path: Path) -> RiskDataset:
         else:
             arrays[name] = np.memmap(path, dtype=entry["dtype"], mode="r", offset=entry["offset"], shape=shape)
     hidden = arrays.pop("hidden")
-    return RiskDataset(hidden=hidden, arrays=arrays, metadata=footer["metadata"], path=str(path))
+    return RiskDataset(states=hidden, state_index=np.arange(len(hidden)), arrays=arrays, metadata=footer["metadata"], path=str(path))
 
 
 def _load_legacy_pickle(path: Path) -> RiskDataset:
@@ -310,7 +500,7 @@ def _load_legacy_pickle(path: Path) -> RiskDataset:
     digest = hashlib.sha256(hidden.tobytes()).hexdigest()
     metadata = {**metadata, "num_samples": len(samples), "hidden_dim": hidden.shape[1], "content_sha256": digest}
     metadata.setdefault("rollouts", _rollout_table_from_arrays(arrays))
-    return RiskDataset(hidden=hidden, arrays=arrays, metadata=metadata, path=str(path))
+    return RiskDataset(states=hidden, state_index=np.arange(len(hidden)), arrays=arrays, metadata=metadata, path=str(path))
 
 
 def _legacy_hidden(samples: list[dict], path: Path) -> np.ndarray:
@@ -364,25 +554,34 @@ def _rollout_table_from_arrays(arrays: dict[str, np.ndarray]) -> list[dict]:
 
 
 def load_dataset(path: str | os.PathLike) -> RiskDataset:
-    """Open a prepared dataset (``.vlarisk`` memory-mapped, or a guide-style ``.pkl``)."""
+    """Open a prepared dataset: a dataset directory (memory-mapped), a guide-style ``.pkl``, or a
+    single-file ``.vlarisk`` container of earlier versions."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: dataset file not found")
     if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a dataset file")
-    dataset = _load_legacy_pickle(path) if path.suffix == ".pkl" else _load_vlarisk(path)
+        dataset = _load_directory(path)
+    else:
+        dataset = _load_legacy_pickle(path) if path.suffix == ".pkl" else _load_container(path)
     _check_labels(dataset.labels, path)
     return dataset
 
 
 def write_legacy_pickle(dataset: RiskDataset, path: str | os.PathLike) -> None:
-    """Write the guide's ``{"dataset": [sample, ...], "metadata": {...}}`` pickle, ids included."""
-    samples = []
+    """Write the guide's ``{"dataset": [sample, ...], "metadata": {...}}`` pickle, ids included.
+
+    Steps that share a state share one array object, which pickle stores once.
+    """
+    samples, shared = [], {}
     for row in range(len(dataset)):
-        sample = {"hidden_state": np.array(dataset.hidden[row])}
+        state = int(dataset.state_index[row])
+        if state not in shared:
+            shared = {state: np.array(dataset.states[state])}  # repeats of a state are consecutive in prepared data
+        sample = {"hidden_state": shared[state]}
         for name in STEP_FIELDS:
             value = dataset.arrays[name][row]
             sample[name] = np.array(value) if value.ndim else value.item()
         samples.append(sample)
+    metadata = {k: v for k, v in dataset.metadata.items() if k != "num_states"}
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        pickle.dump({"dataset": samples, "metadata": dataset.metadata}, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump({"dataset": samples, "metadata": metadata}, handle, protocol=pickle.HIGHEST_PROTOCOL)

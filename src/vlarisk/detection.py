@@ -7,8 +7,9 @@ only (no torch):
   dimensions; per dimension: that dimension alone).
 * Its *detection score* is that running maximum at the rollout's horizon: the largest score among
   the steps ``t < min(horizon, length)``. By default the horizon is, per task, the length of the
-  shortest rollout of that task, so that episode length cannot separate failures (which run to the
-  step limit) from successes. "By final end" (no cut) is reported beside it as a leak diagnostic.
+  shortest rollout of that task (among the test and calibration rollouts together, so that both
+  are cut alike), so that episode length cannot separate failures (which run to the step limit)
+  from successes. "By final end" (no cut) is reported beside it as a leak diagnostic.
 * Rollout AUC-ROC and AP rank detection scores with failure as the positive class.
 * A split-conformal threshold, fitted on the detection scores of successful calibration rollouts,
   bounds the false-alarm rate of a new exchangeable success by ``alpha``.
@@ -468,7 +469,13 @@ def _rates_at(threshold: float, step_scores, rollouts: Rollouts, horizons: np.nd
 
 def _horizon_block(horizon, rollouts: Rollouts, horizons: np.ndarray) -> dict:
     """How the horizon was chosen and its value per task."""
-    rule = "shortest_rollout_per_task" if horizon is None else "given_per_task" if isinstance(horizon, Mapping) else "fixed"
+    rule = (
+        "shortest_rollout_per_task_of_test_and_calibration"
+        if horizon is None
+        else "given_per_task"
+        if isinstance(horizon, Mapping)
+        else "fixed"
+    )
     per_task = {str(t): int(horizons[np.flatnonzero(rollouts.task == t)[0]]) for t in np.unique(rollouts.task)}
     return {"rule": rule, "steps": int(horizon) if rule == "fixed" else None, "per_task": per_task}
 
@@ -501,6 +508,19 @@ def _group(steps: StepArrays) -> Rollouts:
     if not np.isfinite(risk).all():
         raise ValueError("risk holds NaN or infinite values")
     return group_rollouts(steps.rollout_id, steps.step_index, steps.success, steps.task, steps.episode_length)
+
+
+def _shared_horizons(test: StepArrays, calibration: StepArrays) -> dict:
+    """Per task, the shortest rollout among the test and calibration rollouts together.
+
+    Both sets are cut at the same step for a task, so that a test success's score and the
+    calibration scores are maxima over equally many steps: the exchangeability the conformal bound
+    rests on. (Cut each at its own shortest, a small test set would be cut later than a large
+    calibration set and raise false alarms above alpha.)
+    """
+    per_set = [shortest_rollout_horizons(_group(steps)) for steps in (test, calibration)]
+    tasks = set(per_set[0]) | set(per_set[1])
+    return {task: min(h.get(task, math.inf) for h in per_set) for task in tasks}
 
 
 def _successes_only(steps: StepArrays) -> tuple[StepArrays, int]:
@@ -594,13 +614,14 @@ def detection_report(
 ) -> dict:
     """The detection block of one test set, with the threshold fitted on the calibration set's successes.
 
-    ``horizon``: ``None`` cuts each set at its own per-task shortest rollout (calibration: among its
-    successes); an int is a fixed horizon; a task mapping is used for both sets. Failed rollouts in
+    ``horizon``: ``None`` cuts both sets at each task's shortest rollout among the test rollouts and
+    the calibration successes together; an int is a fixed horizon; a task mapping is used for both sets. Failed rollouts in
     the calibration set are left out of the fit and counted. JSON-safe: undefined values are ``None``.
     """
     test_steps = StepArrays.of(test)
     calibration_steps, left_out = _successes_only(StepArrays.of(calibration))
-    scored, cal = _score_set(test_steps, horizon), _score_set(calibration_steps, horizon)
+    shared = _shared_horizons(test_steps, calibration_steps) if horizon is None else horizon
+    scored, cal = _score_set(test_steps, shared), _score_set(calibration_steps, shared)
     if cal.scores.shape[1] != scored.scores.shape[1]:
         raise ValueError("test and calibration risks have different numbers of dimensions")
     rollouts, failed = scored.rollouts, scored.rollouts.failed

@@ -21,14 +21,15 @@ import numpy as np
 import torch
 
 import vlarisk
-from vlarisk.baselines import baseline_report
+from vlarisk.alarm import DetectionOptions, source_detection
+from vlarisk.baselines import baseline_report, baseline_scores
 from vlarisk.checkpoints import saved_thresholds
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.device import describe
 from vlarisk.errors import InputError
 from vlarisk.inference import predict_rows
 from vlarisk.io_utils import write_json
-from vlarisk.metrics import regression_metrics, test_metrics
+from vlarisk.metrics import regression_metrics, step_target_metrics, test_metrics
 from vlarisk.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
 from vlarisk.sources import Source
 from vlarisk.thresholds import binarize
@@ -59,12 +60,14 @@ def checkpoint_thresholds(checkpoint: dict, source: Source, fraction_of_max: flo
 
 @dataclass
 class ScoredSplit:
-    """A model's predictions on one subset of a source's split, with the thresholds they are scored by."""
+    """A model's predictions on one subset of a source's split, with the thresholds they are scored
+    by, and on the calibration rows (:meth:`~vlarisk.sources.Source.calibration_rows`) for detection."""
 
     source: Source
     subset: str
     prediction: np.ndarray
     thresholds: np.ndarray
+    calibration_prediction: np.ndarray
 
     @property
     def rows(self) -> np.ndarray:
@@ -80,9 +83,12 @@ class ScoredSplit:
 def score_source(
     predictor: NormalizedRiskPredictor, source: Source, thresholds: np.ndarray, device: torch.device, subset: str = "test"
 ) -> ScoredSplit:
-    """Predict ``subset`` of ``source`` with a predictor that normalises its inputs itself."""
-    prediction = predict_rows(predictor.predictor, source.dataset.hidden, source.rows[subset], predictor.mean, predictor.std, device)
-    return ScoredSplit(source, subset, prediction, thresholds)
+    """Predict ``subset`` and the calibration rows of ``source`` with a predictor that normalises its inputs itself."""
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        return predict_rows(predictor.predictor, source.dataset.hidden, rows, predictor.mean, predictor.std, device)
+
+    return ScoredSplit(source, subset, predict(source.rows[subset]), thresholds, predict(source.calibration_rows()[1]))
 
 
 def score_sources(
@@ -102,16 +108,27 @@ def score_sources(
     return scored
 
 
-def source_report(scored: ScoredSplit, log: Callable[[str], None] = print) -> dict:
-    """:func:`~vlarisk.metrics.test_metrics` of a scored split, with the baselines scored the same way.
+def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[[str], None] = print) -> dict:
+    """:func:`~vlarisk.metrics.test_metrics` of a scored split with the baselines scored the same
+    way, the per-step targets of :func:`~vlarisk.metrics.step_target_metrics`, and rollout-level
+    ``detection`` (:func:`~vlarisk.alarm.source_detection`) of the model and of every baseline.
 
     Logs a line when the model's mean AUC does not beat the logistic baseline's.
     """
-    dataset = scored.source.dataset
+    source, dataset = scored.source, scored.source.dataset
     report = test_metrics(scored.prediction, scored.labels, scored.thresholds)
-    report["baselines"] = baseline_report(
-        dataset, scored.source.rows, scored.subset, scored.thresholds, report["test_metrics"], scored.source.planting_path
+    fail_soon = np.asarray(dataset.arrays["fail_within_k"][scored.rows])
+    report["step_targets"] = step_target_metrics(scored.prediction, scored.labels, fail_soon, scored.thresholds)
+    calibration_rows = source.calibration_rows()[1]
+    every = baseline_scores(
+        dataset, source.rows["train"], np.concatenate([scored.rows, calibration_rows]), scored.thresholds, source.planting_path
     )
+    tested = len(scored.rows)
+    report["baselines"] = baseline_report(
+        {k: v[:tested] for k, v in every.items()}, scored.labels, scored.thresholds, report["test_metrics"]
+    )
+    pairs = {name: (values[:tested], values[tested:]) for name, values in every.items()}
+    report["detection"] = source_detection(source, scored.rows, scored.prediction, scored.calibration_prediction, pairs, options)
     versus = report["baselines"]["model_vs_logistic"]
     if versus["beats_logistic"] is False:
         log(
@@ -136,9 +153,11 @@ def run_provenance(device: torch.device, started: float) -> dict:
     }
 
 
-def single_source_report(scored: ScoredSplit, device: torch.device, started: float, log: Callable[[str], None] = print) -> dict:
-    """One source's metrics and baselines, with provenance (``started``: when scoring began)."""
-    report = source_report(scored, log)
+def single_source_report(
+    scored: ScoredSplit, device: torch.device, started: float, options: DetectionOptions, log: Callable[[str], None] = print
+) -> dict:
+    """One source's metrics, baselines and detection, with provenance (``started``: when scoring began)."""
+    report = source_report(scored, options, log)
     report["provenance"] = {**_dataset_fields(scored.source), **run_provenance(device, started)}
     return report
 
@@ -159,13 +178,16 @@ def pooled_report(scored: list[ScoredSplit]) -> dict:
     return report
 
 
-def multi_source_report(scored: list[ScoredSplit], device: torch.device, started: float, log: Callable[[str], None] = print) -> dict:
-    """Pooled test metrics, plus each source's own (its baselines included), with provenance.
+def multi_source_report(
+    scored: list[ScoredSplit], device: torch.device, started: float, options: DetectionOptions, log: Callable[[str], None] = print
+) -> dict:
+    """Each source's own metrics, baselines and detection, which lead, and pooled test metrics, with provenance.
 
-    The pooled block has no baselines, since no single baseline is fitted across sources.
+    The pooled block has no baselines and no detection: no single baseline is fitted across
+    sources, and scores from different input layers are not comparable rollout by rollout.
     """
     report = pooled_report(scored)
-    report["per_source"] = {s.source.name: {**source_report(s, log), **_dataset_fields(s.source)} for s in scored}
+    report["per_source"] = {s.source.name: {**source_report(s, options, log), **_dataset_fields(s.source)} for s in scored}
     report["pooling"] = "rows of all sources concatenated; positives by each row's own source's training-split thresholds"
     report["provenance"] = run_provenance(device, started)
     return report
@@ -178,10 +200,12 @@ def evaluate(
     device: torch.device,
     subset: str = "test",
     log: Callable[[str], None] = print,
+    options: DetectionOptions | None = None,
 ) -> dict:
-    """Metrics of ``predictor`` and its baselines on ``subset`` of one source."""
+    """Metrics of ``predictor`` and its baselines on ``subset`` of one source, and detection."""
     started = time.perf_counter()
-    return single_source_report(score_source(predictor, source, thresholds, device, subset), device, started, log)
+    scored = score_source(predictor, source, thresholds, device, subset)
+    return single_source_report(scored, device, started, options or DetectionOptions(), log)
 
 
 def evaluate_sources(
@@ -190,19 +214,22 @@ def evaluate_sources(
     thresholds: dict[str, np.ndarray],
     device: torch.device,
     log: Callable[[str], None] = print,
+    options: DetectionOptions | None = None,
 ) -> dict:
-    """Pooled and per-source test metrics of a multi-source model (see :func:`multi_source_report`)."""
+    """Per-source and pooled test metrics and per-source detection of a multi-source model (see :func:`multi_source_report`)."""
     started = time.perf_counter()
-    return multi_source_report(score_sources(model, sources, thresholds, device), device, started, log)
+    return multi_source_report(score_sources(model, sources, thresholds, device), device, started, options or DetectionOptions(), log)
 
 
 def per_source_summary(report: dict) -> str:
-    """One line: pooled and per-source mean test AUC, each source's beside its logistic baseline's."""
-    parts = [
-        f"{name} {entry['test_metrics']['mean_auc']} (logistic {entry['baselines']['logistic']['mean_auc']})"
-        for name, entry in report["per_source"].items()
-    ]
-    return f"test mean AUC pooled {report['test_metrics']['mean_auc']}; " + ", ".join(parts)
+    """One line, per source first: its mean test AUC beside its logistic baseline's and its unseen-task
+    rollout AUC when tasks were held out; then the pooled mean AUC (rows of different sources mixed)."""
+    parts = []
+    for name, entry in report["per_source"].items():
+        unseen = entry.get("detection", {}).get("test_unseen", {}).get("rollout_auc")
+        detection = "" if unseen is None else f", unseen-task rollout AUC {unseen:.4f}"
+        parts.append(f"{name} {entry['test_metrics']['mean_auc']} (logistic {entry['baselines']['logistic']['mean_auc']}{detection})")
+    return "test mean AUC per source: " + ", ".join(parts) + f"; pooled {report['test_metrics']['mean_auc']}"
 
 
 def write_results(

@@ -1,4 +1,4 @@
-"""The paper's figures as PNG: ROC/PR curves, training curves, ablation bar charts.
+"""The paper's figures as PNG: ROC/PR curves, training curves, ablation bar charts, failure detection.
 
 Figures are drawn with matplotlib's object API (``Figure`` renders through Agg without pyplot or
 a display) and saved without the "Software" metadata entry, so the same inputs give the same bytes.
@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from vlarisk.constants import ACTION_DIMENSIONS
+from vlarisk.detection import detection_scores, group_rollouts, rollout_horizons
 from vlarisk.io_utils import atomic_path
 from vlarisk.predictions import load_predictions
 from vlarisk.tables import ablation_table, read_results
@@ -99,3 +100,82 @@ def _zoomed_floor(heights: list[float]) -> float:
     """Lower y limit a little under the lowest bar, so differences between values stay visible."""
     finite = [h for h in heights if np.isfinite(h)]
     return float(max(0.0, np.floor((min(finite) - 0.05) * 10) / 10)) if finite else 0.0
+
+
+def _test_set_rollouts(data: dict, test_set: str, horizons: dict) -> tuple:
+    """A test set's rollouts (grouped) with their per-step overall risk, horizons and detection scores."""
+    keep = data["test_set"] == test_set
+    rollouts = group_rollouts(data["rollout_id"][keep], data["step_index"][keep], data["success"][keep], data["task_index"][keep])
+    overall = data["prediction"][keep].max(axis=1)
+    cut = rollout_horizons(rollouts, {str(task): h for task, h in horizons.items()})
+    return rollouts, overall, cut, detection_scores(overall, rollouts, cut)
+
+
+def detection_figure(predictions_path: str, results_path: str, title: str) -> Figure:
+    """Four panels of rollout-level detection: rollout ROC per test set, lead times of detected
+    failures, risk over time of a few unseen-task rollouts with the alarm threshold, and a
+    reliability diagram of per-step risk against ``fail_within_k``."""
+    data, detection = load_predictions(predictions_path), read_results(results_path)["detection"]
+    order = sorted(detection, key=lambda name: (name != "test_unseen", name))
+    figure = Figure(figsize=(11, 8.5), layout="constrained")
+    (roc, lead), (traces, reliability) = figure.subplots(2, 2)
+    for name in order:
+        block = detection[name]
+        rollouts, _, _, scores = _test_set_rollouts(data, name, block["horizon"]["per_task"])
+        if block["rollout_auc"] is not None:
+            fpr, tpr, _ = roc_curve(rollouts.failed, scores)
+            roc.plot(fpr, tpr, label=f"{name} (AUC {block['rollout_auc']:.3f})")
+        lead.hist(
+            block["lead_time"]["steps"]["values"],
+            bins=20,
+            alpha=0.6,
+            label=f"{name} ({block['lead_time']['n_detected']}/{block['lead_time']['n_failures']} detected)",
+        )
+    roc.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    roc.set(
+        xlabel="false alarms on successes", ylabel="failures detected", title="Rollout ROC (up to the horizon)", xlim=(0, 1), ylim=(0, 1.01)
+    )
+    lead.set(
+        xlabel="steps from alarm to the end of the failed rollout",
+        ylabel="failed rollouts",
+        title=f"Lead time at alpha {detection[order[0]]['alpha']}",
+    )
+    _risk_traces(traces, data, order[0], detection[order[0]])
+    _reliability(reliability, detection[order[0]]["calibration"], order[0])
+    for axes in (roc, lead, traces):
+        axes.legend(fontsize=8)
+    figure.suptitle(title)
+    return figure
+
+
+def _risk_traces(axes, data: dict, test_set: str, block: dict, per_outcome: int = 3) -> None:
+    """Running-max overall risk of the first few failed and successful rollouts, with the threshold."""
+    rollouts, overall, cut, _ = _test_set_rollouts(data, test_set, block["horizon"]["per_task"])
+    ordered = overall[rollouts.order]
+    for failed, colour in ((True, "tab:red"), (False, "tab:blue")):
+        for count, r in enumerate(np.flatnonzero(rollouts.failed == failed)[:per_outcome]):
+            part = slice(rollouts.starts[r], rollouts.starts[r] + rollouts.counts[r])
+            label = ("failure" if failed else "success") if count == 0 else None
+            axes.plot(rollouts.steps[part], np.maximum.accumulate(ordered[part]), color=colour, alpha=0.7, label=label)
+            axes.axvline(cut[r], color=colour, linestyle=":", linewidth=0.8)
+    if block["threshold"] is not None:
+        axes.axhline(block["threshold"], color="black", linestyle="--", linewidth=1, label=f"alarm threshold {block['threshold']:.3f}")
+    axes.set(xlabel="step", ylabel="running max of risk", title=f"Risk over time ({test_set}; dotted: horizon)")
+
+
+def _reliability(axes, calibration: dict, test_set: str) -> None:
+    """Mean predicted risk against the observed fail_within_k rate per bin, or why there is none."""
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    bins = [b for b in calibration.get("reliability", []) if b["count"]]
+    if calibration.get("ece") is None or not bins:
+        axes.text(0.5, 0.5, f"no reliability diagram: {calibration.get('reason')}", ha="center", va="center", wrap=True)
+    else:
+        axes.plot([b["mean_risk"] for b in bins], [b["observed_rate"] for b in bins], marker="o")
+    ece = "n/a" if calibration.get("ece") is None else f"{calibration['ece']:.3f}"
+    axes.set(
+        xlabel="predicted risk (max over dimensions)",
+        ylabel="observed fail-within-k rate",
+        title=f"Reliability ({test_set}; ECE {ece})",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )

@@ -19,12 +19,14 @@ EMBEDDED_STRENGTH = [3.0, 4.0, 3.5, 4.0, 3.5, 4.0, 3.0]
 GENERATOR_FAMILY: dict[str, SimulationSpec] = {
     # The embedded default's labelled source: actions carry no risk, lengths do not tell outcomes
     # apart, and the strong shifts of roll and yaw need a nonlinearity: shortcuts and a linear
-    # read-out fall short of what the model can learn.
+    # read-out fall short of what the model can learn. Failures drift towards failure from their
+    # first step, so an alarm can come before the shortest rollout of a task ends.
     "embedded": SimulationSpec(
         hidden_dim=64,
         **EVEN_LENGTHS,
         signal_strength=EMBEDDED_STRENGTH,
         failure_signal_strength=1.0,
+        failure_drift=3.0,
         action_coupling=0.0,
         nonlinear_dimensions=[3, 5],
         seed=0,
@@ -64,6 +66,9 @@ GENERATOR_FAMILY: dict[str, SimulationSpec] = {
     ),
     # Directions that are partly task-specific.
     "task_specific": SimulationSpec(hidden_dim=128, num_tasks=6, task_specific=0.5, **EVEN_LENGTHS, action_coupling=0.3, seed=6),
+    # Failures that announce themselves: a drift along the failure-progress direction from the first
+    # step, so rollout-level detection before the shortest rollout ends is possible.
+    "precursor": SimulationSpec(hidden_dim=128, **EVEN_LENGTHS, action_coupling=0.3, failure_drift=3.0, seed=9),
     # One hidden state per step (no action chunks).
     "chunk1": SimulationSpec(hidden_dim=64, chunk_size=1, **EVEN_LENGTHS, action_coupling=0.3, seed=7),
     # OpenVLA's width, with massive activations and uneven scales.
@@ -88,7 +93,9 @@ def scaled_member(name: str, rollouts: float = 1.0, hidden_dim: int | None = Non
     return replace(spec, **size, hidden_dim=hidden_dim or spec.hidden_dim)
 
 
-def score_member(spec: SimulationSpec, workdir: str | os.PathLike, config, test_fraction: float = 0.3, log=lambda message: None) -> dict:
+def score_member(
+    spec: SimulationSpec, workdir: str | os.PathLike, config, test_fraction: float = 0.3, log=lambda message: None, calibration_tasks=()
+) -> dict:
     """Simulate ``spec``, prepare, split by rollout, train with ``config`` and evaluate on held-out rollouts.
 
     Returns the evaluation report (the model's metrics with the baselines beside them), with the
@@ -106,7 +113,12 @@ def score_member(spec: SimulationSpec, workdir: str | os.PathLike, config, test_
     write_synthetic_source(spec, *paths)
     prepare_dataset(paths[0], paths[1], workdir / "dataset.vlarisk")
     source = open_source(
-        workdir.name, str(workdir / "dataset.vlarisk"), planting_path=str(paths[2]), test_fraction=test_fraction, seed=config.seed
+        workdir.name,
+        str(workdir / "dataset.vlarisk"),
+        planting_path=str(paths[2]),
+        test_fraction=test_fraction,
+        seed=config.seed,
+        calibration_tasks=calibration_tasks,
     )
     outcome = Trainer([source], config, workdir / "model", workdir.name, log=log).fit()
     report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device)

@@ -1,10 +1,11 @@
-"""Scoring many hidden states at once: large batches, no autograd, normalisation on the fly."""
+"""Scoring many hidden states at once: large batches, no autograd, normalisation on the fly, each distinct state once."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from vlarisk.dataset import StepStates
 from vlarisk.device import autocast, flush_denormals
 
 
@@ -12,8 +13,11 @@ def gather_rows(hidden: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.nda
     """Copy ``hidden[rows]`` into ``out[:len(rows)]`` (no temporary) and return that view.
 
     A run of consecutive rows is copied as one slice; otherwise ``np.take`` gathers them straight
-    from the (memory-mapped) array into ``out``. ``rows`` must be valid row indices.
+    from the (memory-mapped) array into ``out``. ``rows`` must be valid row indices. For a
+    per-step :class:`~vlarisk.dataset.StepStates` view the rows' states are gathered.
     """
+    if isinstance(hidden, StepStates):
+        hidden, rows = hidden.states, np.asarray(hidden.index[np.asarray(rows)], dtype=np.int64)
     n = len(rows)
     target = out[:n]
     if n == 0:
@@ -47,8 +51,18 @@ def predict_rows(
     at a time; the predictions are written into one preallocated array. ``batch_rows`` is kept at
     16384 by default because fp32 matrix products can round differently at other batch sizes, and
     validation metrics should not move with a memory setting.
+
+    For a per-step :class:`~vlarisk.dataset.StepStates` view each distinct state among the rows is
+    scored once (in blocks of ``batch_rows`` states, in ascending order) and its prediction is
+    copied to each of its steps.
     """
     rows = np.asarray(rows)
+    if isinstance(hidden, StepStates):
+        if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= len(hidden)):
+            raise IndexError(f"row index out of range for {len(hidden)} hidden states")
+        states, inverse = np.unique(np.asarray(hidden.index[rows], dtype=np.int64), return_inverse=True)
+        per_state = predict_rows(model, hidden.states, states, mean, std, device, batch_rows, bf16)
+        return per_state[inverse.reshape(-1)]
     was_training = model.training
     model.eval()
     mean, std = mean.to(device), std.to(device)

@@ -73,6 +73,7 @@ def test_metrics(prediction: np.ndarray, target: np.ndarray, thresholds: np.ndar
         "num_samples": int(len(target)),
         "thresholds": thresholds_by_dimension(thresholds),
         "undefined": undefined,
+        "mean_over": [name for name in ACTION_DIMENSIONS if metrics[f"auc_{name}"] is not None],
         "prediction_std": {name: float(s) for name, s in zip(ACTION_DIMENSIONS, spread, strict=True)},
         "collapsed": bool(collapse),
         "collapse": collapse,
@@ -80,3 +81,38 @@ def test_metrics(prediction: np.ndarray, target: np.ndarray, thresholds: np.ndar
 
 
 test_metrics.__test__ = False  # not a pytest test despite its name
+
+
+def _ranking_or_reason(positive: np.ndarray, scores: np.ndarray) -> tuple[float | None, float | None, str | None]:
+    """AUC and AP of ``scores`` against a boolean target, or why they are undefined."""
+    count = int(positive.sum())
+    if count == 0 or count == len(positive):
+        return None, None, "no positives in the scored split" if count == 0 else "no negatives in the scored split"
+    return float(roc_auc_score(positive, scores)), float(average_precision_score(positive, scores)), None
+
+
+def step_target_metrics(prediction: np.ndarray, labels: np.ndarray, fail_within_k: np.ndarray, thresholds: np.ndarray) -> dict:
+    """Per-step targets that do not hang on the largest training label.
+
+    * ``fail_within_k``: the overall risk (largest of the dimensions) against "the rollout fails
+      within the next k steps".
+    * ``label_above_zero``: per dimension, any label above 0 is a positive, so the early part of a
+      risk ramp counts as a hit; means over all 7 dimensions, ``None`` unless every one is defined.
+    * ``ambiguous_steps``: per dimension, the steps with ``0 < label < threshold``, which the
+      guide's rule (``test_metrics``) counts as negatives.
+    """
+    prediction, labels = np.asarray(prediction, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    auc, ap, reason = _ranking_or_reason(np.asarray(fail_within_k).astype(bool), prediction.max(axis=1))
+    above_zero, undefined = {}, {}
+    for dim, name in enumerate(ACTION_DIMENSIONS):
+        above_zero[f"auc_{name}"], above_zero[f"ap_{name}"], why = _ranking_or_reason(labels[:, dim] > 0, prediction[:, dim])
+        if why:
+            undefined[name] = why
+    for prefix in ("auc", "ap"):
+        above_zero[f"mean_{prefix}"] = None if undefined else mean_defined(above_zero, prefix)
+    ambiguous = (labels > 0) & (labels < np.where(np.isnan(thresholds), np.inf, thresholds))
+    return {
+        "fail_within_k": {"auc": auc, "ap": ap, "positives": int(np.asarray(fail_within_k).astype(bool).sum()), "reason": reason},
+        "label_above_zero": {**above_zero, "mean_over": list(ACTION_DIMENSIONS), "undefined": undefined},
+        "ambiguous_steps": {name: int(ambiguous[:, dim].sum()) for dim, name in enumerate(ACTION_DIMENSIONS)},
+    }

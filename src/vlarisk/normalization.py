@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vlarisk.dataset import StepStates
+
 MIN_STD = 1e-6
 
 
@@ -17,10 +19,21 @@ def feature_statistics(
     summed one after another and the chunk sums are added to the totals, so the result does not
     depend on ``block_rows`` (it is bit-for-bit that of summing each chunk at once). A feature whose
     std is below ``MIN_STD`` (constant in training) gets std 1: it is centred, not blown up.
+
+    For a per-step :class:`~vlarisk.dataset.StepStates` view each distinct state among the rows
+    is read once and counted as many times as it has steps there, so the result is still the
+    per-step statistics of ``rows`` (to float64 rounding; bit for bit when no state repeats).
     """
     rows = np.asarray(rows)
     if len(rows) == 0:
         raise ValueError("cannot compute normalisation statistics from zero training rows")
+    weights = None
+    if isinstance(hidden, StepStates):
+        rows, counts = np.unique(np.asarray(hidden.index[rows], dtype=np.int64), return_counts=True)
+        hidden, num_steps = hidden.states, int(counts.sum())
+        weights = None if num_steps == len(rows) else counts.astype(np.float64)[:, None]
+    else:
+        num_steps = len(rows)
     dim = hidden.shape[1]
     block_rows = max(1, min(block_rows, chunk_rows, len(rows)))
     # Row 0 of each buffer carries the running sum of the chunk, rows 1.. hold the next block:
@@ -37,6 +50,10 @@ def feature_statistics(
             n = len(index)
             values[1 : n + 1] = _gather(hidden, index)
             np.square(values[1 : n + 1], out=squares[1 : n + 1])
+            if weights is not None:  # a state of k steps adds k x and k x^2
+                block_weights = weights[start + offset : start + offset + n]
+                values[1 : n + 1] *= block_weights
+                squares[1 : n + 1] *= block_weights
             if chunk_sum is None:
                 chunk_sum, chunk_sq = values[1 : n + 1].sum(axis=0), squares[1 : n + 1].sum(axis=0)
             else:
@@ -44,8 +61,8 @@ def feature_statistics(
                 chunk_sum, chunk_sq = values[: n + 1].sum(axis=0), squares[: n + 1].sum(axis=0)
         total += chunk_sum
         total_sq += chunk_sq
-    mean = total / len(rows)
-    variance = np.maximum(total_sq / len(rows) - np.square(mean), 0.0)
+    mean = total / num_steps
+    variance = np.maximum(total_sq / num_steps - np.square(mean), 0.0)
     std = np.sqrt(variance)
     std[std < MIN_STD] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)

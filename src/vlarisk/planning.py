@@ -19,7 +19,30 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 
-RESULTS = "results"
+RESULTS_BASE = "results"
+RESULTS = RESULTS_BASE  # where the path helpers put files: results/, or an experiment's folder
+EXPERIMENTS = "experiments"
+ALL_SOURCES = "all"  # a multi-model group listed as `all`: every configured source
+
+
+def results_root(config: Mapping) -> str:
+    """The folder of a config's outputs: ``results``, or ``results/experiments/<name>`` when the
+    config selects a named experiment (``experiment: <name>``)."""
+    name = config.get("experiment")
+    return f"{RESULTS_BASE}/{EXPERIMENTS}/{name}" if name else RESULTS_BASE
+
+
+def set_results_root(root: str) -> None:
+    """Make the path helpers below put files under ``root`` (the Snakefile calls it once, with
+    :func:`results_root` of its config, before any rule is defined)."""
+    global RESULTS
+    RESULTS = root
+
+
+def comparison_path(extension: str) -> str:
+    """The table comparing every run found under results/ (all experiments), in one format."""
+    return f"{RESULTS_BASE}/comparison/runs.{extension}"
+
 
 # ---------------------------------------------------------------------------------------- paths
 BEST_MODEL, LATEST_MODEL, RESULTS_JSON = "best_model.pt", "latest.pt", "results.json"
@@ -45,8 +68,9 @@ def same_rollouts_path(source: str) -> str:
     return f"{RESULTS}/datasets/{source}/heuristic.same_rollouts.txt"
 
 
-def split_path(source: str) -> str:
-    return f"{RESULTS}/splits/{source}.json"
+def split_path(source: str, seed=None) -> str:
+    """The source's split; with ``seed``, the split an ablation seed trains on (seeds vary the split too)."""
+    return f"{RESULTS}/splits/{source}.json" if seed is None else f"{RESULTS}/splits/{source}.seed-{seed}.json"
 
 
 def model_dir(source: str) -> str:
@@ -92,6 +116,15 @@ def benchmark_path(rule: str, name: str) -> str:
     return f"{RESULTS}/benchmarks/{rule}/{name}.tsv"
 
 
+def resume_dir(rule: str, name: str) -> str:
+    """Where a training job keeps its per-epoch checkpoints while it runs (``--resume-dir``).
+
+    Not a declared output: Snakemake deletes a failed job's outputs, but not this, so a retry
+    (after a TIMEOUT or a kill) continues from the last finished epoch. Emptied when training ends.
+    """
+    return f"{RESULTS}/.resume/{rule}/{name}"
+
+
 TABLE_FORMATS = ("md", "tex", "csv", "json", "html")  # html last: the copy shown in the report
 
 
@@ -114,7 +147,7 @@ def figure_path(kind: str, name: str) -> str:
 # it changes the training data.
 TRAINING_FACTORS = ("loss_type", "hidden_dims", "dropout", "normalize")
 ABLATION_CELL_PATTERN = r"default|[a-z_]+-[A-Za-z0-9_.]+"
-PAPER_TABLES = ("auc_per_dimension", "ap_per_dimension", "single_vs_multi", "failure_correlation")
+PAPER_TABLES = ("auc_per_dimension", "ap_per_dimension", "single_vs_multi", "failure_correlation", "detection", "detection_per_dimension")
 
 
 def ablation_value_slug(factor: str, value) -> str:
@@ -142,16 +175,24 @@ class Plan:
 
     Raises ``ValueError`` on what the schema cannot check: a multi-model group or the ablations
     naming an unconfigured source, a multi-model without a hidden layer to share.
+
+    Defaults name no source: a multi-model group listed as ``all`` has every configured source
+    (and is left out when fewer than two are configured), and the ablations run on the first
+    source unless ``ablations.sources`` names others.
     """
 
     def __init__(self, config: Mapping):
         self.config = config
         self.sources = list(config["sources"])
-        multi_model = config.get("multi_model", {})
-        self.multi_groups = dict(multi_model.get("groups", {}))
-        self.multi_overrides = dict(multi_model.get("training", {}))
-        ablations = config.get("ablations", {"factors": {}, "seeds": []})
-        self.ablation_sources = list(ablations.get("sources", self.sources))
+        multi_model = config.get("multi_model") or {}
+        self.multi_groups = {
+            group: list(self.sources if members == ALL_SOURCES else members)
+            for group, members in (multi_model.get("groups") or {}).items()
+            if members != ALL_SOURCES or len(self.sources) > 1
+        }
+        self.multi_overrides = dict(multi_model.get("training") or {})
+        ablations = config.get("ablations") or {"factors": {}, "seeds": []}
+        self.ablation_sources = list(ablations.get("sources", self.sources[:1]))
         self.ablation_seeds = list(ablations["seeds"])
         self.ablation_factor_values = dict(ablations["factors"])
         self.ablation_overrides = dict(ablations.get("training", {}))
@@ -226,6 +267,26 @@ class Plan:
     def evaluation(self) -> dict:
         """The `evaluation` block (settings kept outside `training`, e.g. positive_fraction_of_max)."""
         return self.config["evaluation"]
+
+    @property
+    def detection_flags(self) -> str:
+        """The `detection` block as flags of the training (alarm level) and evaluation commands."""
+        block = {"alpha": 0.1, "horizon": None, "n_boot": 1000, "seed": 0, **self.config.get("detection", {})}
+        horizon = "" if block["horizon"] is None else f" --horizon {int(block['horizon'])}"
+        return f"--alpha {float(block['alpha'])} --n-boot {int(block['n_boot'])} --bootstrap-seed {int(block['seed'])}{horizon}"
+
+    def split_flags(self, seed=None) -> str:
+        """The `split` block as flags of split_dataset.py (its seed replaced by ``seed`` when given)."""
+        split = {**self.config["split"], **({} if seed is None else {"seed": int(seed)})}
+        held_out = split.get("held_out_tasks", "auto")
+        tasks = "auto" if held_out == "auto" else " ".join(shlex.quote(str(t)) for t in held_out)
+        calibrating = split.get("calibration_tasks", [])
+        calibration_tasks = "auto" if calibrating == "auto" else " ".join(shlex.quote(str(t)) for t in calibrating)
+        return (
+            f"--val-split {split['val_fraction']} --test-split {split['test_fraction']} --seed {split['seed']}"
+            f" --calibration-split {split.get('calibration_fraction', 0.15)} --unseen-task-fraction {split.get('unseen_task_fraction', 0.2)}"
+            f" --held-out-tasks {tasks} --calibration-tasks {calibration_tasks}"
+        )
 
     # -------------------------------------------------------------------------- multi-model
     def multi_member_files(self, group: str) -> dict:
@@ -348,8 +409,8 @@ class Plan:
             return f"failure-correlation {cli_pairs('--predictions', self.test_predictions())}"
         single = cli_pairs("--single", self.single_results())
         multi = cli_pairs("--multi", self.multi_results())
-        if table == "single_vs_multi":
-            return f"single-vs-multi {single} {multi}"
+        if table in ("single_vs_multi", "detection", "detection_per_dimension"):
+            return f"{table.replace('_', '-')} {single} {multi}"
         return f"per-dimension --metric {table.split('_')[0]} {single} {multi}"
 
     def paper_tables(self) -> list[str]:
@@ -358,9 +419,17 @@ class Plan:
         return [table_path(name, extension) for name in names for extension in TABLE_FORMATS]
 
     def paper_figures(self) -> list[str]:
-        """Every figure: curves of each single model, a bar chart per ablated factor."""
-        curves = [figure_path(kind, source) for kind in ("roc_pr", "training") for source in self.sources]
+        """Every figure: curves and failure detection of each single model, a bar chart per ablated factor."""
+        curves = [figure_path(kind, source) for kind in ("roc_pr", "training", "detection") for source in self.sources]
         return curves + [figure_path("ablation", factor) for factor in self.ablation_factors()]
+
+    # ------------------------------------------------------------------------- comparison
+    def comparison_runs(self, found: list[str]) -> list[str]:
+        """The results.json files ``found`` under results/ that the current config does not build
+        (other experiments' runs, ablation cells, sources no longer configured): the comparison
+        reads them as they are, without asking Snakemake to bring them up to date."""
+        own = set(self.all_targets())
+        return [path for path in found if path not in own]
 
     # ---------------------------------------------------------------------------- targets
     def all_targets(self) -> list[str]:

@@ -2,7 +2,7 @@
 
 The file (``.npz``, no pickles) holds per test step the predicted risk, the label, the positives
 used for AUC/AP (by the training-split thresholds the evaluation used), ``fail_within_k``, the
-outcome and the rollout id, plus a JSON record of the checkpoint, dataset and fraction it came
+outcome, the rollout, step and task, and the named test set of the row, plus a JSON record of the checkpoint, dataset and fraction it came
 from, so each curve and correlation traces back to one trained model and its ``results.json``.
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
 from vlarisk.io_utils import atomic_path, file_sha256
+from vlarisk.splits import test_sets
 from vlarisk.thresholds import binarize
 
 
@@ -37,11 +38,25 @@ def test_predictions(scored, checkpoint_path: str, fraction_of_max: float) -> di
         "fail_within_k": np.asarray(dataset.arrays["fail_within_k"][rows], dtype=np.uint8),
         "success": np.asarray(dataset.arrays["success"][rows], dtype=np.uint8),
         "rollout_id": np.asarray(dataset.rollout_id[rows], dtype=np.int32),
+        "step_index": np.asarray(dataset.arrays["step_index"][rows], dtype=np.int32),
+        "task_index": np.asarray(dataset.arrays["task_index"][rows], dtype=np.int32),
+        "test_set": test_set_of_rows(scored.source, rows),
         "provenance": np.array(json.dumps(provenance, sort_keys=True)),
     }
 
 
 test_predictions.__test__ = False  # not a pytest test despite its name
+
+
+def test_set_of_rows(source, rows: np.ndarray) -> np.ndarray:
+    """Each row's named test set (``test_seen``/``test_unseen``, or ``test`` without held-out tasks)."""
+    names = np.full(len(rows), "test", dtype="<U11")
+    for name in test_sets(source.split):
+        names[np.isin(rows, source.rows[name])] = name
+    return names
+
+
+test_set_of_rows.__test__ = False
 
 
 def save_predictions(path: str | os.PathLike, arrays: dict) -> None:

@@ -1,7 +1,9 @@
 """Build a training dataset from a source's success and failure rollout pickles.
 
-Rollouts are read one file at a time and each rollout's hidden states are streamed to the output
-file as soon as they are validated, so peak memory stays close to the larger rollout pickle.
+Rollouts are read one file at a time and each rollout's distinct hidden states are streamed to the
+output as soon as they are validated, so peak memory stays close to the larger rollout pickle.
+Steps of a rollout whose hidden states are equal byte for byte (a VLA repeats its state over an
+action chunk) share one stored state; every other field stays per step.
 """
 
 from __future__ import annotations
@@ -14,21 +16,25 @@ import numpy as np
 
 from vlarisk.dataset import STEP_FIELDS, DatasetWriter, load_dataset, write_legacy_pickle
 from vlarisk.errors import InputError
+from vlarisk.io_utils import writes_output
 from vlarisk.rollouts import RolloutReader, iter_rollouts
 
 LABELLING_MODES = ("auto", "require", "heuristic")
 
 
+@writes_output("output_path")
 def prepare_dataset(
     success_path: str | os.PathLike,
     failure_path: str | os.PathLike,
     output_path: str | os.PathLike,
     labelling: str = "auto",
+    deduplicate: bool = True,
 ) -> dict:
     """Write the dataset for one source and return its metadata.
 
-    ``output_path`` ending in ``.pkl`` writes the guide's pickle layout; any other suffix writes
-    the memory-mappable ``.vlarisk`` format (see :mod:`vlarisk.dataset`).
+    ``output_path`` ending in ``.pkl`` writes the guide's pickle layout; any other name writes the
+    project's dataset directory (see :mod:`vlarisk.dataset`). ``deduplicate=False`` stores every
+    step's state separately (for comparisons with per-step training).
     """
     if labelling not in LABELLING_MODES:
         raise ValueError(f"labelling must be one of {LABELLING_MODES}, got {labelling!r}")
@@ -37,15 +43,49 @@ def prepare_dataset(
         output_path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=output_path.parent, prefix=f".{output_path.name}.") as scratch:
             staged = Path(scratch) / "staged.vlarisk"
-            metadata = _write_vlarisk(success_path, failure_path, staged, labelling)
+            metadata = _write_dataset(success_path, failure_path, staged, labelling, deduplicate)
             write_legacy_pickle(load_dataset(staged), output_path)
         return metadata
-    return _write_vlarisk(success_path, failure_path, output_path, labelling)
+    return _write_dataset(success_path, failure_path, output_path, labelling, deduplicate)
 
 
-def _write_vlarisk(success_path, failure_path, output_path, labelling: str) -> dict:
+def distinct_rows(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)``: the first row of each distinct row of ``block`` (equal byte for byte), in
+    order of appearance, and for every row the number of its distinct row, so ``block[first][inverse]
+    == block``.
+
+    Runs of equal consecutive rows (an action chunk) are found in one vectorised comparison; the
+    remaining rows are grouped by a few sampled values and compared in full, so repeats that are
+    not adjacent are merged too, and rows differing in any single element never are.
+    """
+    n = len(block)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    bits = np.ascontiguousarray(block, dtype=np.float32).reshape(n, -1).view(np.uint32)
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = ~(bits[1:] == bits[:-1]).all(axis=1)
+    heads = np.flatnonzero(starts)
+    probe = bits[:, np.linspace(0, bits.shape[1] - 1, min(bits.shape[1], 64)).astype(np.int64)]
+    groups: dict[bytes, list[int]] = {}
+    head_class = np.empty(len(heads), dtype=np.int64)
+    first: list[int] = []
+    for position, row in enumerate(heads):
+        candidates = groups.setdefault(probe[row].tobytes(), [])
+        for klass in candidates:
+            if np.array_equal(bits[first[klass]], bits[row]):
+                head_class[position] = klass
+                break
+        else:
+            candidates.append(len(first))
+            head_class[position] = len(first)
+            first.append(int(row))
+    inverse = head_class[np.cumsum(starts) - 1]
+    return np.asarray(first, dtype=np.int64), inverse
+
+
+def _write_dataset(success_path, failure_path, output_path, labelling: str, deduplicate: bool) -> dict:
     reader = RolloutReader(labelling=labelling)
-    columns: dict[str, list[np.ndarray]] = {name: [] for name in STEP_FIELDS}
+    columns: dict[str, list[np.ndarray]] = {name: [] for name in (*STEP_FIELDS, "state_index")}
     rollouts, tasks = [], {}
     read = {True: 0, False: 0}
     with DatasetWriter(output_path) as writer:
@@ -57,7 +97,12 @@ def _write_vlarisk(success_path, failure_path, output_path, labelling: str) -> d
                     continue
                 if writer.hidden_dim is None:
                     writer.hidden_dim = steps.hidden.shape[1]
-                writer.append_hidden(steps.hidden)
+                if deduplicate:
+                    first, inverse = distinct_rows(steps.hidden)
+                    unique = steps.hidden if len(first) == len(steps.hidden) else steps.hidden[first]
+                else:
+                    unique, inverse = steps.hidden, np.arange(len(steps.hidden))
+                columns["state_index"].append(writer.append_hidden(unique) + inverse)
                 rollout_id = len(rollouts)
                 task_index = tasks.setdefault(steps.task, len(tasks))
                 rollouts.append(
@@ -80,6 +125,7 @@ def _write_vlarisk(success_path, failure_path, output_path, labelling: str) -> d
         metadata = {
             "source_files": {"success": str(success_path), "failure": str(failure_path)},
             "labelling": labelling,
+            "deduplicated": deduplicate,
             "num_success_rollouts": sum(r["success"] for r in rollouts),
             "num_failure_rollouts": sum(not r["success"] for r in rollouts),
             "num_with_labels": int(sum(c.sum() for c in columns["has_provided_label"])),

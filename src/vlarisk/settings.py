@@ -50,7 +50,7 @@ class TrainingConfig:
     loss_type : ``bce`` (soft-label cross-entropy on logits, the default), ``mse``, ``mae`` or ``huber`` (delta 0.1).
     normalize : standardise inputs with training-split statistics (on by default, unlike the reference).
     seed : seeds weights, data order and dropout.
-    device : ``auto``, ``cpu`` or ``cuda``; ``bf16`` turns on bfloat16 autocast.
+    device : ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see :func:`vlarisk.device.resolve_device`); ``bf16`` turns on bfloat16 autocast.
     grad_clip : the largest gradient norm; larger gradients are scaled down to it.
     positive_fraction_of_max : label threshold for validation AUC (see :mod:`vlarisk.thresholds`).
     """
@@ -65,7 +65,9 @@ class TrainingConfig:
     loss_type: str = knob("bce", choices=LOSS_TYPES, help="bce: soft-label cross-entropy on logits; huber: delta 0.1")
     normalize: bool = knob(True, help="standardise inputs with training-split statistics")
     seed: int = knob(0, help="seeds weights, data order and dropout")
-    device: str = knob("auto", help="auto, cpu, cuda or cuda:N")
+    device: str = knob(
+        "auto", help="auto (CUDA, else MPS, else CPU; an error if the job was given GPUs that torch cannot use), cpu, cuda, cuda:N or mps"
+    )
     bf16: bool = knob(False, help="bfloat16 autocast for the forward pass")
     grad_clip: float = knob(1.0, help="clip the gradient norm at this value")
     positive_fraction_of_max: float = knob(

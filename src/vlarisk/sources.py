@@ -20,7 +20,7 @@ from vlarisk.cli import read_json
 from vlarisk.dataset import RiskDataset, load_dataset
 from vlarisk.errors import InputError
 from vlarisk.normalization import feature_statistics, identity_statistics
-from vlarisk.splits import split_rollouts, split_rows, validate_split
+from vlarisk.splits import DEFAULTS, calibration_tasks_of, split_rollouts, split_rows, validate_split
 from vlarisk.thresholds import positive_thresholds
 
 ENTRY_FIELDS = {"model_name", "data_path", "description", "split_path", "planting_path"}
@@ -48,6 +48,15 @@ class Source:
         """Positive thresholds ``[7]`` from the training rows' labels (see :mod:`vlarisk.thresholds`)."""
         return positive_thresholds(self.labels("train"), fraction_of_max)
 
+    def calibration_rows(self) -> tuple[str, np.ndarray]:
+        """The rows the alarm threshold is fitted on, and their name: the ``calibration`` split, or,
+        for a split without one (older split files), the validation split's successful rollouts."""
+        if "calibration" in self.rows:
+            held_out = calibration_tasks_of(self.split, self.dataset.metadata["rollouts"])
+            return ("calibration tasks " + ", ".join(held_out) if held_out else "calibration"), self.rows["calibration"]
+        val = self.rows["val"]
+        return "val successes (also used for epoch selection)", val[np.asarray(self.dataset.arrays["success"][val], dtype=bool)]
+
 
 def open_source(
     name: str,
@@ -58,9 +67,11 @@ def open_source(
     val_fraction: float = 0.2,
     test_fraction: float = 0.1,
     seed: int = 0,
+    calibration_tasks=DEFAULTS["calibration_tasks"],
 ) -> Source:
     """Open a dataset with its split: ``split_path``'s if given, else ``saved_split`` (a
-    checkpoint's), else a new split by rollout from the fractions and seed."""
+    checkpoint's), else a new split by rollout from the fractions and seed, with the project's
+    default calibration share and automatically held-out tasks (:data:`vlarisk.splits.DEFAULTS`)."""
     dataset = load_dataset(data_path)
     rollouts = dataset.metadata["rollouts"]
     if split_path:
@@ -69,7 +80,17 @@ def open_source(
     elif saved_split is not None:
         split = saved_split
     else:
-        split = split_rollouts(rollouts, val_fraction, test_fraction, seed, source=str(data_path))
+        split = split_rollouts(
+            rollouts,
+            val_fraction,
+            test_fraction,
+            seed,
+            DEFAULTS["held_out_tasks"],
+            str(data_path),
+            DEFAULTS["calibration_fraction"],
+            DEFAULTS["unseen_task_fraction"],
+            calibration_tasks,
+        )
     return Source(name, dataset, split, planting_path)
 
 
@@ -107,7 +128,7 @@ def _check_entry(entry: object, where: str) -> None:
         raise InputError(f"{where}.data_path is missing")
     for field in ("data_path", "split_path", "planting_path"):
         value = entry.get(field)
-        if value is not None and not (isinstance(value, str) and Path(value).is_file()):
+        if value is not None and not (isinstance(value, str) and Path(value).exists()):
             raise InputError(f"{where}.{field}: {value!r} is not an existing file")
 
 

@@ -9,6 +9,7 @@ handle is removed.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,9 +17,18 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from vlarisk.checkpoints import load_predictor
+from vlarisk.checkpoints import load_predictor, read_checkpoint
 from vlarisk.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
 from vlarisk.models import NormalizedMultiRiskPredictor
+
+FALLBACK_THRESHOLD = 0.5
+
+
+def calibrated_threshold(path: str | os.PathLike, source: str | None = None) -> float | None:
+    """The alarm threshold stored in a checkpoint (``source``'s for a multi-model one), if any."""
+    checkpoint = read_checkpoint(path)
+    entry = checkpoint.get("sources", {}).get(source, {}) if "sources" in checkpoint else checkpoint
+    return (entry.get("alarm") or {}).get("threshold")
 
 
 @dataclass
@@ -38,9 +48,13 @@ class RiskMonitor:
     ----------
     predictor : path or nn.Module
         A checkpoint (``best_model.pt``) or a loaded model taking raw hidden states.
-    threshold : float or sequence of 7 floats
-        Alarm level per dimension (one value for all). The riskiest dimension is the one with the
-        largest ``risk / threshold``, so with a single threshold it is simply the largest risk.
+    threshold : float, sequence of 7 floats, or None
+        Alarm level per dimension (one value for all); an alarm is a risk strictly above it. The
+        default (``None``) is the checkpoint's calibrated alarm threshold (``alarm`` in
+        ``best_model.pt``: a successful episode raises a false alarm with probability at most its
+        ``alpha``), or 0.5, with a warning, for a model or checkpoint without one. The riskiest
+        dimension is the one with the largest ``risk / threshold``, so with a single threshold it
+        is simply the largest risk.
     source : str, optional
         Which source's input layer to use with a multi-model checkpoint (required there).
     device : str or torch.device
@@ -50,11 +64,17 @@ class RiskMonitor:
     def __init__(
         self,
         predictor: str | os.PathLike | nn.Module,
-        threshold: float | Sequence[float] = 0.5,
+        threshold: float | Sequence[float] | None = None,
         source: str | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        model = load_predictor(predictor, device) if isinstance(predictor, (str, os.PathLike)) else predictor.to(device)
+        is_path = isinstance(predictor, (str, os.PathLike))
+        model = load_predictor(predictor, device) if is_path else predictor.to(device)
+        if threshold is None:
+            threshold = calibrated_threshold(predictor, source) if is_path else None
+            if threshold is None:
+                warnings.warn("no calibrated alarm threshold (a checkpoint trained by vlarisk stores one): alarming at 0.5", stacklevel=2)
+                threshold = FALLBACK_THRESHOLD
         if isinstance(model, NormalizedMultiRiskPredictor):
             if source is None:
                 raise ValueError(f"a multi-model predictor needs source= (one of {model.sources})")
@@ -75,7 +95,7 @@ class RiskMonitor:
         single = hidden.ndim == 1
         risk = self.model(hidden.unsqueeze(0) if single else hidden).float()
         index = (risk / self.threshold).argmax(dim=1)
-        alarm = (risk >= self.threshold).any(dim=1)
+        alarm = (risk > self.threshold).any(dim=1)
         names = [ACTION_DIMENSIONS[i] for i in index.tolist()]
         if single:
             return RiskReading(risk[0], int(index[0]), names[0], bool(alarm[0]))

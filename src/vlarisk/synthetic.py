@@ -54,6 +54,11 @@ class SimulationSpec:
         Shift along the shared failure-progress direction at the end of a failed rollout.
     risk_window_fraction, min_risk_window : float, int
         The planted risk ramps over the last ``max(min_risk_window, fraction * T)`` steps of a failure.
+    failure_drift : float
+        Early warning: along the failure-progress direction a failed rollout drifts linearly from 0
+        at its first step to ``failure_drift`` at its last (the state takes the larger of the drift
+        and the risk window's progress). 0: nothing precedes the risk window. The labels are
+        unchanged, so the drift is a precursor that only rollout-level detection is scored on.
     action_coupling : float
         How much a culprit's action magnitude follows its risk (1: fully, 0: not at all).
     nonlinear_dimensions : list of int
@@ -82,6 +87,7 @@ class SimulationSpec:
     task_offset_scale: float = 0.5
     risk_window_fraction: float = 0.2
     min_risk_window: int = 10
+    failure_drift: float = 0.0
     action_coupling: float = 1.0
     nonlinear_dimensions: list[int] = field(default_factory=list)
     task_specific: float = 0.0
@@ -171,7 +177,7 @@ class RolloutSimulator:
         culprits = [] if success else sorted(rng.choice(NUM_DIMENSIONS, size=int(rng.integers(1, 3)), replace=False).tolist())
         window = max(spec.min_risk_window, int(spec.risk_window_fraction * num_steps))
         risk = planted_risk(num_steps, culprits, window)
-        hidden = self._hidden_states(risk, task)
+        hidden = self._hidden_states(risk, task, 0.0 if success else spec.failure_drift)
         actions = self._actions(risk)
         steps = [self._step(t, num_steps, actions[t], hidden[t], risk[t], success) for t in range(num_steps)]
         return {
@@ -189,8 +195,9 @@ class RolloutSimulator:
             "culprit_dimensions": culprits,
         }
 
-    def _hidden_states(self, risk: np.ndarray, task: int) -> list[np.ndarray]:
-        """One hidden state per action chunk, repeated for each step of the chunk (same object)."""
+    def _hidden_states(self, risk: np.ndarray, task: int, drift: float = 0.0) -> list[np.ndarray]:
+        """One hidden state per action chunk, repeated for each step of the chunk (same object);
+        ``drift`` is the failure progress reached at the rollout's last step (see ``failure_drift``)."""
         spec = self.spec
         signs = np.ones(NUM_DIMENSIONS + 1, dtype=np.float32)
         signs[spec.nonlinear_dimensions] = np.where(self.rng.random(len(spec.nonlinear_dimensions)) < 0.5, -1.0, 1.0)
@@ -198,7 +205,9 @@ class RolloutSimulator:
         for start in range(0, risk.shape[0], spec.chunk_size):
             noise = self.rng.standard_normal(spec.hidden_dim).astype(np.float32)
             chunk_risk = risk[start : start + spec.chunk_size].max(axis=0)  # the state foresees its chunk's risk
-            latent = np.append(chunk_risk, chunk_risk.max())
+            end = min(start + spec.chunk_size, risk.shape[0]) - 1
+            progress = max(float(chunk_risk.max()), drift * end / max(risk.shape[0] - 1, 1))
+            latent = np.append(chunk_risk, progress)
             signal = (signs * self.strength * latent) @ self.task_directions[task]
             state = self._distort(self.task_offsets[task] + noise + signal)
             states.extend([state] * min(spec.chunk_size, risk.shape[0] - start))

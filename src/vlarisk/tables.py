@@ -227,6 +227,97 @@ def failure_correlation_table(predictions: dict[str, str], bins: int = 5) -> Tab
     return table
 
 
+# Detection scorers in table order, with their row labels (the model comes first).
+DETECTION_SCORERS = {
+    "logistic": "logistic baseline",
+    "episode_length": "steps elapsed (episode length)",
+    "abs_action": "|action|",
+    "planted_direction": "planted direction",
+}
+DETECTION_COLUMNS = {
+    "rollout AUC": ("rollout_auc", None),
+    "AUC 95% low": ("rollout_auc", 0),
+    "AUC 95% high": ("rollout_auc", 1),
+    "rollout AP": ("rollout_ap", None),
+    "TPR": ("tpr", None),
+    "TPR 95% low": ("tpr", 0),
+    "TPR 95% high": ("tpr", 1),
+    "FPR": ("fpr", None),
+    "FPR 95% high": ("fpr", 1),
+    "bal. acc.": ("balanced_accuracy", None),
+    "lead (steps, median)": ("lead_time_steps_median", None),
+}
+
+
+def _detection_models(single: dict[str, str], multi: dict[str, str]) -> list[tuple[str, str, dict, str]]:
+    """``(source, model label, detection blocks, path)`` of every single model and multi-model member."""
+    models = []
+    multi_results = {group: read_results(path) for group, path in sorted(multi.items())}
+    for source, path in sorted(single.items()):
+        results = read_results(path)
+        models.append((source, collapse_marked("single", results), results.get("detection", {}), path))
+        for group, grouped in multi_results.items():
+            block = grouped.get("per_source", {}).get(source)
+            if block is not None:
+                models.append((source, collapse_marked(f"multi ({group})", block), block.get("detection", {}), multi[group]))
+    return models
+
+
+def _detection_cells(block: dict) -> tuple[Summary, ...]:
+    """One row's cells: each column's point or interval end (``None`` where undefined)."""
+    cells = []
+    for metric, end in DETECTION_COLUMNS.values():
+        if end is None:
+            value = block.get(metric)
+        else:
+            interval = (block.get("ci95") or {}).get(metric)
+            value = interval[end] if interval else None
+        cells.append(Summary((value,)))
+    return tuple(cells)
+
+
+def detection_table(single: dict[str, str], multi: dict[str, str]) -> Table:
+    """(f) Rollout-level failure detection per test set (unseen tasks first): rollout AUC/AP, and
+    TPR, FPR, balanced accuracy and median lead time of the alarm at the configured alpha, with 95%
+    bootstrap intervals; each model above the baselines scored the same way."""
+    table = Table(
+        "detection",
+        "Failure detection over rollouts (alarm at the calibrated threshold; 95% bootstrap intervals over rollouts)",
+        ("source", "test set", "scorer"),
+        tuple(DETECTION_COLUMNS),
+    )
+    for source, label, detection, path in _detection_models(single, multi):
+        for test_set in sorted(detection, key=lambda name: (name != "test_unseen", name)):
+            block = detection[test_set]
+            table.rows.append(Row((source, test_set, label), _detection_cells(block), (path,)))
+            if label != "single":
+                continue
+            for name, scorer in DETECTION_SCORERS.items():
+                if name in block.get("baselines", {}):
+                    table.rows.append(Row((source, test_set, scorer), _detection_cells(block["baselines"][name]), (path,)))
+    return table
+
+
+def detection_per_dimension_table(single: dict[str, str], multi: dict[str, str]) -> Table:
+    """(g) Rollout AUC of each dimension's risk alone, per test set, with attribution: how often the
+    riskiest dimension at alarm time is the labelled culprit, against chance."""
+    columns = (*ACTION_DIMENSIONS, "overall", "attribution hit rate", "chance")
+    table = Table(
+        "detection_per_dimension",
+        "Rollout AUC-ROC of each dimension's risk, and attribution of alarms",
+        ("source", "test set", "model"),
+        columns,
+    )
+    for source, label, detection, path in _detection_models(single, multi):
+        for test_set in sorted(detection, key=lambda name: (name != "test_unseen", name)):
+            block = detection[test_set]
+            per_dim = [block.get("per_dimension", {}).get(name, {}).get("rollout_auc") for name in ACTION_DIMENSIONS]
+            attribution = block.get("attribution", {})
+            values = (*per_dim, block.get("rollout_auc"), attribution.get("hit_rate"), attribution.get("chance_rate"))
+            table.rows.append(Row((source, test_set, label), tuple(Summary((v,)) for v in values), (path,)))
+    return table
+
+
 def risk_bin_labels(bins: int) -> list[str]:
     """Names of equal-count predicted-risk bins, lowest risk first."""
     return [f"Q{i + 1}" + (" (low)" if i == 0 else " (high)" if i == bins - 1 else "") for i in range(bins)]

@@ -33,6 +33,7 @@ from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, Nor
 from vlarisk.settings import LOSS_TYPES, TrainingConfig  # noqa: F401  (defined there, torch-free; re-exported)
 from vlarisk.sources import Source, TrainingSource
 from vlarisk.thresholds import binarize
+from vlarisk.tracking import record_epoch
 
 HUBER_DELTA = 0.1  # risks live in [0, 1]: with the usual delta of 1 Huber would equal MSE / 2
 RESUMABLE_CHANGES = ("epochs", "device")  # training settings that may differ when resuming
@@ -53,11 +54,39 @@ class TrainingOutcome:
     wall_seconds: float
 
 
-def training_loss(model: nn.Module, hidden: torch.Tensor, target: torch.Tensor, loss_type: str) -> torch.Tensor:
-    """Loss of a batch; BCE works on logits, the regression losses on the predicted risk."""
+def training_loss(
+    model: nn.Module, hidden: torch.Tensor, target: torch.Tensor, loss_type: str, inverse: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean per-step loss of a batch; BCE works on logits, the regression losses on the predicted risk.
+
+    With ``inverse`` (step ``i`` has the state ``hidden[inverse[i]]``) the costly work runs once per
+    distinct state and the result is the per-step loss of the steps. Without dropout, for BCE and
+    MSE, the network runs once per state, each state weighted by its number of steps against the
+    mean label of its steps (BCE is linear in the target; MSE adds the labels' spread around their
+    state's mean, a constant): exact and cheapest. Otherwise the first layer runs once per state
+    and the rest per step (:meth:`~vlarisk.models.RiskPredictor.step_logits`), so each step draws
+    its own dropout mask, as per-step training does.
+    """
+    if inverse is None or loss_type not in ("bce", "mse") or (model.training and _has_dropout(model)):
+        logits = model.logits(hidden) if inverse is None else model.step_logits(hidden, inverse)
+        if loss_type == "bce":
+            return F.binary_cross_entropy_with_logits(logits.float(), target)
+        return output_loss(model.activate(logits).float(), target, loss_type)
+    counts = torch.bincount(inverse, minlength=hidden.shape[0]).to(target.dtype)
+    mean_target = torch.zeros((hidden.shape[0], target.shape[1]), dtype=target.dtype, device=target.device)
+    mean_target.index_add_(0, inverse, target).div_(counts[:, None])
+    weights = counts / target.shape[0]
     if loss_type == "bce":
-        return F.binary_cross_entropy_with_logits(model.logits(hidden).float(), target)
-    return output_loss(model(hidden).float(), target, loss_type)
+        per_state = F.binary_cross_entropy_with_logits(model.logits(hidden).float(), mean_target, reduction="none").mean(dim=1)
+        return (per_state * weights).sum()
+    per_state = F.mse_loss(model(hidden).float(), mean_target, reduction="none").mean(dim=1)
+    spread = (target - mean_target[inverse]).square().mean()
+    return (per_state * weights).sum() + spread
+
+
+def _has_dropout(model: nn.Module) -> bool:
+    """Whether any dropout layer of ``model`` drops anything."""
+    return any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
 
 
 def output_loss(prediction: torch.Tensor, target: torch.Tensor, loss_type: str) -> torch.Tensor:
@@ -128,9 +157,13 @@ class Trainer:
         model_name: str,
         log: Callable[[str], None] = print,
         multi_source: bool | None = None,
+        state_dir: str | os.PathLike | None = None,
     ):
         self.config, self.model_name, self.log = config, model_name, log
         self.output_dir = Path(output_dir)
+        # where the per-epoch checkpoints go and resume() reads them: the output directory, or a
+        # directory outside a workflow's declared outputs (see vlarisk.cli_args.publish_checkpoints)
+        self.state_dir = Path(state_dir) if state_dir is not None else self.output_dir
         self.multi_source = len(sources) > 1 if multi_source is None else multi_source
         if not self.multi_source and len(sources) != 1:
             raise ValueError(f"a single-source model trains on one source, got {len(sources)}")
@@ -159,13 +192,15 @@ class Trainer:
         return RiskPredictor(dims[0], config.hidden_dims, dropout=config.dropout, activation=config.activation)
 
     def resume(self) -> None:
-        """Continue from ``latest.pt`` in the output directory, history included.
+        """Continue from ``latest.pt`` in the state directory (the output directory unless
+        ``state_dir`` was given), history included.
 
         Refuses (with the reason) a ``latest.pt`` of other data, architecture, split or training
-        settings: only ``epochs`` (to train further) and ``device`` may change, so that a resumed
-        run ends exactly where an uninterrupted one would (bit for bit on CPU).
+        settings, or one already past ``epochs``: only ``epochs`` (to train further) and ``device``
+        may change, so that a resumed run ends exactly where an uninterrupted one would (bit for
+        bit on CPU). A refusal leaves the trainer as it was, ready to start from epoch 1.
         """
-        path = self.output_dir / "latest.pt"
+        path = self.state_dir / "latest.pt"
         if not path.exists():
             self.log(f"--resume: {path} not found, starting from epoch 1")
             return
@@ -185,29 +220,34 @@ class Trainer:
             raise InputError(
                 f"{path}: cannot resume with different training settings ({', '.join(changed)}); use the same settings or train without --resume"
             )
+        if int(checkpoint["epoch"]) > self.config.epochs:
+            raise InputError(
+                f"{path}: cannot resume: its epoch {checkpoint['epoch']} is past epochs {self.config.epochs}; train without --resume"
+            )
+        # everything checked (best_model.pt too) before the trainer changes
+        best_state = self._resumed_best_state(checkpoint["best"], int(checkpoint["epoch"]), fields["data_sha256"])
         self.model.load_state_dict(checkpoint["model_state_dict"])
         self.optimizer.load_state_dict(checkpoint["optimizer_state_dict"])
-        self.history, self.best = checkpoint["history"], checkpoint["best"]
-        self.best_state = self._resumed_best_state(int(checkpoint["epoch"]), fields["data_sha256"])
+        self.history, self.best, self.best_state = checkpoint["history"], checkpoint["best"], best_state
         self.start_epoch = int(checkpoint["epoch"]) + 1
         self.log(f"resumed from {path} at epoch {self.start_epoch}")
 
-    def _resumed_best_state(self, latest_epoch: int, data_sha256) -> dict:
+    def _resumed_best_state(self, latest_best: dict, latest_epoch: int, data_sha256) -> dict:
         """Weights of the best epoch so far, from ``best_model.pt`` (checked to belong to this run).
 
         ``best_model.pt`` is written before ``latest.pt``, so a kill between the two leaves it one
         epoch ahead; that epoch is then trained again and, seeded by ``(seed, epoch)``, improves on
         the best again and overwrites it.
         """
-        best_path = self.output_dir / "best_model.pt"
+        best_path = self.state_dir / "best_model.pt"
         if not best_path.exists():
-            if self.best["epoch"] > 0:
-                raise InputError(f"{best_path}: missing, but latest.pt names epoch {self.best['epoch']} as the best; cannot resume")
+            if latest_best["epoch"] > 0:
+                raise InputError(f"{best_path}: missing, but latest.pt names epoch {latest_best['epoch']} as the best; cannot resume")
             return copy.deepcopy(self.model.state_dict())
         best = read_checkpoint(best_path, self.device)
-        if best.get("data_sha256") != data_sha256 or best.get("epoch") not in (self.best["epoch"], latest_epoch + 1):
+        if best.get("data_sha256") != data_sha256 or best.get("epoch") not in (latest_best["epoch"], latest_epoch + 1):
             raise InputError(
-                f"{best_path}: does not belong to latest.pt (its epoch is {best.get('epoch')}, latest.pt names {self.best['epoch']}); cannot resume"
+                f"{best_path}: does not belong to latest.pt (its epoch is {best.get('epoch')}, latest.pt names {latest_best['epoch']}); cannot resume"
             )
         return best["model_state_dict"]
 
@@ -257,11 +297,11 @@ class Trainer:
         torch.manual_seed(config.seed * 100_003 + epoch)
         self.model.train()
         total = torch.zeros((), device=self.device)
-        for batch, (index, hidden, target) in enumerate(stream.epoch(config.seed, epoch)):
+        for batch, (index, hidden, target, inverse) in enumerate(stream.epoch(config.seed, epoch)):
             if max_batches is not None and batch >= max_batches:
                 break
             with autocast(self.device, config.bf16):
-                loss = training_loss(self.heads[index], hidden, target, config.loss_type)
+                loss = training_loss(self.heads[index], hidden, target, config.loss_type, inverse)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
@@ -296,6 +336,7 @@ class Trainer:
             self.best_state = copy.deepcopy(self.model.state_dict())
             self._save("best_model.pt", epoch, metrics)
         self._save("latest.pt", epoch, metrics)
+        record_epoch(self.output_dir, history, self.log)  # history.csv (and TensorBoard) beside the checkpoints
         auc = "n/a" if metrics["mean_auc"] is None else f"{metrics['mean_auc']:.4f}"
         self.log(
             f"epoch {epoch:3d}/{self.config.epochs}  train_loss {train_loss:.5f}  val_loss {metrics['loss']:.5f}  "
@@ -316,7 +357,7 @@ class Trainer:
             "history": self.history,
             "best": self.best,
         }
-        write_checkpoint(self.output_dir / name, self.model, state, self.optimizer, epoch, metrics, fields)
+        write_checkpoint(self.state_dir / name, self.model, state, self.optimizer, epoch, metrics, fields)
 
     def _data_fields(self) -> dict:
         """Checkpoint fields tying the weights to their data (see :func:`~vlarisk.checkpoints.data_fields`)."""

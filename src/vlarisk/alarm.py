@@ -1,0 +1,220 @@
+"""Failure detection on a source's rollouts: scored rows as detection inputs, the calibrated alarm a
+monitor raises, and the ``detection`` blocks of ``results.json``.
+
+The numbers themselves come from :mod:`vlarisk.detection`; this module decides which rows they are
+computed on. The alarm threshold is fitted on the calibration rollouts (successes no training step
+or epoch selection has seen; see :func:`vlarisk.sources.Source.calibration_rows`), once over whole
+episodes, which is the threshold a deployed :class:`~vlarisk.steering.RiskMonitor` uses, and once
+up to each task's shortest rollout, which the detection metrics use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from vlarisk.checkpoints import read_checkpoint
+from vlarisk.detection import (
+    DEFAULT_ALPHA,
+    DEFAULT_ALPHA_GRID,
+    HEADLINE_METRICS,
+    StepArrays,
+    conformal_threshold,
+    detection_report,
+    detection_scores,
+    group_rollouts,
+    rollout_horizons,
+)
+from vlarisk.inference import predict_rows
+from vlarisk.io_utils import atomic_path
+from vlarisk.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
+from vlarisk.sources import Source
+from vlarisk.splits import test_sets
+
+BASELINE_FOR_DETECTION = {"step_index": "episode_length"}  # a running max of the step index is the steps elapsed
+
+
+@dataclass(frozen=True)
+class DetectionOptions:
+    """How detection is measured: alarm level ``alpha`` (and a grid for tables), the horizon
+    (``None``: each task's shortest rollout), and the bootstrap's resamples and seed."""
+
+    alpha: float = DEFAULT_ALPHA
+    alpha_grid: tuple[float, ...] = field(default=DEFAULT_ALPHA_GRID)
+    horizon: int | None = None
+    n_boot: int = 1000
+    seed: int = 0
+
+    def report_options(self) -> dict:
+        """Keyword arguments of :func:`vlarisk.detection.detection_report`."""
+        return asdict(self)
+
+
+def add_detection_arguments(parser) -> None:
+    """The detection flags of the evaluation commands."""
+    defaults = DetectionOptions()
+    parser.add_argument("--alpha", type=float, default=defaults.alpha, help="alarm level: false-alarm rate on successes at most alpha")
+    parser.add_argument(
+        "--horizon", type=int, default=None, help="compare rollouts up to this step (default: each task's shortest rollout)"
+    )
+    parser.add_argument("--n-boot", type=int, default=defaults.n_boot, help="bootstrap resamples of rollouts for the 95%% intervals")
+    parser.add_argument("--bootstrap-seed", type=int, default=defaults.seed, help="seed of the bootstrap")
+
+
+def detection_options(args) -> DetectionOptions:
+    """The options of parsed :func:`add_detection_arguments` flags."""
+    return DetectionOptions(alpha=args.alpha, horizon=args.horizon, n_boot=args.n_boot, seed=args.bootstrap_seed)
+
+
+def step_arrays(source: Source, rows: np.ndarray, risk: np.ndarray) -> StepArrays:
+    """Detection inputs of ``rows`` of a source scored ``risk`` ``[len(rows), D]``.
+
+    Labels are the provided ones only (NaN rows elsewhere, ``None`` when no row has one), and each
+    row carries its rollout's full length, which rows dropped from a rollout do not shorten.
+    """
+    arrays = source.dataset.arrays
+    rollout_id = np.asarray(arrays["rollout_id"][rows])
+    lengths = {r["rollout_id"]: r.get("num_steps", r.get("num_kept")) for r in source.dataset.metadata["rollouts"]}
+    provided = np.asarray(arrays["has_provided_label"][rows], dtype=bool)
+    labels = np.where(provided[:, None], np.asarray(source.dataset.labels[rows], dtype=np.float64), np.nan) if provided.any() else None
+    episode_length = np.array([lengths[i] for i in rollout_id.tolist()], dtype=np.int64) if None not in lengths.values() else None
+    return StepArrays(
+        risk=np.asarray(risk, dtype=np.float64),
+        rollout_id=rollout_id,
+        step_index=np.asarray(arrays["step_index"][rows], dtype=np.int64),
+        success=np.asarray(arrays["success"][rows], dtype=bool),
+        task=np.asarray(arrays["task_index"][rows]),
+        labels=labels,
+        fail_within_k=np.asarray(arrays["fail_within_k"][rows]),
+        episode_length=episode_length,
+    )
+
+
+def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str) -> dict:
+    """The checkpoint's ``alarm``: split-conformal thresholds on the overall risk (max over dimensions).
+
+    ``threshold`` bounds false alarms over whole successful episodes (a running monitor's case);
+    ``threshold_at_horizon`` those up to each task's shortest calibration rollout. ``None`` when
+    the calibration set is too small for ``alpha``.
+    """
+    successes = np.asarray(calibration.success, dtype=bool)
+    if not successes.any():
+        return {"threshold": None, "threshold_at_horizon": None, "alpha": alpha, "reason": "no successful calibration rollout"}
+    overall = np.asarray(calibration.risk, dtype=np.float64).max(axis=1)[successes]
+    length = None if calibration.episode_length is None else np.asarray(calibration.episode_length)[successes]
+    rollouts = group_rollouts(
+        np.asarray(calibration.rollout_id)[successes],
+        np.asarray(calibration.step_index)[successes],
+        None,
+        np.asarray(calibration.task)[successes],
+        length,
+    )
+    whole = conformal_threshold(detection_scores(overall, rollouts, np.full(len(rollouts.length), np.inf)), alpha)
+    cut = conformal_threshold(detection_scores(overall, rollouts, rollout_horizons(rollouts)), alpha)
+    finite = math.isfinite(whole)
+    return {
+        "threshold": float(whole) if finite else None,
+        "threshold_at_horizon": float(cut) if math.isfinite(cut) else None,
+        "alpha": float(alpha),
+        "score": "running maximum over steps of the largest risk of any dimension; alarm when it exceeds the threshold",
+        "calibration_set": calibration_set,
+        "n_calibration_rollouts": int(len(rollouts.length)),
+        "reason": None if finite else "too few calibration rollouts for a finite threshold at this alpha",
+    }
+
+
+def source_alarm(source: Source, predictor: NormalizedRiskPredictor, device: torch.device, alpha: float) -> dict:
+    """:func:`fit_alarm` on ``source``'s calibration rows scored by ``predictor`` (on raw hidden states)."""
+    name, rows = source.calibration_rows()
+    risk = predict_rows(predictor.predictor, source.dataset.hidden, rows, predictor.mean, predictor.std, device)
+    return fit_alarm(step_arrays(source, rows, risk), alpha, name)
+
+
+def _finite_scores(scores: np.ndarray) -> np.ndarray | None:
+    """A baseline's scores with undefined (NaN) columns set below every defined score, so the
+    maximum over dimensions ignores them; ``None`` when no score is defined at all."""
+    scores = np.asarray(scores, dtype=np.float64)
+    defined = scores[np.isfinite(scores)]
+    if defined.size == 0:
+        return None
+    return np.where(np.isfinite(scores), scores, defined.min() - 1.0)
+
+
+def _baseline_block(source: Source, rows, calibration_rows, test_scores, calibration_scores, options: DetectionOptions) -> dict:
+    """A baseline's headline detection numbers, or why it has none."""
+    test_scores, calibration_scores = _finite_scores(test_scores), _finite_scores(calibration_scores)
+    if test_scores is None or calibration_scores is None:
+        return {"reason": "the scorer gives no scores (its training targets hold a single class)"}
+    test = step_arrays(source, rows, test_scores)
+    return _compact(detection_report(test, step_arrays(source, calibration_rows, calibration_scores), **options.report_options()))
+
+
+def _compact(report: dict) -> dict:
+    """A baseline's detection block: its threshold, headline numbers and their intervals."""
+    return {"threshold": report["threshold"], **{m: report[m] for m in HEADLINE_METRICS}, "ci95": report["ci95"]}
+
+
+def source_detection(
+    source: Source,
+    test_rows: np.ndarray,
+    test_risk: np.ndarray,
+    calibration_risk: np.ndarray,
+    baselines: dict[str, tuple[np.ndarray, np.ndarray]],
+    options: DetectionOptions,
+) -> dict:
+    """``results.json``'s ``detection``: one block per test set (``test_seen``/``test_unseen``, or
+    ``test``), the model's full report with each baseline's headline numbers beside it.
+
+    ``test_rows`` are the rows ``test_risk`` scores (the source's ``test`` split);
+    ``baselines`` maps a scorer's name to its scores on the test rows and on the calibration rows.
+    """
+    calibration_name, calibration_rows = source.calibration_rows()
+    calibration = step_arrays(source, calibration_rows, calibration_risk)
+    position = {int(row): i for i, row in enumerate(np.asarray(test_rows).tolist())}
+    blocks = {}
+    for name in test_sets(source.split):
+        take = np.array([position[int(r)] for r in source.rows[name]], dtype=np.int64)
+        rows = np.asarray(test_rows)[take]
+        block = detection_report(step_arrays(source, rows, test_risk[take]), calibration, **options.report_options())
+        block["calibration_set"] = calibration_name
+        block["baselines"] = {
+            BASELINE_FOR_DETECTION.get(scorer, scorer): _baseline_block(
+                source, rows, calibration_rows, test_scores[take], cal_scores, options
+            )
+            for scorer, (test_scores, cal_scores) in baselines.items()
+        }
+        blocks[name] = block
+    return blocks
+
+
+def attach_alarms(checkpoint_path, model, sources: list[Source], device, alpha: float) -> dict[str, dict]:
+    """Fit every source's alarm with the trained ``model`` and store it in the checkpoint, atomically.
+
+    A single-source checkpoint keeps it as ``alarm``; a multi-source one under
+    ``sources[<name>]["alarm"]``. Returns the alarms by source name.
+    """
+    alarms = {}
+    for source in sources:
+        head = model.source_predictor(source.name) if isinstance(model, NormalizedMultiRiskPredictor) else model
+        alarms[source.name] = source_alarm(source, head, device, alpha)
+    checkpoint = read_checkpoint(checkpoint_path)
+    if "sources" in checkpoint:
+        for name, alarm in alarms.items():
+            checkpoint["sources"][name]["alarm"] = alarm
+    else:
+        (checkpoint["alarm"],) = alarms.values()
+    with atomic_path(checkpoint_path) as tmp:
+        torch.save(checkpoint, tmp)
+    return alarms
+
+
+def alarm_summary(alarms: dict[str, dict]) -> str:
+    """One log line: each source's alarm threshold and what it was fitted on."""
+    return "; ".join(
+        f"{name}: alarm threshold {a['threshold']} at alpha {a['alpha']} on {a.get('n_calibration_rollouts', 0)} {a.get('calibration_set', '')} rollouts"
+        + (f" ({a['reason']})" if a.get("reason") else "")
+        for name, a in alarms.items()
+    )

@@ -1,0 +1,55 @@
+"""Score a trained checkpoint on the test split of a dataset and write ``results.json``.
+
+With ``--predictions``, the scored test steps are written too (for curves and failure-rate tables).
+
+The ``vlarisk-evaluate`` command; ``python workflow_scripts/evaluate_risk_predictor.py`` runs the same.
+"""
+
+import time
+
+from vlarisk.alarm import add_detection_arguments, detection_options
+from vlarisk.checkpoints import predictor_from_checkpoint
+from vlarisk.cli import ArgumentParser, log, run
+from vlarisk.cli_args import add_scoring_arguments, checkpoint_and_history, parse_scoring_args
+from vlarisk.errors import InputError
+from vlarisk.evaluation import checkpoint_thresholds, score_source, single_source_report, write_results
+from vlarisk.predictions import save_predictions, test_predictions
+from vlarisk.sources import open_source
+
+
+def main(argv=None):
+    parser = ArgumentParser(description=__doc__)
+    add_scoring_arguments(parser, output_help="results.json to write")
+    parser.add_argument("--data", required=True, help="dataset whose test split to score")
+    parser.add_argument("--split", required=True, help="split JSON")
+    parser.add_argument("--planting", default=None, help="planting record of synthetic data, to report the planted-direction scorer")
+    parser.add_argument("--predictions", default=None, help="test predictions (.npz) to write as well")
+    add_detection_arguments(parser)
+    args = parse_scoring_args(parser, argv)
+    checkpoint, history = checkpoint_and_history(args)
+    if "sources" in checkpoint:
+        raise InputError(f"{args.checkpoint}: is a multi-model checkpoint; score it with evaluate_multi_model.py")
+    source = open_source(checkpoint.get("model_name", ""), args.data, args.split, args.planting)
+    predictor = predictor_from_checkpoint(checkpoint, args.checkpoint)
+    if predictor.predictor.config["input_dim"] != source.dataset.hidden_dim:
+        raise InputError(
+            f"{args.checkpoint}: the model takes {predictor.predictor.config['input_dim']}-D hidden states but {args.data} has "
+            f"{source.dataset.hidden_dim}-D ones (a checkpoint of another model's data?)"
+        )
+    started = time.perf_counter()
+    thresholds = checkpoint_thresholds(checkpoint, source, args.positive_fraction, log)
+    scored = score_source(predictor.to(args.torch_device), source, thresholds, args.torch_device)
+    report = single_source_report(scored, args.torch_device, started, detection_options(args), log)
+    report["best_epoch"] = checkpoint.get("epoch")
+    if args.predictions:
+        save_predictions(args.predictions, test_predictions(scored, args.checkpoint, args.positive_fraction))
+    # the guide's checkpoints carry no training_config: reported as empty
+    write_results(args.output, checkpoint.get("model_name", ""), report, history, checkpoint.get("training_config", {}))
+    log(
+        f"{args.output}: test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}; logistic baseline mean AUC {report['baselines']['logistic']['mean_auc']}"
+    )
+
+
+def cli() -> None:
+    """Console entry point ``vlarisk-evaluate``: :func:`main` with plain error reporting (:func:`vlarisk.cli.run`)."""
+    run(main)

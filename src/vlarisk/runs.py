@@ -1,0 +1,145 @@
+"""Comparing runs: every ``results.json`` under a results folder in one table, like DVC's ``exp show``.
+
+A run is one ``results.json``: a single-source model (``models/<source>``), a multi-model group
+(``multi/<group>``) or an ablation cell (``ablations/<source>/<cell>/seed-<seed>``), either of the
+plain run (``results/...``) or of a named experiment (``results/experiments/<name>/...``). Its row
+holds where it came from, its training settings (``config`` in ``results.json``) and its headline
+test metrics; :func:`write_table` writes the rows as CSV and as a Markdown table.
+
+This module imports only the standard library, so the Snakefile can load it on every run.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+RESULTS_FILE = "results.json"
+EXPERIMENTS = "experiments"
+PLAIN_RUN = "-"  # the experiment column of runs outside results/experiments/
+SETTINGS = ("epochs", "lr", "batch_size", "hidden_dims", "dropout", "activation", "loss_type", "weight_decay", "normalize", "seed")
+METRICS = ("mean_auc", "mean_ap", "mse")
+COLUMNS = (
+    "experiment",
+    "kind",
+    "name",
+    *SETTINGS,
+    "epochs_run",
+    *(f"test_{metric}" for metric in METRICS),
+    "logistic_mean_auc",
+    "margin_vs_logistic",
+    "collapsed",
+    "results",
+)
+
+
+def find_results(root: str | os.PathLike) -> list[str]:
+    """Every ``results.json`` under ``root``, sorted (none when ``root`` does not exist)."""
+    return sorted(glob.glob(os.path.join(glob.escape(str(root)), "**", RESULTS_FILE), recursive=True))
+
+
+def results_stamp(paths: Iterable[str | os.PathLike]) -> str:
+    """A short hash of each file's path, size and modification time: it changes when a run is
+    added, removed or rewritten (the comparison rule's rerun trigger)."""
+    digest = hashlib.sha256()
+    for path in sorted(map(str, paths)):
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def locate(path: str | os.PathLike, root: str | os.PathLike) -> dict:
+    """``experiment``, ``kind`` and ``name`` of a run from where its ``results.json`` lies under ``root``."""
+    try:
+        parts = Path(os.path.relpath(path, root)).parts[:-1]
+    except ValueError:  # another drive
+        parts = Path(path).parts[:-1]
+    if parts and parts[0] == ".." or not parts:
+        return {"experiment": PLAIN_RUN, "kind": "", "name": str(Path(path).parent)}
+    experiment = PLAIN_RUN
+    if len(parts) >= 2 and parts[0] == EXPERIMENTS:
+        experiment, parts = parts[1], parts[2:]
+    kind = {"models": "model", "multi": "multi", "ablations": "ablation"}.get(parts[0], parts[0]) if parts else ""
+    return {"experiment": experiment, "kind": kind, "name": "/".join(parts[1:]) or (parts[0] if parts else "")}
+
+
+def _number(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def run_row(path: str | os.PathLike, results: dict, root: str | os.PathLike) -> dict:
+    """One run's row: where it lies, its settings and its headline metrics (blank when absent)."""
+    settings = results.get("config") or {}
+    metrics = results.get("test_metrics") or {}
+    versus = (results.get("baselines") or {}).get("model_vs_logistic") or {}
+    history = results.get("history") or {}
+    row = {
+        **locate(path, root),
+        **{name: settings.get(name) for name in SETTINGS},
+        "epochs_run": len(history.get("train_loss") or []) or None,
+        **{f"test_{metric}": _number(metrics.get(metric)) for metric in METRICS},
+        "logistic_mean_auc": _number(versus.get("logistic_mean_auc")),
+        "margin_vs_logistic": _number(versus.get("margin")),
+        "collapsed": results.get("collapsed"),
+        "results": str(path),
+    }
+    if isinstance(row["hidden_dims"], list):
+        row["hidden_dims"] = "x".join(map(str, row["hidden_dims"])) or "linear"
+    return row
+
+
+def collect_rows(paths: Iterable[str | os.PathLike], root: str | os.PathLike, log: Callable[[str], None] = print) -> list[dict]:
+    """Rows of every readable ``results.json`` among ``paths`` (each once, sorted by experiment,
+    kind and name); an unreadable one is logged and left out."""
+    rows = []
+    for path in dict.fromkeys(map(str, paths)):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                results = json.load(handle)
+        except (OSError, ValueError) as error:
+            log(f"{path}: left out of the comparison: {error}")
+            continue
+        if not isinstance(results, dict):
+            log(f"{path}: left out of the comparison: not a results.json (a JSON {type(results).__name__})")
+            continue
+        rows.append(run_row(path, results, root))
+    return sorted(rows, key=lambda row: (row["experiment"] != PLAIN_RUN, row["experiment"], row["kind"], row["name"]))
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def csv_text(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({column: _cell(row.get(column)) for column in COLUMNS} for row in rows)
+    return buffer.getvalue()
+
+
+def markdown_text(rows: list[dict]) -> str:
+    """A Markdown table; settings equal in every row are left out of it (and said once, below)."""
+    varying = [name for name in SETTINGS if len({_cell(row.get(name)) for row in rows}) > 1]
+    shared = [name for name in SETTINGS if name not in varying and rows]
+    columns = ["experiment", "kind", "name", *varying, "epochs_run", "test_mean_auc", "test_mean_ap", "margin_vs_logistic", "collapsed"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(column)) for column in columns) + " |" for row in rows]
+    if shared:
+        lines += ["", "Same in every run: " + ", ".join(f"{name} {_cell(rows[0].get(name))}" for name in shared) + "."]
+    if not rows:
+        lines += ["", "No results.json found."]
+    return "\n".join(lines) + "\n"

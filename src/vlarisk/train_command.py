@@ -1,0 +1,62 @@
+"""Train a per-dimension risk predictor on one prepared dataset (the guide's command and flags).
+
+Writes ``best_model.pt`` (with the alarm threshold fitted on the calibration rollouts) and
+``latest.pt`` in ``--output-dir``, and ``results.json`` with the test metrics and failure detection
+unless ``--no-test`` (the pipeline scores the test split in its own rule).
+
+The ``vlarisk-train`` command; ``python workflow_scripts/train_risk_predictor.py`` runs the same.
+"""
+
+from dataclasses import asdict
+from pathlib import Path
+
+from vlarisk.alarm import add_detection_arguments, alarm_summary, attach_alarms, detection_options
+from vlarisk.cli import ArgumentParser, log, run
+from vlarisk.cli_args import add_training_arguments, clear_resume_state, fit_trainer, parse_training_args
+from vlarisk.sources import open_source
+from vlarisk.training import Trainer
+
+
+def parse_args(argv=None):
+    parser = ArgumentParser(description=__doc__)
+    parser.add_argument("--data", required=True, help="prepared dataset (.vlarisk or .pkl)")
+    add_training_arguments(parser)
+    parser.add_argument("--split", default=None, help="split JSON from split_dataset.py (overrides --val-split/--test-split)")
+    parser.add_argument("--planting", default=None, help="planting record of synthetic data, to report the planted-direction scorer")
+    add_detection_arguments(parser)
+    return parse_training_args(parser, argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    source = open_source(
+        args.model_name, args.data, args.split, args.planting, val_fraction=args.val_split, test_fraction=args.test_split, seed=args.seed
+    )
+    trainer = Trainer([source], args.config, args.output_dir, args.model_name, log=log, state_dir=args.resume_dir)
+    outcome = fit_trainer(trainer, args)
+    log(alarm_summary(attach_alarms(Path(args.output_dir) / "best_model.pt", outcome.model, [source], outcome.device, args.alpha)))
+    if not args.no_test:
+        score_test_split(args, source, outcome)
+    clear_resume_state(args.resume_dir)
+
+
+def score_test_split(args, source, outcome):
+    """Write ``results.json``: the test metrics with the baselines beside them.
+
+    The evaluation code is imported here, so that the pipeline's training step (``--no-test``)
+    does not depend on it: a change to a metric re-runs evaluation only.
+    """
+    from vlarisk.evaluation import evaluate, write_results
+
+    report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device, log=log, options=detection_options(args))
+    write_results(
+        Path(args.output_dir) / "results.json", args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds
+    )
+    log(
+        f"test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}; logistic baseline mean AUC {report['baselines']['logistic']['mean_auc']}"
+    )
+
+
+def cli() -> None:
+    """Console entry point ``vlarisk-train``: :func:`main` with plain error reporting (:func:`vlarisk.cli.run`)."""
+    run(main)

@@ -1,0 +1,57 @@
+"""Train one risk predictor on several sources (VLA models) listed in a data config.
+
+The data config is the guide's ``{"datasets": [{"model_name", "data_path", "description"?}]}``,
+optionally with ``split_path`` and ``planting_path`` per entry. Writes ``best_model.pt`` and
+``latest.pt`` in ``--output-dir``, and ``results.json`` (pooled and per-source test metrics)
+unless ``--no-test``.
+
+The ``vlarisk-train-multi`` command; ``python workflow_scripts/train_multi_model.py`` runs the same.
+"""
+
+from dataclasses import asdict
+from pathlib import Path
+
+from vlarisk.alarm import add_detection_arguments, alarm_summary, attach_alarms, detection_options
+from vlarisk.cli import ArgumentParser, log, run
+from vlarisk.cli_args import add_training_arguments, clear_resume_state, fit_trainer, parse_training_args
+from vlarisk.sources import load_sources
+from vlarisk.training import Trainer
+
+
+def parse_args(argv=None):
+    parser = ArgumentParser(description=__doc__)
+    parser.add_argument("--data-config", required=True, help="JSON listing the datasets to train on together")
+    add_training_arguments(parser)
+    add_detection_arguments(parser)
+    return parse_training_args(parser, argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    sources = load_sources(args.data_config, args.val_split, args.test_split, args.seed)
+    trainer = Trainer(sources, args.config, args.output_dir, args.model_name, log=log, multi_source=True, state_dir=args.resume_dir)
+    outcome = fit_trainer(trainer, args)
+    log(alarm_summary(attach_alarms(Path(args.output_dir) / "best_model.pt", outcome.model, sources, outcome.device, args.alpha)))
+    if not args.no_test:
+        score_test_splits(args, sources, outcome)
+    clear_resume_state(args.resume_dir)
+
+
+def score_test_splits(args, sources, outcome):
+    """Write ``results.json``: pooled and per-source test metrics (the evaluation code is imported
+    here, as in train_risk_predictor.py, so that training with ``--no-test`` does not depend on it)."""
+    from vlarisk.evaluation import evaluate_sources, per_source_summary, write_results
+
+    report = {
+        **evaluate_sources(outcome.model, sources, outcome.thresholds, outcome.device, log=log, options=detection_options(args)),
+        "best_epoch": outcome.best_epoch,
+    }
+    write_results(
+        Path(args.output_dir) / "results.json", args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds
+    )
+    log(per_source_summary(report))
+
+
+def cli() -> None:
+    """Console entry point ``vlarisk-train-multi``: :func:`main` with plain error reporting (:func:`vlarisk.cli.run`)."""
+    run(main)

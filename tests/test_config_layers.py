@@ -1,0 +1,131 @@
+"""The pipeline config's layers (vlarisk.config_checks): defaults, a user's files and --config
+merged in order, --config strings read as the schema's types, unknown keys refused, experiments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from vlarisk.config_checks import ConfigError, coerce, merge_configs, resolve_config, select_experiment
+from vlarisk.planning import Plan
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = ROOT / "config" / "schema" / "config.schema.yaml"
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
+DEFAULTS = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+OWN = {"mine": {"success": "data/s.pkl", "failure": "data/f.pkl"}}
+
+
+def resolved(config, **kwargs) -> dict:
+    merged = resolve_config(config, SCHEMA, defaults=DEFAULTS, **kwargs)
+    validate(merged, schema=str(SCHEMA_PATH))
+    return merged
+
+
+# ------------------------------------------------------------------------------------ merging
+def test_a_partial_config_merges_over_the_defaults():
+    config = resolved({"sources": OWN, "training": {"epochs": 3}})
+    assert config["sources"] == OWN  # replaced whole: no example source stays
+    assert config["training"] == {**DEFAULTS["training"], "epochs": 3}
+    assert config["split"] == DEFAULTS["split"] and config["multi_model"]["groups"] == {"all_sources": "all"}
+
+
+def test_named_collections_are_replaced_and_null_removes():
+    merged = merge_configs(DEFAULTS, {"multi_model": {"groups": {"ab": ["a", "b"]}}, "ablations": {"factors": {"dropout": [0.3]}}})
+    assert merged["multi_model"]["groups"] == {"ab": ["a", "b"]}
+    assert merged["ablations"]["factors"] == {"dropout": [0.3]} and merged["ablations"]["training"] == {"epochs": 8}
+    assert "multi_model" not in merge_configs(DEFAULTS, {"multi_model": None})
+    assert merged is not DEFAULTS and DEFAULTS["multi_model"]["groups"] == {"all_sources": "all"}  # defaults untouched
+
+
+@pytest.mark.parametrize("path", ["config/paper.yaml", "tests/data/tiny_config.yaml"])
+def test_complete_configs_keep_their_meaning(path):
+    """A config that sets every block itself plans the same jobs with the same settings whether it
+    is merged over the defaults or used alone (--replace-workflow-config)."""
+    own = yaml.safe_load((ROOT / path).read_text())
+    alone = resolve_config(own, SCHEMA)
+    validate(alone, schema=str(SCHEMA_PATH))
+    merged, alone = Plan(resolved(own)), Plan(alone)
+    assert merged.all_targets() == alone.all_targets() and merged.paper_targets() == alone.paper_targets()
+    for source in alone.sources:
+        assert merged.training_settings(source) == {"grad_clip": 1.0, **alone.training_settings(source)}
+    assert merged.multi_groups == alone.multi_groups
+    cells = [
+        (source, cell)
+        for factor in alone.ablation_factors()
+        for source in alone.ablation_sources
+        for _, cell in alone.ablation_factor_cells(source, factor)
+    ]
+    assert [merged.ablation_settings(s, c, 0)["epochs"] for s, c in cells] == [alone.ablation_settings(s, c, 0)["epochs"] for s, c in cells]
+
+
+# ----------------------------------------------------------------------------------- coercion
+def test_config_strings_are_read_as_the_schema_types():
+    """Snakemake hands `--config 'training={epochs: 3, ...}'` over as strings."""
+    given = {
+        "training": {"epochs": "3", "lr": "1e-4", "normalize": "false", "hidden_dims": ["64", "32"], "device": "cpu"},
+        "sources": {"s": {"simulate": {"hidden_dim": "16", "success_steps": ["20", "30"], "failure_steps": "40"}}},
+        "split": {"held_out_tasks": ["3"], "val_fraction": "0.2"},
+        "multi_model": {"groups": {"g": "all"}},
+    }
+    coerced = coerce(given, SCHEMA)
+    assert coerced["training"] == {"epochs": 3, "lr": 1e-4, "normalize": False, "hidden_dims": [64, 32], "device": "cpu"}
+    assert coerced["sources"]["s"]["simulate"] == {"hidden_dim": 16, "success_steps": [20, 30], "failure_steps": 40}
+    assert coerced["split"] == {"held_out_tasks": ["3"], "val_fraction": 0.2}  # task ids may be text
+    assert coerced["multi_model"]["groups"] == {"g": "all"}
+    assert given["training"]["epochs"] == "3"  # a new value, the given one unchanged
+
+
+def test_a_string_that_does_not_convert_is_left_for_the_schema():
+    config = resolve_config({"training": {"epochs": "three"}}, SCHEMA, defaults=DEFAULTS)
+    with pytest.raises(Exception, match="'three' is not of type 'integer'"):
+        validate(config, schema=str(SCHEMA_PATH))
+
+
+def test_overrides_from_the_command_line_win_and_keep_types():
+    config = resolved({"sources": OWN, "training": {"epochs": "3"}}, overrides={"training": {"epochs": "3"}})
+    assert config["training"]["epochs"] == 3
+
+
+# ------------------------------------------------------------------------------- unknown keys
+def test_unknown_top_level_keys_name_their_origin():
+    with pytest.raises(ConfigError, match=r"--config: unknown top-level key 'epochs' \(a setting of training"):
+        resolve_config({"epochs": 3}, SCHEMA, defaults=DEFAULTS, origins=[("my.yaml", {}), ("--config", {"epochs": 3})])
+    with pytest.raises(ConfigError, match="my.yaml: unknown top-level key 'sorces'"):
+        resolve_config({"sorces": OWN}, SCHEMA, defaults=DEFAULTS, origins=[("my.yaml", {"sorces": OWN})])
+
+
+def test_the_schema_refuses_unknown_top_level_keys_too():
+    with pytest.raises(Exception, match="Additional properties are not allowed"):
+        validate({**DEFAULTS, "epochs": 3}, schema=str(SCHEMA_PATH))
+
+
+# -------------------------------------------------------------------------------- experiments
+def test_a_selected_experiment_is_merged_over_the_config():
+    config = resolved({"sources": OWN, "experiments": {"small": {"training": {"lr": "1e-4"}}}, "experiment": "small"})
+    assert config["training"]["lr"] == 1e-4 and config["training"]["epochs"] == DEFAULTS["training"]["epochs"]
+    assert "lr_small" not in config["experiments"]  # the user's experiments replace the examples
+
+
+def test_command_line_values_win_over_the_experiment():
+    user = {"experiments": {"e": {"training": {"epochs": 5}}}, "experiment": "e", "training": {"epochs": "2"}}
+    assert resolved(user, overrides={"training": {"epochs": "2"}})["training"]["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    "experiments, selected, message",
+    [
+        ({"a": {"training": {"lr": 0.1}}}, "b", r"experiment: 'b' is not defined under experiments \(defined: a\)"),
+        ({"a": {"epochs": 3}}, None, "experiments.a: unknown top-level key 'epochs'"),
+        ({"a": {"experiment": "b"}}, None, "experiments.a: an experiment cannot hold experiment"),
+        ({"a b": {}}, None, "experiments.a b: an experiment's name is its folder"),
+        ({"a": 3}, None, "experiments.a: expected a mapping of settings"),
+    ],
+    ids=["undefined", "unknown-key", "nested", "bad-name", "not-a-mapping"],
+)
+def test_bad_experiments_name_the_experiment(experiments, selected, message):
+    with pytest.raises(ConfigError, match=message):
+        select_experiment({"experiments": experiments, "experiment": selected}, SCHEMA)

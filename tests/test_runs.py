@@ -1,0 +1,106 @@
+"""Comparing runs (vlarisk.runs, workflow_scripts/compare_runs.py) and per-epoch tracking (vlarisk.tracking)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from pipeline_utils import load_script
+
+from vlarisk import runs, tracking
+
+
+def results(lr: float, auc: float | None, epochs: int = 2) -> dict:
+    return {
+        "model_name": "m",
+        "config": {"epochs": epochs, "lr": lr, "hidden_dims": [32], "seed": 0, "loss_type": "bce"},
+        "test_metrics": {"mean_auc": auc, "mean_ap": 0.5, "mse": 0.01},
+        "baselines": {"model_vs_logistic": {"logistic_mean_auc": 0.8, "margin": None if auc is None else auc - 0.8}},
+        "history": {"train_loss": [0.3] * epochs},
+        "collapsed": False,
+    }
+
+
+def write(path: Path, payload) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def test_rows_name_experiment_kind_and_settings(tmp_path):
+    root = tmp_path / "results"
+    write(root / "models/a/results.json", results(0.001, 0.9))
+    write(root / "experiments/lr_small/models/a/results.json", results(0.0001, 0.85))
+    write(root / "experiments/lr_small/multi/all_sources/results.json", results(0.0001, None))
+    write(root / "ablations/a/dropout-0.3/seed-1/results.json", results(0.001, 0.7))
+    found = runs.find_results(root)
+    assert len(found) == 4
+    rows = runs.collect_rows(found, root)
+    assert [(row["experiment"], row["kind"], row["name"]) for row in rows] == [
+        ("-", "ablation", "a/dropout-0.3/seed-1"),
+        ("-", "model", "a"),
+        ("lr_small", "model", "a"),
+        ("lr_small", "multi", "all_sources"),
+    ]
+    assert rows[2]["lr"] == 0.0001 and rows[2]["hidden_dims"] == "32" and rows[2]["epochs_run"] == 2
+    assert rows[3]["test_mean_auc"] is None and rows[1]["margin_vs_logistic"] == 0.9 - 0.8
+
+
+def test_unreadable_results_are_left_out_with_a_line(tmp_path):
+    good = write(tmp_path / "results/models/a/results.json", results(0.001, 0.9))
+    broken = write(tmp_path / "results/models/b/results.json", {})
+    broken.write_text("{not json")
+    lines = []
+    rows = runs.collect_rows([good, broken, write(tmp_path / "results/models/c/results.json", [1])], tmp_path / "results", lines.append)
+    assert [row["name"] for row in rows] == ["a"]
+    assert lines[0].startswith(f"{broken}: left out of the comparison") and "not a results.json" in lines[1]
+
+
+def test_the_stamp_changes_when_a_run_changes(tmp_path):
+    path = write(tmp_path / "results.json", results(0.001, 0.9))
+    before = runs.results_stamp([path])
+    assert runs.results_stamp([path]) == before
+    write(path, results(0.001, 0.91, epochs=3))
+    assert runs.results_stamp([path]) != before
+    assert runs.results_stamp([]) != before
+
+
+def test_the_script_writes_csv_and_markdown(tmp_path, capsys):
+    root = tmp_path / "results"
+    write(root / "models/a/results.json", results(0.001, 0.9))
+    write(root / "experiments/e/models/a/results.json", results(0.01, 0.8))
+    load_script("compare_runs").main(
+        [str(root), "--root", str(root), "--csv", str(tmp_path / "t.csv"), "--markdown", str(tmp_path / "t.md")]
+    )
+    with open(tmp_path / "t.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert [(row["experiment"], row["lr"], row["test_mean_auc"]) for row in table] == [("-", "0.001", "0.9"), ("e", "0.01", "0.8")]
+    markdown = (tmp_path / "t.md").read_text()
+    assert "| experiment | kind | name | lr |" in markdown and "Same in every run: epochs 2" in markdown
+
+
+# ------------------------------------------------------------------------------- tracking
+def history(epochs: int) -> dict:
+    return {
+        "train_loss": [0.5 / (e + 1) for e in range(epochs)],
+        "val_loss": [0.4] * epochs,
+        "val_metrics": [{"loss": 0.4, "mean_auc": 0.7 + e / 100, "collapse": [], "per_source": {"a": {}}} for e in range(epochs)],
+        "epoch_seconds": [1.0] * epochs,
+        "samples_per_second": [1000.0] * epochs,
+    }
+
+
+def test_history_csv_has_one_row_per_epoch_rewritten_whole(tmp_path):
+    logged = []
+    tracker = tracking.EpochTracker(tmp_path, logged.append)
+    for epochs in (1, 2, 3):
+        tracker.epoch_done(history(epochs))
+    with open(tmp_path / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    assert float(rows[2]["val_mean_auc"]) == 0.72 and rows[0]["collapsed"] == "False" and "val_per_source" not in rows[0]
+    assert not list(tmp_path.glob(".*partial"))
+    if tracker.writer is None:  # without tensorboard: said once, and nothing else written
+        assert logged == ["tensorboard is not installed: per-epoch metrics go to history.csv only"]
+        assert not (tmp_path / "tensorboard").exists()

@@ -1,0 +1,38 @@
+#!/usr/bin/env python
+"""Compare runs: one row per results.json, with its experiment, settings and headline test metrics.
+
+Each argument is a results.json or a folder searched for them (results/ holds the plain run's and,
+under results/experiments/<name>/, each experiment's). Writes CSV and/or a Markdown table; prints
+the Markdown table when neither is asked for.
+
+    python workflow_scripts/compare_runs.py results --csv runs.csv
+"""
+
+from pathlib import Path
+
+from vlarisk.cli import ArgumentParser, log, run
+from vlarisk.io_utils import atomic_path
+from vlarisk.runs import collect_rows, csv_text, find_results, markdown_text
+
+
+def main(argv=None):
+    parser = ArgumentParser(description=__doc__)
+    parser.add_argument("paths", nargs="+", help="results.json files, or folders searched for them")
+    parser.add_argument("--root", default="results", help="the results folder that experiment names are read under")
+    parser.add_argument("--csv", help="write the table as CSV here")
+    parser.add_argument("--markdown", help="write the table as Markdown here")
+    args = parser.parse_args(argv)
+    paths = [found for path in args.paths for found in (find_results(path) if Path(path).is_dir() else [path])]
+    rows = collect_rows(paths, args.root, log)
+    tables = {args.csv: csv_text(rows), args.markdown: markdown_text(rows)}
+    for output, text in tables.items():
+        if output:
+            with atomic_path(output) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+    if not (args.csv or args.markdown):
+        print(markdown_text(rows), end="")
+    log(f"{len(rows)} runs compared")
+
+
+if __name__ == "__main__":
+    run(main)
