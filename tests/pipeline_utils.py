@@ -63,3 +63,16 @@ def planned_wildcards(workdir: Path, *args: str) -> set[tuple[str, str]]:
     assert result.returncode == 0, result.stderr
     pairs = re.findall(r"^(?:local)?rule (\w+):\n(?:.*\n)*?\s+wildcards: ([^\n]+)", result.stdout, re.M)
     return set(pairs)
+
+
+def without(volatile: re.Pattern):
+    """A function giving a document (dict/list tree) without the keys ``volatile`` matches, keys sorted."""
+
+    def stable(obj):
+        if isinstance(obj, dict):
+            return {k: stable(v) for k, v in sorted(obj.items()) if not volatile.search(k)}
+        if isinstance(obj, list):
+            return [stable(v) for v in obj]
+        return obj
+
+    return stable

@@ -68,7 +68,9 @@ def test_an_earlier_output_survives_a_failed_rewrite(tmp_path, monkeypatch):
 
 def test_torch_s_unexpected_pos_is_a_lack_of_space(tmp_path, monkeypatch):
     def torch_save_on_a_full_disk(obj, f, *args, **kwargs):
-        Path(getattr(f, "name", f)).write_bytes(b"PK\x03\x04 part of a zip")
+        Path(f if isinstance(f, (str, os.PathLike)) else f.name).write_bytes(
+            b"PK\x03\x04 part of a zip"
+        )  # (a Path's .name is its basename)
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
 
     monkeypatch.setattr(torch, "save", torch_save_on_a_full_disk)

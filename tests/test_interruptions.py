@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from pipeline_utils import copy_project
+from pipeline_utils import copy_project, without
 
 from vlarisk.checkpoints import read_checkpoint
 from vlarisk.cli import run
@@ -49,13 +49,7 @@ def partials(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.name.endswith(".partial"))
 
 
-def stable(obj):
-    """A results/history document without what measures the run rather than the model."""
-    if isinstance(obj, dict):
-        return {k: stable(v) for k, v in sorted(obj.items()) if not VOLATILE.search(k)}
-    if isinstance(obj, list):
-        return [stable(v) for v in obj]
-    return obj
+stable = without(VOLATILE)  # a results/history document without what measures the run rather than the model
 
 
 def dead_pid() -> int:

@@ -240,7 +240,8 @@ def test_pipeline_plans_one_training_and_evaluation_per_group(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "members, message", [(["tiny_a", "nope"], "multi_model.groups.pair names unknown source"), (["tiny_a", 3], "On instance['multi_model']['groups']['pair']")]
+    "members, message",
+    [(["tiny_a", "nope"], "multi_model.groups.pair names unknown source"), (["tiny_a", 3], "On instance['multi_model']['groups']['pair']")],
 )
 def test_bad_groups_fail_at_parse_time(tmp_path, members, message):
     workdir, args = project_with_groups(tmp_path, {"pair": members})

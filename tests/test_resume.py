@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pipeline_utils import without
 
 from vlarisk.checkpoints import read_checkpoint
 from vlarisk.cli import run
@@ -63,12 +64,7 @@ run(module.main, sys.argv[2:])
 """
 
 
-def stable(obj):
-    if isinstance(obj, dict):
-        return {k: stable(v) for k, v in sorted(obj.items()) if not VOLATILE.search(k)}
-    if isinstance(obj, list):
-        return [stable(v) for v in obj]
-    return obj
+stable = without(VOLATILE)
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pipeline_utils import without
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_DIR = ROOT / "tests" / "slurm"
@@ -188,13 +189,7 @@ def squeue_records(job_name: str) -> list[dict]:
 _VOLATILE = re.compile(r"(seconds|per_second|elapsed|duration|timestamp|date|host)", re.I)
 
 
-def stable_view(obj):
-    """results.json without run-specific fields (timings, throughput, host)."""
-    if isinstance(obj, dict):
-        return {k: stable_view(v) for k, v in sorted(obj.items()) if not _VOLATILE.search(k)}
-    if isinstance(obj, list):
-        return [stable_view(v) for v in obj]
-    return obj
+stable_view = without(_VOLATILE)  # results.json without run-specific fields (timings, throughput, host)
 
 
 def assert_close(a, b, where: str = "$"):
