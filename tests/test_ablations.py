@@ -60,8 +60,10 @@ def test_unchanged_grid_has_nothing_to_do(built):
 
 
 def test_adding_a_seed_schedules_only_the_new_seed(built):
+    """A new seed draws its own split (seeds vary the split as well as the weights) and trains its cells."""
     jobs = planned(built, *write_config(built, "seeds.yaml", seeds=[0, 1]))
-    assert jobs == set().union(*(cell_jobs(cell, 1) for cell in CELLS), table_jobs("loss_type", "labels"))
+    new_split = {("split_dataset_seeded", "source=tiny_a, seed=1")}
+    assert jobs == set().union(*(cell_jobs(cell, 1) for cell in CELLS), table_jobs("loss_type", "labels"), new_split)
 
 
 def test_adding_a_value_schedules_only_its_cell(built):

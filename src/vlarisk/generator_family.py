@@ -94,11 +94,19 @@ def scaled_member(name: str, rollouts: float = 1.0, hidden_dim: int | None = Non
 
 
 def score_member(
-    spec: SimulationSpec, workdir: str | os.PathLike, config, test_fraction: float = 0.3, log=lambda message: None, calibration_tasks=()
+    spec: SimulationSpec,
+    workdir: str | os.PathLike,
+    config,
+    test_fraction: float = 0.3,
+    log=lambda message: None,
+    calibration_tasks=(),
+    held_out_tasks="auto",
 ) -> dict:
     """Simulate ``spec``, prepare, split by rollout, train with ``config`` and evaluate on held-out rollouts.
 
-    Returns the evaluation report (the model's metrics with the baselines beside them), with the
+    The split is the project's default (``held_out_tasks="auto"``: unseen tasks join the test set
+    when there are at least 5 tasks); ``held_out_tasks=()`` tests on held-out rollouts of the
+    training tasks only. Returns the evaluation report (the model's metrics with the baselines beside them), with the
     training history under ``history``.
     """
     from vlarisk.evaluation import evaluate
@@ -119,6 +127,7 @@ def score_member(
         test_fraction=test_fraction,
         seed=config.seed,
         calibration_tasks=calibration_tasks,
+        held_out_tasks=held_out_tasks,
     )
     outcome = Trainer([source], config, workdir / "model", workdir.name, log=log).fit()
     report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device)

@@ -68,6 +68,7 @@ def open_source(
     test_fraction: float = 0.1,
     seed: int = 0,
     calibration_tasks=DEFAULTS["calibration_tasks"],
+    held_out_tasks=DEFAULTS["held_out_tasks"],
 ) -> Source:
     """Open a dataset with its split: ``split_path``'s if given, else ``saved_split`` (a
     checkpoint's), else a new split by rollout from the fractions and seed, with the project's
@@ -85,7 +86,7 @@ def open_source(
             val_fraction,
             test_fraction,
             seed,
-            DEFAULTS["held_out_tasks"],
+            held_out_tasks,
             str(data_path),
             DEFAULTS["calibration_fraction"],
             DEFAULTS["unseen_task_fraction"],
