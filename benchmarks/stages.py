@@ -6,6 +6,8 @@ FILE [options]``; writes a JSON record (wall seconds, samples, peak RSS of this 
 children) to ``--result``. Stages and implementations:
 
 ``generate rollouts``   seed0-shaped synthetic rollout pickles (distinct per-step arrays, as real files have)
+``prepare reference``   the reference code's recipe: both pickles loaded whole, a sample dict per step (its own
+                        copy of the hidden state), the list pickled to the guide's ``*_dataset.pkl``
 ``prepare naive``       load both pickles whole, build per-step samples, ``np.array`` all hidden states, ``np.save``
 ``prepare project``     :func:`vlarisk.prepare.prepare_dataset` (distinct states streamed into the ``.npy`` dataset directory)
 ``prepare project-perstep``  the same with ``deduplicate=False`` (one stored state per step), for the per-step training rows
@@ -13,7 +15,10 @@ children) to ``--result``. Stages and implementations:
 ``train bare``          the training rows in one normalised tensor, batches by ``index_select`` on a permutation
 ``train project``       :class:`vlarisk.training.Trainer` epoch loop (BatchStream over the memory-mapped dataset)
 ``train project-fit``   ``Trainer.fit()`` for one epoch: statistics, epoch, validation, checkpoints, end to end
-``train3 reference``    whole command, 3 epochs: training rows read into RAM, DataLoader as above, then test AUC
+``train3 reference``    whole command, 3 epochs, the reference code's recipe: the ``*_dataset.pkl`` loaded whole and
+                        copied into arrays, a per-sample Dataset and DataLoader, validation every epoch, then test AUC
+``train3 reference-tuned``  the same recipe as a user would tune it: only the training rows, read from the
+                        ``.npy`` per-step dataset into one tensor, a TensorDataset, no per-epoch validation
 ``train3 project``      whole command, 3 epochs: ``Trainer.fit()`` on the deduplicated dataset, then test AUC
 ``train3 project-perstep``  the same on the per-step dataset
 ``evaluate naive``      test rows loaded into a tensor, scored in batches of 256, metrics once
@@ -29,6 +34,7 @@ import json
 import os
 import pickle
 import resource
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -58,6 +64,7 @@ def paths(workdir: Path) -> dict[str, Path]:
         "planting": workdir / "planting.npz",
         "dataset": workdir / "dataset.vlarisk",
         "dataset_perstep": workdir / "dataset_perstep.vlarisk",
+        "reference_dataset": workdir / "reference_dataset.pkl",
         "naive_hidden": workdir / "naive_hidden.npy",
         "naive_labels": workdir / "naive_labels.npy",
         "split": workdir / "split.json",
@@ -119,6 +126,53 @@ def generate(args) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # prepare
+
+
+def prepare_reference(args) -> dict:
+    """The reference code's preparation (REFERENCE.md): both pickles loaded whole (plain ``pickle``),
+    one sample dict per step holding its own float32 copy of the hidden state, and the list pickled
+    to the guide's ``*_dataset.pkl`` (``{"dataset": [...], "metadata": {...}}``)."""
+    from vlarisk.labels import failure_window, heuristic_risk_labels
+
+    p = paths(args.workdir)
+    loaded = []
+    for path, success in ((p["success"], True), (p["failure"], False)):
+        with open(path, "rb") as handle:
+            payload = pickle.load(handle)
+        loaded.append((payload["trajectories"] if isinstance(payload, dict) else payload, success))
+    samples, labelled = [], 0
+    for rollouts, success in loaded:
+        for rollout in rollouts:
+            steps = rollout["steps"]
+            actions = np.array([s["action"] for s in steps], dtype=np.float32)
+            heuristic = heuristic_risk_labels(actions, success)
+            window = failure_window(len(steps))
+            for i, step in enumerate(steps):
+                label = (step.get("labels") or {}).get("per_dim_risk")
+                labelled += label is not None
+                left = len(steps) - i
+                samples.append(
+                    {
+                        "hidden_state": np.array(step["hidden_state"], dtype=np.float32),
+                        "risk_label": np.asarray(label if label is not None else heuristic[i], dtype=np.float32),
+                        "action": actions[i],
+                        "time_to_failure": -1 if success else left,
+                        "fail_within_k": int(not success and left <= window),
+                        "success": int(success),
+                        "collision": int(bool(step.get("collision", False))),
+                    }
+                )
+    metadata = {
+        "num_samples": len(samples),
+        "num_success_rollouts": len(loaded[0][0]),
+        "num_failure_rollouts": len(loaded[1][0]),
+        "num_with_labels": labelled,
+        "num_without_labels": len(samples) - labelled,
+        "hidden_dim": len(samples[0]["hidden_state"]),
+    }
+    with open(p["reference_dataset"], "wb") as handle:
+        pickle.dump({"dataset": samples, "metadata": metadata}, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return {"samples": len(samples), "dataset_bytes": _tree_bytes(p["reference_dataset"])}
 
 
 def prepare_naive(args) -> dict:
@@ -364,26 +418,110 @@ def _collapse_facts(prediction: np.ndarray, report: dict) -> dict:
     }
 
 
+def _test_auc_facts(model, hidden, labels, train_labels) -> dict:
+    """Score ``hidden`` (normalised) in blocks and report the test AUC as every train3 row does."""
+    import torch
+
+    from vlarisk.metrics import test_metrics
+    from vlarisk.thresholds import positive_thresholds
+
+    model.eval()
+    with torch.no_grad():
+        prediction = torch.cat([model(hidden[i : i + 4096]) for i in range(0, len(hidden), 4096)]).numpy()
+    report = test_metrics(prediction, labels, positive_thresholds(train_labels, 0.5))
+    return _collapse_facts(prediction, report)
+
+
 def train3_reference(args) -> dict:
-    """The reference recipe as a user tunes it: the training rows of the per-step dataset read into
-    RAM, per-step normalisation, DataLoader (workers <= cores), soft-label BCE, Adam, 3 epochs, fp32; then
-    the test rows scored and the test AUC."""
+    """The reference code's training as its user runs it (REFERENCE.md), on the same rows and in the
+    same precision as the project: the guide's ``*_dataset.pkl`` loaded whole and copied into arrays,
+    normalised with the training rows' statistics, a per-sample ``Dataset`` under a DataLoader
+    (workers <= cores), soft-label BCE, Adam, gradient norm clipped at 1, validation loss and AUC
+    after every epoch with the best weights saved, 3 epochs; then the test rows scored."""
+    import torch
+    import torch.nn.functional as F
+    from sklearn.metrics import roc_auc_score
+    from torch.utils.data import DataLoader, Dataset
+
+    from vlarisk.splits import split_rows
+
+    torch.set_num_threads(args.threads)
+    p = paths(args.workdir)
+    with open(p["reference_dataset"], "rb") as handle:
+        samples = pickle.load(handle)["dataset"]
+    hidden = np.array([s["hidden_state"] for s in samples], dtype=np.float32)
+    labels = np.array([s["risk_label"] for s in samples], dtype=np.float32)
+    # the reference file keeps no rollout ids: its rows are the per-step dataset's, in the same order
+    if not np.array_equal(labels, np.load(p["dataset_perstep"] / "risk_label.npy")):
+        raise SystemExit("reference_dataset.pkl and the per-step dataset disagree: rerun the prepare stage")
+    rows = split_rows(np.load(p["dataset_perstep"] / "rollout_id.npy"), json.loads(p["split"].read_text()))
+    mean = hidden[rows["train"]].mean(axis=0)
+    std = np.maximum(hidden[rows["train"]].std(axis=0), 1e-6)
+    hidden -= mean
+    hidden /= std
+
+    class Samples(Dataset):
+        def __init__(self, indices):
+            self.indices = indices
+
+        def __len__(self):
+            return len(self.indices)
+
+        def __getitem__(self, i):
+            row = self.indices[i]
+            return torch.from_numpy(hidden[row]), torch.from_numpy(labels[row])
+
+    model, optimizer = _model_and_optimizer(hidden.shape[1])
+    torch.manual_seed(1)
+    loader = DataLoader(Samples(rows["train"]), batch_size=args.batch_size, shuffle=True, num_workers=loader_workers())
+    val_loader = DataLoader(Samples(rows["val"]), batch_size=args.batch_size, num_workers=loader_workers())
+    val_positive = labels[rows["val"]] >= 0.5
+    epoch_seconds, best = [], np.inf
+    for _ in range(TRAIN3_EPOCHS):
+        tick = time.perf_counter()
+        model.train()
+        for batch_hidden, target in loader:
+            loss = F.binary_cross_entropy_with_logits(model.logits(batch_hidden), target)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            val_logits = torch.cat([model.logits(h) for h, _ in val_loader])
+        val_loss = float(F.binary_cross_entropy_with_logits(val_logits, torch.from_numpy(labels[rows["val"]])))
+        val_auc = [
+            roc_auc_score(val_positive[:, d], val_logits[:, d]) for d in range(7) if 0 < val_positive[:, d].sum() < len(val_positive)
+        ]
+        if val_loss < best:
+            best = val_loss
+            torch.save({"model_state_dict": model.state_dict(), "val_auc": val_auc}, args.workdir / "reference_best_model.pt")
+        epoch_seconds.append(time.perf_counter() - tick)
+    return {
+        "samples": TRAIN3_EPOCHS * len(rows["train"]),
+        "epoch_seconds": epoch_seconds,
+        "workers": loader_workers(),
+        "dataset_bytes": _tree_bytes(p["reference_dataset"]),
+        **_test_auc_facts(model, torch.from_numpy(hidden[rows["test"]]), labels[rows["test"]], labels[rows["train"]]),
+    }
+
+
+def train3_reference_tuned(args) -> dict:
+    """The reference recipe as a user tunes it: only the training rows of the per-step dataset read
+    into one tensor, per-step normalisation, a TensorDataset under a DataLoader (workers <= cores),
+    soft-label BCE, Adam, 3 epochs, fp32, no per-epoch validation; then the test rows scored."""
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
-    from vlarisk.metrics import test_metrics
-    from vlarisk.thresholds import positive_thresholds
+    from vlarisk.splits import split_rows
 
     torch.set_num_threads(args.threads)
     p = paths(args.workdir)
     split = json.loads(p["split"].read_text())
     hidden_all = np.load(p["dataset_perstep"] / "states.npy", mmap_mode="r")  # one row per step
     labels_all = np.load(p["dataset_perstep"] / "risk_label.npy")
-    rollout_id = np.load(p["dataset_perstep"] / "rollout_id.npy")
-    from vlarisk.splits import split_rows
-
-    rows = split_rows(rollout_id, split)
+    rows = split_rows(np.load(p["dataset_perstep"] / "rollout_id.npy"), split)
     hidden = torch.from_numpy(np.ascontiguousarray(hidden_all[rows["train"]]))
     mean, std = hidden.mean(dim=0), hidden.std(dim=0, unbiased=False).clamp_min(1e-6)
     hidden.sub_(mean).div_(std)
@@ -403,17 +541,13 @@ def train3_reference(args) -> dict:
             optimizer.step()
         epoch_seconds.append(time.perf_counter() - tick)
     del loader, hidden
-    model.eval()
-    test = torch.from_numpy(np.ascontiguousarray(hidden_all[rows["test"]]))
-    with torch.no_grad():
-        prediction = torch.cat([model((test[i : i + 4096] - mean) / std) for i in range(0, len(test), 4096)]).numpy()
-    report = test_metrics(prediction, labels_all[rows["test"]], positive_thresholds(labels_all[rows["train"]], 0.5))
+    test = (torch.from_numpy(np.ascontiguousarray(hidden_all[rows["test"]])) - mean) / std
     return {
         "samples": TRAIN3_EPOCHS * len(rows["train"]),
         "epoch_seconds": epoch_seconds,
         "workers": loader_workers(),
         "dataset_bytes": _tree_bytes(p["dataset_perstep"]),
-        **_collapse_facts(prediction, report),
+        **_test_auc_facts(model, test, labels_all[rows["test"]], labels_all[rows["train"]]),
     }
 
 
@@ -507,14 +641,25 @@ def evaluate_project(args) -> dict:
     return {"samples": report["num_samples"], **_since(start), "mean_auc": report["test_metrics"]["mean_auc"]}
 
 
+# what each preparation writes (removed before it runs); the others are inputs of later stages
+PREPARE_OUTPUTS = {
+    "reference": ("reference_dataset",),
+    "naive": ("naive_hidden", "naive_labels"),
+    "project": ("dataset",),
+    "project-nosync": ("dataset",),
+    "project-perstep": ("dataset_perstep",),
+}
+
 STAGES = {
     ("generate", "rollouts"): generate,
+    ("prepare", "reference"): prepare_reference,
     ("prepare", "naive"): prepare_naive,
     ("prepare", "load-only"): prepare_load_only,
     ("prepare", "project"): prepare_project,
     ("prepare", "project-nosync"): prepare_project_nosync,
     ("prepare", "project-perstep"): prepare_project_perstep,
     ("train3", "reference"): train3_reference,
+    ("train3", "reference-tuned"): train3_reference_tuned,
     ("train3", "project"): train3_project,
     ("train3", "project-perstep"): train3_project_perstep,
     ("train", "dataloader"): train_dataloader,
@@ -548,12 +693,8 @@ def main(argv=None) -> None:
     import vlarisk  # noqa: F401  (package start-up is not stage work; stages needing torch import it before their timed section)
 
     if args.stage == "prepare":  # deleting the previous repeat's multi-GB output is not preparation work
-        import shutil
-
-        for name in ("dataset", "dataset_perstep", "naive_hidden", "naive_labels"):
+        for name in PREPARE_OUTPUTS.get(impl, ()):
             target = paths(args.workdir)[name]
-            if args.impl == "project-perstep" and name == "dataset" or args.impl == "project" and name == "dataset_perstep":
-                continue  # the other prepared dataset is an input of later rows
             shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     os.sync()  # start with no dirty pages of earlier stages (e.g. GBs of fresh pickles) being written back
 

@@ -256,13 +256,21 @@ def test_dataset_bytes_shrink_with_the_chunk(pair, dataset_path):
     assert hashlib.sha256(np.asarray(chunked.hidden).tobytes()).digest() == hashlib.sha256(np.asarray(per_step.hidden).tobytes()).digest()
 
 
-def test_dropout_masks_are_drawn_per_step_not_per_state():
-    """With dropout, steps sharing a state must not share a mask (per-step training's distribution)."""
-    torch.manual_seed(0)
-    states, inverse = torch.randn(2, 16), torch.tensor([0, 0, 0, 1, 1])
+@pytest.mark.parametrize("loss_type", LOSSES)
+def test_with_dropout_the_network_runs_once_per_state_and_its_steps_share_the_mask(loss_type):
+    """With dropout the loss is the per-step loss of each state's one (masked) prediction broadcast to
+    its steps: the per-step objective in expectation over masks, at one forward row per state."""
+    states, inverse = torch.randn(3, 16), torch.tensor([0, 0, 0, 1, 2, 2])
+    target = torch.rand(len(inverse), 7)
     for model in (RiskPredictor(16, [32, 8], dropout=0.5), MultiRiskPredictor(["a", "b"], [16, 4], [32, 8], dropout=0.5).head("a")):
         model.train()
-        steps = model.step_logits(states, inverse)
-        assert not torch.allclose(steps[0], steps[1]) and not torch.allclose(steps[3], steps[4])
-        model.eval()
-        torch.testing.assert_close(model.step_logits(states, inverse), model.logits(states)[inverse])
+        first = model.mlp[0] if isinstance(model, RiskPredictor) else model.network.inputs[0][0]
+        rows: list[int] = []
+        hook = first.register_forward_hook(lambda module, inputs, output, rows=rows: rows.append(len(inputs[0])))
+        torch.manual_seed(1)
+        chunked = training_loss(model, states, target, loss_type, inverse)
+        torch.manual_seed(1)
+        expected = per_step_loss(model.logits(states)[inverse], target, loss_type)
+        hook.remove()
+        assert rows == [len(states), len(states)]
+        torch.testing.assert_close(chunked.double(), expected, rtol=1e-5, atol=1e-7)

@@ -90,15 +90,6 @@ class RiskPredictor(nn.Module):
         """Pre-activation scores, used by the losses for numerical stability."""
         return self.mlp(hidden)
 
-    def step_logits(self, states: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-        """Logits of steps ``i`` whose state is ``states[inverse[i]]``: the first layer (the costly
-        one) runs once per distinct state, dropout and the rest once per step, so every step draws
-        its own dropout mask as in per-step training."""
-        if not self.config["hidden_dims"]:
-            return self.mlp(states)[inverse]
-        first = self.mlp[1](self.mlp[0](states))
-        return self.mlp[2:](first[inverse])
-
     def activate(self, scores: torch.Tensor) -> torch.Tensor:
         """The output activation applied to logits."""
         head = self.config["output_activation"]
@@ -213,11 +204,6 @@ class SourceHead(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.network.logits(hidden, self.source)
-
-    def step_logits(self, states: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-        """As :meth:`RiskPredictor.step_logits`: the source's input layer once per state, the rest per step."""
-        layer = self.network.inputs[self.network.index(self.source)]
-        return self.network.trunk.logits(layer[2](layer[1](layer[0](states))[inverse]))
 
     def activate(self, scores: torch.Tensor) -> torch.Tensor:
         return self.network.trunk.activate(scores)

@@ -35,6 +35,7 @@ from vlarisk.sources import Source, TrainingSource
 from vlarisk.thresholds import binarize
 from vlarisk.tracking import record_epoch
 
+FUSED_DEVICES = ("cpu", "cuda")  # where torch has fused Adam and multi-tensor (foreach) norms
 HUBER_DELTA = 0.1  # risks live in [0, 1]: with the usual delta of 1 Huber would equal MSE / 2
 RESUMABLE_CHANGES = ("epochs", "device")  # training settings that may differ when resuming
 
@@ -59,19 +60,26 @@ def training_loss(
 ) -> torch.Tensor:
     """Mean per-step loss of a batch; BCE works on logits, the regression losses on the predicted risk.
 
-    With ``inverse`` (step ``i`` has the state ``hidden[inverse[i]]``) the costly work runs once per
-    distinct state and the result is the per-step loss of the steps. Without dropout, for BCE and
-    MSE, the network runs once per state, each state weighted by its number of steps against the
+    With ``inverse`` (step ``i`` has the state ``hidden[inverse[i]]``) the network runs once per
+    distinct state. For BCE and MSE each state is then weighted by its number of steps against the
     mean label of its steps (BCE is linear in the target; MSE adds the labels' spread around their
-    state's mean, a constant): exact and cheapest. Otherwise the first layer runs once per state
-    and the rest per step (:meth:`~vlarisk.models.RiskPredictor.step_logits`), so each step draws
-    its own dropout mask, as per-step training does.
+    state's mean, a constant); MAE and Huber take the per-step losses on the state's prediction
+    broadcast to its steps. Both equal the per-step loss. With dropout, the steps of a state share
+    its mask: the expected loss over masks is the per-step one (it is linear in the steps' losses),
+    only the gradient's noise differs.
     """
-    if inverse is None or loss_type not in ("bce", "mse") or (model.training and _has_dropout(model)):
-        logits = model.logits(hidden) if inverse is None else model.step_logits(hidden, inverse)
-        if loss_type == "bce":
-            return F.binary_cross_entropy_with_logits(logits.float(), target)
-        return output_loss(model.activate(logits).float(), target, loss_type)
+    if inverse is not None and loss_type in ("bce", "mse"):
+        return _weighted_state_loss(model, hidden, target, loss_type, inverse)
+    logits = model.logits(hidden) if inverse is None else model.logits(hidden)[inverse]
+    if loss_type == "bce":
+        return F.binary_cross_entropy_with_logits(logits.float(), target)
+    return output_loss(model.activate(logits).float(), target, loss_type)
+
+
+def _weighted_state_loss(
+    model: nn.Module, hidden: torch.Tensor, target: torch.Tensor, loss_type: str, inverse: torch.Tensor
+) -> torch.Tensor:
+    """BCE or MSE of the steps, computed once per state against its steps' mean label."""
     counts = torch.bincount(inverse, minlength=hidden.shape[0]).to(target.dtype)
     mean_target = torch.zeros((hidden.shape[0], target.shape[1]), dtype=target.dtype, device=target.device)
     mean_target.index_add_(0, inverse, target).div_(counts[:, None])
@@ -84,9 +92,10 @@ def training_loss(
     return (per_state * weights).sum() + spread
 
 
-def _has_dropout(model: nn.Module) -> bool:
-    """Whether any dropout layer of ``model`` drops anything."""
-    return any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())
+def adam(parameters, device: torch.device, **options) -> torch.optim.Adam:
+    """Adam with torch's fused kernel where it has one (CPU, CUDA): one pass over each weight
+    instead of about ten; on a 4096-wide input layer that is a third of a training step's time."""
+    return torch.optim.Adam(parameters, fused=device.type in FUSED_DEVICES or None, **options)
 
 
 def output_loss(prediction: torch.Tensor, target: torch.Tensor, loss_type: str) -> torch.Tensor:
@@ -176,7 +185,7 @@ class Trainer:
             label_prior(np.concatenate([np.asarray(part.source.labels("train"), dtype=np.float64) for part in self.parts]))
         )
         self.model.to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = adam(self.model.parameters(), self.device, lr=config.lr, weight_decay=config.weight_decay)
         self.history = {"train_loss": [], "val_loss": [], "val_metrics": [], "epoch_seconds": [], "samples_per_second": []}
         self.best = {"epoch": 0, "score": -np.inf, "healthy": False}
         self.best_state = copy.deepcopy(self.model.state_dict())
@@ -304,7 +313,7 @@ class Trainer:
                 loss = training_loss(self.heads[index], hidden, target, config.loss_type, inverse)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip, foreach=self.device.type in FUSED_DEVICES or None)
             self.optimizer.step()
             total += loss.detach() * len(target)
         return float(total) / len(stream)
