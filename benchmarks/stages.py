@@ -15,7 +15,7 @@ children) to ``--result``. Stages and implementations:
 ``train bare``          the training rows in one normalised tensor, batches by ``index_select`` on a permutation
 ``train project``       :class:`vlarisk.training.Trainer` epoch loop (BatchStream over the memory-mapped dataset)
 ``train project-fit``   ``Trainer.fit()`` for one epoch: statistics, epoch, validation, checkpoints, end to end
-``train3 reference``    whole command, 3 epochs, the reference code's recipe: the ``*_dataset.pkl`` loaded whole and
+``train3 reference``    whole command, 3 epochs (``--epochs``), the reference code's recipe: the ``*_dataset.pkl`` loaded whole and
                         copied into arrays, a per-sample Dataset and DataLoader, validation every epoch, then test AUC
 ``train3 reference-tuned``  the same recipe as a user would tune it: only the training rows, read from the
                         ``.npy`` per-step dataset into one tensor, a TensorDataset, no per-epoch validation
@@ -405,8 +405,6 @@ def train_project_fit(args) -> dict:
 # ---------------------------------------------------------------------------------------------
 # train3: whole commands, three epochs, test AUC (the timed section starts before the data is opened)
 
-TRAIN3_EPOCHS = 3
-
 
 def _collapse_facts(prediction: np.ndarray, report: dict) -> dict:
     from vlarisk.collapse import collapse_reasons
@@ -477,7 +475,7 @@ def train3_reference(args) -> dict:
     val_loader = DataLoader(Samples(rows["val"]), batch_size=args.batch_size, num_workers=loader_workers())
     val_positive = labels[rows["val"]] >= 0.5
     epoch_seconds, best = [], np.inf
-    for _ in range(TRAIN3_EPOCHS):
+    for _ in range(args.epochs):
         tick = time.perf_counter()
         model.train()
         for batch_hidden, target in loader:
@@ -498,7 +496,8 @@ def train3_reference(args) -> dict:
             torch.save({"model_state_dict": model.state_dict(), "val_auc": val_auc}, args.workdir / "reference_best_model.pt")
         epoch_seconds.append(time.perf_counter() - tick)
     return {
-        "samples": TRAIN3_EPOCHS * len(rows["train"]),
+        "samples": args.epochs * len(rows["train"]),
+        "epochs": args.epochs,
         "epoch_seconds": epoch_seconds,
         "workers": loader_workers(),
         "dataset_bytes": _tree_bytes(p["reference_dataset"]),
@@ -530,7 +529,7 @@ def train3_reference_tuned(args) -> dict:
     torch.manual_seed(1)
     loader = DataLoader(TensorDataset(hidden, labels), batch_size=args.batch_size, shuffle=True, num_workers=loader_workers())
     epoch_seconds = []
-    for _ in range(TRAIN3_EPOCHS):
+    for _ in range(args.epochs):
         tick = time.perf_counter()
         model.train()
         for batch_hidden, target in loader:
@@ -543,7 +542,8 @@ def train3_reference_tuned(args) -> dict:
     del loader, hidden
     test = (torch.from_numpy(np.ascontiguousarray(hidden_all[rows["test"]])) - mean) / std
     return {
-        "samples": TRAIN3_EPOCHS * len(rows["train"]),
+        "samples": args.epochs * len(rows["train"]),
+        "epochs": args.epochs,
         "epoch_seconds": epoch_seconds,
         "workers": loader_workers(),
         "dataset_bytes": _tree_bytes(p["dataset_perstep"]),
@@ -562,7 +562,7 @@ def train3_project(args, name: str = "dataset") -> dict:
     from vlarisk.training import Trainer, TrainingConfig
 
     dataset, split, rows = _train_setup(args, name)
-    config = TrainingConfig(epochs=TRAIN3_EPOCHS, batch_size=args.batch_size, loss_type="bce", device="cpu", seed=0)
+    config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, loss_type="bce", device="cpu", seed=0)
     source = Source("bench", dataset, split)
     trainer = Trainer([source], config, args.workdir / f"train3_{name}", "bench", log=lambda _: None)
     outcome = trainer.fit()
@@ -570,7 +570,8 @@ def train3_project(args, name: str = "dataset") -> dict:
     prediction = predict_rows(model.predictor, dataset.hidden, rows["test"], model.mean, model.std, torch.device("cpu"))
     report = test_metrics(prediction, np.asarray(dataset.labels[rows["test"]]), outcome.thresholds[source.name])
     return {
-        "samples": TRAIN3_EPOCHS * len(rows["train"]),
+        "samples": args.epochs * len(rows["train"]),
+        "epochs": args.epochs,
         "epoch_seconds": outcome.history["epoch_seconds"],
         "distinct_states": int(len(dataset.states)),
         "dataset_bytes": _tree_bytes(paths(args.workdir)[name]),
@@ -682,6 +683,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--train-steps", type=int, default=0, help="batches to time (0: one full epoch)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the train3 rows")
     args = parser.parse_args(argv)
     impl = args.impl
     args.bf16 = impl.endswith("-bf16")
