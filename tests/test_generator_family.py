@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vlarisk.generator_family import GENERATOR_FAMILY, scaled_member, score_member
@@ -14,19 +15,22 @@ LOGISTIC_MARGIN = 0.03
 # Clearly above chance on held-out rollouts, even for the weakest member.
 FLOOR = 0.62
 EPOCHS = 10
+# The margin is judged on the mean over these training seeds (weights, data order and split): one
+# seed's margin moves by about 0.005 between seeds, as much as the margin is cleared by on `sparse`.
+SEEDS = (0, 1)
 
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory):
     cache = {}
 
-    def report(name):
-        if name not in cache:
-            config = TrainingConfig(epochs=EPOCHS, device="cpu")
+    def report(name, seed=0):
+        if (name, seed) not in cache:
+            config = TrainingConfig(epochs=EPOCHS, device="cpu", seed=seed)
             # held-out rollouts of the training tasks: the recipe's learning check (unseen tasks are
             # measured by benchmarks/family.py, where the model can fall behind the logistic baseline)
-            cache[name] = score_member(scaled_member(name), tmp_path_factory.mktemp(name), config, held_out_tasks=())
-        return cache[name]
+            cache[name, seed] = score_member(scaled_member(name), tmp_path_factory.mktemp(name), config, held_out_tasks=())
+        return cache[name, seed]
 
     return report
 
@@ -34,11 +38,11 @@ def reports(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(GENERATOR_FAMILY))
 def test_default_recipe_learns_and_keeps_up_with_the_logistic_baseline(reports, name):
-    report = reports(name)
-    versus = report["baselines"]["model_vs_logistic"]
-    assert not report["collapsed"], report["collapse"]
-    assert versus["model_mean_auc"] > FLOOR, versus
-    assert versus["margin"] >= -LOGISTIC_MARGIN, versus
+    runs = [reports(name, seed) for seed in SEEDS]
+    versus = [run["baselines"]["model_vs_logistic"] for run in runs]
+    assert not any(run["collapsed"] for run in runs), [run["collapse"] for run in runs]
+    assert np.mean([v["model_mean_auc"] for v in versus]) > FLOOR, versus
+    assert np.mean([v["margin"] for v in versus]) >= -LOGISTIC_MARGIN, versus
 
 
 @pytest.mark.slow
