@@ -128,6 +128,16 @@ def generate(args) -> dict:
 # prepare
 
 
+def _load_whole(p: dict[str, Path]) -> list[tuple[list, bool]]:
+    """Both rollout files unpickled whole with plain ``pickle`` (as the baselines do): ``[(rollouts, success)]``."""
+    loaded = []
+    for path, success in ((p["success"], True), (p["failure"], False)):
+        with open(path, "rb") as handle:
+            payload = pickle.load(handle)
+        loaded.append((payload["trajectories"] if isinstance(payload, dict) else payload, success))
+    return loaded
+
+
 def prepare_reference(args) -> dict:
     """The reference code's preparation (REFERENCE.md): both pickles loaded whole (plain ``pickle``),
     one sample dict per step holding its own float32 copy of the hidden state, and the list pickled
@@ -135,11 +145,7 @@ def prepare_reference(args) -> dict:
     from vlarisk.labels import failure_window, heuristic_risk_labels
 
     p = paths(args.workdir)
-    loaded = []
-    for path, success in ((p["success"], True), (p["failure"], False)):
-        with open(path, "rb") as handle:
-            payload = pickle.load(handle)
-        loaded.append((payload["trajectories"] if isinstance(payload, dict) else payload, success))
+    loaded = _load_whole(p)
     samples, labelled = [], 0
     for rollouts, success in loaded:
         for rollout in rollouts:
@@ -181,11 +187,7 @@ def prepare_naive(args) -> dict:
 
     p = paths(args.workdir)
     samples = []
-    loaded = []
-    for path, success in ((p["success"], True), (p["failure"], False)):
-        with open(path, "rb") as handle:
-            payload = pickle.load(handle)
-        loaded.append((payload["trajectories"] if isinstance(payload, dict) else payload, success))
+    loaded = _load_whole(p)
     for rollouts, success in loaded:
         for rollout in rollouts:
             steps = rollout["steps"]
@@ -430,6 +432,32 @@ def _test_auc_facts(model, hidden, labels, train_labels) -> dict:
     return _collapse_facts(prediction, report)
 
 
+def _reference_epoch(model, optimizer, loader) -> None:
+    """One epoch of the reference's step: soft-label BCE (the project's default loss), Adam, norm clipped at 1."""
+    import torch
+    import torch.nn.functional as F
+
+    model.train()
+    for batch_hidden, target in loader:
+        loss = F.binary_cross_entropy_with_logits(model.logits(batch_hidden), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+
+def _reference_record(args, rows, epoch_seconds, dataset_path, model, test, test_labels, train_labels) -> dict:
+    """The record of a reference training row: its epochs, data size and test AUC."""
+    return {
+        "samples": args.epochs * len(rows["train"]),
+        "epochs": args.epochs,
+        "epoch_seconds": epoch_seconds,
+        "workers": loader_workers(),
+        "dataset_bytes": _tree_bytes(dataset_path),
+        **_test_auc_facts(model, test, test_labels, train_labels),
+    }
+
+
 def train3_reference(args) -> dict:
     """The reference code's training as its user runs it (REFERENCE.md), on the same rows and in the
     same precision as the project: the guide's ``*_dataset.pkl`` loaded whole and copied into arrays,
@@ -477,13 +505,7 @@ def train3_reference(args) -> dict:
     epoch_seconds, best = [], np.inf
     for _ in range(args.epochs):
         tick = time.perf_counter()
-        model.train()
-        for batch_hidden, target in loader:
-            loss = F.binary_cross_entropy_with_logits(model.logits(batch_hidden), target)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+        _reference_epoch(model, optimizer, loader)
         model.eval()
         with torch.no_grad():
             val_logits = torch.cat([model.logits(h) for h, _ in val_loader])
@@ -495,14 +517,8 @@ def train3_reference(args) -> dict:
             best = val_loss
             torch.save({"model_state_dict": model.state_dict(), "val_auc": val_auc}, args.workdir / "reference_best_model.pt")
         epoch_seconds.append(time.perf_counter() - tick)
-    return {
-        "samples": args.epochs * len(rows["train"]),
-        "epochs": args.epochs,
-        "epoch_seconds": epoch_seconds,
-        "workers": loader_workers(),
-        "dataset_bytes": _tree_bytes(p["reference_dataset"]),
-        **_test_auc_facts(model, torch.from_numpy(hidden[rows["test"]]), labels[rows["test"]], labels[rows["train"]]),
-    }
+    test = torch.from_numpy(hidden[rows["test"]])
+    return _reference_record(args, rows, epoch_seconds, p["reference_dataset"], model, test, labels[rows["test"]], labels[rows["train"]])
 
 
 def train3_reference_tuned(args) -> dict:
@@ -510,7 +526,6 @@ def train3_reference_tuned(args) -> dict:
     into one tensor, per-step normalisation, a TensorDataset under a DataLoader (workers <= cores),
     soft-label BCE, Adam, 3 epochs, fp32, no per-epoch validation; then the test rows scored."""
     import torch
-    import torch.nn.functional as F
     from torch.utils.data import DataLoader, TensorDataset
 
     from vlarisk.splits import split_rows
@@ -531,24 +546,13 @@ def train3_reference_tuned(args) -> dict:
     epoch_seconds = []
     for _ in range(args.epochs):
         tick = time.perf_counter()
-        model.train()
-        for batch_hidden, target in loader:
-            loss = F.binary_cross_entropy_with_logits(model.logits(batch_hidden), target)  # the project's default loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+        _reference_epoch(model, optimizer, loader)
         epoch_seconds.append(time.perf_counter() - tick)
     del loader, hidden
     test = (torch.from_numpy(np.ascontiguousarray(hidden_all[rows["test"]])) - mean) / std
-    return {
-        "samples": args.epochs * len(rows["train"]),
-        "epochs": args.epochs,
-        "epoch_seconds": epoch_seconds,
-        "workers": loader_workers(),
-        "dataset_bytes": _tree_bytes(p["dataset_perstep"]),
-        **_test_auc_facts(model, test, labels_all[rows["test"]], labels_all[rows["train"]]),
-    }
+    return _reference_record(
+        args, rows, epoch_seconds, p["dataset_perstep"], model, test, labels_all[rows["test"]], labels_all[rows["train"]]
+    )
 
 
 def train3_project(args, name: str = "dataset") -> dict:
