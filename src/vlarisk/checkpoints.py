@@ -25,6 +25,7 @@ import vlarisk
 from vlarisk.errors import InputError, UnsafePickleError
 from vlarisk.io_utils import atomic_path
 from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
+from vlarisk.safe_pickle import numpy_safe_globals
 from vlarisk.thresholds import thresholds_by_dimension, thresholds_from_dimensions
 
 CHECKPOINT_FORMAT = 1
@@ -41,7 +42,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if os.path.isdir(path):
         raise InputError(f"{path}: is a directory, expected a checkpoint file")
     try:
-        with _numpy_safe_globals(), warnings.catch_warnings():
+        with numpy_safe_globals(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a plain pickle: refused below anyway
             checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -65,19 +66,6 @@ def _torch_error_detail(exc: Exception) -> str:
     inner = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text, re.S)
     detail = inner.group(1) if inner else text.split("This is an internal")[0]
     return " ".join(detail.split())[:300]
-
-
-def _numpy_safe_globals():
-    """Context allowing numpy's data-only globals in ``torch.load(weights_only=True)``."""
-    safe_globals = getattr(torch.serialization, "safe_globals", None)
-    if safe_globals is None:  # torch < 2.5
-        return contextlib.nullcontext()
-    core = np._core if hasattr(np, "_core") else np.core
-    allowed: list = [np.ndarray, np.dtype, *(getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType"))]
-    for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer")):
-        obj = getattr(getattr(core, module), name)
-        allowed += [(obj, f"numpy._core.{module}.{name}"), (obj, f"numpy.core.{module}.{name}")]
-    return safe_globals(allowed)
 
 
 @contextlib.contextmanager
