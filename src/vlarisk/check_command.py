@@ -1,0 +1,40 @@
+"""Check a source's rollout files without preparing them: counts per outcome and task, hidden size,
+label coverage, and whether failure detection gets an alarm threshold and unseen tasks from them.
+
+The ``vlarisk-check`` command. It reads and validates the files as ``vlarisk-prepare`` does (the same
+errors) and writes nothing; the split is the pipeline's default unless the options change it.
+The rollout format: docs/rollout-format.md.
+"""
+
+from vlarisk.check import CHECKED_ALPHAS, check_rollouts, detection_outlook, report_lines
+from vlarisk.cli import ArgumentParser, run
+from vlarisk.splits import DEFAULTS
+
+
+def main(argv=None):
+    parser = ArgumentParser(description=__doc__)
+    parser.add_argument("--success", required=True, help="success_rollouts.pkl")
+    parser.add_argument("--failure", required=True, help="failure_rollouts.pkl")
+    parser.add_argument("--alpha", type=float, nargs="+", default=list(CHECKED_ALPHAS), help="alarm levels to check")
+    parser.add_argument(
+        "--calibration-fraction", type=float, default=DEFAULTS["calibration_fraction"], help="as split.calibration_fraction"
+    )
+    parser.add_argument(
+        "--unseen-task-fraction", type=float, default=DEFAULTS["unseen_task_fraction"], help="as split.unseen_task_fraction"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="as split.seed")
+    args = parser.parse_args(argv)
+    check = check_rollouts(args.success, args.failure)
+    outlook = detection_outlook(
+        check,
+        alphas=args.alpha,
+        seed=args.seed,
+        calibration_fraction=args.calibration_fraction,
+        unseen_task_fraction=args.unseen_task_fraction,
+    )
+    print("\n".join(report_lines(check, outlook)))
+
+
+def cli() -> None:
+    """Console entry point ``vlarisk-check``: :func:`main` with plain error reporting (:func:`vlarisk.cli.run`)."""
+    run(main)
