@@ -55,21 +55,27 @@ _settings_of_run = getattr(workflow, "config_settings", None)
 _replace = bool(getattr(_settings_of_run, "replace_workflow_config", False))
 _defaults_file = os.path.join(WORKFLOW_DIR, "config", "config.yaml")
 _user_files = [] if AS_MODULE else _config_checks.effective_config_files(workflow)
-_config_checks.check_config_files(
-    _user_files if _replace else [_defaults_file, *_user_files]
-)
 _schema = _read_yaml(
     os.path.join(WORKFLOW_DIR, "config", "schema", "config.schema.yaml")
 )
 _overrides = {} if AS_MODULE else dict(getattr(_settings_of_run, "config", None) or {})
-config = _config_checks.resolve_config(
-    config,
-    _schema,
-    defaults=None if _replace else _read_yaml(_defaults_file),
-    overrides=_overrides,
-    origins=[(path, _read_yaml(path)) for path in _user_files]
-    + ([("--config", _overrides)] if _overrides else []),
+_defaults = None if _replace else _read_yaml(_defaults_file)
+_layers = [(path, _read_yaml(path)) for path in _user_files] + (
+    [("--config", _overrides)] if _overrides else []
 )
+# A bad config ends the run with one line per problem, naming the file (or --config) and key path.
+try:
+    _config_checks.check_config_files(
+        _user_files if _replace else [_defaults_file, *_user_files]
+    )
+    config = _config_checks.resolve_config(
+        config, _schema, defaults=_defaults, overrides=_overrides, origins=_layers
+    )
+    _config_checks.check_schema(
+        config, _schema, origins=[(_defaults_file, _defaults or {}), *_layers]
+    )
+except _config_checks.ConfigError as _error:
+    sys.exit(f"error: {_error}")
 validate(config, schema="../config/schema/config.schema.yaml")
 # Outputs under results/, or results/experiments/<name>/ for a selected experiment.
 _planning.set_results_root(_planning.results_root(config))

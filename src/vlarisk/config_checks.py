@@ -20,6 +20,7 @@ Snakefile can load it on every run, dry runs included, at no cost.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -260,3 +261,104 @@ def resolve_config(
     if overrides:
         merged = merge_configs(merged, coerce(overrides, schema))
     return merged
+
+
+# --------------------------------------------------------------------------- schema errors
+_TYPE_NAMES = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "text",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+}
+_COMBINATORS = ("allOf", "anyOf", "oneOf")
+
+
+def schema_problems(config: Mapping, schema: Mapping) -> list[tuple[tuple, str]]:
+    """Every schema violation of ``config`` as ``(key path, one-line message)``, in key-path order.
+
+    An unknown key gets the closest known key as a suggestion; a wrong type names the type the
+    schema expects; a failure inside ``oneOf``/``anyOf``/``allOf`` is reported by its most
+    relevant branch (jsonschema's ``best_match``), not as the whole sub-schema.
+    """
+    import jsonschema  # Snakemake's own dependency; imported here so that loading this module stays cheap
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    problems = [problem for error in validator.iter_errors(config) for problem in _described(error, jsonschema.exceptions.best_match)]
+    return sorted(set(problems), key=lambda problem: [str(part) for part in problem[0]])
+
+
+def _described(error, best_match) -> list[tuple[tuple, str]]:
+    """One ``(key path, message)`` per problem of a jsonschema error (one per unknown key)."""
+    path = tuple(error.absolute_path)
+    if error.validator in _COMBINATORS and error.context:
+        branches: dict = {}
+        for inner in error.context:
+            branches.setdefault(inner.relative_schema_path[0], []).append(inner)
+        described = [_described(best_match(errors), best_match) for errors in branches.values()]
+        if error.validator == "allOf" or len(described) == 1 or any(p != path for d in described for p, _ in d):
+            return _described(best_match(error.context), best_match)
+        return [(path, "; or ".join(dict.fromkeys(message for d in described for _, message in d)))]
+    if error.validator == "not":
+        keys = [key for facet in [error.validator_value, *error.validator_value.get("anyOf", [])] for key in facet.get("required", [])]
+        return [(path, f"cannot also set {' or '.join(map(repr, keys))}" if keys else " ".join(error.message.split()))]
+    if error.validator == "const":
+        return [(path, f"expected {error.validator_value!r}, got {error.instance!r}")]
+    if error.validator == "additionalProperties" and error.validator_value is False and isinstance(error.instance, Mapping):
+        known = list(error.schema.get("properties", {}))
+        return [((*path, key), _unknown_key_message(key, known)) for key in error.instance if key not in known]
+    if error.validator == "type":
+        expected = [error.validator_value] if isinstance(error.validator_value, str) else list(error.validator_value)
+        wanted = " or ".join(_TYPE_NAMES.get(kind, kind) for kind in expected)
+        return [(path, f"expected {wanted}, got {error.instance!r}")]
+    if error.validator == "enum":
+        return [(path, f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}")]
+    if error.validator == "required":
+        return [(path, error.message.replace("is a required property", "is required"))]
+    return [(path, " ".join(error.message.split()))]
+
+
+def _unknown_key_message(key: str, known: list[str]) -> str:
+    """``unknown key (did you mean X?)``, or the list of known keys when none is close."""
+    close = difflib.get_close_matches(str(key), known, n=1)
+    return f"unknown key (did you mean {close[0]}?)" if close else f"unknown key (the keys are {', '.join(known)})"
+
+
+def check_schema(config: Mapping, schema: Mapping, origins: Iterable[tuple[str, Mapping]] = ()) -> None:
+    """Raise :class:`ConfigError` with one line per schema violation, ``<origin>: <key.path>: <problem>``.
+
+    ``origins`` are the layers as ``(name, mapping)`` in the order they were merged (defaults first);
+    each problem names the last layer that sets its key path (or, for an unknown key under a
+    block, the block), else ``config``.
+    """
+    layers = list(origins)
+    lines = [f"{_origin_of(path, layers)}: {_dotted(path)}: {message}" for path, message in schema_problems(config, schema)]
+    if lines:
+        raise ConfigError("\n".join(lines))
+
+
+def _origin_of(path: tuple, layers: list[tuple[str, Mapping]]) -> str:
+    """The last layer that holds ``path``, or else the longest part of it."""
+    for length in range(len(path), 0, -1):
+        for name, layer in reversed(layers):
+            if _holds(layer, path[:length]):
+                return name
+    return "config"
+
+
+def _holds(layer, path: tuple) -> bool:
+    for part in path:
+        if isinstance(layer, Mapping) and part in layer:
+            layer = layer[part]
+        elif isinstance(layer, list) and isinstance(part, int) and part < len(layer):
+            layer = layer[part]
+        else:
+            return False
+    return True
+
+
+def _dotted(path: tuple) -> str:
+    """``('training', 'hidden_dims', 0)`` -> ``training.hidden_dims[0]``; the top level is ``(top level)``."""
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
+    return text or "(top level)"
