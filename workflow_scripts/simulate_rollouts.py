@@ -1,9 +1,8 @@
 #!/usr/bin/env python
 """Write synthetic success/failure rollout pickles with a planted risk signal (the embedded default)."""
 
-import json
-
 from vlarisk.cli import ArgumentParser, log, run
+from vlarisk.spec_options import dataclass_from_json
 from vlarisk.synthetic import SimulationSpec, write_synthetic_source
 
 
@@ -14,7 +13,7 @@ def main(argv=None):
     parser.add_argument("--planting", required=True, help="output .npz recording the planted directions")
     parser.add_argument("--spec", default="{}", help="JSON object of SimulationSpec fields (hidden_dim, num_failure, ...)")
     args = parser.parse_args(argv)
-    spec = SimulationSpec(**json.loads(args.spec))
+    spec = dataclass_from_json(SimulationSpec, args.spec, "--spec")
     write_synthetic_source(spec, args.success, args.failure, args.planting)
     log(f"wrote {spec.num_success} successful and {spec.num_failure} failed rollouts ({spec.hidden_dim}-D hidden states)")
 
