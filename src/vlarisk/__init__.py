@@ -9,9 +9,9 @@ import importlib
 from vlarisk.constants import ACTION_DIMENSIONS
 
 __version__ = "0.1.0"
-__all__ = ["ACTION_DIMENSIONS", "RiskPredictor", "load_predictor", "__version__"]
+__all__ = ["ACTION_DIMENSIONS", "RiskMonitor", "RiskPredictor", "load_predictor", "__version__"]
 
-_MODEL_API = {"RiskPredictor": "vlarisk.models", "load_predictor": "vlarisk.checkpoints"}
+_MODEL_API = {"RiskPredictor": "vlarisk.models", "load_predictor": "vlarisk.checkpoints", "RiskMonitor": "vlarisk.steering"}
 
 
 def __getattr__(name: str):

@@ -23,6 +23,7 @@ from torch import nn
 
 import vlarisk
 from vlarisk.errors import InputError, UnsafePickleError
+from vlarisk.inference import deployed
 from vlarisk.io_utils import atomic_path
 from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
 from vlarisk.safe_pickle import numpy_safe_globals
@@ -106,12 +107,16 @@ def multi_predictor_from_checkpoint(checkpoint: dict, path: str = "checkpoint") 
 def load_predictor(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Load a trained checkpoint as a ready-to-use model that takes raw hidden states.
 
+    It takes numpy or torch, one state ``[D]`` or a batch ``[B, D]``, and returns risk ``[7]`` or
+    ``[B, 7]`` of the same kind without gradients (:class:`vlarisk.inference.DeployedPredictor`);
+    a multi-model checkpoint's model is called as ``model(hidden, source)``.
+
     >>> model = load_predictor("results/models/synthetic_a/best_model.pt")  # doctest: +SKIP
-    >>> risk = model(torch.randn(1, 64))  # [1, 7], normalisation applied inside
+    >>> risk = model(np.zeros(64, np.float32))  # [7] numpy, normalisation applied inside
     """
     checkpoint = read_checkpoint(path)
     rebuild = multi_predictor_from_checkpoint if "sources" in checkpoint else predictor_from_checkpoint
-    return rebuild(checkpoint, str(path)).to(device)
+    return deployed(rebuild(checkpoint, str(path)), str(path)).to(device)
 
 
 def data_fields(parts: list, normalize: bool, multi_source: bool) -> dict:
