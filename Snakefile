@@ -2,7 +2,8 @@
 #
 # Targets:
 #   all    every configured source prepared, trained and evaluated (the quick default)
-#          and every multi-model group of `multi_model` (rules/multi.smk)
+#          and every multi-model group of `multi_model` (rules/multi.smk); the verdict per model
+#          in results/summary.md, printed at the end (rules/summary.smk)
 #   single results/models/<source>/results.json (or any other output path)
 #   paper  everything above plus multi-model groups, ablations, tables and figures (docs/paper.md)
 #   compare  `all`, then a table of every results.json under results/ (every experiment):
@@ -20,6 +21,7 @@ report: "report/workflow.rst"
 
 # common.smk validates the config and loads the plan (src/vlarisk/planning.py); then one file per stage.
 include: "rules/common.smk"
+include: "rules/summary.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/multi.smk"
@@ -39,3 +41,4 @@ rule all:
     default_target: True
     input:
         PLAN.all_targets(),
+        SUMMARY,

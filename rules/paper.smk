@@ -158,3 +158,4 @@ rule ablation_figure:
 rule paper:
     input:
         **PLAN.paper_targets(),
+        summary=SUMMARY,

@@ -80,7 +80,7 @@ def test_replacing_the_sources_in_config_yaml_is_all_it_takes(tmp_path, own_sour
     own = yaml.safe_dump({"sources": own_sources}, default_flow_style=False)
     text = re.sub(r"^sources:\n.*?(?=^\S)", own + "\n", text, count=1, flags=re.S | re.M)
     config_file.write_text(text)
-    assert planned_jobs(project) == {**OWN_CHAIN, **MULTI, "all": 1}
+    assert planned_jobs(project) == {**OWN_CHAIN, **MULTI, "summary": 1, "all": 1}
     ablations = planned_jobs(project, "paper")
     assert {key.split("_")[0] for key in ablations} >= {"train", "evaluate", "paper"}
     result = snakemake(project, "-n", "paper")
@@ -123,7 +123,7 @@ def test_a_scratch_directory_plans_like_the_checkout(tmp_path, checkout, own_sou
     (tmp_path / "my.yaml").write_text(yaml.safe_dump({"sources": own_sources}))
     before = files_of(checkout)
     args = ("-s", str(checkout / "Snakefile"), "--directory", str(tmp_path / "scratch"), "--configfile", "my.yaml")
-    assert planned_jobs(tmp_path, *args) == {**OWN_CHAIN, **MULTI, "all": 1}
+    assert planned_jobs(tmp_path, *args) == {**OWN_CHAIN, **MULTI, "summary": 1, "all": 1}
     assert files_of(checkout) == before
 
 

@@ -55,6 +55,13 @@ def test_learned_auc_keeps_up_with_the_logistic_baseline(built, source):
     assert results["provenance"]["dataset_sha256"]
 
 
+def test_the_verdict_names_every_model(built):
+    text = (built / "results/summary.md").read_text()
+    assert all(f"| model {source} |" in text for source in SOURCES), text
+    results = json.loads((built / f"results/models/{SOURCES[0]}/results.json").read_text())
+    assert results["summary"]["step_mean_auc"] == results["baselines"]["model_vs_logistic"]["model_mean_auc"]
+
+
 def test_second_run_has_nothing_to_do(built):
     assert planned_jobs(built, *CONFIG) == {}
 
@@ -65,7 +72,7 @@ def test_changing_one_sources_hyperparameter_retrains_only_that_source(built, tm
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     plan = planned_jobs(built, "--configfile", str(changed))
-    assert plan == {"train_model": 1, "evaluate_model": 1, "all": 1}
+    assert plan == {"train_model": 1, "evaluate_model": 1, "summary": 1, "all": 1}
     result = snakemake(built, "-n", "--configfile", str(changed))
     assert "wildcards: source=tiny_a" in result.stdout and "source=tiny_b" not in result.stdout
 
@@ -76,7 +83,7 @@ def test_changing_one_sources_rollouts_rebuilds_only_its_chain(built, tmp_path):
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     plan = planned_jobs(built, "--configfile", str(changed))
-    assert plan == {"simulate_rollouts": 1, "prepare_dataset": 1, "split_dataset": 1, "train_model": 1, "evaluate_model": 1, "all": 1}
+    assert plan == {"simulate_rollouts": 1, "prepare_dataset": 1, "split_dataset": 1, "train_model": 1, "evaluate_model": 1, "summary": 1, "all": 1}
 
 
 def test_changing_metric_code_reruns_evaluation_only(built):
@@ -84,7 +91,7 @@ def test_changing_metric_code_reruns_evaluation_only(built):
     original = metrics.read_text()
     try:
         metrics.write_text(original + "\n# a change to the metric code\n")
-        assert planned_jobs(built, *CONFIG) == {"evaluate_model": 2, "all": 1}
+        assert planned_jobs(built, *CONFIG) == {"evaluate_model": 2, "summary": 1, "all": 1}
     finally:
         metrics.write_text(original)
 

@@ -32,6 +32,7 @@ from vlarisk.io_utils import write_json
 from vlarisk.metrics import regression_metrics, step_target_metrics, test_metrics
 from vlarisk.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
 from vlarisk.sources import Source
+from vlarisk.summary import summary_of
 from vlarisk.thresholds import binarize
 
 
@@ -236,7 +237,8 @@ def write_results(
     path: str | os.PathLike, model_name: str, report: dict, history: dict, config: dict, training_seconds: float | None = None
 ) -> None:
     """Write ``results.json``: the guide's keys (``model_name``, the report's ``test_metrics``,
-    ``history``, ``config``) with everything else the report holds.
+    ``history``, ``config``) with everything else the report holds, and the verdict in ``summary``
+    (:func:`vlarisk.summary.summary_of`).
 
     ``training_seconds`` defaults to the sum of the history's epoch times (none for a history without them).
     """
@@ -245,4 +247,5 @@ def write_results(
         training_seconds = float(sum(history["epoch_seconds"]))
     document["provenance"]["training_seconds"] = training_seconds
     document["dimensions"] = list(ACTION_DIMENSIONS)
+    document["summary"] = summary_of(document)
     write_json(path, document)

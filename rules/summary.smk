@@ -1,0 +1,31 @@
+# The verdict of the run (vlarisk.summary): one row per model of `all` (per source of a
+# multi-model) in results/summary.md, which `all` and `paper` build last and which is printed when
+# the run ends. A cheap local job: it reads the results.json files only.
+import time
+
+SUMMARY = f"{_planning.RESULTS}/summary.md"
+_run_started = time.time()
+
+
+localrules:
+    summary,
+
+
+rule summary:
+    input:
+        runs=PLAN.all_targets(),
+        code=code_for("write_summary"),
+    output:
+        SUMMARY,
+    log:
+        log_path("summary", "summary"),
+    conda:
+        "../envs/vlarisk.yaml"
+    shell:
+        "python {input.code[0]:q} {input.runs:q} --output {output:q} > {log:q} 2>&1"
+
+
+onsuccess:
+    if os.path.exists(SUMMARY) and os.path.getmtime(SUMMARY) >= _run_started:
+        with open(SUMMARY, encoding="utf-8") as handle:
+            print(f"\n{SUMMARY}:\n{handle.read()}")

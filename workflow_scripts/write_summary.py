@@ -1,0 +1,39 @@
+#!/usr/bin/env python
+"""Write the run's verdict, one row per model (per source of a multi-model), as Markdown, and print it.
+
+Each row: per-step mean test AUC beside the logistic baseline's, whether it beats it, the rollout
+AUC with its 95% interval (unseen tasks, else seen ones), the alarm's FPR / TPR at alpha, and
+whether predictions collapsed; a n/a cell has a footnote with the reason (vlarisk.summary).
+
+    python workflow_scripts/write_summary.py results/models/*/results.json --output results/summary.md
+"""
+
+from vlarisk.cli import ArgumentParser, read_json, run
+from vlarisk.io_utils import atomic_path
+from vlarisk.runs import PLAIN_RUN, locate
+from vlarisk.summary import summary_markdown, summary_of, summary_rows
+
+
+def run_name(path: str, root: str) -> str:
+    """``model synthetic_a``, ``multi all_sources``, prefixed by the experiment's name for an experiment's run."""
+    where = locate(path, root)
+    name = where["name"] if where["kind"] in ("", where["name"]) else f"{where['kind']} {where['name']}"
+    return name if where["experiment"] == PLAIN_RUN else f"{where['experiment']}: {name}"
+
+
+def main(argv=None):
+    parser = ArgumentParser(description=__doc__)
+    parser.add_argument("results", nargs="+", help="results.json files")
+    parser.add_argument("--root", default="results", help="the results folder that run names are read under")
+    parser.add_argument("--output", help="write the Markdown here (it is printed either way)")
+    args = parser.parse_args(argv)
+    rows = [row for path in args.results for row in summary_rows(run_name(path, args.root), summary_of(read_json(path)))]
+    text = summary_markdown(rows)
+    if args.output:
+        with atomic_path(args.output) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    run(main)
