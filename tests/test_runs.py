@@ -6,9 +6,11 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from pipeline_utils import load_script
 
 from vlarisk import runs, tracking
+from vlarisk.errors import InputError
 
 
 def results(lr: float, auc: float | None, epochs: int = 2) -> dict:
@@ -38,8 +40,8 @@ def test_rows_name_experiment_kind_and_settings(tmp_path):
     assert len(found) == 4
     rows = runs.collect_rows(found, root)
     assert [(row["experiment"], row["kind"], row["name"]) for row in rows] == [
-        ("-", "ablation", "a/dropout-0.3/seed-1"),
-        ("-", "model", "a"),
+        ("(plain)", "ablation", "a/dropout-0.3/seed-1"),
+        ("(plain)", "model", "a"),
         ("lr_small", "model", "a"),
         ("lr_small", "multi", "all_sources"),
     ]
@@ -75,9 +77,30 @@ def test_the_script_writes_csv_and_markdown(tmp_path, capsys):
     )
     with open(tmp_path / "t.csv") as handle:
         table = list(csv.DictReader(handle))
-    assert [(row["experiment"], row["lr"], row["test_mean_auc"]) for row in table] == [("-", "0.001", "0.9"), ("e", "0.01", "0.8")]
+    assert [(row["experiment"], row["lr"], row["test_mean_auc"]) for row in table] == [("(plain)", "0.001", "0.9"), ("e", "0.01", "0.8")]
     markdown = (tmp_path / "t.md").read_text()
     assert "| experiment | kind | name | lr |" in markdown and "Same in every run: epochs 2" in markdown
+
+
+def test_rows_carry_detection_provenance_and_sort(tmp_path):
+    root = tmp_path / "results"
+    for name, auc, fpr in (("a", 0.7, 0.1), ("b", 0.9, None), ("c", None, None)):
+        payload = results(0.001, 0.9)
+        payload["summary"] = {"rollout_auc": auc, "rollout_auc_ci95": [auc - 0.1, auc + 0.05] if auc else None, "fpr": fpr, "tpr": 0.5}
+        payload["provenance"] = {"code_version": "vlarisk 0.1.0 (abc)", "training_seconds": 3.0, "evaluation_seconds": 1.5}
+        write(root / f"models/{name}/results.json", payload)
+    rows = runs.collect_rows(runs.find_results(root), root)
+    first = rows[0]
+    assert (first["rollout_auc"], first["rollout_auc_low"], first["fpr"], first["tpr"]) == (0.7, 0.7 - 0.1, 0.1, 0.5)
+    assert first["code_version"] == "vlarisk 0.1.0 (abc)" and first["seconds"] == 4.5 and first["date"]
+    assert [row["name"] for row in runs.sort_rows(rows, "rollout_auc")] == ["b", "a", "c"]  # best first, blank last
+    assert [row["name"] for row in runs.sort_rows(rows, "fpr")] == ["a", "b", "c"]
+
+
+def test_a_missing_folder_is_an_error(tmp_path, capsys):
+    with pytest.raises(InputError, match=f"^{tmp_path / 'nothere'}: no such file or folder"):
+        load_script("compare_runs").main([str(tmp_path / "nothere")])
+    assert capsys.readouterr().out == ""
 
 
 # ------------------------------------------------------------------------------- tracking

@@ -3,8 +3,10 @@
 A run is one ``results.json``: a single-source model (``models/<source>``), a multi-model group
 (``multi/<group>``) or an ablation cell (``ablations/<source>/<cell>/seed-<seed>``), either of the
 plain run (``results/...``) or of a named experiment (``results/experiments/<name>/...``). Its row
-holds where it came from, its training settings (``config`` in ``results.json``) and its headline
-test metrics; :func:`write_table` writes the rows as CSV and as a Markdown table.
+holds where it came from, its training settings (``config`` in ``results.json``), its headline
+test metrics, its rollout-level failure detection (from ``results.json``'s ``summary``: rollout AUC
+on the unseen tasks with its interval, the alarm's FPR and TPR at alpha), when it was written, by
+which code, and how long it took; :func:`csv_text` and :func:`markdown_text` write the rows.
 
 This module imports only the standard library, so the Snakefile can load it on every run.
 """
@@ -12,6 +14,7 @@ This module imports only the standard library, so the Snakefile can load it on e
 from __future__ import annotations
 
 import csv
+import datetime
 import glob
 import hashlib
 import io
@@ -22,9 +25,10 @@ from pathlib import Path
 
 RESULTS_FILE = "results.json"
 EXPERIMENTS = "experiments"
-PLAIN_RUN = "-"  # the experiment column of runs outside results/experiments/
+PLAIN_RUN = "(plain)"  # the experiment column of runs outside results/experiments/ (no experiment's name has parentheses)
 SETTINGS = ("epochs", "lr", "batch_size", "hidden_dims", "dropout", "activation", "loss_type", "weight_decay", "normalize", "seed")
 METRICS = ("mean_auc", "mean_ap", "mse")
+DETECTION = ("rollout_auc", "rollout_auc_low", "rollout_auc_high", "detection_set", "alpha", "fpr", "tpr")
 COLUMNS = (
     "experiment",
     "kind",
@@ -34,9 +38,15 @@ COLUMNS = (
     *(f"test_{metric}" for metric in METRICS),
     "logistic_mean_auc",
     "margin_vs_logistic",
+    *DETECTION,
     "collapsed",
+    "date",
+    "code_version",
+    "seconds",
     "results",
 )
+# Sorting by a metric puts the best first; by anything else, in ascending order.
+DESCENDING = {"test_mean_auc", "test_mean_ap", "margin_vs_logistic", "rollout_auc", "rollout_auc_low", "tpr"}
 
 
 def find_results(root: str | os.PathLike) -> list[str]:
@@ -89,12 +99,46 @@ def run_row(path: str | os.PathLike, results: dict, root: str | os.PathLike) -> 
         **{f"test_{metric}": _number(metrics.get(metric)) for metric in METRICS},
         "logistic_mean_auc": _number(versus.get("logistic_mean_auc")),
         "margin_vs_logistic": _number(versus.get("margin")),
+        **_detection(results.get("summary") or {}),
         "collapsed": results.get("collapsed"),
+        **_provenance(path, results.get("provenance") or {}),
         "results": str(path),
     }
     if isinstance(row["hidden_dims"], list):
         row["hidden_dims"] = "x".join(map(str, row["hidden_dims"])) or "linear"
     return row
+
+
+def _detection(summary: dict) -> dict:
+    """The detection columns from a ``summary`` block (blank for a multi-model's per-source one)."""
+    interval = summary.get("rollout_auc_ci95") or [None, None]
+    return {
+        "rollout_auc": _number(summary.get("rollout_auc")),
+        "rollout_auc_low": _number(interval[0]),
+        "rollout_auc_high": _number(interval[1]),
+        "detection_set": summary.get("detection_set"),
+        "alpha": _number(summary.get("alpha")),
+        "fpr": _number(summary.get("fpr")),
+        "tpr": _number(summary.get("tpr")),
+    }
+
+
+def _provenance(path: str | os.PathLike, provenance: dict) -> dict:
+    """When the run's results were written (UTC), by which code, and its training plus evaluation seconds."""
+    try:
+        written = datetime.datetime.fromtimestamp(os.stat(path).st_mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    except OSError:
+        written = None
+    times = [_number(provenance.get(key)) for key in ("training_seconds", "evaluation_seconds")]
+    seconds = sum(t for t in times if t is not None) if any(t is not None for t in times) else None
+    return {"date": written, "code_version": provenance.get("code_version"), "seconds": seconds}
+
+
+def sort_rows(rows: list[dict], column: str) -> list[dict]:
+    """``rows`` by ``column``: metrics best first, anything else ascending; blanks last."""
+    present = [row for row in rows if row.get(column) is not None]
+    blank = [row for row in rows if row.get(column) is None]
+    return sorted(present, key=lambda row: row[column], reverse=column in DESCENDING) + blank
 
 
 def collect_rows(paths: Iterable[str | os.PathLike], root: str | os.PathLike, log: Callable[[str], None] = print) -> list[dict]:
@@ -135,9 +179,24 @@ def markdown_text(rows: list[dict]) -> str:
     """A Markdown table; settings equal in every row are left out of it (and said once, below)."""
     varying = [name for name in SETTINGS if len({_cell(row.get(name)) for row in rows}) > 1]
     shared = [name for name in SETTINGS if name not in varying and rows]
-    columns = ["experiment", "kind", "name", *varying, "epochs_run", "test_mean_auc", "test_mean_ap", "margin_vs_logistic", "collapsed"]
+    columns = [
+        "experiment",
+        "kind",
+        "name",
+        *varying,
+        "epochs_run",
+        "test_mean_auc",
+        "margin_vs_logistic",
+        "rollout_auc",
+        "fpr",
+        "tpr",
+        "collapsed",
+        "date",
+        "seconds",
+    ]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(column)) for column in columns) + " |" for row in rows]
+    lines += ["", "rollout_auc, fpr, tpr: failure detection per rollout on the unseen tasks (the seen ones where none was held out)."]
     if shared:
         lines += ["", "Same in every run: " + ", ".join(f"{name} {_cell(rows[0].get(name))}" for name in shared) + "."]
     if not rows:
