@@ -1,49 +1,11 @@
 #!/usr/bin/env python
-"""Compare runs: one row per results.json, with its experiment, settings and headline test metrics.
+"""Compare runs: one row per results.json, with its experiment, settings, headline test metrics and detection.
 
-Each argument is a results.json or a folder searched for them (results/ holds the plain run's and,
-under results/experiments/<name>/, each experiment's). Writes CSV and/or a Markdown table; prints
-the Markdown table when neither is asked for.
-
-    python workflow_scripts/compare_runs.py results --sort rollout_auc
+The code is :mod:`vlarisk.compare_command`; installed, the same command is ``vlarisk-compare``.
 """
 
-from pathlib import Path
-
-from vlarisk.cli import ArgumentParser, log, run
-from vlarisk.errors import InputError
-from vlarisk.io_utils import atomic_path
-from vlarisk.runs import COLUMNS, collect_rows, csv_text, find_results, markdown_text, sort_rows
-
-
-def results_files(paths: list[str]) -> list[str]:
-    """Each results.json given, and those found under each folder given; a missing path is an error."""
-    missing = [path for path in paths if not Path(path).exists()]
-    if missing:
-        raise InputError(f"{missing[0]}: no such file or folder (give results.json files or folders holding them, e.g. results)")
-    return [found for path in paths for found in (find_results(path) if Path(path).is_dir() else [path])]
-
-
-def main(argv=None):
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument("paths", nargs="+", help="results.json files, or folders searched for them")
-    parser.add_argument("--root", default="results", help="the results folder that experiment names are read under")
-    parser.add_argument("--csv", help="write the table as CSV here")
-    parser.add_argument("--markdown", help="write the table as Markdown here")
-    parser.add_argument("--sort", choices=COLUMNS, metavar="COLUMN", help="order rows by this column (metrics best first)")
-    args = parser.parse_args(argv)
-    rows = collect_rows(results_files(args.paths), args.root, log)
-    if args.sort:
-        rows = sort_rows(rows, args.sort)
-    tables = {args.csv: csv_text(rows), args.markdown: markdown_text(rows)}
-    for output, text in tables.items():
-        if output:
-            with atomic_path(output) as tmp:
-                tmp.write_text(text, encoding="utf-8")
-    if not (args.csv or args.markdown):
-        print(markdown_text(rows), end="")
-    log(f"{len(rows)} runs compared")
-
+from vlarisk.cli import run
+from vlarisk.compare_command import main
 
 if __name__ == "__main__":
     run(main)
