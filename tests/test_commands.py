@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from pipeline_utils import load_script
 
+from vlarisk.errors import InputError
+from vlarisk.prepare_command import main as prepare_main
+
 ROOT = Path(__file__).resolve().parents[1]
 # [project.scripts] read by hand: tomllib is not in Python 3.10
 _SECTION = re.search(r"^\[project\.scripts\]\n(.*?)(?=^\[)", (ROOT / "pyproject.toml").read_text(), re.M | re.S).group(1)
@@ -31,3 +34,12 @@ def test_the_guides_steps_and_the_helpers_are_commands():
 def test_the_workflow_script_runs_the_commands_code(command, script):
     module = importlib.import_module(SCRIPTS[command].split(":")[0])
     assert load_script(script).main is module.main
+
+
+@pytest.mark.parametrize("name", ["ds.npz", "ds", "ds.pt"])
+def test_prepare_refuses_an_output_name_that_says_another_form(tmp_path, name):
+    with pytest.raises(
+        InputError, match=rf"^--output {tmp_path / name}: the name must end in the form to write \(\.vlarisk: a dataset folder; "
+    ):
+        prepare_main(["--success", str(tmp_path / "s.pkl"), "--failure", str(tmp_path / "f.pkl"), "--output", str(tmp_path / name)])
+    assert not (tmp_path / name).exists()
