@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import importlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pipeline_utils import load_script
 
+from vlarisk import run_command
 from vlarisk.errors import InputError
 from vlarisk.prepare_command import main as prepare_main
 
@@ -43,3 +46,36 @@ def test_prepare_refuses_an_output_name_that_says_another_form(tmp_path, name):
     ):
         prepare_main(["--success", str(tmp_path / "s.pkl"), "--failure", str(tmp_path / "f.pkl"), "--output", str(tmp_path / name)])
     assert not (tmp_path / name).exists()
+
+
+# ------------------------------------------------------------------------------ vlarisk-run
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["all", "--config", "training={epochs: 3}", "compare"], ["--config compare: not a key=value pair"]),
+        (["--configfile", "nofile.yaml", "-n"], ["--configfile nofile.yaml: no such file"]),
+        (["--configfile=nofile.yaml"], ["--configfile nofile.yaml: no such file"]),
+        (["-C", "a=1", "paper", "-n"], ["--config paper: not a key=value pair"]),
+        (["compare", "--config", "training={epochs: 3}", "split={seed: 1}", "-n"], []),
+        (["--configfile", "pyproject.toml", "--cores", "2", "all"], []),
+    ],
+)
+def test_run_catches_what_snakemake_reports_with_a_traceback(argv, expected, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    problems = run_command.argument_problems(argv)
+    assert [problem.split(";")[0] for problem in problems] == expected
+
+
+def test_run_adds_this_checkouts_snakefile_unless_given():
+    assert run_command.snakemake_command(["-n"])[-3:] == ["-s", str(ROOT / "Snakefile"), "-n"]
+    assert run_command.snakemake_command(["-s", "other/Snakefile", "-n"])[-3:] == ["-s", "other/Snakefile", "-n"]
+
+
+def test_run_prints_one_line_and_starts_nothing(tmp_path):
+    command = [sys.executable, "-c", "from vlarisk.run_command import cli; cli()", "all", "--config", "training={epochs: 3}", "compare"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and not list(tmp_path.iterdir())
+    assert result.stderr.splitlines() == [
+        "error: --config compare: not a key=value pair; --config takes every value up to the next option, "
+        "so put targets before it: snakemake compare --config ..."
+    ]

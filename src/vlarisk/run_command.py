@@ -1,0 +1,72 @@
+"""Run the pipeline: ``snakemake`` on this checkout's Snakefile, with its arguments checked first.
+
+``vlarisk-run [snakemake arguments]`` is ``snakemake -s <checkout>/Snakefile [arguments]`` (no
+``-s`` is added when one is given). Two mistakes that Snakemake reports only with a long traceback,
+before the Snakefile is read, are caught here in one line each: a ``--configfile`` that does not
+exist, and a target written after ``--config`` (whose values run to the next option, so
+``--config 'training={epochs: 3}' compare`` reads ``compare`` as a config value).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from vlarisk.cli import run
+from vlarisk.errors import InputError
+
+SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"  # src/vlarisk/ -> the checkout
+CONFIG_FILE_OPTIONS = ("--configfile", "--configfiles")
+CONFIG_OPTIONS = ("--config", "-C")
+SNAKEFILE_OPTIONS = ("-s", "--snakefile")
+
+
+def option_values(argv: list[str], options: tuple[str, ...]) -> list[str]:
+    """The values given to any of ``options``: ``--opt a b``, up to the next option, and ``--opt=a``."""
+    values, taking = [], False
+    for token in argv:
+        name, has_value, value = token.partition("=")
+        if token.startswith("-"):
+            taking = token in options
+            if name in options and has_value and name.startswith("--"):
+                values.append(value)
+        elif taking:
+            values.append(token)
+    return values
+
+
+def argument_problems(argv: list[str]) -> list[str]:
+    """One line per missing config file and per ``--config`` value that is not ``key=value``."""
+    problems = [f"--configfile {path}: no such file" for path in option_values(argv, CONFIG_FILE_OPTIONS) if not Path(path).is_file()]
+    for value in option_values(argv, CONFIG_OPTIONS):
+        if "=" not in value:
+            problems.append(
+                f"--config {value}: not a key=value pair; --config takes every value up to the next option, "
+                f"so put targets before it: snakemake {value} --config ..."
+            )
+    return problems
+
+
+def snakemake_command(argv: list[str]) -> list[str]:
+    """The snakemake command line: this checkout's Snakefile unless ``-s`` is given."""
+    given = any(token in SNAKEFILE_OPTIONS or token.startswith("--snakefile=") for token in argv)
+    if not given and not SNAKEFILE.is_file():
+        raise InputError(
+            f"{SNAKEFILE}: not found; vlarisk-run needs the package installed from a checkout (pip install -e .), or -s <Snakefile>"
+        )
+    return [sys.executable, "-m", "snakemake", *([] if given else ["-s", str(SNAKEFILE)]), *argv]
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    problems = argument_problems(argv)
+    if problems:
+        raise InputError("\n".join(problems))
+    command = snakemake_command(argv)
+    os.execv(command[0], command)
+
+
+def cli() -> None:
+    """Console entry point ``vlarisk-run``: :func:`main` with plain error reporting (:func:`vlarisk.cli.run`)."""
+    run(main)
