@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 import vlarisk
+from vlarisk.deploy import deployed
 from vlarisk.errors import InputError, UnsafePickleError
-from vlarisk.inference import deployed
 from vlarisk.io_utils import atomic_path
 from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
 from vlarisk.safe_pickle import numpy_safe_globals
@@ -108,7 +108,7 @@ def load_predictor(path: str | os.PathLike, device: str | torch.device = "cpu") 
     """Load a trained checkpoint as a ready-to-use model that takes raw hidden states.
 
     It takes numpy or torch, one state ``[D]`` or a batch ``[B, D]``, and returns risk ``[7]`` or
-    ``[B, 7]`` of the same kind without gradients (:class:`vlarisk.inference.DeployedPredictor`);
+    ``[B, 7]`` of the same kind without gradients (:class:`vlarisk.deploy.DeployedPredictor`);
     a multi-model checkpoint's model is called as ``model(hidden, source)``.
 
     >>> model = load_predictor("results/models/synthetic_a/best_model.pt")  # doctest: +SKIP

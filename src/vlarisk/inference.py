@@ -1,17 +1,12 @@
-"""Scoring hidden states: many at once for evaluation (large batches, no autograd, normalisation on
-the fly, each distinct state once), and one at a time for deployment (:class:`DeployedPredictor`)."""
+"""Scoring many hidden states at once: large batches, no autograd, normalisation on the fly, each distinct state once."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import torch
 
 from vlarisk.dataset import StepStates
 from vlarisk.device import autocast, flush_denormals
-from vlarisk.errors import InputError
-from vlarisk.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
 
 
 def gather_rows(hidden: np.ndarray, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -88,61 +83,3 @@ def predict_rows(
     if prediction is None:
         return np.zeros((0, 7), dtype=np.float32)
     return prediction.numpy()
-
-
-def deployed_call(model_call, hidden: Any, input_dim: int, checkpoint: str, *args) -> Any:
-    """``model_call(batch, *args)`` on hidden states given as numpy, torch or nested lists, ``[D]`` or ``[B, D]``.
-
-    Returns risk ``[7]`` or ``[B, 7]`` as the input came: a torch tensor on the input's device for
-    torch input, else a float32 numpy array; never with gradients. A wrong size names the expected
-    one and the checkpoint.
-    """
-    is_torch = isinstance(hidden, torch.Tensor)
-    batch = hidden.detach() if is_torch else torch.as_tensor(np.asarray(hidden, dtype=np.float32))
-    if batch.ndim not in (1, 2) or batch.shape[-1] != input_dim:
-        raise InputError(
-            f"{checkpoint}: the predictor takes hidden states of size {input_dim}, as [{input_dim}] or [batch, {input_dim}]; "
-            f"got shape {list(batch.shape)}"
-        )
-    single = batch.ndim == 1
-    with torch.no_grad():
-        risk = model_call(batch.unsqueeze(0) if single else batch, *args)
-    risk = risk[0] if single else risk
-    return risk.to(hidden.device) if is_torch else risk.float().cpu().numpy()
-
-
-class DeployedPredictor(NormalizedRiskPredictor):
-    """A single-source predictor loaded from a checkpoint: raw hidden states in (numpy or torch, ``[D]``
-    or ``[B, D]``), risk out in the same kind, without gradients (see :func:`deployed_call`)."""
-
-    checkpoint: str = "checkpoint"
-
-    @property
-    def input_dim(self) -> int:
-        return int(self.mean.shape[0])
-
-    def __call__(self, hidden: Any) -> Any:
-        return deployed_call(super().__call__, hidden, self.input_dim, self.checkpoint)
-
-
-class DeployedMultiPredictor(NormalizedMultiRiskPredictor):
-    """A multi-source predictor loaded from a checkpoint: ``model(hidden, source)`` as :class:`DeployedPredictor`."""
-
-    checkpoint: str = "checkpoint"
-
-    def input_dim(self, source: str) -> int:
-        return int(self.source_predictor(source).mean.shape[0])
-
-    def __call__(self, hidden: Any, source: str) -> Any:
-        return deployed_call(super().__call__, hidden, self.input_dim(source), self.checkpoint, source)
-
-
-def deployed(model: NormalizedRiskPredictor | NormalizedMultiRiskPredictor, checkpoint: str):
-    """``model``'s weights and statistics as a :class:`DeployedPredictor` (or multi), in eval mode."""
-    if isinstance(model, NormalizedMultiRiskPredictor):
-        statistics = {name: (head.mean, head.std) for name, head in zip(model.sources, model.per_source, strict=True)}
-        result = DeployedMultiPredictor(model.network, statistics)
-    else:
-        result = DeployedPredictor(model.predictor, model.mean, model.std)
-    result.checkpoint = checkpoint
-    return result.eval()
