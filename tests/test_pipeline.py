@@ -83,7 +83,15 @@ def test_changing_one_sources_rollouts_rebuilds_only_its_chain(built, tmp_path):
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     plan = planned_jobs(built, "--configfile", str(changed))
-    assert plan == {"simulate_rollouts": 1, "prepare_dataset": 1, "split_dataset": 1, "train_model": 1, "evaluate_model": 1, "summary": 1, "all": 1}
+    assert plan == {
+        "simulate_rollouts": 1,
+        "prepare_dataset": 1,
+        "split_dataset": 1,
+        "train_model": 1,
+        "evaluate_model": 1,
+        "summary": 1,
+        "all": 1,
+    }
 
 
 def test_changing_metric_code_reruns_evaluation_only(built):

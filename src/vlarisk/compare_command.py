@@ -29,7 +29,9 @@ def main(argv=None):
     parser.add_argument("--root", default="results", help="the results folder that experiment names are read under")
     parser.add_argument("--csv", help="write the table as CSV here")
     parser.add_argument("--markdown", help="write the table as Markdown here")
-    parser.add_argument("--sort", choices=COLUMNS, metavar="COLUMN", help="order rows by this column (metrics best first)")
+    parser.add_argument(
+        "--sort", choices=COLUMNS, metavar="COLUMN", help=f"order rows by this column (metrics best first): {', '.join(COLUMNS)}"
+    )
     args = parser.parse_args(argv)
     rows = collect_rows(results_files(args.paths), args.root, log)
     if args.sort:

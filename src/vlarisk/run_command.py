@@ -60,6 +60,9 @@ def snakemake_command(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv in (["-h"], ["--help"]):
+        print(f"usage: vlarisk-run [snakemake arguments]\n\n{__doc__.strip()}\n\nSnakemake's arguments: snakemake --help")
+        sys.exit(0)  # as argparse's --help
     problems = argument_problems(argv)
     if problems:
         raise InputError("\n".join(problems))
