@@ -35,11 +35,12 @@ class RolloutCheck:
     skips: SkipCounts = field(default_factory=SkipCounts)
 
     def per_task(self) -> dict[str, tuple[int, int]]:
-        """Task -> (successes, failures), tasks in order of first appearance."""
+        """Task -> (successes, failures), numbered tasks in numeric order, then named ones."""
         counts: dict[str, list[int]] = {}
         for rollout in self.rollouts:
             counts.setdefault(rollout["task"], [0, 0])[0 if rollout["success"] else 1] += 1
-        return {task: (s, f) for task, (s, f) in counts.items()}
+        order = sorted(counts, key=lambda task: (not task.lstrip("-").isdigit(), int(task) if task.lstrip("-").isdigit() else 0, task))
+        return {task: tuple(counts[task]) for task in order}
 
     def count(self, success: bool) -> int:
         return sum(rollout["success"] == success for rollout in self.rollouts)
