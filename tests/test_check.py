@@ -130,3 +130,15 @@ def test_the_documented_writer_example_runs_and_its_files_prepare(tmp_path, monk
     assert (check.count(True), check.count(False), check.hidden_dim, len(check.per_task())) == (12, 12, 64, 6)
     metadata = prepare_dataset("success_rollouts.pkl", "failure_rollouts.pkl", tmp_path / "ds.vlarisk")
     assert metadata["num_without_labels"] == 24 * 40
+
+
+def test_a_hooks_batch_of_one_gets_a_hint(tmp_path):
+    rng = np.random.default_rng(8)
+    successes = _rollouts(rng, 2, 1)
+    successes[0]["steps"][3]["hidden_state"] = np.zeros((1, 6), np.float32)
+    success = _write(tmp_path / "s.pkl", successes)
+    with pytest.raises(
+        InputError,
+        match=r"rollout 0, step 3: field 'hidden_state' must be a vector \[D\], got shape \(1, 6\) \(a batch of one\? save hidden_state\[0\], shape \(6,\)\)$",
+    ):
+        check_rollouts(success, _write(tmp_path / "f.pkl", _rollouts(rng, 2, 1)))

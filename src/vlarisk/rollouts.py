@@ -168,7 +168,8 @@ class RolloutReader:
                 self.hidden_lengths[int(state.size)] += 1
                 continue
             if state.ndim != 1:
-                raise InputError(f"{where}, step {i}: field 'hidden_state' must be a vector [D], got shape {state.shape}")
+                hint = f" (a batch of one? save hidden_state[0], shape ({state.shape[-1]},))" if state.shape[0] == 1 else ""
+                raise InputError(f"{where}, step {i}: field 'hidden_state' must be a vector [D], got shape {state.shape}{hint}")
             if self.hidden_dim is None:
                 self.hidden_dim = int(state.size)
             if state.size != self.hidden_dim:
