@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pipeline_utils import copy_project, snakemake
+from pipeline_utils import copy_project, planned_jobs, planned_wildcards, snakemake
 
 CONFIG = """\
 sources:
@@ -44,3 +44,13 @@ def test_paper_builds_detection_tables_figures_and_report(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     html = (project / "report.html").read_text(errors="replace")
     assert "Failure detection" in html and "detection_per_dimension" in html
+
+
+def test_a_dry_run_plans_a_model_per_task_split_as_inputs_of_the_main_results(tmp_path):
+    project = copy_project(tmp_path / "project")
+    (project / "six.yaml").write_text(CONFIG.replace("split: {held_out_tasks: auto}", "split: {held_out_tasks: auto, n_task_splits: 3}"))
+    jobs = planned_jobs(project, "results/models/six_tasks/results.json", "--configfile", "six.yaml")
+    assert jobs["split_dataset_task_split"] == jobs["train_task_split"] == jobs["evaluate_task_split"] == 2
+    assert jobs["train_model"] == jobs["evaluate_model"] == 1
+    planned = planned_wildcards(project, "results/models/six_tasks/results.json", "--configfile", "six.yaml")
+    assert ("evaluate_task_split", "source=six_tasks, task_split=2") in planned
