@@ -69,6 +69,14 @@ GENERATOR_FAMILY: dict[str, SimulationSpec] = {
     # Failures that announce themselves: a drift along the failure-progress direction from the first
     # step, so rollout-level detection before the shortest rollout ends is possible.
     "precursor": SimulationSpec(hidden_dim=128, **EVEN_LENGTHS, action_coupling=0.3, failure_drift=3.0, seed=9),
+    # A labelled failure onset at a random relative time (20-80% of the episode): the risk label
+    # ramps from it, so an alarm before the horizon has labelled steps to learn from.
+    "onset": SimulationSpec(hidden_dim=128, **EVEN_LENGTHS, action_coupling=0.3, failure_onset=(0.2, 0.8), seed=10),
+    # The real length confound: failures run to the step limit, successes stop early (and the onset
+    # is labelled): episode length alone separates the outcomes once the horizon is passed.
+    "length_confound": SimulationSpec(
+        hidden_dim=128, success_steps=(30, 120), failure_steps=150, action_coupling=0.3, failure_onset=(0.2, 0.8), seed=11
+    ),
     # One hidden state per step (no action chunks).
     "chunk1": SimulationSpec(hidden_dim=64, chunk_size=1, **EVEN_LENGTHS, action_coupling=0.3, seed=7),
     # OpenVLA's width, with massive activations and uneven scales.
