@@ -101,6 +101,53 @@ def scaled_member(name: str, rollouts: float = 1.0, hidden_dim: int | None = Non
     return replace(spec, **size, hidden_dim=hidden_dim or spec.hidden_dim)
 
 
+def prepare_member(spec: SimulationSpec, workdir: str | os.PathLike) -> tuple[Path, Path]:
+    """Simulate ``spec`` into ``workdir`` and prepare its dataset: ``(dataset, planting record)``.
+    Several trainings (seeds, losses) can then share one simulation."""
+    from vlarisk.prepare import prepare_dataset
+    from vlarisk.synthetic import write_synthetic_source
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = [workdir / name for name in ("success_rollouts.pkl", "failure_rollouts.pkl", "planting.npz")]
+    write_synthetic_source(spec, *paths)
+    prepare_dataset(paths[0], paths[1], workdir / "dataset.vlarisk")
+    return workdir / "dataset.vlarisk", paths[2]
+
+
+def score_prepared(
+    dataset: str | os.PathLike,
+    planting: str | os.PathLike,
+    workdir: str | os.PathLike,
+    config,
+    test_fraction: float = 0.3,
+    log=lambda message: None,
+    calibration_tasks=(),
+    held_out_tasks="auto",
+) -> dict:
+    """Split a prepared member by rollout (seeded by ``config.seed``), train with ``config`` into
+    ``workdir`` and evaluate on held-out rollouts (see :func:`score_member`)."""
+    from vlarisk.evaluation import evaluate
+    from vlarisk.sources import open_source
+    from vlarisk.training import Trainer
+
+    workdir = Path(workdir)
+    source = open_source(
+        workdir.name,
+        str(dataset),
+        planting_path=str(planting),
+        test_fraction=test_fraction,
+        seed=config.seed,
+        calibration_tasks=calibration_tasks,
+        held_out_tasks=held_out_tasks,
+    )
+    outcome = Trainer([source], config, workdir / "model", workdir.name, log=log).fit()
+    report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device)
+    report["history"] = outcome.history
+    report["best_epoch"] = outcome.best_epoch
+    return report
+
+
 def score_member(
     spec: SimulationSpec,
     workdir: str | os.PathLike,
@@ -117,28 +164,5 @@ def score_member(
     training tasks only. Returns the evaluation report (the model's metrics with the baselines beside them), with the
     training history under ``history``.
     """
-    from vlarisk.evaluation import evaluate
-    from vlarisk.prepare import prepare_dataset
-    from vlarisk.sources import open_source
-    from vlarisk.synthetic import write_synthetic_source
-    from vlarisk.training import Trainer
-
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    paths = [workdir / name for name in ("success_rollouts.pkl", "failure_rollouts.pkl", "planting.npz")]
-    write_synthetic_source(spec, *paths)
-    prepare_dataset(paths[0], paths[1], workdir / "dataset.vlarisk")
-    source = open_source(
-        workdir.name,
-        str(workdir / "dataset.vlarisk"),
-        planting_path=str(paths[2]),
-        test_fraction=test_fraction,
-        seed=config.seed,
-        calibration_tasks=calibration_tasks,
-        held_out_tasks=held_out_tasks,
-    )
-    outcome = Trainer([source], config, workdir / "model", workdir.name, log=log).fit()
-    report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device)
-    report["history"] = outcome.history
-    report["best_epoch"] = outcome.best_epoch
-    return report
+    dataset, planting = prepare_member(spec, workdir)
+    return score_prepared(dataset, planting, workdir, config, test_fraction, log, calibration_tasks, held_out_tasks)
