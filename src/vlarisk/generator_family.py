@@ -15,6 +15,7 @@ from vlarisk.synthetic import SimulationSpec
 
 EVEN_LENGTHS = {"success_steps": (30, 150), "failure_steps": (30, 150)}
 EMBEDDED_STRENGTH = [3.0, 4.0, 3.5, 4.0, 3.5, 4.0, 3.0]
+ONSET = (0.1, 0.5)  # relative onset times of the members with a labelled failure onset
 
 GENERATOR_FAMILY: dict[str, SimulationSpec] = {
     # The embedded default's labelled source: actions carry no risk, lengths do not tell outcomes
@@ -69,13 +70,14 @@ GENERATOR_FAMILY: dict[str, SimulationSpec] = {
     # Failures that announce themselves: a drift along the failure-progress direction from the first
     # step, so rollout-level detection before the shortest rollout ends is possible.
     "precursor": SimulationSpec(hidden_dim=128, **EVEN_LENGTHS, action_coupling=0.3, failure_drift=3.0, seed=9),
-    # A labelled failure onset at a random relative time (20-80% of the episode): the risk label
-    # ramps from it, so an alarm before the horizon has labelled steps to learn from.
-    "onset": SimulationSpec(hidden_dim=128, **EVEN_LENGTHS, action_coupling=0.3, failure_onset=(0.2, 0.8), seed=10),
+    # A labelled failure onset at a random relative time (10-50% of the episode): the risk label
+    # ramps from it, so an alarm before the horizon (a task's shortest rollout, ~30 steps) has
+    # labelled steps to learn from in the failures whose onset comes that early.
+    "onset": SimulationSpec(hidden_dim=128, **EVEN_LENGTHS, action_coupling=0.3, failure_onset=ONSET, seed=10),
     # The real length confound: failures run to the step limit, successes stop early (and the onset
     # is labelled): episode length alone separates the outcomes once the horizon is passed.
     "length_confound": SimulationSpec(
-        hidden_dim=128, success_steps=(30, 120), failure_steps=150, action_coupling=0.3, failure_onset=(0.2, 0.8), seed=11
+        hidden_dim=128, success_steps=(30, 120), failure_steps=150, action_coupling=0.3, failure_onset=ONSET, seed=11
     ),
     # One hidden state per step (no action chunks).
     "chunk1": SimulationSpec(hidden_dim=64, chunk_size=1, **EVEN_LENGTHS, action_coupling=0.3, seed=7),
