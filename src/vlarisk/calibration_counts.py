@@ -40,7 +40,7 @@ def count_warning(name: str, count: Mapping, estimated: bool = False) -> str | N
     about = "about " if estimated else ""
     return (
         f"{name}: {about}{count['successes']} calibration successes, fewer than the {count['needed']} that alpha "
-        f"{count['alpha']} needs: the alarm threshold will be infinite (no alarm) or rest on too few rollouts; "
+        f"{count['alpha']} needs: no finite alarm threshold exists, so the monitor never alarms; "
         "raise split.calibration_fraction, the number of successes, or alpha"
     )
 
