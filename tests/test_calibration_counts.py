@@ -10,6 +10,7 @@ from pipeline_utils import load_script
 from test_planning import load
 
 from vlarisk.calibration_counts import calibration_count, min_calibration_successes, plan_warnings
+from vlarisk.dataset import load_dataset
 from vlarisk.detection import conformal_rank
 from vlarisk.planning import Plan
 
@@ -35,8 +36,24 @@ def test_the_split_records_its_calibration_count(dataset_path, tmp_path, capsys)
     )
     split = json.loads(output.read_text())
     successes = len(split["calibration"])
-    assert split["calibration_count"] == {"successes": successes, "alpha": 0.1, "needed": 9, "enough": successes >= 9}
-    assert f"{successes} calibration successes (9 needed at alpha 0.1)" in capsys.readouterr().out
+    assert split["calibration_count"] == {
+        "successes": successes,
+        "alpha": 0.1,
+        "needed": 9,
+        "enough": successes >= 9,
+        "fitted_on": "calibration",
+    }
+    assert f"fitted on {successes} calibration successes (9 needed at alpha 0.1)" in capsys.readouterr().out
+
+
+def test_a_split_without_calibration_rollouts_counts_the_val_successes_and_warns(dataset_path, tmp_path, capsys):
+    output = tmp_path / "split.json"
+    load_script("split_dataset").main(["--data", str(dataset_path), "--output", str(output), "--calibration-split", "0", "--alpha", "0.1"])
+    split = json.loads(output.read_text())
+    success = {r["rollout_id"]: r["success"] for r in load_dataset(dataset_path).metadata["rollouts"]}
+    val_successes = sum(1 for i in split["val"] if success[i])  # plain count
+    assert split["calibration_count"]["fitted_on"] == "val" and split["calibration_count"]["successes"] == val_successes
+    assert "no conformal guarantee" in capsys.readouterr().out
 
 
 def test_too_few_calibration_successes_warn_with_the_count(dataset_path, tmp_path, capsys):
@@ -72,3 +89,8 @@ def test_a_dry_run_warns_from_an_existing_split_file_first():
     # a count recorded at another alpha is stale: the spec decides
     stale = {"calibration_count": calibration_count(4, 0.3)}
     assert plan_warnings(plan, lambda path: stale) == []
+
+
+def test_a_dry_run_warns_once_when_no_split_has_calibration_rollouts():
+    warnings = plan_warnings(_simulated_plan(200, calibration_fraction=0.0), lambda path: None)
+    assert len(warnings) == 1 and "no conformal guarantee" in warnings[0]

@@ -80,9 +80,11 @@ def main(argv=None):
         "calibration_tasks": calibration_tasks_of(split, rollouts),
         "dataset_sha256": dataset.content_hash,
     }
-    successes = len(split.get("calibration", ()))
+    fitted_on = "calibration" if "calibration" in split else "val"  # the training command's fallback
+    succeeded = {r["rollout_id"] for r in rollouts if r["success"]}
+    successes = len(succeeded.intersection(split[fitted_on]))
     if args.alpha is not None:
-        split["calibration_count"] = calibration_count(successes, args.alpha)
+        split["calibration_count"] = calibration_count(successes, args.alpha, fitted_on)
         warning = count_warning(args.output, split["calibration_count"])
         if warning:
             log(f"warning: {warning}")
@@ -92,7 +94,7 @@ def main(argv=None):
         f"{args.output}: "
         + ", ".join(f"{name} {len(split[name])} rollouts" for name in names)
         + f"; unseen tasks {split['settings']['unseen_tasks']}, calibration tasks {split['settings']['calibration_tasks']}"
-        + f"; {successes} calibration successes"
+        + f"; the alarm is fitted on {successes} {fitted_on} successes"
         + (f" ({split['calibration_count']['needed']} needed at alpha {args.alpha})" if args.alpha is not None else "")
     )
 

@@ -27,14 +27,30 @@ def min_calibration_successes(alpha: float) -> int:
     return math.ceil((1 - alpha) / alpha - _TOLERANCE)
 
 
-def calibration_count(successes: int, alpha: float) -> dict:
-    """The split JSON's ``calibration_count``: successes, the minimum for ``alpha``, enough or not."""
+CALIBRATION_SPLIT = "calibration"
+
+
+def calibration_count(successes: int, alpha: float, fitted_on: str = CALIBRATION_SPLIT) -> dict:
+    """The split JSON's ``calibration_count``: the successes the alarm is fitted on, the minimum
+    for ``alpha``, enough or not, and the split they come from (``val`` when a split has no
+    calibration rollouts: the successes that also chose the epoch, with no conformal guarantee)."""
     needed = min_calibration_successes(alpha)
-    return {"successes": int(successes), "alpha": float(alpha), "needed": needed, "enough": int(successes) >= needed}
+    return {
+        "successes": int(successes),
+        "alpha": float(alpha),
+        "needed": needed,
+        "enough": int(successes) >= needed,
+        "fitted_on": fitted_on,
+    }
 
 
 def count_warning(name: str, count: Mapping, estimated: bool = False) -> str | None:
     """A warning line when ``count`` (a :func:`calibration_count` record) is too few; else ``None``."""
+    if count.get("fitted_on", CALIBRATION_SPLIT) != CALIBRATION_SPLIT:
+        return (
+            f"{name}: no calibration rollouts; the alarm is fitted on the {count['successes']} {count['fitted_on']} successes that "
+            "also chose the epoch, so its false-alarm rate has no conformal guarantee; set split.calibration_fraction above 0"
+        )
     if count["enough"]:
         return None
     about = "about " if estimated else ""
@@ -71,7 +87,13 @@ def plan_warnings(plan, read_split) -> list[str]:
     """Warnings for a :class:`vlarisk.planning.Plan`'s splits known to hold too few calibration
     successes for its alpha: from the split file (``read_split(path)``: its JSON, or ``None`` when
     absent) when it records a count at that alpha, else, for a simulated source whose spec states
-    ``num_success``, from an estimate."""
+    ``num_success``, from an estimate. A split block without calibration rollouts warns once."""
+    settings = plan.split_settings()
+    if not settings["calibration_fraction"] and not settings["calibration_tasks"]:
+        return [
+            "split.calibration_fraction is 0 and split.calibration_tasks is empty: every alarm is fitted on the validation "
+            "successes that also chose the epoch, so its false-alarm rate has no conformal guarantee"
+        ]
     warnings = []
     for source in plan.sources:
         simulate = plan.source_config(source).get("simulate")
