@@ -83,26 +83,34 @@ def _detection_row(block: dict) -> dict:
         **{m: block[m] for m in ("rollout_auc", "tpr", "fpr", "balanced_accuracy", "lead_time_steps_median")},
         "rollout_auc_ci": block["ci95"]["rollout_auc"],
         "fpr_ci": block["ci95"]["fpr"],
-        **{f"{name}_auc": baselines.get(name, {}).get("rollout_auc") for name in ("logistic", "episode_length", "abs_action")},
+        **{
+            f"{name}_auc": baselines.get(name, {}).get("rollout_auc")
+            for name in ("logistic", "episode_length", "abs_action", "planted_direction")
+        },
         "by_final_end_auc": block["by_final_end"]["rollout_auc"],
     }
 
 
 def detection_markdown(records: list[dict], args: argparse.Namespace) -> str:
-    """The detection table: per member and test set, rollout AUC (95% CI), the alarm's TPR/FPR, and the baselines' rollout AUC."""
+    """The detection table: per member and test set, rollout AUC (95% CI), the planted-direction
+    scorer's at the same horizon (the ceiling: the signal as planted), the alarm's TPR/FPR, and the
+    baselines' rollout AUC."""
     lines = [
         f"Failure detection over rollouts (alpha 0.1, horizon: each task's shortest rollout; calibration tasks: {args.calibration_tasks}; "
         f"{args.epochs} epochs, seed {args.seed}).",
         "",
-        "| member | test set | successes/failures | rollout AUC (95% CI) | logistic | steps elapsed | \\|action\\| | by final end | TPR | FPR (95% CI) | lead (median steps) |",
-        "|" + "---|" * 11,
+        "| member | test set | successes/failures | rollout AUC (95% CI) | planted direction (ceiling) | logistic | steps elapsed | \\|action\\| | by final end | TPR | FPR (95% CI) | lead (median steps) |",
+        "|" + "---|" * 12,
     ]
     for r in records:
         for name, d in sorted(r["detection"].items(), key=lambda item: item[0] != "test_unseen"):
             ci = d["rollout_auc_ci"] or [None, None]
             cells = [r["member"], name, f"{d['rollouts']['success']}/{d['rollouts']['failure']}"]
             cells.append(f"{_auc(d['rollout_auc'])} ({_auc(ci[0])}–{_auc(ci[1])})")
-            cells += [_auc(d[k]) for k in ("logistic_auc", "episode_length_auc", "abs_action_auc", "by_final_end_auc", "tpr")]
+            cells += [
+                _auc(d[k])
+                for k in ("planted_direction_auc", "logistic_auc", "episode_length_auc", "abs_action_auc", "by_final_end_auc", "tpr")
+            ]
             fpr_ci = d["fpr_ci"] or [None, None]
             cells.append(f"{_auc(d['fpr'])} ({_auc(fpr_ci[0])}–{_auc(fpr_ci[1])})")
             cells.append("n/a" if d["lead_time_steps_median"] is None else f"{d['lead_time_steps_median']:.1f}")

@@ -9,6 +9,7 @@ import shlex
 import sys
 
 import yaml
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 # The workflow's own folder (where this Snakefile's config/, src/ and workflow_scripts/ are), not
@@ -112,6 +113,22 @@ from vlarisk_planning import (
 PLAN = Plan(config)
 
 
+def _split_if_present(path):
+    """A split file's JSON, or None when it does not exist yet (or cannot be read)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+# Warned at plan time (a dry run too): calibration successes known to be too few for the alpha.
+for _warning in _load_standalone("calibration_counts").plan_warnings(
+    PLAN, _split_if_present
+):
+    logger.warning(f"Warning: {_warning}")
+
+
 wildcard_constraints:
     source=PLAN.source_pattern,
     variant="dataset|heuristic",
@@ -152,6 +169,12 @@ def planting_flag(wildcards, input):
         if "planting" in input.keys()
         else ""
     )
+
+
+def task_splits_flag(wildcards, input):
+    """--task-split-results for the main evaluation of a source with several task splits."""
+    paths = input.task_splits if "task_splits" in input.keys() else []
+    return f"--task-split-results {shlex.join(paths)}" if paths else ""
 
 
 def write_data_config(path, entries, log_file):

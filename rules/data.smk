@@ -80,3 +80,16 @@ use rule split_dataset as split_dataset_seeded with:
         seed=r"\d+",
     params:
         flags=lambda wildcards: PLAN.split_flags(wildcards.seed),
+
+
+# Several task splits (split.n_task_splits): split k > 0 holds out other tasks, drawn with a seed
+# derived from split.seed and k; each trains and scores its own model (rules/models.smk).
+use rule split_dataset as split_dataset_task_split with:
+    output:
+        split_path("{source}", task_split="{task_split}"),
+    log:
+        log_path("split_dataset", "{source}.task-split-{task_split}"),
+    wildcard_constraints:
+        task_split=r"[1-9]\d*",
+    params:
+        flags=lambda wildcards: PLAN.split_flags(task_split=int(wildcards.task_split)),

@@ -38,6 +38,7 @@ rule evaluate_model:
         latest=rules.train_model.output.latest,
         data=dataset_path("{source}"),
         split=split_path("{source}"),
+        task_splits=lambda wildcards: PLAN.task_split_results(wildcards.source),
         code=code_for("evaluate_risk_predictor"),
     output:
         results=results_json(model_dir("{source}")),
@@ -54,11 +55,55 @@ rule evaluate_model:
         runtime=runtime_for("evaluate"),
     params:
         planting=planting_flag,
+        task_splits=task_splits_flag,
         positive_fraction=PLAN.evaluation["positive_fraction_of_max"],
         detection=PLAN.detection_flags,
     shell:
         "python {input.code[0]:q} --checkpoint {input.checkpoint:q}"
         " --history {input.latest:q} --data {input.data:q} --split {input.split:q}"
         " --output {output.results:q} --predictions {output.predictions:q} {params.planting}"
+        " {params.task_splits}"
         " --positive-fraction {params.positive_fraction} {params.detection}"
         " --threads {threads} > {log:q} 2>&1"
+
+
+# The extra task splits (split.n_task_splits > 1): each trains and scores its own model under
+# results/models/<source>/task-split-<k>/; the main evaluation above reads their results.json.
+use rule train_model as train_task_split with:
+    input:
+        data=dataset_path("{source}"),
+        split=split_path("{source}", task_split="{task_split}"),
+        code=code_for("train_risk_predictor"),
+    output:
+        best=best_model(model_dir("{source}", "{task_split}")),
+        latest=latest_model(model_dir("{source}", "{task_split}")),
+    log:
+        log_path("train_model", "{source}/task-split-{task_split}"),
+    benchmark:
+        benchmark_path("train_model", "{source}/task-split-{task_split}")
+    wildcard_constraints:
+        task_split=r"[1-9]\d*",
+    params:
+        flags=lambda wildcards: training_flags(PLAN.training_settings(wildcards.source)),
+        detection=PLAN.detection_flags,
+        output_dir=subpath(output.best, parent=True),
+        resume_dir=resume_dir("train_model", "{source}/task-split-{task_split}"),
+
+
+use rule evaluate_model as evaluate_task_split with:
+    input:
+        unpack(lambda wildcards: PLAN.planting_file(wildcards.source)),
+        checkpoint=rules.train_task_split.output.best,
+        latest=rules.train_task_split.output.latest,
+        data=dataset_path("{source}"),
+        split=split_path("{source}", task_split="{task_split}"),
+        code=code_for("evaluate_risk_predictor"),
+    output:
+        results=results_json(model_dir("{source}", "{task_split}")),
+        predictions=test_predictions(model_dir("{source}", "{task_split}")),
+    log:
+        log_path("evaluate_model", "{source}/task-split-{task_split}"),
+    benchmark:
+        benchmark_path("evaluate_model", "{source}/task-split-{task_split}")
+    wildcard_constraints:
+        task_split=r"[1-9]\d*",

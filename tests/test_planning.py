@@ -264,6 +264,26 @@ def test_paper_yaml_grid():
     assert len(plan.ablation_results()) == (11 + 10) * 3
 
 
+def test_paper_yaml_reports_unseen_tasks_over_three_task_splits():
+    plan = Plan(load("config/paper.yaml"))
+    split = plan.split_settings()
+    assert (split["held_out_tasks"], split["unseen_task_fraction"], plan.n_task_splits) == ("auto", 0.3, 3)
+    assert plan.task_split_results("sim_openvla") == [f"results/models/sim_openvla/task-split-{k}/results.json" for k in (1, 2)]
+    assert "--task-split 2 " in plan.split_flags(task_split=2) and "--unseen-task-fraction 0.3" in plan.split_flags()
+
+
+def test_the_quick_default_keeps_one_task_split():
+    plan = Plan(load())
+    assert plan.n_task_splits == 1 and plan.task_split_results("synthetic_a") == []
+    assert plan.split_files("synthetic_a") == ["results/splits/synthetic_a.json"]
+    assert "--task-split 0 --alpha 0.1" in plan.split_flags()
+
+
+def test_several_task_splits_need_automatic_held_out_tasks():
+    with pytest.raises(ValueError, match="n_task_splits is 2 but split.held_out_tasks is a fixed list"):
+        Plan(load(split={**DEFAULTS["split"], "n_task_splits": 2, "held_out_tasks": ["1"]}))
+
+
 # ------------------------------------------------------------------------------- tables
 def test_table_inputs_and_commands():
     plan = Plan(load())

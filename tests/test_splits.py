@@ -7,7 +7,7 @@ import pytest
 
 from vlarisk.dataset import load_dataset
 from vlarisk.errors import InputError
-from vlarisk.splits import calibration_tasks_of, split_rollouts, split_rows, test_sets, unseen_tasks, validate_split
+from vlarisk.splits import calibration_tasks_of, split_rollouts, split_rows, task_split_seed, test_sets, unseen_tasks, validate_split
 
 
 def test_no_rollout_in_two_splits(dataset_path):
@@ -113,3 +113,57 @@ def test_calibration_tasks_are_held_out_of_training_and_give_only_successes():
     validate_split(split, rollouts)
     with pytest.raises(InputError, match="both held out for testing and for calibration"):
         split_rollouts(rollouts, 0.2, 0.1, seed=0, held_out_tasks=["1"], calibration_tasks=["1"])
+
+
+def _task_table(tasks: int, per_task: int = 20) -> list[dict]:
+    """A rollout table with both outcomes in every task."""
+    return [{"rollout_id": i, "success": i % 2 == 0, "task": str(i % tasks)} for i in range(per_task * tasks)]
+
+
+def test_task_splits_hold_out_different_tasks_where_the_tasks_allow():
+    rollouts = _task_table(10)
+    splits = [split_rollouts(rollouts, 0.2, 0.1, seed=0, held_out_tasks="auto", unseen_task_fraction=0.3, task_split=k) for k in range(3)]
+    held = [set(unseen_tasks(split, rollouts)) for split in splits]
+    assert [len(tasks) for tasks in held] == [3, 3, 3]
+    # 10 tasks hold three disjoint sets of 3: checked pair by pair
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert not held[a] & held[b], held
+    for split, tasks in zip(splits, held, strict=True):
+        validate_split(split, rollouts)
+        trained = {r["task"] for r in rollouts if r["rollout_id"] in set(split["train"]) | set(split["val"])}
+        assert not trained & tasks
+    # split 0 is the plain split; split k's draw is seeded (the same call gives the same split)
+    assert splits[0] == split_rollouts(rollouts, 0.2, 0.1, seed=0, held_out_tasks="auto", unseen_task_fraction=0.3)
+    assert splits[2] == split_rollouts(rollouts, 0.2, 0.1, seed=0, held_out_tasks="auto", unseen_task_fraction=0.3, task_split=2)
+
+
+def test_task_splits_reuse_tasks_only_when_they_run_out():
+    rollouts = _task_table(5)
+    held = [
+        set(
+            unseen_tasks(
+                split_rollouts(rollouts, 0.2, 0.1, seed=1, held_out_tasks="auto", unseen_task_fraction=0.4, task_split=k), rollouts
+            )
+        )
+        for k in range(3)
+    ]
+    assert held[0] != held[1] and not held[0] & held[1]  # 2 + 2 of 5 tasks: still disjoint
+    assert held[2] not in held[:2]  # the third must share a task, but is not a repeat
+
+
+def test_task_split_seeds_differ_from_plain_seeds():
+    assert task_split_seed(7, 0) == 7
+    derived = {task_split_seed(seed, k) for seed in range(3) for k in range(1, 4)}
+    assert len(derived) == 9 and not derived & set(range(100))
+
+
+def test_task_splits_need_automatic_task_choice():
+    with pytest.raises(InputError, match="task split 1 needs held_out_tasks 'auto'"):
+        split_rollouts(_task_table(10), 0.2, 0.1, seed=0, held_out_tasks=["1"], task_split=1)
+
+
+def test_task_splits_redraw_the_rollouts_when_no_task_can_be_held_out():
+    rollouts = _task_table(4)  # too few tasks for unseen ones: the splits differ by their seeds alone
+    first, second = (split_rollouts(rollouts, 0.2, 0.1, seed=0, held_out_tasks="auto", task_split=k) for k in (0, 1))
+    assert "test_unseen" not in second and first["test"] != second["test"]

@@ -9,12 +9,13 @@ import time
 
 from vlarisk.alarm import add_detection_arguments, detection_options
 from vlarisk.checkpoints import predictor_from_checkpoint
-from vlarisk.cli import ArgumentParser, log, run
+from vlarisk.cli import ArgumentParser, log, read_json, run
 from vlarisk.cli_args import add_scoring_arguments, checkpoint_and_history, parse_scoring_args
 from vlarisk.errors import InputError
 from vlarisk.evaluation import checkpoint_thresholds, score_source, single_source_report, write_results
 from vlarisk.predictions import save_predictions, test_predictions
 from vlarisk.sources import open_source
+from vlarisk.task_splits import add_task_splits
 
 
 def main(argv=None):
@@ -24,6 +25,12 @@ def main(argv=None):
     parser.add_argument("--split", required=True, help="split JSON")
     parser.add_argument("--planting", default=None, help="planting record of synthetic data, to report the planted-direction scorer")
     parser.add_argument("--predictions", default=None, help="test predictions (.npz) to write as well")
+    parser.add_argument(
+        "--task-split-results",
+        nargs="+",
+        default=[],
+        help="results.json of the source's other task splits (1, 2, ...): detection gains per-split values with mean and SD",
+    )
     add_detection_arguments(parser)
     args = parse_scoring_args(parser, argv)
     checkpoint, history = checkpoint_and_history(args)
@@ -41,6 +48,9 @@ def main(argv=None):
     scored = score_source(predictor.to(args.torch_device), source, thresholds, args.torch_device)
     report = single_source_report(scored, args.torch_device, started, detection_options(args), log)
     report["best_epoch"] = checkpoint.get("epoch")
+    if args.task_split_results:
+        others = [read_json(path) for path in args.task_split_results]
+        add_task_splits(report["detection"], others, [args.output, *args.task_split_results])
     if args.predictions:
         save_predictions(args.predictions, test_predictions(scored, args.checkpoint, args.positive_fraction))
     # the guide's checkpoints carry no training_config: reported as empty

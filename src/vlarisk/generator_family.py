@@ -15,6 +15,7 @@ from vlarisk.synthetic import SimulationSpec
 
 EVEN_LENGTHS = {"success_steps": (30, 150), "failure_steps": (30, 150)}
 EMBEDDED_STRENGTH = [3.0, 4.0, 3.5, 4.0, 3.5, 4.0, 3.0]
+ONSET = (0.1, 0.5)  # relative onset times of the members with a labelled failure onset
 
 GENERATOR_FAMILY: dict[str, SimulationSpec] = {
     # The embedded default's labelled source: actions carry no risk, lengths do not tell outcomes
@@ -69,6 +70,15 @@ GENERATOR_FAMILY: dict[str, SimulationSpec] = {
     # Failures that announce themselves: a drift along the failure-progress direction from the first
     # step, so rollout-level detection before the shortest rollout ends is possible.
     "precursor": SimulationSpec(hidden_dim=128, **EVEN_LENGTHS, action_coupling=0.3, failure_drift=3.0, seed=9),
+    # A labelled failure onset at a random relative time (10-50% of the episode): the risk label
+    # ramps from it, so an alarm before the horizon (a task's shortest rollout, ~30 steps) has
+    # labelled steps to learn from in the failures whose onset comes that early.
+    "onset": SimulationSpec(hidden_dim=128, **EVEN_LENGTHS, action_coupling=0.3, failure_onset=ONSET, seed=10),
+    # The real length confound: failures run to the step limit, successes stop early (and the onset
+    # is labelled): episode length alone separates the outcomes once the horizon is passed.
+    "length_confound": SimulationSpec(
+        hidden_dim=128, success_steps=(30, 120), failure_steps=150, action_coupling=0.3, failure_onset=ONSET, seed=11
+    ),
     # One hidden state per step (no action chunks).
     "chunk1": SimulationSpec(hidden_dim=64, chunk_size=1, **EVEN_LENGTHS, action_coupling=0.3, seed=7),
     # OpenVLA's width, with massive activations and uneven scales.
@@ -93,6 +103,53 @@ def scaled_member(name: str, rollouts: float = 1.0, hidden_dim: int | None = Non
     return replace(spec, **size, hidden_dim=hidden_dim or spec.hidden_dim)
 
 
+def prepare_member(spec: SimulationSpec, workdir: str | os.PathLike) -> tuple[Path, Path]:
+    """Simulate ``spec`` into ``workdir`` and prepare its dataset: ``(dataset, planting record)``.
+    Several trainings (seeds, losses) can then share one simulation."""
+    from vlarisk.prepare import prepare_dataset
+    from vlarisk.synthetic import write_synthetic_source
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = [workdir / name for name in ("success_rollouts.pkl", "failure_rollouts.pkl", "planting.npz")]
+    write_synthetic_source(spec, *paths)
+    prepare_dataset(paths[0], paths[1], workdir / "dataset.vlarisk")
+    return workdir / "dataset.vlarisk", paths[2]
+
+
+def score_prepared(
+    dataset: str | os.PathLike,
+    planting: str | os.PathLike,
+    workdir: str | os.PathLike,
+    config,
+    test_fraction: float = 0.3,
+    log=lambda message: None,
+    calibration_tasks=(),
+    held_out_tasks="auto",
+) -> dict:
+    """Split a prepared member by rollout (seeded by ``config.seed``), train with ``config`` into
+    ``workdir`` and evaluate on held-out rollouts (see :func:`score_member`)."""
+    from vlarisk.evaluation import evaluate
+    from vlarisk.sources import open_source
+    from vlarisk.training import Trainer
+
+    workdir = Path(workdir)
+    source = open_source(
+        workdir.name,
+        str(dataset),
+        planting_path=str(planting),
+        test_fraction=test_fraction,
+        seed=config.seed,
+        calibration_tasks=calibration_tasks,
+        held_out_tasks=held_out_tasks,
+    )
+    outcome = Trainer([source], config, workdir / "model", workdir.name, log=log).fit()
+    report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device)
+    report["history"] = outcome.history
+    report["best_epoch"] = outcome.best_epoch
+    return report
+
+
 def score_member(
     spec: SimulationSpec,
     workdir: str | os.PathLike,
@@ -109,28 +166,5 @@ def score_member(
     training tasks only. Returns the evaluation report (the model's metrics with the baselines beside them), with the
     training history under ``history``.
     """
-    from vlarisk.evaluation import evaluate
-    from vlarisk.prepare import prepare_dataset
-    from vlarisk.sources import open_source
-    from vlarisk.synthetic import write_synthetic_source
-    from vlarisk.training import Trainer
-
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    paths = [workdir / name for name in ("success_rollouts.pkl", "failure_rollouts.pkl", "planting.npz")]
-    write_synthetic_source(spec, *paths)
-    prepare_dataset(paths[0], paths[1], workdir / "dataset.vlarisk")
-    source = open_source(
-        workdir.name,
-        str(workdir / "dataset.vlarisk"),
-        planting_path=str(paths[2]),
-        test_fraction=test_fraction,
-        seed=config.seed,
-        calibration_tasks=calibration_tasks,
-        held_out_tasks=held_out_tasks,
-    )
-    outcome = Trainer([source], config, workdir / "model", workdir.name, log=log).fit()
-    report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device)
-    report["history"] = outcome.history
-    report["best_epoch"] = outcome.best_epoch
-    return report
+    dataset, planting = prepare_member(spec, workdir)
+    return score_prepared(dataset, planting, workdir, config, test_fraction, log, calibration_tasks, held_out_tasks)

@@ -68,14 +68,18 @@ def same_rollouts_path(source: str) -> str:
     return f"{RESULTS}/datasets/{source}/heuristic.same_rollouts.txt"
 
 
-def split_path(source: str, seed=None) -> str:
-    """The source's split; with ``seed``, the split an ablation seed trains on (seeds vary the split too)."""
+def split_path(source: str, seed=None, task_split=None) -> str:
+    """The source's split; with ``seed``, the split an ablation seed trains on (seeds vary the split
+    too); with ``task_split``, one of the extra leave-tasks-out splits (1, 2, ...)."""
+    if task_split is not None:
+        return f"{RESULTS}/splits/{source}.task-split-{task_split}.json"
     return f"{RESULTS}/splits/{source}.json" if seed is None else f"{RESULTS}/splits/{source}.seed-{seed}.json"
 
 
-def model_dir(source: str) -> str:
-    """The single-source model's directory (checkpoints, results, test predictions)."""
-    return f"{RESULTS}/models/{source}"
+def model_dir(source: str, task_split=None) -> str:
+    """The single-source model's directory (checkpoints, results, test predictions); with
+    ``task_split``, the directory of the model trained on that extra task split."""
+    return f"{RESULTS}/models/{source}" if task_split is None else f"{RESULTS}/models/{source}/task-split-{task_split}"
 
 
 def multi_dir(group: str) -> str:
@@ -169,6 +173,17 @@ def cli_runs(runs) -> str:
     return " ".join(f"--run {shlex.join(run)}" for run in runs)
 
 
+# The split command's and the detection block's defaults, for keys a config leaves out.
+SPLIT_DEFAULTS = {
+    "calibration_fraction": 0.15,
+    "held_out_tasks": "auto",
+    "unseen_task_fraction": 0.2,
+    "calibration_tasks": [],
+    "n_task_splits": 1,
+}
+DETECTION_DEFAULTS = {"alpha": 0.1, "horizon": None, "n_boot": 1000, "seed": 0}
+
+
 # ------------------------------------------------------------------------------------- the plan
 class Plan:
     """The pipeline's plan for one validated config (schema defaults filled in, as Snakemake does).
@@ -210,6 +225,11 @@ class Plan:
         unknown = sorted(set(self.ablation_sources) - set(self.sources))
         if unknown:
             raise ValueError(f"ablations.sources names unconfigured sources: {unknown}")
+        if self.n_task_splits > 1 and self.split_settings()["held_out_tasks"] != "auto":
+            raise ValueError(
+                f"split.n_task_splits is {self.n_task_splits} but split.held_out_tasks is a fixed list: "
+                "several task splits need held_out_tasks: auto"
+            )
 
     # ---------------------------------------------------------------- wildcard constraints
     @property
@@ -271,22 +291,51 @@ class Plan:
     @property
     def detection_flags(self) -> str:
         """The `detection` block as flags of the training (alarm level) and evaluation commands."""
-        block = {"alpha": 0.1, "horizon": None, "n_boot": 1000, "seed": 0, **self.config.get("detection", {})}
+        block = {**DETECTION_DEFAULTS, **self.config.get("detection", {})}
         horizon = "" if block["horizon"] is None else f" --horizon {int(block['horizon'])}"
         return f"--alpha {float(block['alpha'])} --n-boot {int(block['n_boot'])} --bootstrap-seed {int(block['seed'])}{horizon}"
 
-    def split_flags(self, seed=None) -> str:
-        """The `split` block as flags of split_dataset.py (its seed replaced by ``seed`` when given)."""
-        split = {**self.config["split"], **({} if seed is None else {"seed": int(seed)})}
-        held_out = split.get("held_out_tasks", "auto")
+    @property
+    def alpha(self) -> float:
+        """The alarm level: `detection.alpha`."""
+        return float({**DETECTION_DEFAULTS, **self.config.get("detection", {})}["alpha"])
+
+    def split_settings(self) -> dict:
+        """The `split` block with every key the split command takes (absent ones at their defaults)."""
+        return {**SPLIT_DEFAULTS, **self.config["split"]}
+
+    def split_flags(self, seed=None, task_split: int = 0) -> str:
+        """The `split` block as flags of split_dataset.py (its seed replaced by ``seed`` when given;
+        ``task_split``: which leave-tasks-out split), with the alarm level its count is checked for."""
+        split = {**self.split_settings(), **({} if seed is None else {"seed": int(seed)})}
+        held_out = split["held_out_tasks"]
         tasks = "auto" if held_out == "auto" else " ".join(shlex.quote(str(t)) for t in held_out)
-        calibrating = split.get("calibration_tasks", [])
+        calibrating = split["calibration_tasks"]
         calibration_tasks = "auto" if calibrating == "auto" else " ".join(shlex.quote(str(t)) for t in calibrating)
         return (
             f"--val-split {split['val_fraction']} --test-split {split['test_fraction']} --seed {split['seed']}"
-            f" --calibration-split {split.get('calibration_fraction', 0.15)} --unseen-task-fraction {split.get('unseen_task_fraction', 0.2)}"
-            f" --held-out-tasks {tasks} --calibration-tasks {calibration_tasks}"
+            f" --calibration-split {split['calibration_fraction']} --unseen-task-fraction {split['unseen_task_fraction']}"
+            f" --held-out-tasks {tasks} --calibration-tasks {calibration_tasks} --task-split {int(task_split)} --alpha {self.alpha}"
         )
+
+    # ------------------------------------------------------------------------ task splits
+    @property
+    def n_task_splits(self) -> int:
+        """How many leave-tasks-out splits each source is trained and scored on (`split.n_task_splits`)."""
+        return int(self.split_settings()["n_task_splits"])
+
+    def extra_task_splits(self) -> list[int]:
+        """The task splits beyond the plain one (1, 2, ...), each with its own split file and model."""
+        return list(range(1, self.n_task_splits))
+
+    def task_split_results(self, source: str) -> list[str]:
+        """results.json of the source's extra task splits: inputs of its main evaluation, which adds
+        their detection numbers (per split, mean and SD) to the main results.json."""
+        return [results_json(model_dir(source, k)) for k in self.extra_task_splits()]
+
+    def split_files(self, source: str) -> list[str]:
+        """Every split file the source's models train on: the plain split, then the extra task splits."""
+        return [split_path(source), *(split_path(source, task_split=k) for k in self.extra_task_splits())]
 
     # -------------------------------------------------------------------------- multi-model
     def multi_member_files(self, group: str) -> dict:

@@ -13,6 +13,10 @@ The calibration successes come either from the training tasks (``calibration_fra
 bounds false alarms on new rollouts of those tasks, or from calibration tasks held out of training
 (``calibration_tasks``), which bounds them on new tasks, the unseen-task case; the failures of
 calibration tasks are then ``unused``.
+
+Several task splits (``task_split`` 0, 1, ...) repeat the leave-tasks-out protocol: split ``k``
+draws with a seed derived from the configured one and ``k`` (split 0 uses the seed itself) and
+holds out, where the tasks allow, a task set that overlaps the earlier splits' least.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def split_rollouts(
     calibration_fraction: float = 0.0,
     unseen_task_fraction: float = DEFAULTS["unseen_task_fraction"],
     calibration_tasks: Iterable[str] | str = (),
+    task_split: int = 0,
 ) -> dict:
     """Assign every rollout id to exactly one of train/val/calibration/test.
 
@@ -75,6 +80,9 @@ def split_rollouts(
         Tasks held out of training whose successes form ``calibration`` (their failures are
         ``unused``); ``"auto"`` chooses ``unseen_task_fraction`` of the tasks, as for
         ``held_out_tasks``, among those not held out for testing.
+    task_split : int
+        Which of several task splits to draw (0: the plain split). Needs ``held_out_tasks="auto"``
+        when above 0; see :func:`task_split_seed`.
 
     Returns
     -------
@@ -87,7 +95,10 @@ def split_rollouts(
             f"{source}: split fractions val={val_fraction}, test={test_fraction}, calibration={calibration_fraction} "
             "must be in [0, 1) and sum below 1"
         )
-    held_out = _held_out_tasks(rollouts, held_out_tasks, unseen_task_fraction, seed, source)
+    if task_split > 0 and not (isinstance(held_out_tasks, str) and held_out_tasks == AUTO):
+        raise InputError(f"{source}: task split {task_split} needs held_out_tasks '{AUTO}' (a fixed task list cannot vary across splits)")
+    held_out = _task_split_held_out(rollouts, held_out_tasks, unseen_task_fraction, seed, task_split, source)
+    seed = task_split_seed(seed, task_split)
     calibrating = _held_out_tasks(rollouts, calibration_tasks, unseen_task_fraction, seed + 1, source, exclude=held_out)
     if calibrating & held_out:
         raise InputError(f"{source}: tasks {sorted(calibrating & held_out)} cannot be both held out for testing and for calibration")
@@ -120,15 +131,34 @@ def split_rollouts(
     return {name: sorted(ids) for name, ids in split.items()}
 
 
-def _held_out_tasks(rollouts: list[dict], requested, fraction: float, seed: int, source: str, exclude: set[str] = frozenset()) -> set[str]:
+def task_split_seed(seed: int, task_split: int) -> int:
+    """The seed of task split ``task_split``: ``seed`` itself for split 0 (the plain split), else
+    one derived from both, so that splits of different configured seeds do not coincide."""
+    if task_split < 0:
+        raise ValueError(f"task_split must be >= 0, got {task_split}")
+    return int(seed) if task_split == 0 else int(np.random.SeedSequence([int(seed), int(task_split)]).generate_state(1)[0])
+
+
+def _task_split_held_out(rollouts: list[dict], requested, fraction: float, seed: int, task_split: int, source: str) -> set[str]:
+    """The tasks held out by split ``task_split``: each earlier split's choice is redrawn (cheap,
+    deterministic) so that this one can avoid their tasks."""
+    earlier: list[set[str]] = []
+    for k in range(task_split + 1):
+        earlier.append(_held_out_tasks(rollouts, requested, fraction, task_split_seed(seed, k), source, avoid=earlier))
+    return earlier[-1]
+
+
+def _held_out_tasks(
+    rollouts: list[dict], requested, fraction: float, seed: int, source: str, exclude: set[str] = frozenset(), avoid: list[set[str]] = ()
+) -> set[str]:
     """The tasks to hold out: the requested ones (checked to exist), or an automatic choice among
-    the tasks not in ``exclude`` (``fraction`` of all tasks)."""
+    the tasks not in ``exclude`` (``fraction`` of all tasks), overlapping the sets in ``avoid`` least."""
     tasks = sorted({str(r["task"]) for r in rollouts})
     if isinstance(requested, str) and requested == AUTO:
         candidates = [t for t in tasks if t not in exclude]
         enough = len(tasks) >= MIN_TASKS_FOR_UNSEEN and fraction > 0
         count = min(len(candidates) - 1, max(1, int(round(fraction * len(tasks))))) if enough else 0
-        return _automatic_held_out_tasks(rollouts, candidates, count, seed, need_failures=not exclude)
+        return _automatic_held_out_tasks(rollouts, candidates, count, seed, need_failures=not exclude, avoid=avoid)
     held_out = {str(t) for t in ([requested] if isinstance(requested, str) else requested)}
     unknown = held_out - set(tasks)
     if unknown:
@@ -138,22 +168,32 @@ def _held_out_tasks(rollouts: list[dict], requested, fraction: float, seed: int,
     return held_out
 
 
-def _automatic_held_out_tasks(rollouts: list[dict], tasks: list[str], count: int, seed: int, need_failures: bool = True) -> set[str]:
+def _automatic_held_out_tasks(
+    rollouts: list[dict], tasks: list[str], count: int, seed: int, need_failures: bool = True, avoid: list[set[str]] = ()
+) -> set[str]:
     """``count`` of ``tasks``, drawn with ``seed``, such that the rest keeps both outcomes and the
-    chosen ones hold both (only successes, for calibration tasks: ``need_failures=False``)."""
+    chosen ones hold both (only successes, for calibration tasks: ``need_failures=False``); of the
+    valid draws, the first sharing fewest tasks with the sets in ``avoid`` (earlier task splits)."""
     if count <= 0:
         return set()
     outcomes: dict[str, set[bool]] = {}
     for r in rollouts:
         outcomes.setdefault(str(r["task"]), set()).add(bool(r["success"]))
+    used = set().union(*avoid)
     rng = np.random.default_rng([seed, 1])
+    best: set[str] = set()
+    best_overlap = None
     for _ in range(50):
         chosen = set(rng.permutation(tasks)[:count].tolist())
         held = set().union(*(outcomes[t] for t in chosen))
         kept = set().union(*(outcomes[t] for t in tasks if t not in chosen))
         if kept == {True, False} and (held == {True, False} or (not need_failures and True in held)):
-            return chosen
-    return set()
+            overlap = (chosen in avoid, len(chosen & used))  # a repeated set is worst
+            if best_overlap is None or overlap < best_overlap:
+                best, best_overlap = chosen, overlap
+            if overlap == (False, 0):
+                break
+    return best
 
 
 def _check_outcomes(split: dict[str, list[int]], rollouts: list[dict], source: str) -> None:

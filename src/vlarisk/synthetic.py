@@ -54,6 +54,12 @@ class SimulationSpec:
         Shift along the shared failure-progress direction at the end of a failed rollout.
     risk_window_fraction, min_risk_window : float, int
         The planted risk ramps over the last ``max(min_risk_window, fraction * T)`` steps of a failure.
+    failure_onset : (float, float) or None
+        A labelled failure onset: each failed rollout draws a relative onset time ``u`` uniformly
+        from ``[lo, hi)`` and its culprits' risk (label and planted shift alike) ramps up from step
+        ``floor(u * T)`` (the first labelled step) to 1 at its end, so early warning is both
+        learnable and checkable.
+        ``None``: the ramp covers the last ``risk_window_fraction`` of the failure.
     failure_drift : float
         Early warning: along the failure-progress direction a failed rollout drifts linearly from 0
         at its first step to ``failure_drift`` at its last (the state takes the larger of the drift
@@ -87,6 +93,7 @@ class SimulationSpec:
     task_offset_scale: float = 0.5
     risk_window_fraction: float = 0.2
     min_risk_window: int = 10
+    failure_onset: tuple[float, float] | None = None
     failure_drift: float = 0.0
     action_coupling: float = 1.0
     nonlinear_dimensions: list[int] = field(default_factory=list)
@@ -102,6 +109,11 @@ class SimulationSpec:
         self.success_steps = _length_range(self.success_steps, "success_steps")
         self.failure_steps = _length_range(self.failure_steps, "failure_steps")
         self.nonlinear_dimensions = sorted(int(d) for d in self.nonlinear_dimensions)
+        if self.failure_onset is not None:
+            low, high = (float(v) for v in self.failure_onset)
+            if not 0.0 <= low <= high < 1.0:
+                raise ValueError(f"failure_onset must be a range 0 <= lo <= hi < 1 of relative times, got {self.failure_onset!r}")
+            self.failure_onset = (low, high)
         if len(self.signal_strength) != NUM_DIMENSIONS:
             raise ValueError(f"signal_strength needs {NUM_DIMENSIONS} values, got {len(self.signal_strength)}")
         if self.layout not in ("dict", "list"):
@@ -175,8 +187,7 @@ class RolloutSimulator:
         num_steps = int(rng.integers(low, high + 1))
         task = int(rng.integers(spec.num_tasks))
         culprits = [] if success else sorted(rng.choice(NUM_DIMENSIONS, size=int(rng.integers(1, 3)), replace=False).tolist())
-        window = max(spec.min_risk_window, int(spec.risk_window_fraction * num_steps))
-        risk = planted_risk(num_steps, culprits, window)
+        risk = planted_risk(num_steps, culprits, self._risk_window(num_steps, success))
         hidden = self._hidden_states(risk, task, 0.0 if success else spec.failure_drift)
         actions = self._actions(risk)
         steps = [self._step(t, num_steps, actions[t], hidden[t], risk[t], success) for t in range(num_steps)]
@@ -194,6 +205,14 @@ class RolloutSimulator:
             "robot_states": [step["robot_state"] for step in steps],
             "culprit_dimensions": culprits,
         }
+
+    def _risk_window(self, num_steps: int, success: bool) -> int:
+        """Steps the risk ramps over: from a drawn onset (``failure_onset``) to the end, else the
+        last ``risk_window_fraction`` (at least ``min_risk_window``); successes draw nothing."""
+        spec = self.spec
+        if spec.failure_onset is None or success:
+            return max(spec.min_risk_window, int(spec.risk_window_fraction * num_steps))
+        return num_steps - int(self.rng.uniform(*spec.failure_onset) * num_steps)
 
     def _hidden_states(self, risk: np.ndarray, task: int, drift: float = 0.0) -> list[np.ndarray]:
         """One hidden state per action chunk, repeated for each step of the chunk (same object);

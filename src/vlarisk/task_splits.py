@@ -1,0 +1,70 @@
+"""Detection numbers over several task splits: per-split values, mean and SD.
+
+With ``split.n_task_splits`` above 1, each extra leave-tasks-out split trains and scores its own
+model (``results/models/<source>/task-split-<k>/``). The source's main ``results.json`` (split 0)
+then gains, in each detection set and in each of its baselines, ``splits``::
+
+    {"task_splits": [0, 1, 2], "results": [paths],
+     "rollout_auc": {"values": [...], "mean": m, "sd": s, "n": 3},
+     "balanced_accuracy": {...}}        # the deployed monitor's: detection[set]["deployed"]
+
+A split whose set or metric is missing or undefined contributes ``null``; mean and SD are taken
+over the defined values (SD: sample, ``ddof=1``; ``null`` with fewer than two) and ``undefined``
+says why a summary is ``null``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+# The summarised metrics and where each lives in a detection block.
+SPLIT_METRICS = {"rollout_auc": ("rollout_auc",), "balanced_accuracy": ("deployed", "balanced_accuracy")}
+
+
+def metric_value(block: dict | None, path: tuple[str, ...]) -> float | None:
+    """The value at ``path`` in a detection block; ``None`` when absent, null or not finite."""
+    value = block
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def summary(values: Sequence[float | None]) -> dict:
+    """Values over splits with their mean and sample SD over the defined ones."""
+    defined = [v for v in values if v is not None]
+    result = {
+        "values": list(values),
+        "mean": float(np.mean(defined)) if defined else None,
+        "sd": float(np.std(defined, ddof=1)) if len(defined) > 1 else None,
+        "n": len(defined),
+    }
+    if len(defined) < 2:
+        result["undefined"] = f"defined on {len(defined)} of {len(values)} splits; an SD needs two"
+    return result
+
+
+def splits_block(blocks: Sequence[dict | None], paths: Sequence[str]) -> dict:
+    """The ``splits`` entry of one scorer in one test set, from its block in each split (in order)."""
+    return {
+        "task_splits": list(range(len(blocks))),
+        "results": list(paths),
+        **{name: summary([metric_value(block, path) for block in blocks]) for name, path in SPLIT_METRICS.items()},
+    }
+
+
+def add_task_splits(detection: dict, others: Sequence[dict], paths: Sequence[str]) -> None:
+    """Add ``splits`` to every test set (and baseline) of ``detection``, split 0's own blocks, from
+    the ``detection`` of the other splits' results (``others``, splits 1.. in order; ``paths``:
+    every split's results.json, split 0's first)."""
+    if len(paths) != len(others) + 1:
+        raise ValueError(f"{len(paths)} paths for {len(others) + 1} splits")
+    for name, block in detection.items():
+        blocks = [block, *(other.get("detection", {}).get(name) for other in others)]
+        block["splits"] = splits_block(blocks, paths)
+        for scorer, baseline in block.get("baselines", {}).items():
+            if isinstance(baseline, dict):
+                baseline_blocks = [(b or {}).get("baselines", {}).get(scorer) for b in blocks]
+                baseline["splits"] = splits_block(baseline_blocks, paths)
