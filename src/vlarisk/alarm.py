@@ -22,6 +22,7 @@ from vlarisk.detection import (
     DEFAULT_ALPHA_GRID,
     HEADLINE_METRICS,
     StepArrays,
+    too_few_calibration_successes,
     conformal_threshold,
     detection_report,
     detection_scores,
@@ -72,14 +73,16 @@ def detection_options(args) -> DetectionOptions:
 def step_arrays(source: Source, rows: np.ndarray, risk: np.ndarray) -> StepArrays:
     """Detection inputs of ``rows`` of a source scored ``risk`` ``[len(rows), D]``.
 
-    Labels are the provided ones only (NaN rows elsewhere, ``None`` when no row has one), and each
-    row carries its rollout's full length, which rows dropped from a rollout do not shorten.
+    Labels are the provided ones only (NaN rows elsewhere, ``None`` when no row has one), targets
+    the soft labels the model was trained on, and each row carries its rollout's full length,
+    which rows dropped from a rollout do not shorten.
     """
     arrays = source.dataset.arrays
     rollout_id = np.asarray(arrays["rollout_id"][rows])
     lengths = {r["rollout_id"]: r.get("num_steps", r.get("num_kept")) for r in source.dataset.metadata["rollouts"]}
     provided = np.asarray(arrays["has_provided_label"][rows], dtype=bool)
-    labels = np.where(provided[:, None], np.asarray(source.dataset.labels[rows], dtype=np.float64), np.nan) if provided.any() else None
+    targets = np.asarray(source.dataset.labels[rows], dtype=np.float64)
+    labels = np.where(provided[:, None], targets, np.nan) if provided.any() else None
     episode_length = np.array([lengths[i] for i in rollout_id.tolist()], dtype=np.int64) if None not in lengths.values() else None
     return StepArrays(
         risk=np.asarray(risk, dtype=np.float64),
@@ -88,21 +91,36 @@ def step_arrays(source: Source, rows: np.ndarray, risk: np.ndarray) -> StepArray
         success=np.asarray(arrays["success"][rows], dtype=bool),
         task=np.asarray(arrays["task_index"][rows]),
         labels=labels,
-        fail_within_k=np.asarray(arrays["fail_within_k"][rows]),
+        targets=targets if risk.shape == targets.shape else None,
         episode_length=episode_length,
     )
 
 
-def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str) -> dict:
+def conformal_validity(source: Source) -> dict:
+    """Whether ``source``'s alarm rests on calibration rollouts unused by training and epoch selection, and why not.
+
+    A split without a ``calibration`` part calibrates on the validation successes that chose the
+    epoch: its thresholds are reported, but marked invalid, never silently trusted.
+    """
+    if "calibration" in source.rows:
+        return {"conformal_valid": True, "conformal_reason": None}
+    return {
+        "conformal_valid": False,
+        "conformal_reason": "the split has no calibration rollouts: the threshold was fitted on validation successes, which chose the epoch",
+    }
+
+
+def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str, validity: dict) -> dict:
     """The checkpoint's ``alarm``: split-conformal thresholds on the overall risk (max over dimensions).
 
     ``threshold`` bounds false alarms over whole successful episodes (a running monitor's case);
     ``threshold_at_horizon`` those up to each task's shortest calibration rollout. ``None`` when
-    the calibration set is too small for ``alpha``.
+    the calibration set is too small for ``alpha``. ``n_calibration`` is the number of successes
+    they rest on; ``validity`` (:func:`conformal_validity`) says whether the bound holds.
     """
     successes = np.asarray(calibration.success, dtype=bool)
     if not successes.any():
-        return {"threshold": None, "threshold_at_horizon": None, "alpha": alpha, "reason": "no successful calibration rollout"}
+        return {"threshold": None, "threshold_at_horizon": None, "alpha": alpha, "n_calibration": 0, **validity, "reason": "no successful calibration rollout"}
     overall = np.asarray(calibration.risk, dtype=np.float64).max(axis=1)[successes]
     length = None if calibration.episode_length is None else np.asarray(calibration.episode_length)[successes]
     rollouts = group_rollouts(
@@ -115,13 +133,16 @@ def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str) -> di
     whole = conformal_threshold(detection_scores(overall, rollouts, np.full(len(rollouts.length), np.inf)), alpha)
     cut = conformal_threshold(detection_scores(overall, rollouts, rollout_horizons(rollouts)), alpha)
     finite = math.isfinite(whole)
+    n_calibration = int(len(rollouts.length))
     return {
         "threshold": float(whole) if finite else None,
         "threshold_at_horizon": float(cut) if math.isfinite(cut) else None,
         "alpha": float(alpha),
         "score": "running maximum over steps of the largest risk of any dimension; alarm when it exceeds the threshold",
         "calibration_set": calibration_set,
-        "n_calibration_rollouts": int(len(rollouts.length)),
+        "n_calibration": n_calibration,
+        **validity,
+        "warning": too_few_calibration_successes(n_calibration, alpha),
         "reason": None if finite else "too few calibration rollouts for a finite threshold at this alpha",
     }
 
@@ -130,7 +151,7 @@ def source_alarm(source: Source, predictor: NormalizedRiskPredictor, device: tor
     """:func:`fit_alarm` on ``source``'s calibration rows scored by ``predictor`` (on raw hidden states)."""
     name, rows = source.calibration_rows()
     risk = predict_rows(predictor.predictor, source.dataset.hidden, rows, predictor.mean, predictor.std, device)
-    return fit_alarm(step_arrays(source, rows, risk), alpha, name)
+    return fit_alarm(step_arrays(source, rows, risk), alpha, name, conformal_validity(source))
 
 
 def _finite_scores(scores: np.ndarray) -> np.ndarray | None:
@@ -153,8 +174,16 @@ def _baseline_block(source: Source, rows, calibration_rows, test_scores, calibra
 
 
 def _compact(report: dict) -> dict:
-    """A baseline's detection block: its threshold, headline numbers and their intervals."""
-    return {"threshold": report["threshold"], **{m: report[m] for m in HEADLINE_METRICS}, "ci95": report["ci95"]}
+    """A baseline's detection block: its threshold, headline numbers and their intervals, the
+    deployed monitor, and the deployed operating point at each alpha of the grid."""
+    grid = [{"alpha": row["alpha"], "deployed": row["deployed"]} for row in report["alpha_grid"]]
+    return {
+        "threshold": report["threshold"],
+        **{m: report[m] for m in HEADLINE_METRICS},
+        "ci95": report["ci95"],
+        "deployed": report["deployed"],
+        "alpha_grid": grid,
+    }
 
 
 def source_detection(
@@ -173,6 +202,7 @@ def source_detection(
     """
     calibration_name, calibration_rows = source.calibration_rows()
     calibration = step_arrays(source, calibration_rows, calibration_risk)
+    validity = conformal_validity(source)
     position = {int(row): i for i, row in enumerate(np.asarray(test_rows).tolist())}
     blocks = {}
     for name in test_sets(source.split):
@@ -180,6 +210,7 @@ def source_detection(
         rows = np.asarray(test_rows)[take]
         block = detection_report(step_arrays(source, rows, test_risk[take]), calibration, **options.report_options())
         block["calibration_set"] = calibration_name
+        block.update(validity)
         block["baselines"] = {
             BASELINE_FOR_DETECTION.get(scorer, scorer): _baseline_block(
                 source, rows, calibration_rows, test_scores[take], cal_scores, options
@@ -214,7 +245,8 @@ def attach_alarms(checkpoint_path, model, sources: list[Source], device, alpha: 
 def alarm_summary(alarms: dict[str, dict]) -> str:
     """One log line: each source's alarm threshold and what it was fitted on."""
     return "; ".join(
-        f"{name}: alarm threshold {a['threshold']} at alpha {a['alpha']} on {a.get('n_calibration_rollouts', 0)} {a.get('calibration_set', '')} rollouts"
-        + (f" ({a['reason']})" if a.get("reason") else "")
+        f"{name}: alarm threshold {a['threshold']} at alpha {a['alpha']} on {a.get('n_calibration', 0)} {a.get('calibration_set', '')} successes"
+        + "".join(f" ({a[key]})" for key in ("reason", "warning", "conformal_reason") if a.get(key))
+        + ("" if a.get("conformal_valid", True) else " [NOT conformally valid]")
         for name, a in alarms.items()
     )

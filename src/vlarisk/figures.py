@@ -114,7 +114,7 @@ def _test_set_rollouts(data: dict, test_set: str, horizons: dict) -> tuple:
 def detection_figure(predictions_path: str, results_path: str, title: str) -> Figure:
     """Four panels of rollout-level detection: rollout ROC per test set, lead times of detected
     failures, risk over time of a few unseen-task rollouts with the alarm threshold, and a
-    reliability diagram of per-step risk against ``fail_within_k``."""
+    reliability diagram of per-step risk against its training target (the soft label)."""
     data, detection = load_predictions(predictions_path), read_results(results_path)["detection"]
     order = sorted(detection, key=lambda name: (name != "test_unseen", name))
     figure = Figure(figsize=(11, 8.5), layout="constrained")
@@ -164,17 +164,17 @@ def _risk_traces(axes, data: dict, test_set: str, block: dict, per_outcome: int 
 
 
 def _reliability(axes, calibration: dict, test_set: str) -> None:
-    """Mean predicted risk against the observed fail_within_k rate per bin, or why there is none."""
+    """Mean predicted risk against the mean soft label per bin (all dimensions pooled), or why there is none."""
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     bins = [b for b in calibration.get("reliability", []) if b["count"]]
     if calibration.get("ece") is None or not bins:
         axes.text(0.5, 0.5, f"no reliability diagram: {calibration.get('reason')}", ha="center", va="center", wrap=True)
     else:
-        axes.plot([b["mean_risk"] for b in bins], [b["observed_rate"] for b in bins], marker="o")
+        axes.plot([b["mean_risk"] for b in bins], [b["mean_target"] for b in bins], marker="o")
     ece = "n/a" if calibration.get("ece") is None else f"{calibration['ece']:.3f}"
     axes.set(
-        xlabel="predicted risk (max over dimensions)",
-        ylabel="observed fail-within-k rate",
+        xlabel="predicted risk (every dimension)",
+        ylabel="mean soft risk label",
         title=f"Reliability ({test_set}; ECE {ece})",
         xlim=(0, 1),
         ylim=(0, 1),
