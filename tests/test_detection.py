@@ -151,7 +151,9 @@ def test_rollout_auc_and_ap_match_sklearn_on_hand_built_maxima():
         shortest[r["task"]] = min(shortest.get(r["task"], 10**9), len(r["risk"]))
     assert {r["task"] for r in rollouts} <= set(shortest)
     maxima = np.array([max(max(row) for row in r["risk"][: shortest[r["task"]]]) for r in rollouts])
-    per_dim = np.array([[max(r["risk"][t][d] for t in range(min(shortest[r["task"]], len(r["risk"])))) for d in range(7)] for r in rollouts])
+    per_dim = np.array(
+        [[max(r["risk"][t][d] for t in range(min(shortest[r["task"]], len(r["risk"])))) for d in range(7)] for r in rollouts]
+    )
     failed = np.array([not r["success"] for r in rollouts])
     arrays = steps_of(rollouts)
     report = detection_report(arrays, steps_of(calibration_rollouts), n_boot=50)
@@ -219,7 +221,9 @@ def test_unseen_task_horizon_comes_from_calibration_never_from_test_lengths():
         assert report["horizon"]["rule"] == "shortest_calibration_rollout"
         assert report["horizon"]["per_task"] == {"5": 12, "6": 12}
         assert report["threshold_fit"]["horizon"] == {"0": 12, "1": 12}  # calibration cut alike
-    test_group, cal_group = (group_rollouts(a["rollout_id"], a["step_index"], a["success"], a["task"]) for a in map(steps_of, (unseen(20), calibration)))
+    test_group, cal_group = (
+        group_rollouts(a["rollout_id"], a["step_index"], a["success"], a["task"]) for a in map(steps_of, (unseen(20), calibration))
+    )
     assert calibration_horizons(test_group, cal_group) == (12, "shortest_calibration_rollout")
     seen = group_rollouts(*(steps_of(calibration)[k] for k in ("rollout_id", "step_index", "success", "task")))
     assert calibration_horizons(seen, cal_group) == ({0: 12, 1: 17}, "shortest_calibration_rollout_per_task")

@@ -22,12 +22,12 @@ from vlarisk.detection import (
     DEFAULT_ALPHA_GRID,
     HEADLINE_METRICS,
     StepArrays,
-    too_few_calibration_successes,
     conformal_threshold,
     detection_report,
     detection_scores,
     group_rollouts,
     rollout_horizons,
+    too_few_calibration_successes,
 )
 from vlarisk.inference import predict_rows
 from vlarisk.io_utils import atomic_path
@@ -120,7 +120,14 @@ def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str, valid
     """
     successes = np.asarray(calibration.success, dtype=bool)
     if not successes.any():
-        return {"threshold": None, "threshold_at_horizon": None, "alpha": alpha, "n_calibration": 0, **validity, "reason": "no successful calibration rollout"}
+        return {
+            "threshold": None,
+            "threshold_at_horizon": None,
+            "alpha": alpha,
+            "n_calibration": 0,
+            **validity,
+            "reason": "no successful calibration rollout",
+        }
     overall = np.asarray(calibration.risk, dtype=np.float64).max(axis=1)[successes]
     length = None if calibration.episode_length is None else np.asarray(calibration.episode_length)[successes]
     rollouts = group_rollouts(

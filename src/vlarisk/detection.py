@@ -1,7 +1,7 @@
 """Rollout-level failure detection: does a per-step risk score raise an alarm before a rollout fails?
 
-The evaluation follows the protocol of SAFE (NeurIPS 2025), written here in numpy and scikit-learn
-only (no torch):
+The evaluation follows the protocol of SAFE (NeurIPS 2025), written here in numpy and scipy only
+(no torch):
 
 * A rollout's score at step ``t`` is the running maximum of its risk (overall: the maximum over the
   dimensions; per dimension: that dimension alone).
@@ -37,7 +37,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.intervals import (
@@ -229,10 +228,10 @@ def rollout_ranking(scores, failed) -> dict:
     if failed.all() or not failed.any():
         reason = "no successful rollouts" if failed.all() else "no failed rollouts"
         return {"rollout_auc": None, "rollout_ap": None, "reason": reason}
-    scores = np.asarray(scores, dtype=np.float64)
+    once = np.ones((1, len(failed)), dtype=np.int64)
     return {
-        "rollout_auc": float(roc_auc_score(failed, scores)),
-        "rollout_ap": float(average_precision_score(failed, scores)),
+        "rollout_auc": float(weighted_auc(scores, failed, once)[0]),
+        "rollout_ap": float(weighted_average_precision(scores, failed, once)[0]),
         "reason": None,
     }
 
