@@ -26,6 +26,7 @@ from vlarisk.baselines import baseline_report, baseline_scores
 from vlarisk.checkpoints import saved_thresholds
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.device import describe
+from vlarisk.distance_baselines import distance_scores
 from vlarisk.errors import InputError
 from vlarisk.inference import predict_rows
 from vlarisk.io_utils import write_json
@@ -120,9 +121,9 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
     fail_soon = np.asarray(dataset.arrays["fail_within_k"][scored.rows])
     report["step_targets"] = step_target_metrics(scored.prediction, scored.labels, fail_soon, scored.thresholds)
     calibration_rows = source.calibration_rows()[1]
-    every = baseline_scores(
-        dataset, source.rows["train"], np.concatenate([scored.rows, calibration_rows]), scored.thresholds, source.planting_path
-    )
+    train_rows, both = source.rows["train"], np.concatenate([scored.rows, calibration_rows])
+    every = baseline_scores(dataset, train_rows, both, scored.thresholds, source.planting_path)
+    every.update(distance_scores(dataset.hidden, train_rows, np.asarray(dataset.arrays["success"][train_rows], dtype=bool), both))
     tested = len(scored.rows)
     report["baselines"] = baseline_report(
         {k: v[:tested] for k, v in every.items()}, scored.labels, scored.thresholds, report["test_metrics"]
