@@ -193,3 +193,24 @@ def test_a_split_without_calibration_rollouts_is_marked_not_conformally_valid(gu
     command("make_tables.py", "--output-prefix", tmp_path / "detection", "detection", "--single", "src", tmp_path / "results.json")
     sidecar = json.loads((tmp_path / "detection.json").read_text())
     assert sidecar["rows"] and all("NOT conformally valid" in row["labels"]["scorer"] for row in sidecar["rows"])
+
+
+def test_monitor_with_the_stored_band_alarms_where_a_plain_loop_does(guide_run):
+    path = guide_run / "model" / "best_model.pt"
+    band = read_checkpoint(path)["alarm"]["band"]
+    assert band["quantile"] is not None and len(band["mean"]) == len(band["sd"]) and band["shape_from"] == "training-split successes"
+    dataset, split = load_dataset(guide_run / "dataset.vlarisk"), json.loads((guide_run / "split.json").read_text())
+    monitor, model = RiskMonitor(path, alarm="band"), load_predictor(path)
+    for rid in split["test_seen"][:4]:
+        rows = np.flatnonzero(np.asarray(dataset.rollout_id) == rid)
+        hidden = torch.from_numpy(np.asarray(dataset.hidden[rows], dtype=np.float32))
+        with torch.no_grad():
+            risk = model(hidden).numpy().max(axis=1)
+        expected = []
+        for t, value in enumerate(risk):  # the band's last step holds beyond its end
+            at = min(t, len(band["mean"]) - 1)
+            expected.append(bool(value > band["mean"][at] + band["quantile"] * band["sd"][at]))
+        monitor.reset()
+        assert [monitor.update(state).alarm for state in hidden] == expected
+    with pytest.raises(ValueError, match="needs a checkpoint path"):
+        RiskMonitor(model, alarm="band")

@@ -17,6 +17,7 @@ from vlarisk.detection import (
     alarm_rates,
     alarm_steps,
     attribution,
+    band_shape,
     calibration_horizons,
     calibration_table,
     conformal_rank,
@@ -29,6 +30,7 @@ from vlarisk.detection import (
     rollout_ranking,
     running_max_scores,
     shortest_rollout_horizons,
+    standardised_risk,
 )
 
 
@@ -440,3 +442,51 @@ def test_too_few_calibration_successes_give_no_threshold():
     assert report["rollout_auc"] is not None  # ranking needs no threshold
     assert report["horizon"] == {"rule": "fixed", "steps": 10, "per_task": {"0": 10, "1": 10, "2": 10}}
     json.dumps(report, allow_nan=False)
+
+
+# --- functional band -----------------------------------------------------------------------------
+
+
+def test_band_shape_is_the_per_step_mean_and_sd_of_successes_up_to_well_supported_steps():
+    rng = np.random.default_rng(6)
+    rollouts = [rng.random((n, 7)) for n in (3, 5, 5, 6, 6, 8)]
+    steps = np.concatenate([np.arange(len(r)) for r in rollouts])
+    band = band_shape(np.concatenate(rollouts), steps, min_rollouts=3)
+    assert len(band["mean"]) == 6  # steps 0..5 are reached by >= 3 rollouts, step 6 by 2
+    for t in range(6):
+        values = [r[t].max() for r in rollouts if len(r) > t]
+        assert band["mean"][t] == pytest.approx(sum(values) / len(values))
+        assert band["sd"][t] == pytest.approx(max(np.std(values), 1e-3))
+    standard = standardised_risk(np.array([[0.9] * 7, [0.9] * 7]), np.array([2, 40]), band)
+    assert standard == pytest.approx([(0.9 - band["mean"][2]) / band["sd"][2], (0.9 - band["mean"][5]) / band["sd"][5]])
+
+
+def test_band_monitor_keeps_false_alarms_at_alpha_and_catches_an_early_bump_a_constant_misses():
+    """Success risk rises over an episode; a failure shows a bump early on, below the late
+    success risk. A constant threshold must sit above the late risk and misses it; the band, whose
+    level follows the successes over time, detects it, with false alarms still at most alpha."""
+    rng = np.random.default_rng(12)
+    alpha, draws = 0.2, 60
+
+    def success(n=30):
+        return {"risk": constant_risk(np.clip(np.linspace(0.1, 0.8, n) + 0.02 * rng.normal(size=n), 0, 1)), "success": True}
+
+    def failure(n=30):
+        risk = np.clip(np.linspace(0.1, 0.8, n) + 0.02 * rng.normal(size=n), 0, 1)
+        risk[3:6] += 0.3  # about 0.45: far above a success at step 3-5, below one at the end
+        return {"risk": constant_risk(risk), "success": False}
+
+    training = steps_of([success() for _ in range(40)])
+    band = band_shape(training["risk"], training["step_index"])
+    fprs, tprs_band, tprs_constant = [], [], []
+    for _ in range(draws):
+        test = steps_of([success() for _ in range(20)] + [failure() for _ in range(10)])
+        calibration = steps_of([success() for _ in range(29)])
+        banded = detection_report(test, calibration, alpha=alpha, alpha_grid=(), n_boot=5, band=band)["deployed"]
+        constant = detection_report(test, calibration, alpha=alpha, alpha_grid=(), n_boot=5)["deployed"]
+        assert banded["threshold_kind"] == "band" and constant["threshold_kind"] == "constant"
+        fprs.append(banded["fpr"])
+        tprs_band.append(banded["tpr"])
+        tprs_constant.append(constant["tpr"])
+    assert np.mean(fprs) <= alpha + 3 * np.std(fprs) / np.sqrt(draws)
+    assert np.mean(tprs_band) > 0.9 and np.mean(tprs_constant) < 0.5

@@ -21,12 +21,15 @@ from vlarisk.detection import (
     DEFAULT_ALPHA,
     DEFAULT_ALPHA_GRID,
     HEADLINE_METRICS,
+    THRESHOLD_KINDS,
     StepArrays,
+    band_shape,
     conformal_threshold,
     detection_report,
     detection_scores,
     group_rollouts,
     rollout_horizons,
+    standardised_risk,
     too_few_calibration_successes,
 )
 from vlarisk.inference import predict_rows
@@ -41,17 +44,21 @@ BASELINE_FOR_DETECTION = {"step_index": "episode_length"}  # a running max of th
 @dataclass(frozen=True)
 class DetectionOptions:
     """How detection is measured: alarm level ``alpha`` (and a grid for tables), the horizon
-    (``None``: each task's shortest rollout), and the bootstrap's resamples and seed."""
+    (``None``: from the calibration rollouts), the bootstrap's resamples and seed, and which
+    threshold the deployed monitor uses (``constant``, or the functional ``band``)."""
 
     alpha: float = DEFAULT_ALPHA
     alpha_grid: tuple[float, ...] = field(default=DEFAULT_ALPHA_GRID)
     horizon: int | None = None
     n_boot: int = 1000
     seed: int = 0
+    threshold: str = THRESHOLD_KINDS[0]
 
     def report_options(self) -> dict:
-        """Keyword arguments of :func:`vlarisk.detection.detection_report`."""
-        return asdict(self)
+        """Keyword arguments of :func:`vlarisk.detection.detection_report` (the band itself is passed apart)."""
+        options = asdict(self)
+        del options["threshold"]
+        return options
 
 
 def add_detection_arguments(parser) -> None:
@@ -63,11 +70,19 @@ def add_detection_arguments(parser) -> None:
     )
     parser.add_argument("--n-boot", type=int, default=defaults.n_boot, help="bootstrap resamples of rollouts for the 95%% intervals")
     parser.add_argument("--bootstrap-seed", type=int, default=defaults.seed, help="seed of the bootstrap")
+    parser.add_argument(
+        "--alarm-threshold",
+        choices=THRESHOLD_KINDS,
+        default=defaults.threshold,
+        help="threshold of the deployed monitor: one constant, or a band over time shaped on training successes",
+    )
 
 
 def detection_options(args) -> DetectionOptions:
     """The options of parsed :func:`add_detection_arguments` flags."""
-    return DetectionOptions(alpha=args.alpha, horizon=args.horizon, n_boot=args.n_boot, seed=args.bootstrap_seed)
+    return DetectionOptions(
+        alpha=args.alpha, horizon=args.horizon, n_boot=args.n_boot, seed=args.bootstrap_seed, threshold=args.alarm_threshold
+    )
 
 
 def step_arrays(source: Source, rows: np.ndarray, risk: np.ndarray) -> StepArrays:
@@ -110,13 +125,15 @@ def conformal_validity(source: Source) -> dict:
     }
 
 
-def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str, validity: dict) -> dict:
+def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str, validity: dict, band: dict | None = None) -> dict:
     """The checkpoint's ``alarm``: split-conformal thresholds on the overall risk (max over dimensions).
 
     ``threshold`` bounds false alarms over whole successful episodes (a running monitor's case);
     ``threshold_at_horizon`` those up to each task's shortest calibration rollout. ``None`` when
     the calibration set is too small for ``alpha``. ``n_calibration`` is the number of successes
-    they rest on; ``validity`` (:func:`conformal_validity`) says whether the bound holds.
+    they rest on; ``validity`` (:func:`conformal_validity`) says whether the bound holds. With a
+    ``band`` shape (:func:`~vlarisk.detection.band_shape` of training successes), ``band`` adds
+    the functional threshold: alarm when the risk at step ``t`` exceeds ``mean[t] + quantile * sd[t]``.
     """
     successes = np.asarray(calibration.success, dtype=bool)
     if not successes.any():
@@ -137,10 +154,15 @@ def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str, valid
         np.asarray(calibration.task)[successes],
         length,
     )
-    whole = conformal_threshold(detection_scores(overall, rollouts, np.full(len(rollouts.length), np.inf)), alpha)
+    whole_episode = np.full(len(rollouts.length), np.inf)
+    whole = conformal_threshold(detection_scores(overall, rollouts, whole_episode), alpha)
     cut = conformal_threshold(detection_scores(overall, rollouts, rollout_horizons(rollouts)), alpha)
     finite = math.isfinite(whole)
     n_calibration = int(len(rollouts.length))
+    if band is not None:
+        standard = standardised_risk(overall, np.asarray(calibration.step_index)[successes], band)
+        quantile = conformal_threshold(detection_scores(standard, rollouts, whole_episode), alpha)
+        band = {**band, "quantile": float(quantile) if math.isfinite(quantile) else None, "shape_from": "training-split successes"}
     return {
         "threshold": float(whole) if finite else None,
         "threshold_at_horizon": float(cut) if math.isfinite(cut) else None,
@@ -151,14 +173,24 @@ def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str, valid
         **validity,
         "warning": too_few_calibration_successes(n_calibration, alpha),
         "reason": None if finite else "too few calibration rollouts for a finite threshold at this alpha",
+        "band": band,
     }
 
 
+def training_band(source: Source, predictor: NormalizedRiskPredictor, device: torch.device) -> dict:
+    """:func:`~vlarisk.detection.band_shape` of ``predictor``'s risk on ``source``'s successful training rollouts."""
+    train = source.rows["train"]
+    rows = train[np.asarray(source.dataset.arrays["success"][train], dtype=bool)]
+    risk = predict_rows(predictor.predictor, source.dataset.hidden, rows, predictor.mean, predictor.std, device)
+    return band_shape(risk, np.asarray(source.dataset.arrays["step_index"][rows], dtype=np.int64))
+
+
 def source_alarm(source: Source, predictor: NormalizedRiskPredictor, device: torch.device, alpha: float) -> dict:
-    """:func:`fit_alarm` on ``source``'s calibration rows scored by ``predictor`` (on raw hidden states)."""
+    """:func:`fit_alarm` on ``source``'s calibration rows scored by ``predictor`` (on raw hidden states), constant and band."""
     name, rows = source.calibration_rows()
     risk = predict_rows(predictor.predictor, source.dataset.hidden, rows, predictor.mean, predictor.std, device)
-    return fit_alarm(step_arrays(source, rows, risk), alpha, name, conformal_validity(source))
+    band = training_band(source, predictor, device)
+    return fit_alarm(step_arrays(source, rows, risk), alpha, name, conformal_validity(source), band)
 
 
 def _finite_scores(scores: np.ndarray) -> np.ndarray | None:
@@ -200,12 +232,15 @@ def source_detection(
     calibration_risk: np.ndarray,
     baselines: dict[str, tuple[np.ndarray, np.ndarray]],
     options: DetectionOptions,
+    band: dict | None = None,
 ) -> dict:
     """``results.json``'s ``detection``: one block per test set (``test_seen``/``test_unseen``, or
     ``test``), the model's full report with each baseline's headline numbers beside it.
 
     ``test_rows`` are the rows ``test_risk`` scores (the source's ``test`` split);
     ``baselines`` maps a scorer's name to its scores on the test rows and on the calibration rows.
+    The model's deployed monitor uses ``band`` (its training successes' band shape) when given;
+    the baselines' always use a constant threshold.
     """
     calibration_name, calibration_rows = source.calibration_rows()
     calibration = step_arrays(source, calibration_rows, calibration_risk)
@@ -215,7 +250,7 @@ def source_detection(
     for name in test_sets(source.split):
         take = np.array([position[int(r)] for r in source.rows[name]], dtype=np.int64)
         rows = np.asarray(test_rows)[take]
-        block = detection_report(step_arrays(source, rows, test_risk[take]), calibration, **options.report_options())
+        block = detection_report(step_arrays(source, rows, test_risk[take]), calibration, band=band, **options.report_options())
         block["calibration_set"] = calibration_name
         block.update(validity)
         block["baselines"] = {

@@ -54,6 +54,9 @@ from vlarisk.labels import failure_window
 DEFAULT_ALPHA = 0.1
 DEFAULT_ALPHA_GRID = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 HEADLINE_METRICS = ("rollout_auc", "rollout_ap", "tpr", "fpr", "balanced_accuracy", "lead_time_steps_median")
+BAND_MIN_ROLLOUTS = 5
+BAND_MIN_SD = 1e-3
+THRESHOLD_KINDS = ("constant", "band")
 NO_THRESHOLD = "too few calibration successes for this alpha: rank ceil((n+1)(1-alpha)) exceeds n, so no finite threshold is valid"
 
 
@@ -523,6 +526,43 @@ def _per_dimension_block(test: _ScoredSet, thresholds: np.ndarray, names: tuple[
     return block
 
 
+def band_shape(risk, step_index, min_rollouts: int = BAND_MIN_ROLLOUTS) -> dict:
+    """The shape of a functional alarm band from successful training rollouts: per step, the mean and
+    standard deviation of the overall risk (max over dimensions) ``[T]``.
+
+    ``T`` is the last step reached by at least ``min_rollouts`` successes (later steps reuse step
+    ``T - 1``, estimated from too few rollouts otherwise); a standard deviation is at least
+    ``BAND_MIN_SD``, so a step where every success agrees does not turn tiny differences into alarms.
+    """
+    risk = np.asarray(risk, dtype=np.float64)
+    overall = risk.max(axis=1) if risk.ndim == 2 else risk
+    steps = np.asarray(step_index, dtype=np.int64)
+    count = np.bincount(steps)
+    supported = np.flatnonzero(count >= min_rollouts)
+    if supported.size == 0:
+        raise ValueError(f"no step is reached by {min_rollouts} successful training rollouts: too few to shape a band")
+    length = int(supported[-1]) + 1
+    count = count[:length]
+    inside = steps < length
+    mean = np.bincount(steps[inside], overall[inside], length) / np.maximum(count, 1)
+    square = np.bincount(steps[inside], overall[inside] ** 2, length) / np.maximum(count, 1)
+    sd = np.sqrt(np.maximum(square - mean**2, 0.0))
+    return {"mean": mean.tolist(), "sd": np.maximum(sd, BAND_MIN_SD).tolist()}
+
+
+def standardised_risk(risk, step_index, band: dict) -> np.ndarray:
+    """Per-step overall risk ``[N]`` standardised by a band: ``(risk_t - mean_t) / sd_t``, steps past the band's end at its last step.
+
+    A band monitor alarms when this exceeds its conformal quantile ``q``, i.e. when the risk
+    leaves ``mean_t + q * sd_t``.
+    """
+    risk = np.asarray(risk, dtype=np.float64)
+    overall = risk.max(axis=1) if risk.ndim == 2 else risk
+    mean, sd = np.asarray(band["mean"], dtype=np.float64), np.asarray(band["sd"], dtype=np.float64)
+    at = np.minimum(np.asarray(step_index, dtype=np.int64), len(mean) - 1)
+    return (overall - mean[at]) / sd[at]
+
+
 def too_few_calibration_successes(n_calibration: int, alpha: float) -> str | None:
     """A warning when ``n_calibration`` successes cannot carry a finite threshold at ``alpha`` (fewer than ``ceil((1-alpha)/alpha)``)."""
     needed = math.ceil((1 - alpha) / alpha - 1e-9)
@@ -589,24 +629,46 @@ def _refitted_balanced_accuracy(test_scores, calibration_scores, failed, resampl
     return weighted_rates(alarmed, failed, resamples.test)["balanced_accuracy"]
 
 
-def _deployed_block(test: _ScoredSet, whole_calibration: np.ndarray, alpha: float, resamples: _Resamples) -> dict:
+@dataclass(frozen=True)
+class _Monitor:
+    """What a deployed monitor compares with its threshold: per-step test scores ``[N]`` and the
+    calibration successes' whole-episode maxima ``[C]``, with the kind of threshold it is."""
+
+    test_steps: np.ndarray
+    whole_calibration: np.ndarray
+    kind: str
+
+
+def _monitor(scored: _ScoredSet, cal: _ScoredSet, test: StepArrays, calibration: StepArrays, band: dict | None) -> _Monitor:
+    """The constant monitor (overall risk), or the band monitor (overall risk standardised by the band) when a band is given."""
+    if band is None:
+        test_steps, cal_steps, kind = scored.step_scores[:, 0], cal.step_scores[:, 0], "constant"
+    else:
+        test_steps = standardised_risk(test.risk, test.step_index, band)
+        cal_steps, kind = standardised_risk(calibration.risk, calibration.step_index, band), "band"
+    whole = detection_scores(cal_steps, cal.rollouts, np.full(len(cal.rollouts.failed), np.inf))
+    return _Monitor(np.asarray(test_steps, dtype=np.float64), whole, kind)
+
+
+def _deployed_block(rollouts: Rollouts, monitor: _Monitor, alpha: float, resamples: _Resamples) -> dict:
     """The deployed monitor at ``alpha`` on full test episodes, with a refitted-threshold bootstrap interval for balanced accuracy."""
-    threshold = conformal_threshold(whole_calibration, alpha)
-    point = deployed_operating_point(test.step_scores[:, 0], test.rollouts, threshold)
-    whole_test = detection_scores(test.step_scores[:, 0], test.rollouts, np.full(len(test.rollouts.failed), np.inf))
-    samples = _refitted_balanced_accuracy(whole_test, whole_calibration, test.rollouts.failed, resamples, alpha)
+    threshold = conformal_threshold(monitor.whole_calibration, alpha)
+    point = deployed_operating_point(monitor.test_steps, rollouts, threshold)
+    whole_test = detection_scores(monitor.test_steps, rollouts, np.full(len(rollouts.failed), np.inf))
+    samples = _refitted_balanced_accuracy(whole_test, monitor.whole_calibration, rollouts.failed, resamples, alpha)
     point["ci95"]["balanced_accuracy"] = percentile_interval(samples, point["balanced_accuracy"])
-    point["n_calibration"] = len(whole_calibration)
+    point["n_calibration"] = len(monitor.whole_calibration)
+    point["threshold_kind"] = monitor.kind
     return point
 
 
-def _alpha_grid_block(test: _ScoredSet, calibration_scores: np.ndarray, whole_calibration: np.ndarray, alpha_grid) -> list[dict]:
+def _alpha_grid_block(test: _ScoredSet, calibration_scores: np.ndarray, monitor: _Monitor, alpha_grid) -> list[dict]:
     """At each alpha of the grid: the threshold and rates up to the horizon, and the deployed monitor on full episodes."""
     rows = []
     for level in alpha_grid:
         threshold = conformal_threshold(calibration_scores, level)
         rates = _rates_at(threshold, test.step_scores[:, 0], test.rollouts, test.horizons)[1]
-        deployed = deployed_operating_point(test.step_scores[:, 0], test.rollouts, conformal_threshold(whole_calibration, level))
+        deployed = deployed_operating_point(monitor.test_steps, test.rollouts, conformal_threshold(monitor.whole_calibration, level))
         rows.append({"alpha": float(level), "threshold": _finite_or_none(threshold), **rates, "deployed": deployed})
     return rows
 
@@ -642,14 +704,15 @@ def detection_report(
     seed: int = 0,
     culprit_window: int | None = None,
     bins: int = 10,
+    band: dict | None = None,
 ) -> dict:
     """The detection block of one test set, with the thresholds fitted on the calibration set's successes.
 
     ``horizon``: ``None`` derives it from the calibration successes (:func:`calibration_horizons`);
     an int is a fixed horizon; a task mapping is used for both sets. Failed rollouts in the
     calibration set are left out of the fit and counted. ``deployed`` is the running monitor on full
-    episodes with the whole-episode threshold (the one a checkpoint stores). JSON-safe: undefined
-    values are ``None``.
+    episodes with the whole-episode threshold (the one a checkpoint stores): constant, or, with a
+    ``band`` (:func:`band_shape`), the functional band. JSON-safe: undefined values are ``None``.
     """
     test_steps = StepArrays.of(test)
     calibration_steps, left_out = _successes_only(StepArrays.of(calibration))
@@ -667,7 +730,7 @@ def detection_report(
     if warning:
         warnings.warn(warning, stacklevel=2)
     thresholds = conformal_threshold(cal.scores, alpha)
-    whole_calibration = detection_scores(cal.step_scores[:, 0], cal.rollouts, np.full(n_calibration, np.inf))
+    monitor = _monitor(scored, cal, test_steps, calibration_steps, band)
     resamples = _resamples(rollouts, n_calibration, n_boot, seed)
 
     ranking = rollout_ranking(scored.scores[:, 0], failed)
@@ -695,12 +758,12 @@ def detection_report(
         **point,
         "ci95": ci,
         "n_rollouts": {"success": int((~failed).sum()), "failure": int(failed.sum())},
-        "deployed": _deployed_block(scored, whole_calibration, alpha, resamples),
+        "deployed": _deployed_block(rollouts, monitor, alpha, resamples),
         "per_dimension": _per_dimension_block(scored, thresholds, _dimension_names(scored.scores.shape[1] - 1)),
         "lead_time": lead,
         "attribution": attributed,
         "calibration": _calibration_block(test_steps, bins),
-        "alpha_grid": _alpha_grid_block(scored, cal.scores[:, 0], whole_calibration, alpha_grid),
+        "alpha_grid": _alpha_grid_block(scored, cal.scores[:, 0], monitor, alpha_grid),
         "by_final_end": {"rollout_auc": final_end["rollout_auc"], "rollout_ap": final_end["rollout_ap"]},
         "per_task_auc": _per_task_auc(scored.scores[:, 0], rollouts),
         "threshold_fit": {

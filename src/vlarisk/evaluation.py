@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import vlarisk
-from vlarisk.alarm import DetectionOptions, source_detection
+from vlarisk.alarm import DetectionOptions, source_detection, training_band
 from vlarisk.baselines import baseline_report, baseline_scores
 from vlarisk.checkpoints import saved_thresholds
 from vlarisk.constants import ACTION_DIMENSIONS
@@ -62,13 +62,15 @@ def checkpoint_thresholds(checkpoint: dict, source: Source, fraction_of_max: flo
 @dataclass
 class ScoredSplit:
     """A model's predictions on one subset of a source's split, with the thresholds they are scored
-    by, and on the calibration rows (:meth:`~vlarisk.sources.Source.calibration_rows`) for detection."""
+    by, on the calibration rows (:meth:`~vlarisk.sources.Source.calibration_rows`) for detection,
+    and the band shape of its risk on the training successes (:func:`~vlarisk.alarm.training_band`)."""
 
     source: Source
     subset: str
     prediction: np.ndarray
     thresholds: np.ndarray
     calibration_prediction: np.ndarray
+    band: dict
 
     @property
     def rows(self) -> np.ndarray:
@@ -89,7 +91,8 @@ def score_source(
     def predict(rows: np.ndarray) -> np.ndarray:
         return predict_rows(predictor.predictor, source.dataset.hidden, rows, predictor.mean, predictor.std, device)
 
-    return ScoredSplit(source, subset, predict(source.rows[subset]), thresholds, predict(source.calibration_rows()[1]))
+    calibration = predict(source.calibration_rows()[1])
+    return ScoredSplit(source, subset, predict(source.rows[subset]), thresholds, calibration, training_band(source, predictor, device))
 
 
 def score_sources(
@@ -129,7 +132,8 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
         {k: v[:tested] for k, v in every.items()}, scored.labels, scored.thresholds, report["test_metrics"]
     )
     pairs = {name: (values[:tested], values[tested:]) for name, values in every.items()}
-    report["detection"] = source_detection(source, scored.rows, scored.prediction, scored.calibration_prediction, pairs, options)
+    band = scored.band if options.threshold == "band" else None
+    report["detection"] = source_detection(source, scored.rows, scored.prediction, scored.calibration_prediction, pairs, options, band)
     versus = report["baselines"]["model_vs_logistic"]
     if versus["beats_logistic"] is False:
         log(
