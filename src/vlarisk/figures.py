@@ -190,7 +190,8 @@ def _accuracy_vs_detection_time(axes, block: dict, test_set: str) -> None:
 
 
 def _risk_traces(axes, data: dict, test_set: str, block: dict, per_outcome: int = 3) -> None:
-    """Running-max overall risk of the first few failed and successful rollouts, with the threshold."""
+    """Running-max overall risk of the first few failed and successful rollouts, with the threshold
+    at the horizon and the deployed (whole-episode) one."""
     rollouts, overall, cut, _ = _test_set_rollouts(data, test_set, block["horizon"]["per_task"])
     ordered = overall[rollouts.order]
     for failed, colour in ((True, "tab:red"), (False, "tab:blue")):
@@ -200,7 +201,14 @@ def _risk_traces(axes, data: dict, test_set: str, block: dict, per_outcome: int 
             axes.plot(rollouts.steps[part], np.maximum.accumulate(ordered[part]), color=colour, alpha=0.7, label=label)
             axes.axvline(cut[r], color=colour, linestyle=":", linewidth=0.8)
     if block["threshold"] is not None:
-        axes.axhline(block["threshold"], color="black", linestyle="--", linewidth=1, label=f"alarm threshold {block['threshold']:.3f}")
+        axes.axhline(
+            block["threshold"], color="black", linestyle="--", linewidth=1, label=f"threshold at the horizon {block['threshold']:.3f}"
+        )
+    deployed = block.get("deployed", {})
+    if deployed.get("threshold_kind") == "constant" and deployed.get("threshold") is not None:
+        axes.axhline(
+            deployed["threshold"], color="black", linestyle="-.", linewidth=1, label=f"deployed threshold {deployed['threshold']:.3f}"
+        )
     axes.set(xlabel="step", ylabel="running max of risk", title=f"Risk over time ({test_set}; dotted: horizon)")
 
 
