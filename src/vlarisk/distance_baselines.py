@@ -4,7 +4,8 @@
   that to its ``k`` nearest training-failure states. Higher is more failure-like.
 * ``mahalanobis``: the Mahalanobis distance of a state to the training-success states, with a
   Ledoit-Wolf shrinkage covariance (a 4096-D covariance from a few thousand states is singular
-  without shrinkage). Higher is further from success.
+  without shrinkage), through its Cholesky factor (a triangular solve per block, no ``D x D``
+  inverse). Higher is further from success.
 
 Both are fitted on training rollouts only: at most ``max_states`` distinct states per outcome
 (a state repeated over an action chunk counts once), drawn with a seed, z-scored with the
@@ -16,14 +17,15 @@ the largest temporary.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.covariance import LedoitWolf
+from scipy.linalg import cho_factor, solve_triangular
+from sklearn.covariance import ledoit_wolf
 
 from vlarisk.baselines import BLOCK_ROWS, repeats_previous
 from vlarisk.constants import NUM_DIMENSIONS
 from vlarisk.inference import gather_rows
 
 KNN_NEIGHBOURS = 5
-MAX_REFERENCE_STATES = 10000
+MAX_REFERENCE_STATES = 5000
 
 
 def reference_states(hidden: np.ndarray, rows: np.ndarray, max_states: int, seed: int) -> np.ndarray:
@@ -83,16 +85,16 @@ def distance_scores(
     mean, std = _standardiser(successes, failures)
     successes = (successes - mean) / std
     failures = (failures - mean) / std
-    shrunk = LedoitWolf(assume_centered=False).fit(successes)
-    centre, precision = shrunk.location_.astype(np.float32), shrunk.precision_.astype(np.float32)
+    centre = successes.mean(axis=0)
+    factor = np.tril(cho_factor(ledoit_wolf(successes)[0].astype(np.float64), lower=True)[0]).astype(np.float32)
     success_unit, failure_unit = _unit_rows(successes), _unit_rows(failures)
     scored_rows = np.asarray(scored_rows)
     knn = np.full(len(scored_rows), np.nan)
     mahalanobis = np.empty(len(scored_rows))
     for start, block in _blocks(hidden, scored_rows, mean, std):
         stop = start + len(block)
-        centred = block - centre
-        mahalanobis[start:stop] = np.sqrt(np.maximum(np.einsum("ij,ij->i", centred @ precision, centred), 0.0))
+        whitened = solve_triangular(factor, (block - centre).T, lower=True, check_finite=False)
+        mahalanobis[start:stop] = np.sqrt(np.einsum("ij,ij->j", whitened, whitened))
         if len(failure_unit) and len(success_unit):
             unit = _unit_rows(block)
             knn[start:stop] = _mean_nearest_distance(unit, success_unit, k) - _mean_nearest_distance(unit, failure_unit, k)
