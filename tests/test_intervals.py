@@ -176,3 +176,41 @@ def test_nominal_95_intervals_of_auc_and_fpr_cover_the_truth():
         covered_fpr += low <= true_fpr <= high
     assert covered_auc / draws >= 0.90, covered_auc / draws
     assert covered_fpr / draws >= 0.90, covered_fpr / draws
+
+
+def simulate_tasks(rng, count: int, per_outcome: int, spread: float) -> list[tuple[np.ndarray, bool, int]]:
+    """Rollouts of ``count`` tasks: each task shifts both outcomes' scores and its failures' separation by ``N(0, spread)``."""
+    rollouts = []
+    for task in range(count):
+        level, separation = rng.normal(0, spread), SHIFT + rng.normal(0, spread)
+        for failed in (True, False):
+            latent = rng.normal(level + (separation if failed else 0.0), 1.0, (per_outcome, 1))
+            rollouts.append((latent + 0.3 * rng.normal(size=(per_outcome, STEPS)), failed, task))
+    return rollouts
+
+
+def task_steps(rollouts: list[tuple[np.ndarray, bool, int]]) -> dict:
+    """Per-step detection inputs of :func:`simulate_tasks` rollouts."""
+    steps = as_steps([(scores, failed) for scores, failed, _ in rollouts])
+    steps["task"] = np.concatenate([np.full(scores.size, task) for scores, _, task in rollouts])
+    return steps
+
+
+def test_with_task_effects_the_auc_interval_covers_the_new_task_truth():
+    """Tasks differ (difficulty and separation), so a claim about unseen tasks must resample
+    tasks: over 200 test sets of 8 tasks the AUC interval covers the AUC over fresh tasks at least
+    90% of the time. Resampling rollouts alone ignores the spread across tasks and covers less."""
+    truth_rng = np.random.default_rng(0)
+    population = simulate_tasks(truth_rng, 4000, 25, spread=0.5)
+    failure_max = np.concatenate([s.max(axis=1) for s, failed, _ in population if failed])
+    success_max = np.sort(np.concatenate([s.max(axis=1) for s, failed, _ in population if not failed]))
+    true_auc = float(np.mean(np.searchsorted(success_max, failure_max)) / len(success_max))
+    rng = np.random.default_rng(1)
+    calibration = as_steps([(simulate(rng, 40, False), False)])
+    covered, draws = 0, 200
+    for draw in range(draws):
+        report = detection_report(task_steps(simulate_tasks(rng, 8, 10, 0.5)), calibration, alpha=0.2, alpha_grid=(), n_boot=200, seed=draw)
+        assert report["bootstrap"]["unit"] == "task, then rollout"
+        low, high = report["ci95"]["rollout_auc"]
+        covered += low <= true_auc <= high
+    assert covered / draws >= 0.90, covered / draws
