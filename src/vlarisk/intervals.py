@@ -79,12 +79,19 @@ def refitted_thresholds(calibration_scores, weights: np.ndarray, rank: int) -> n
 
 
 def _class_weights_by_level(scores, positive, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per resample, the weight of positives and of negatives at each distinct score (ascending) ``[n_boot, K]``."""
+    """Per resample, the weight of positives and of negatives at each distinct score (ascending) ``[n_boot, K]``.
+
+    One ``bincount`` over (resample, level) pairs: linear in resamples x rollouts, however many distinct scores.
+    """
     _, level = np.unique(np.asarray(scores, dtype=np.float64), return_inverse=True)
-    onehot = np.zeros((len(level), level.max() + 1))
-    onehot[np.arange(len(level)), level] = 1.0
+    levels = int(level.max()) + 1
+    cell = (np.arange(len(weights))[:, None] * levels + level[None, :]).ravel()
     positive = np.asarray(positive, bool)
-    return (weights * positive) @ onehot, (weights * ~positive) @ onehot
+
+    def tally(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(cell, (weights * mask).ravel(), len(weights) * levels).reshape(len(weights), levels)
+
+    return tally(positive), tally(~positive)
 
 
 def weighted_auc(scores, positive, weights: np.ndarray) -> np.ndarray:
