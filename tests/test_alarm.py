@@ -177,9 +177,9 @@ def test_detection_tables_and_figure_come_from_the_results(guide_run, tmp_path):
     assert (tmp_path / "first.png").read_bytes() == (tmp_path / "second.png").read_bytes()
 
 
-def test_a_split_without_calibration_rollouts_is_marked_not_conformally_valid(guide_run, tmp_path):
+def test_a_split_without_calibration_rollouts_is_marked_not_conformally_valid(guide_run, tmp_path, capsys):
     """An older split file has no calibration part: the alarm falls back to validation successes,
-    and results.json, the alarm summary and every detection table row say the bound does not hold."""
+    and results.json, the evaluation log and every detection table row say the bound does not hold."""
     split = json.loads((guide_run / "split.json").read_text())
     split["val"] = sorted(split["val"] + split.pop("calibration"))
     (tmp_path / "split.json").write_text(json.dumps(split))
@@ -187,6 +187,7 @@ def test_a_split_without_calibration_rollouts_is_marked_not_conformally_valid(gu
         "evaluate_risk_predictor.py", "--checkpoint", guide_run / "model" / "best_model.pt", "--data", guide_run / "dataset.vlarisk",
         "--split", tmp_path / "split.json", "--output", tmp_path / "results.json", "--n-boot", "20",
     )  # fmt: skip
+    assert "detection thresholds are NOT conformally valid" in capsys.readouterr().out
     results = json.loads((tmp_path / "results.json").read_text())
     for block in results["detection"].values():
         assert block["conformal_valid"] is False and "validation successes" in block["conformal_reason"]

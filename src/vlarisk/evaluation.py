@@ -117,7 +117,8 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
     way, the per-step targets of :func:`~vlarisk.metrics.step_target_metrics`, and rollout-level
     ``detection`` (:func:`~vlarisk.alarm.source_detection`) of the model and of every baseline.
 
-    Logs a line when the model's mean AUC does not beat the logistic baseline's.
+    Logs a line when the model's mean AUC does not beat the logistic baseline's, and one when the
+    detection thresholds are not conformally valid.
     """
     source, dataset = scored.source, scored.source.dataset
     report = test_metrics(scored.prediction, scored.labels, scored.thresholds)
@@ -134,6 +135,9 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
     pairs = {name: (values[:tested], values[tested:]) for name, values in every.items()}
     band = scored.band if options.threshold == "band" else None
     report["detection"] = source_detection(source, scored.rows, scored.prediction, scored.calibration_prediction, pairs, options, band)
+    invalid = next((block for block in report["detection"].values() if not block["conformal_valid"]), None)
+    if invalid is not None:
+        log(f"{dataset.path}: detection thresholds are NOT conformally valid ({invalid['conformal_reason']})")
     versus = report["baselines"]["model_vs_logistic"]
     if versus["beats_logistic"] is False:
         log(
