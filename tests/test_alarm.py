@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
-from test_detection import CONTRACT
+from test_detection import CONTRACT, DEPLOYED
 
 from vlarisk.checkpoints import load_predictor, read_checkpoint
 from vlarisk.dataset import load_dataset
@@ -67,31 +67,30 @@ def test_results_carry_the_detection_contract_per_test_set(guide_run):
     for name, block in results["detection"].items():
         assert CONTRACT <= set(block)
         assert block["n_rollouts"] == {"success": sum(outcome[i] for i in split[name]), "failure": sum(not outcome[i] for i in split[name])}
-        for metric, interval in block["ci95"].items():
-            if block[metric] is not None:
-                assert interval[0] <= block[metric] <= interval[1], (name, metric)
-        assert set(block["baselines"]) >= {"logistic", "episode_length", "abs_action"}
+        assert DEPLOYED <= set(block["deployed"]) and block["deployed"]["n_rollouts"] == block["n_rollouts"]
+        assert block["conformal_valid"] is True and block["deployed"]["n_calibration"] == len(split["calibration"])
+        assert set(block["baselines"]) >= {"logistic", "knn", "mahalanobis", "episode_length", "abs_action"}
+        for scorer in ("knn", "mahalanobis"):
+            assert DEPLOYED <= set(block["baselines"][scorer]["deployed"]) and block["baselines"][scorer]["ci95"]["rollout_auc"]
         # false alarms on held-out successes: at most alpha plus three binomial standard errors
         n = block["n_rollouts"]["success"]
         assert block["fpr"] <= block["alpha"] + 3 * np.sqrt(block["alpha"] * (1 - block["alpha"]) / n)
 
 
 def test_unseen_rollout_auc_matches_a_plain_recomputation(guide_run):
-    """Independent reference: loops over the held-out tasks' rollouts, each cut at its task's shortest."""
+    """Independent reference: loops over the held-out tasks' rollouts, each cut at the shortest
+    calibration rollout (the unseen tasks have none of their own a monitor could know)."""
     results = json.loads((guide_run / "model" / "results.json").read_text())
     dataset = load_dataset(guide_run / "dataset.vlarisk")
     split = json.loads((guide_run / "split.json").read_text())
     model = load_predictor(guide_run / "model" / "best_model.pt")
     by_rollout = {r["rollout_id"]: r for r in dataset.metadata["rollouts"]}
-    shortest: dict[str, int] = {}
-    for rid in split["test_unseen"]:
-        task = by_rollout[rid]["task"]
-        shortest[task] = min(shortest.get(task, 10**9), by_rollout[rid]["num_steps"])
+    horizon = min(by_rollout[rid]["num_steps"] for rid in split["calibration"])
     scores, failed = [], []
     for rid in split["test_unseen"]:
         rows = np.flatnonzero(np.asarray(dataset.rollout_id) == rid)
         steps = np.asarray(dataset.arrays["step_index"][rows])
-        keep = rows[steps < shortest[by_rollout[rid]["task"]]]
+        keep = rows[steps < horizon]
         with torch.no_grad():
             risk = model(torch.from_numpy(np.asarray(dataset.hidden[keep], dtype=np.float32))).numpy()
         scores.append(risk.max())
@@ -105,8 +104,9 @@ def test_checkpoint_stores_the_alarm_and_the_monitor_uses_it(guide_run):
     results = json.loads((guide_run / "model" / "results.json").read_text())
     assert alarm["calibration_set"] == "calibration" and alarm["alpha"] == 0.1
     assert alarm["threshold"] >= alarm["threshold_at_horizon"]  # whole episodes reach at least the cut maxima
-    # unseen tasks share no task with the calibration set, so its horizons are the calibration set's own
-    assert results["detection"]["test_unseen"]["threshold"] == pytest.approx(alarm["threshold_at_horizon"])
+    # the deployed monitor of every test set is evaluated at the stored whole-episode threshold
+    for block in results["detection"].values():
+        assert block["deployed"]["threshold"] == pytest.approx(alarm["threshold"])
     # Independent reference: the ceil((n+1)(1-alpha))-th smallest whole-episode maximum of the calibration rollouts
     dataset, split = load_dataset(guide_run / "dataset.vlarisk"), json.loads((guide_run / "split.json").read_text())
     model = load_predictor(path)
@@ -116,7 +116,7 @@ def test_checkpoint_stores_the_alarm_and_the_monitor_uses_it(guide_run):
         with torch.no_grad():
             maxima.append(float(model(torch.from_numpy(np.asarray(dataset.hidden[rows], dtype=np.float32))).max()))
     rank = int(np.ceil((len(maxima) + 1) * 0.9))
-    assert alarm["n_calibration_rollouts"] == len(split["calibration"])
+    assert alarm["n_calibration"] == len(split["calibration"]) and alarm["conformal_valid"] is True
     assert alarm["threshold"] == pytest.approx(sorted(maxima)[rank - 1], abs=1e-6)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no fallback warning: the calibrated threshold is found
@@ -160,12 +160,58 @@ def test_detection_tables_and_figure_come_from_the_results(guide_run, tmp_path):
     sidecar = json.loads((tmp_path / "detection.json").read_text())
     rows = {(row["labels"]["source"], row["labels"]["test set"], row["labels"]["scorer"]): row["cells"] for row in sidecar["rows"]}
     unseen = results["detection"]["test_unseen"]
-    assert rows[("src", "test_unseen", "single")]["rollout AUC"]["mean"] == unseen["rollout_auc"]
+    assert rows[("src", "test_unseen", "single")]["earliest-stop AUC (SAFE)"]["mean"] == unseen["rollout_auc"]
     assert rows[("src", "test_unseen", "single")]["AUC 95% low"]["mean"] == unseen["ci95"]["rollout_auc"][0]
+    assert rows[("src", "test_unseen", "single")]["bal. acc. 95% high"]["mean"] == unseen["deployed"]["ci95"]["balanced_accuracy"][1]
     logistic = unseen["baselines"]["logistic"]
-    assert rows[("src", "test_unseen", "logistic baseline")]["FPR"]["mean"] == logistic["fpr"]
+    assert rows[("src", "test_unseen", "logistic baseline")]["deployed FPR"]["mean"] == logistic["deployed"]["fpr"]
+    knn = unseen["baselines"]["knn"]
+    assert (
+        rows[("src", "test_unseen", "cosine kNN (success - failure)")]["rel. detection time"]["mean"]
+        == knn["deployed"]["relative_detection_time_mean"]
+    )
     assert [labels[1] for labels in rows][0] == "test_unseen"  # unseen tasks lead
     for name in ("first", "second"):
         command("make_figures.py", "--output", tmp_path / f"{name}.png", "detection", "--predictions", tmp_path / "p.npz",
                 "--results", tmp_path / "results.json", "--title", "src")  # fmt: skip
     assert (tmp_path / "first.png").read_bytes() == (tmp_path / "second.png").read_bytes()
+
+
+def test_a_split_without_calibration_rollouts_is_marked_not_conformally_valid(guide_run, tmp_path, capsys):
+    """An older split file has no calibration part: the alarm falls back to validation successes,
+    and results.json, the evaluation log and every detection table row say the bound does not hold."""
+    split = json.loads((guide_run / "split.json").read_text())
+    split["val"] = sorted(split["val"] + split.pop("calibration"))
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    command(
+        "evaluate_risk_predictor.py", "--checkpoint", guide_run / "model" / "best_model.pt", "--data", guide_run / "dataset.vlarisk",
+        "--split", tmp_path / "split.json", "--output", tmp_path / "results.json", "--n-boot", "20",
+    )  # fmt: skip
+    assert "detection thresholds are NOT conformally valid" in capsys.readouterr().out
+    results = json.loads((tmp_path / "results.json").read_text())
+    for block in results["detection"].values():
+        assert block["conformal_valid"] is False and "validation successes" in block["conformal_reason"]
+    command("make_tables.py", "--output-prefix", tmp_path / "detection", "detection", "--single", "src", tmp_path / "results.json")
+    sidecar = json.loads((tmp_path / "detection.json").read_text())
+    assert sidecar["rows"] and all("NOT conformally valid" in row["labels"]["scorer"] for row in sidecar["rows"])
+
+
+def test_monitor_with_the_stored_band_alarms_where_a_plain_loop_does(guide_run):
+    path = guide_run / "model" / "best_model.pt"
+    band = read_checkpoint(path)["alarm"]["band"]
+    assert band["quantile"] is not None and len(band["mean"]) == len(band["sd"]) and band["shape_from"] == "training-split successes"
+    dataset, split = load_dataset(guide_run / "dataset.vlarisk"), json.loads((guide_run / "split.json").read_text())
+    monitor, model = RiskMonitor(path, alarm="band"), load_predictor(path)
+    for rid in split["test_seen"][:4]:
+        rows = np.flatnonzero(np.asarray(dataset.rollout_id) == rid)
+        hidden = torch.from_numpy(np.asarray(dataset.hidden[rows], dtype=np.float32))
+        with torch.no_grad():
+            risk = model(hidden).numpy().max(axis=1)
+        expected = []
+        for t, value in enumerate(risk):  # the band's last step holds beyond its end
+            at = min(t, len(band["mean"]) - 1)
+            expected.append(bool(value > band["mean"][at] + band["quantile"] * band["sd"][at]))
+        monitor.reset()
+        assert [monitor.update(state).alarm for state in hidden] == expected
+    with pytest.raises(ValueError, match="needs a checkpoint path"):
+        RiskMonitor(model, alarm="band")

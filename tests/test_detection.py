@@ -14,12 +14,11 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vlarisk.detection import (
-    HEADLINE_METRICS,
-    _auc_rows,
-    _average_precision_rows,
     alarm_rates,
     alarm_steps,
     attribution,
+    band_shape,
+    calibration_horizons,
     calibration_table,
     conformal_rank,
     conformal_threshold,
@@ -27,18 +26,18 @@ from vlarisk.detection import (
     detection_scores,
     group_rollouts,
     lead_time_distribution,
-    percentile_interval,
     rollout_horizons,
     rollout_ranking,
     running_max_scores,
     shortest_rollout_horizons,
+    standardised_risk,
 )
 
 
 def steps_of(rollouts: list[dict]) -> dict:
-    """Per-step arrays from per-rollout dicts ``{risk [L, D], success, task, labels?, fail_within_k?}``."""
+    """Per-step arrays from per-rollout dicts ``{risk [L, D], success, task, labels?, targets?}``."""
     columns = {key: [] for key in ("risk", "rollout_id", "step_index", "success", "task")}
-    extra = {key: [] for key in ("labels", "fail_within_k") if all(key in r for r in rollouts)}
+    extra = {key: [] for key in ("labels", "targets") if all(key in r for r in rollouts)}
     for rid, rollout in enumerate(rollouts):
         length = len(rollout["risk"])
         columns["risk"].append(np.asarray(rollout["risk"], dtype=np.float64))
@@ -77,6 +76,18 @@ CONTRACT = {
     "tpr",
     "fpr",
     "balanced_accuracy",
+    "lead_time_steps_median",
+    "ci95",
+    "n_rollouts",
+    "deployed",
+}
+DEPLOYED = {
+    "threshold",
+    "tpr",
+    "tnr",
+    "fpr",
+    "balanced_accuracy",
+    "relative_detection_time_mean",
     "lead_time_steps_median",
     "ci95",
     "n_rollouts",
@@ -135,13 +146,16 @@ def test_rollout_auc_and_ap_match_sklearn_on_hand_built_maxima():
     rng = np.random.default_rng(3)
     rollouts = random_rollouts(rng, 60, signal=0.15)
     calibration_rollouts = [r for r in random_rollouts(np.random.default_rng(4), 40) if r["success"]]
-    # Reference: per task, the shortest length of the test and calibration rollouts; per rollout,
-    # the max risk over dims and steps < it.
+    # Reference: per task, the shortest length of the calibration rollouts (they hold every test
+    # task); per rollout, the max risk over dims and steps < it.
     shortest = {}
-    for r in rollouts + calibration_rollouts:
+    for r in calibration_rollouts:
         shortest[r["task"]] = min(shortest.get(r["task"], 10**9), len(r["risk"]))
+    assert {r["task"] for r in rollouts} <= set(shortest)
     maxima = np.array([max(max(row) for row in r["risk"][: shortest[r["task"]]]) for r in rollouts])
-    per_dim = np.array([[max(r["risk"][t][d] for t in range(shortest[r["task"]])) for d in range(7)] for r in rollouts])
+    per_dim = np.array(
+        [[max(r["risk"][t][d] for t in range(min(shortest[r["task"]], len(r["risk"])))) for d in range(7)] for r in rollouts]
+    )
     failed = np.array([not r["success"] for r in rollouts])
     arrays = steps_of(rollouts)
     report = detection_report(arrays, steps_of(calibration_rollouts), n_boot=50)
@@ -186,13 +200,35 @@ def test_episode_length_alone_is_chance_under_the_horizon_but_perfect_by_final_e
     arrays = steps_of(rollouts)
     calibration = steps_of([r for r in rollouts if r["success"]])
     report = detection_report(arrays, calibration, n_boot=50)
-    # Cut at each task's shortest rollout, every rollout of a task scores (shortest - 1): all tied.
+    # Cut at each task's shortest (calibration) rollout, every rollout of a task scores (shortest - 1): all tied.
     assert report["rollout_auc"] == pytest.approx(0.5)
     assert report["by_final_end"]["rollout_auc"] == pytest.approx(1.0)  # 59 > every success's final step
-    assert report["calibration"]["ece"] is None  # step indices are not probabilities
+    assert report["calibration"]["ece"] is None  # no training targets given
 
 
 # --- conformal threshold -------------------------------------------------------------------------
+
+
+def test_unseen_task_horizon_comes_from_calibration_never_from_test_lengths():
+    """Calibration on tasks 0-1, test on tasks 5-6 (disjoint): both are cut at the shortest
+    calibration rollout (12 steps), however long or short the unseen test rollouts are."""
+    rng = np.random.default_rng(11)
+    calibration = [{"risk": rng.random((n, 7)), "success": True, "task": t} for t, n in ((0, 12), (0, 30), (1, 17), (1, 40))]
+
+    def unseen(shortest):
+        return [{"risk": rng.random((n, 7)), "success": n % 2 == 0, "task": 5 + n % 2} for n in range(shortest, shortest + 6)]
+
+    for shortest in (20, 50):
+        report = detection_report(steps_of(unseen(shortest)), steps_of(calibration), n_boot=5, alpha=0.5)
+        assert report["horizon"]["rule"] == "shortest_calibration_rollout"
+        assert report["horizon"]["per_task"] == {"5": 12, "6": 12}
+        assert report["threshold_fit"]["horizon"] == {"0": 12, "1": 12}  # calibration cut alike
+    test_group, cal_group = (
+        group_rollouts(a["rollout_id"], a["step_index"], a["success"], a["task"]) for a in map(steps_of, (unseen(20), calibration))
+    )
+    assert calibration_horizons(test_group, cal_group) == (12, "shortest_calibration_rollout")
+    seen = group_rollouts(*(steps_of(calibration)[k] for k in ("rollout_id", "step_index", "success", "task")))
+    assert calibration_horizons(seen, cal_group) == ({0: 12, 1: 17}, "shortest_calibration_rollout_per_task")
 
 
 def test_conformal_threshold_index_on_hand_cases():
@@ -237,7 +273,7 @@ def test_fpr_on_fresh_exchangeable_successes_is_at_most_alpha():
 def test_default_horizon_cuts_test_and_calibration_alike_so_fpr_stays_at_alpha():
     """A small test set's shortest rollout is longer than a large calibration set's: cut at their
     own shortest, test successes would be scored over more steps than calibration ones and raise
-    false alarms above alpha. The default cuts both at the shortest of the two."""
+    false alarms above alpha. The default cuts both at the calibration set's shortest."""
     rng = np.random.default_rng(5)
     alpha, draws = 0.1, 200
 
@@ -302,39 +338,7 @@ def test_lead_time_and_rates_on_a_hand_case():
     assert lead["n_detected"] == 2 and lead["n_failures"] == 4
 
 
-# --- bootstrap -----------------------------------------------------------------------------------
-
-
-def test_vectorised_bootstrap_auc_and_ap_match_sklearn_with_ties():
-    rng = np.random.default_rng(2)
-    scores = rng.integers(0, 5, (20, 30)).astype(float)  # many ties
-    positive = np.zeros((20, 30), bool)
-    positive[:, :12] = True
-    auc = _auc_rows(scores, 12)
-    ap = _average_precision_rows(scores, positive)
-    for row in range(20):
-        assert auc[row] == pytest.approx(roc_auc_score(positive[row], scores[row]))
-        assert ap[row] == pytest.approx(average_precision_score(positive[row], scores[row]))
-
-
-@pytest.mark.parametrize("seed, count, fail_rate", [(0, 60, 0.5), (1, 25, 0.15), (2, 40, 0.8)])
-def test_every_ci_contains_its_point(seed, count, fail_rate):
-    rng = np.random.default_rng(seed)
-    arrays = steps_of(random_rollouts(rng, count, fail_rate, signal=0.2))
-    calibration = steps_of([r for r in random_rollouts(rng, 60, 0.0)])
-    report = detection_report(arrays, calibration, n_boot=300, seed=seed)
-    assert set(report["ci95"]) == set(HEADLINE_METRICS)
-    for metric in HEADLINE_METRICS:
-        point, interval = report[metric], report["ci95"][metric]
-        assert point is not None, metric
-        assert interval[0] <= point <= interval[1], metric
-
-
-def test_percentile_interval_widens_to_a_skewed_point():
-    interval, widened = percentile_interval(np.arange(1, 101, dtype=float), 150.0)
-    assert widened and interval[1] == 150.0 and interval[0] == pytest.approx(3.475)
-    assert percentile_interval([np.nan, np.nan], 1.0) == (None, False)
-    assert percentile_interval([0.1, 0.2], None) == (None, False)
+# --- intervals are tested in test_intervals.py --------------------------------------------------
 
 
 # --- attribution and calibration ---------------------------------------------------------------
@@ -374,17 +378,34 @@ def test_attribution_hit_rate_on_a_hand_case():
 
 
 def test_ece_and_reliability_on_a_hand_case():
-    overall = np.array([0.05, 0.15, 0.15, 0.95, 1.0])
-    risk = np.column_stack([overall, overall / 2])  # max over dimensions is the first column
-    fail = np.array([0, 0, 1, 1, 1])
-    result = calibration_table(risk, fail, bins=10)
-    # bin 0: mean 0.05, rate 0 -> 0.05 x 1; bin 1: mean 0.15, rate 0.5 -> 0.35 x 2;
-    # bin 9 (closed, holds 1.0): mean 0.975, rate 1 -> 0.025 x 2. ECE = (0.05 + 0.7 + 0.05) / 5 = 0.16
+    risk = np.array([0.05, 0.15, 0.15, 0.95, 1.0])
+    target = np.array([0, 0, 1, 1, 1])
+    result = calibration_table(risk, target, bins=10)
+    # bin 0: mean 0.05, target 0 -> 0.05 x 1; bin 1: mean 0.15, target 0.5 -> 0.35 x 2;
+    # bin 9 (closed, holds 1.0): mean 0.975, target 1 -> 0.025 x 2. ECE = (0.05 + 0.7 + 0.05) / 5 = 0.16
     assert result["ece"] == pytest.approx(0.16)
     table = result["reliability"]
     assert [row["count"] for row in table] == [1, 2, 0, 0, 0, 0, 0, 0, 0, 2]
-    assert table[1]["mean_risk"] == pytest.approx(0.15) and table[1]["observed_rate"] == 0.5
-    assert table[2]["mean_risk"] is None and table[9]["observed_rate"] == 1.0
+    assert table[1]["mean_risk"] == pytest.approx(0.15) and table[1]["mean_target"] == 0.5
+    assert table[2]["mean_risk"] is None and table[9]["mean_target"] == 1.0
+
+
+def test_ece_is_per_dimension_against_the_soft_label_the_model_was_trained_on():
+    # Predicting the soft label exactly is perfectly calibrated; predicting half of it is off by
+    # half the mean label in every bin, so ECE = mean(risk) per dimension.
+    rng = np.random.default_rng(3)
+    rollouts = random_rollouts(rng, 30, signal=0.3)
+    for r in rollouts:
+        r["targets"] = np.clip(r["risk"] + 0.0, 0, 1)
+    exact = detection_report(steps_of(rollouts), steps_of(random_rollouts(rng, 30, 0.0)), n_boot=10)["calibration"]
+    assert exact["ece"] == pytest.approx(0.0, abs=1e-12)
+    assert set(exact["per_dimension"]) == {"x", "y", "z", "roll", "pitch", "yaw", "gripper"}
+    for r in rollouts:
+        r["risk"] = r["targets"] / 2
+    halved = detection_report(steps_of(rollouts), steps_of(random_rollouts(rng, 30, 0.0)), n_boot=10)["calibration"]
+    expected = [np.mean(np.concatenate([r["risk"][:, d] for r in rollouts])) for d in range(7)]
+    assert list(halved["per_dimension"].values()) == pytest.approx(expected)
+    assert halved["ece"] == pytest.approx(np.mean(expected))
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -394,7 +415,7 @@ def test_report_shape_is_strict_json():
     rng = np.random.default_rng(9)
     rollouts = random_rollouts(rng, 40, signal=0.3)
     for r in rollouts:
-        r["fail_within_k"] = np.zeros(len(r["risk"])) if r["success"] else (np.arange(len(r["risk"])) >= len(r["risk"]) - 10)
+        r["targets"] = np.zeros((len(r["risk"]), 7)) if r["success"] else np.tile(np.linspace(0, 1, len(r["risk"]))[:, None], (1, 7))
         r["labels"] = np.zeros((len(r["risk"]), 7)) if r["success"] else np.tile(rng.random(7), (len(r["risk"]), 1))
     calibration_rollouts = random_rollouts(rng, 30, 0.2)
     report = detection_report(steps_of(rollouts), steps_of(calibration_rollouts), n_boot=100)
@@ -403,8 +424,10 @@ def test_report_shape_is_strict_json():
     assert {"per_dimension", "lead_time", "attribution", "calibration", "alpha_grid"} <= set(report)
     assert report["n_rollouts"] == {"success": sum(r["success"] for r in rollouts), "failure": sum(not r["success"] for r in rollouts)}
     assert report["threshold_fit"]["n_calibration_failures_left_out"] == sum(not r["success"] for r in calibration_rollouts)
-    assert report["horizon"]["rule"] == "shortest_rollout_per_task_of_test_and_calibration"
-    assert [row["alpha"] for row in report["alpha_grid"]] == [0.01, 0.05, 0.1, 0.2, 0.3]
+    assert report["horizon"]["rule"] == "shortest_calibration_rollout_per_task"
+    assert [row["alpha"] for row in report["alpha_grid"]] == [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9]
+    assert DEPLOYED <= set(report["deployed"]) and DEPLOYED <= set(report["alpha_grid"][2]["deployed"])
+    assert set(report["deployed"]["ci95"]) == {"tpr", "fpr", "balanced_accuracy"}
     assert report["attribution"]["reason"] is None and report["calibration"]["ece"] is not None
 
 
@@ -412,9 +435,58 @@ def test_too_few_calibration_successes_give_no_threshold():
     rng = np.random.default_rng(4)
     test = steps_of(random_rollouts(rng, 20))
     calibration = steps_of([r for r in random_rollouts(rng, 8, 0.0)])  # n = 8 < rank 9 at alpha 0.1
-    report = detection_report(test, calibration, n_boot=20, horizon=10)
+    with pytest.warns(UserWarning, match="8 calibration successes are too few for alpha 0.1: at least 9"):
+        report = detection_report(test, calibration, n_boot=20, horizon=10)
     assert report["threshold"] is None and "threshold" in report["undefined"]
     assert report["tpr"] is None and report["fpr"] is None and report["ci95"]["tpr"] is None
     assert report["rollout_auc"] is not None  # ranking needs no threshold
     assert report["horizon"] == {"rule": "fixed", "steps": 10, "per_task": {"0": 10, "1": 10, "2": 10}}
     json.dumps(report, allow_nan=False)
+
+
+# --- functional band -----------------------------------------------------------------------------
+
+
+def test_band_shape_is_the_per_step_mean_and_sd_of_successes_up_to_well_supported_steps():
+    rng = np.random.default_rng(6)
+    rollouts = [rng.random((n, 7)) for n in (3, 5, 5, 6, 6, 8)]
+    steps = np.concatenate([np.arange(len(r)) for r in rollouts])
+    band = band_shape(np.concatenate(rollouts), steps, min_rollouts=3)
+    assert len(band["mean"]) == 6  # steps 0..5 are reached by >= 3 rollouts, step 6 by 2
+    for t in range(6):
+        values = [r[t].max() for r in rollouts if len(r) > t]
+        assert band["mean"][t] == pytest.approx(sum(values) / len(values))
+        assert band["sd"][t] == pytest.approx(max(np.std(values), 1e-3))
+    standard = standardised_risk(np.array([[0.9] * 7, [0.9] * 7]), np.array([2, 40]), band)
+    assert standard == pytest.approx([(0.9 - band["mean"][2]) / band["sd"][2], (0.9 - band["mean"][5]) / band["sd"][5]])
+
+
+def test_band_monitor_keeps_false_alarms_at_alpha_and_catches_an_early_bump_a_constant_misses():
+    """Success risk rises over an episode; a failure shows a bump early on, below the late
+    success risk. A constant threshold must sit above the late risk and misses it; the band, whose
+    level follows the successes over time, detects it, with false alarms still at most alpha."""
+    rng = np.random.default_rng(12)
+    alpha, draws = 0.2, 60
+
+    def success(n=30):
+        return {"risk": constant_risk(np.clip(np.linspace(0.1, 0.8, n) + 0.02 * rng.normal(size=n), 0, 1)), "success": True}
+
+    def failure(n=30):
+        risk = np.clip(np.linspace(0.1, 0.8, n) + 0.02 * rng.normal(size=n), 0, 1)
+        risk[3:6] += 0.3  # about 0.45: far above a success at step 3-5, below one at the end
+        return {"risk": constant_risk(risk), "success": False}
+
+    training = steps_of([success() for _ in range(40)])
+    band = band_shape(training["risk"], training["step_index"])
+    fprs, tprs_band, tprs_constant = [], [], []
+    for _ in range(draws):
+        test = steps_of([success() for _ in range(20)] + [failure() for _ in range(10)])
+        calibration = steps_of([success() for _ in range(29)])
+        banded = detection_report(test, calibration, alpha=alpha, alpha_grid=(), n_boot=5, band=band)["deployed"]
+        constant = detection_report(test, calibration, alpha=alpha, alpha_grid=(), n_boot=5)["deployed"]
+        assert banded["threshold_kind"] == "band" and constant["threshold_kind"] == "constant"
+        fprs.append(banded["fpr"])
+        tprs_band.append(banded["tpr"])
+        tprs_constant.append(constant["tpr"])
+    assert np.mean(fprs) <= alpha + 3 * np.std(fprs) / np.sqrt(draws)
+    assert np.mean(tprs_band) > 0.9 and np.mean(tprs_constant) < 0.5

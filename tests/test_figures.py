@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vlarisk.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
-from vlarisk.figures import ablation_figure, roc_pr_figure, save_figure, training_figure
+from vlarisk.figures import ablation_figure, accuracy_vs_detection_time, roc_pr_figure, save_figure, training_figure
 from vlarisk.predictions import save_predictions
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -76,3 +76,15 @@ def test_figure_is_a_deterministic_png(figures, kind, tmp_path):
     assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
     assert b"Software" not in data and b"matplotlib" not in data
     assert data == second.read_bytes()
+
+
+def test_accuracy_vs_detection_time_has_a_curve_per_scorer_over_the_alpha_grid():
+    def grid(points):
+        return [{"alpha": a, "deployed": {"relative_detection_time_mean": t, "balanced_accuracy": b}} for a, t, b in points]
+
+    block = {
+        "alpha_grid": grid([(0.1, 0.8, 0.6), (0.5, 0.4, 0.7), (0.9, None, None)]),
+        "baselines": {"knn": {"alpha_grid": grid([(0.1, 0.9, 0.55)])}, "episode_length": {"reason": "no scores"}},
+    }
+    curves = accuracy_vs_detection_time(block)
+    assert curves == {"model": [(0.8, 0.6, 0.1), (0.4, 0.7, 0.5)], "knn": [(0.9, 0.55, 0.1)]}

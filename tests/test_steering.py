@@ -115,3 +115,13 @@ def test_monitor_loads_checkpoints_and_needs_a_source_for_multi_models(tmp_path)
     reading = RiskMonitor(path, source="b")(hidden)
     with torch.no_grad():
         torch.testing.assert_close(reading.risk, network.eval()(hidden[None], "b")[0])
+
+
+def test_band_monitor_on_a_checkpoint_without_a_band_says_so(tmp_path):
+    network = MultiRiskPredictor(["a"], [5], hidden_dims=[4])
+    sources = {"a": {"input_dim": 5, "normalization": {"mean": [0.0] * 5, "std": [1.0] * 5}, "alarm": {"threshold": 0.7}}}
+    path = tmp_path / "best_model.pt"
+    torch.save({"model_config": network.model_config, "model_state_dict": network.state_dict(), "sources": sources}, path)
+    with pytest.raises(ValueError, match="no calibrated band"):
+        RiskMonitor(path, source="a", alarm="band")
+    assert float(RiskMonitor(path, source="a").threshold[0]) == pytest.approx(0.7)  # the constant one still works

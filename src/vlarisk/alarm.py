@@ -21,12 +21,16 @@ from vlarisk.detection import (
     DEFAULT_ALPHA,
     DEFAULT_ALPHA_GRID,
     HEADLINE_METRICS,
+    THRESHOLD_KINDS,
     StepArrays,
+    band_shape,
     conformal_threshold,
     detection_report,
     detection_scores,
     group_rollouts,
     rollout_horizons,
+    standardised_risk,
+    too_few_calibration_successes,
 )
 from vlarisk.inference import predict_rows
 from vlarisk.io_utils import atomic_path
@@ -40,17 +44,21 @@ BASELINE_FOR_DETECTION = {"step_index": "episode_length"}  # a running max of th
 @dataclass(frozen=True)
 class DetectionOptions:
     """How detection is measured: alarm level ``alpha`` (and a grid for tables), the horizon
-    (``None``: each task's shortest rollout), and the bootstrap's resamples and seed."""
+    (``None``: from the calibration rollouts), the bootstrap's resamples and seed, and which
+    threshold the deployed monitor uses (``constant``, or the functional ``band``)."""
 
     alpha: float = DEFAULT_ALPHA
     alpha_grid: tuple[float, ...] = field(default=DEFAULT_ALPHA_GRID)
     horizon: int | None = None
     n_boot: int = 1000
     seed: int = 0
+    threshold: str = THRESHOLD_KINDS[0]
 
     def report_options(self) -> dict:
-        """Keyword arguments of :func:`vlarisk.detection.detection_report`."""
-        return asdict(self)
+        """Keyword arguments of :func:`vlarisk.detection.detection_report` (the band itself is passed apart)."""
+        options = asdict(self)
+        del options["threshold"]
+        return options
 
 
 def add_detection_arguments(parser) -> None:
@@ -62,24 +70,34 @@ def add_detection_arguments(parser) -> None:
     )
     parser.add_argument("--n-boot", type=int, default=defaults.n_boot, help="bootstrap resamples of rollouts for the 95%% intervals")
     parser.add_argument("--bootstrap-seed", type=int, default=defaults.seed, help="seed of the bootstrap")
+    parser.add_argument(
+        "--alarm-threshold",
+        choices=THRESHOLD_KINDS,
+        default=defaults.threshold,
+        help="threshold of the deployed monitor: one constant, or a band over time shaped on training successes",
+    )
 
 
 def detection_options(args) -> DetectionOptions:
     """The options of parsed :func:`add_detection_arguments` flags."""
-    return DetectionOptions(alpha=args.alpha, horizon=args.horizon, n_boot=args.n_boot, seed=args.bootstrap_seed)
+    return DetectionOptions(
+        alpha=args.alpha, horizon=args.horizon, n_boot=args.n_boot, seed=args.bootstrap_seed, threshold=args.alarm_threshold
+    )
 
 
 def step_arrays(source: Source, rows: np.ndarray, risk: np.ndarray) -> StepArrays:
     """Detection inputs of ``rows`` of a source scored ``risk`` ``[len(rows), D]``.
 
-    Labels are the provided ones only (NaN rows elsewhere, ``None`` when no row has one), and each
-    row carries its rollout's full length, which rows dropped from a rollout do not shorten.
+    Labels are the provided ones only (NaN rows elsewhere, ``None`` when no row has one), targets
+    the soft labels the model was trained on, and each row carries its rollout's full length,
+    which rows dropped from a rollout do not shorten.
     """
     arrays = source.dataset.arrays
     rollout_id = np.asarray(arrays["rollout_id"][rows])
     lengths = {r["rollout_id"]: r.get("num_steps", r.get("num_kept")) for r in source.dataset.metadata["rollouts"]}
     provided = np.asarray(arrays["has_provided_label"][rows], dtype=bool)
-    labels = np.where(provided[:, None], np.asarray(source.dataset.labels[rows], dtype=np.float64), np.nan) if provided.any() else None
+    targets = np.asarray(source.dataset.labels[rows], dtype=np.float64)
+    labels = np.where(provided[:, None], targets, np.nan) if provided.any() else None
     episode_length = np.array([lengths[i] for i in rollout_id.tolist()], dtype=np.int64) if None not in lengths.values() else None
     return StepArrays(
         risk=np.asarray(risk, dtype=np.float64),
@@ -88,21 +106,45 @@ def step_arrays(source: Source, rows: np.ndarray, risk: np.ndarray) -> StepArray
         success=np.asarray(arrays["success"][rows], dtype=bool),
         task=np.asarray(arrays["task_index"][rows]),
         labels=labels,
-        fail_within_k=np.asarray(arrays["fail_within_k"][rows]),
+        targets=targets if risk.shape == targets.shape else None,
         episode_length=episode_length,
     )
 
 
-def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str) -> dict:
+def conformal_validity(source: Source) -> dict:
+    """Whether ``source``'s alarm rests on calibration rollouts unused by training and epoch selection, and why not.
+
+    A split without a ``calibration`` part calibrates on the validation successes that chose the
+    epoch: its thresholds are reported, but marked invalid, never silently trusted.
+    """
+    if "calibration" in source.rows:
+        return {"conformal_valid": True, "conformal_reason": None}
+    return {
+        "conformal_valid": False,
+        "conformal_reason": "the split has no calibration rollouts: the threshold was fitted on validation successes, which chose the epoch",
+    }
+
+
+def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str, validity: dict, band: dict | None = None) -> dict:
     """The checkpoint's ``alarm``: split-conformal thresholds on the overall risk (max over dimensions).
 
     ``threshold`` bounds false alarms over whole successful episodes (a running monitor's case);
     ``threshold_at_horizon`` those up to each task's shortest calibration rollout. ``None`` when
-    the calibration set is too small for ``alpha``.
+    the calibration set is too small for ``alpha``. ``n_calibration`` is the number of successes
+    they rest on; ``validity`` (:func:`conformal_validity`) says whether the bound holds. With a
+    ``band`` shape (:func:`~vlarisk.detection.band_shape` of training successes), ``band`` adds
+    the functional threshold: alarm when the risk at step ``t`` exceeds ``mean[t] + quantile * sd[t]``.
     """
     successes = np.asarray(calibration.success, dtype=bool)
     if not successes.any():
-        return {"threshold": None, "threshold_at_horizon": None, "alpha": alpha, "reason": "no successful calibration rollout"}
+        return {
+            "threshold": None,
+            "threshold_at_horizon": None,
+            "alpha": alpha,
+            "n_calibration": 0,
+            **validity,
+            "reason": "no successful calibration rollout",
+        }
     overall = np.asarray(calibration.risk, dtype=np.float64).max(axis=1)[successes]
     length = None if calibration.episode_length is None else np.asarray(calibration.episode_length)[successes]
     rollouts = group_rollouts(
@@ -112,25 +154,43 @@ def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str) -> di
         np.asarray(calibration.task)[successes],
         length,
     )
-    whole = conformal_threshold(detection_scores(overall, rollouts, np.full(len(rollouts.length), np.inf)), alpha)
+    whole_episode = np.full(len(rollouts.length), np.inf)
+    whole = conformal_threshold(detection_scores(overall, rollouts, whole_episode), alpha)
     cut = conformal_threshold(detection_scores(overall, rollouts, rollout_horizons(rollouts)), alpha)
     finite = math.isfinite(whole)
+    n_calibration = int(len(rollouts.length))
+    if band is not None:
+        standard = standardised_risk(overall, np.asarray(calibration.step_index)[successes], band)
+        quantile = conformal_threshold(detection_scores(standard, rollouts, whole_episode), alpha)
+        band = {**band, "quantile": float(quantile) if math.isfinite(quantile) else None, "shape_from": "training-split successes"}
     return {
         "threshold": float(whole) if finite else None,
         "threshold_at_horizon": float(cut) if math.isfinite(cut) else None,
         "alpha": float(alpha),
         "score": "running maximum over steps of the largest risk of any dimension; alarm when it exceeds the threshold",
         "calibration_set": calibration_set,
-        "n_calibration_rollouts": int(len(rollouts.length)),
+        "n_calibration": n_calibration,
+        **validity,
+        "warning": too_few_calibration_successes(n_calibration, alpha),
         "reason": None if finite else "too few calibration rollouts for a finite threshold at this alpha",
+        "band": band,
     }
 
 
+def training_band(source: Source, predictor: NormalizedRiskPredictor, device: torch.device) -> dict:
+    """:func:`~vlarisk.detection.band_shape` of ``predictor``'s risk on ``source``'s successful training rollouts."""
+    train = source.rows["train"]
+    rows = train[np.asarray(source.dataset.arrays["success"][train], dtype=bool)]
+    risk = predict_rows(predictor.predictor, source.dataset.hidden, rows, predictor.mean, predictor.std, device)
+    return band_shape(risk, np.asarray(source.dataset.arrays["step_index"][rows], dtype=np.int64))
+
+
 def source_alarm(source: Source, predictor: NormalizedRiskPredictor, device: torch.device, alpha: float) -> dict:
-    """:func:`fit_alarm` on ``source``'s calibration rows scored by ``predictor`` (on raw hidden states)."""
+    """:func:`fit_alarm` on ``source``'s calibration rows scored by ``predictor`` (on raw hidden states), constant and band."""
     name, rows = source.calibration_rows()
     risk = predict_rows(predictor.predictor, source.dataset.hidden, rows, predictor.mean, predictor.std, device)
-    return fit_alarm(step_arrays(source, rows, risk), alpha, name)
+    band = training_band(source, predictor, device)
+    return fit_alarm(step_arrays(source, rows, risk), alpha, name, conformal_validity(source), band)
 
 
 def _finite_scores(scores: np.ndarray) -> np.ndarray | None:
@@ -153,8 +213,16 @@ def _baseline_block(source: Source, rows, calibration_rows, test_scores, calibra
 
 
 def _compact(report: dict) -> dict:
-    """A baseline's detection block: its threshold, headline numbers and their intervals."""
-    return {"threshold": report["threshold"], **{m: report[m] for m in HEADLINE_METRICS}, "ci95": report["ci95"]}
+    """A baseline's detection block: its threshold, headline numbers and their intervals, the
+    deployed monitor, and the deployed operating point at each alpha of the grid."""
+    grid = [{"alpha": row["alpha"], "deployed": row["deployed"]} for row in report["alpha_grid"]]
+    return {
+        "threshold": report["threshold"],
+        **{m: report[m] for m in HEADLINE_METRICS},
+        "ci95": report["ci95"],
+        "deployed": report["deployed"],
+        "alpha_grid": grid,
+    }
 
 
 def source_detection(
@@ -164,22 +232,27 @@ def source_detection(
     calibration_risk: np.ndarray,
     baselines: dict[str, tuple[np.ndarray, np.ndarray]],
     options: DetectionOptions,
+    band: dict | None = None,
 ) -> dict:
     """``results.json``'s ``detection``: one block per test set (``test_seen``/``test_unseen``, or
     ``test``), the model's full report with each baseline's headline numbers beside it.
 
     ``test_rows`` are the rows ``test_risk`` scores (the source's ``test`` split);
     ``baselines`` maps a scorer's name to its scores on the test rows and on the calibration rows.
+    The model's deployed monitor uses ``band`` (its training successes' band shape) when given;
+    the baselines' always use a constant threshold.
     """
     calibration_name, calibration_rows = source.calibration_rows()
     calibration = step_arrays(source, calibration_rows, calibration_risk)
+    validity = conformal_validity(source)
     position = {int(row): i for i, row in enumerate(np.asarray(test_rows).tolist())}
     blocks = {}
     for name in test_sets(source.split):
         take = np.array([position[int(r)] for r in source.rows[name]], dtype=np.int64)
         rows = np.asarray(test_rows)[take]
-        block = detection_report(step_arrays(source, rows, test_risk[take]), calibration, **options.report_options())
+        block = detection_report(step_arrays(source, rows, test_risk[take]), calibration, band=band, **options.report_options())
         block["calibration_set"] = calibration_name
+        block.update(validity)
         block["baselines"] = {
             BASELINE_FOR_DETECTION.get(scorer, scorer): _baseline_block(
                 source, rows, calibration_rows, test_scores[take], cal_scores, options
@@ -214,7 +287,8 @@ def attach_alarms(checkpoint_path, model, sources: list[Source], device, alpha: 
 def alarm_summary(alarms: dict[str, dict]) -> str:
     """One log line: each source's alarm threshold and what it was fitted on."""
     return "; ".join(
-        f"{name}: alarm threshold {a['threshold']} at alpha {a['alpha']} on {a.get('n_calibration_rollouts', 0)} {a.get('calibration_set', '')} rollouts"
-        + (f" ({a['reason']})" if a.get("reason") else "")
+        f"{name}: alarm threshold {a['threshold']} at alpha {a['alpha']} on {a.get('n_calibration', 0)} {a.get('calibration_set', '')} successes"
+        + "".join(f" ({a[key]})" for key in ("reason", "warning", "conformal_reason") if a.get(key))
+        + ("" if a.get("conformal_valid", True) else " [NOT conformally valid]")
         for name, a in alarms.items()
     )

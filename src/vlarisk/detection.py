@@ -1,16 +1,22 @@
 """Rollout-level failure detection: does a per-step risk score raise an alarm before a rollout fails?
 
-The evaluation follows the protocol of SAFE (NeurIPS 2025), written here in numpy and scikit-learn
-only (no torch):
+The evaluation follows the protocol of SAFE (NeurIPS 2025), written here in numpy and scipy only
+(no torch):
 
 * A rollout's score at step ``t`` is the running maximum of its risk (overall: the maximum over the
   dimensions; per dimension: that dimension alone).
 * Its *detection score* is that running maximum at the rollout's horizon: the largest score among
-  the steps ``t < min(horizon, length)``. By default the horizon is, per task, the length of the
-  shortest rollout of that task (among the test and calibration rollouts together, so that both
-  are cut alike), so that episode length cannot separate failures (which run to the step limit)
-  from successes. "By final end" (no cut) is reported beside it as a leak diagnostic.
-* Rollout AUC-ROC and AP rank detection scores with failure as the positive class.
+  the steps ``t < min(horizon, length)``. By default the horizon comes from the calibration
+  successes only (what a deployed monitor could know; :func:`calibration_horizons`): per task its
+  shortest calibration rollout, or, for tasks the calibration set does not hold (unseen tasks), the
+  shortest calibration rollout overall, test and calibration cut alike, so that episode length
+  cannot separate failures (which run to the step limit) from successes. "By final end" (no cut)
+  is reported beside it as a leak diagnostic.
+* Rollout AUC-ROC and AP of detection scores, failure positive, are SAFE's *earliest-stop*
+  metrics, reported for comparison with published numbers.
+* ``deployed`` evaluates the monitor a user runs: the whole-episode threshold (the one stored in
+  a checkpoint) on full test episodes, with TPR, TNR, FPR, balanced accuracy, relative detection
+  time and lead time (:func:`deployed_operating_point`).
 * A split-conformal threshold, fitted on the detection scores of successful calibration rollouts,
   bounds the false-alarm rate of a new exchangeable success by ``alpha``.
 * An alarm fires at the first step ``t < min(horizon, length)`` whose running maximum is strictly
@@ -18,7 +24,8 @@ only (no torch):
   ``P(new score <= threshold) >= 1 - alpha``: with tied scores (saturated risks, chunked policies
   that repeat a hidden state) ``>=`` can raise false alarms well above ``alpha``.
 
-Every undefined number (a missing class, no valid threshold, no detected failure) is ``None`` with
+Intervals follow :mod:`vlarisk.intervals` (exact for proportions, a bootstrap by task then
+rollout with the threshold refitted per resample otherwise). Every undefined number (a missing class, no valid threshold, no detected failure) is ``None`` with
 a reason, never 0 or 0.5, and a report holds no NaN or infinity, so it can be written as strict JSON.
 """
 
@@ -30,15 +37,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vlarisk.constants import ACTION_DIMENSIONS
+from vlarisk.intervals import (
+    calibration_weights,
+    clopper_pearson,
+    percentile_interval,
+    refitted_thresholds,
+    resample_weights,
+    weighted_auc,
+    weighted_average_precision,
+    weighted_rates,
+)
 from vlarisk.labels import failure_window
 
 DEFAULT_ALPHA = 0.1
-DEFAULT_ALPHA_GRID = (0.01, 0.05, 0.1, 0.2, 0.3)
+DEFAULT_ALPHA_GRID = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 HEADLINE_METRICS = ("rollout_auc", "rollout_ap", "tpr", "fpr", "balanced_accuracy", "lead_time_steps_median")
+BAND_MIN_ROLLOUTS = 5
+BAND_MIN_SD = 1e-3
+THRESHOLD_KINDS = ("constant", "band")
 NO_THRESHOLD = "too few calibration successes for this alpha: rank ceil((n+1)(1-alpha)) exceeds n, so no finite threshold is valid"
 
 
@@ -48,8 +66,8 @@ class StepArrays:
 
     ``risk [N, D]``, ``rollout_id``, ``step_index``, ``success`` (constant within a rollout) and
     ``task`` are required; ``labels [N, D]`` (provided labels, NaN rows for unlabelled steps),
-    ``fail_within_k [N]`` and ``episode_length [N]`` (a rollout's full length, when rows were
-    dropped from its end) are optional.
+    ``targets [N, D]`` (the soft labels the model was trained to predict) and ``episode_length [N]``
+    (a rollout's full length, when rows were dropped from its end) are optional.
     """
 
     risk: np.ndarray
@@ -58,7 +76,7 @@ class StepArrays:
     success: np.ndarray
     task: np.ndarray
     labels: np.ndarray | None = None
-    fail_within_k: np.ndarray | None = None
+    targets: np.ndarray | None = None
     episode_length: np.ndarray | None = None
 
     @classmethod
@@ -213,10 +231,10 @@ def rollout_ranking(scores, failed) -> dict:
     if failed.all() or not failed.any():
         reason = "no successful rollouts" if failed.all() else "no failed rollouts"
         return {"rollout_auc": None, "rollout_ap": None, "reason": reason}
-    scores = np.asarray(scores, dtype=np.float64)
+    once = np.ones((1, len(failed)), dtype=np.int64)
     return {
-        "rollout_auc": float(roc_auc_score(failed, scores)),
-        "rollout_ap": float(average_precision_score(failed, scores)),
+        "rollout_auc": float(weighted_auc(scores, failed, once)[0]),
+        "rollout_ap": float(weighted_average_precision(scores, failed, once)[0]),
         "reason": None,
     }
 
@@ -297,78 +315,6 @@ def lead_time_distribution(alarm, rollouts: Rollouts) -> dict:
     }
 
 
-def _auc_rows(scores: np.ndarray, positive_count: int) -> np.ndarray:
-    """AUC of each row of ``scores [B, n]`` whose first ``positive_count`` columns are positives (Mann-Whitney, mid-ranks)."""
-    negatives = scores.shape[1] - positive_count
-    ranks = rankdata(scores, axis=1)
-    return (ranks[:, :positive_count].sum(axis=1) - positive_count * (positive_count + 1) / 2) / (positive_count * negatives)
-
-
-def _average_precision_rows(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """Average precision of each row of ``scores [B, n]`` against ``positive [B, n]``, ties grouped as in scikit-learn.
-
-    AP is the sum over thresholds of (recall gain) x precision; each positive adds 1/P times the
-    precision at the lowest-ranked row of its tie group.
-    """
-    order = np.argsort(-scores, axis=1, kind="stable")
-    ranked = np.take_along_axis(scores, order, axis=1)
-    hits = np.take_along_axis(positive, order, axis=1)
-    true_positives = np.cumsum(hits, axis=1)
-    n = scores.shape[1]
-    group_end = np.ones(ranked.shape, bool)
-    group_end[:, :-1] = ranked[:, 1:] != ranked[:, :-1]
-    end_at = np.where(group_end, np.arange(n), n)
-    end = np.minimum.accumulate(end_at[:, ::-1], axis=1)[:, ::-1]
-    precision = np.take_along_axis(true_positives, end, axis=1) / (end + 1)
-    return (precision * hits).sum(axis=1) / hits.sum(axis=1)
-
-
-def bootstrap_samples(detection_score, alarm, lead_steps, failed, n_boot: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
-    """Bootstrap distributions ``[n_boot]`` of the headline metrics, resampling rollouts within each outcome.
-
-    Stratified: every resample keeps the numbers of failures and successes, so AUC and rates stay
-    defined. The threshold and horizons are held fixed (the intervals cover test-set sampling).
-    Metrics that need a missing class are absent from the result.
-    """
-    failed = np.asarray(failed, bool)
-    rng = np.random.default_rng(seed)
-    fail_idx, ok_idx = np.flatnonzero(failed), np.flatnonzero(~failed)
-    fail_draw = fail_idx[rng.integers(0, len(fail_idx), (n_boot, len(fail_idx)))] if len(fail_idx) else None
-    ok_draw = ok_idx[rng.integers(0, len(ok_idx), (n_boot, len(ok_idx)))] if len(ok_idx) else None
-    alarmed, score = np.asarray(alarm) >= 0, np.asarray(detection_score, dtype=np.float64)
-    samples = {}
-    if fail_draw is not None:
-        samples["tpr"] = alarmed[fail_draw].mean(axis=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # resamples without a detected failure
-            samples["lead_time_steps_median"] = np.nanmedian(np.asarray(lead_steps, dtype=np.float64)[fail_draw], axis=1)
-    if ok_draw is not None:
-        samples["fpr"] = alarmed[ok_draw].mean(axis=1)
-    if fail_draw is not None and ok_draw is not None:
-        both = np.concatenate([score[fail_draw], score[ok_draw]], axis=1)
-        samples["rollout_auc"] = _auc_rows(both, len(fail_idx))
-        positive = np.zeros(both.shape, bool)
-        positive[:, : len(fail_idx)] = True
-        samples["rollout_ap"] = _average_precision_rows(both, positive)
-        samples["balanced_accuracy"] = (samples["tpr"] + 1.0 - samples["fpr"]) / 2.0
-    return samples
-
-
-def percentile_interval(samples, point: float | None, level: float = 0.95) -> tuple[list[float] | None, bool]:
-    """Percentile bootstrap interval, widened to include ``point`` if skew puts it outside; ``(interval, widened)``.
-
-    Undefined resamples (NaN) are left out; no interval when the point or every resample is undefined.
-    """
-    samples = np.asarray(samples, dtype=np.float64)
-    samples = samples[np.isfinite(samples)]
-    if point is None or samples.size == 0:
-        return None, False
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(samples, [tail, 100 - tail])
-    widened = bool(point < low or point > high)
-    return [float(min(low, point)), float(max(high, point))], widened
-
-
 def culprit_dimensions(labels, rollouts: Rollouts, window: int | None = None) -> list[np.ndarray | None]:
     """Per rollout, the dimension(s) whose provided label peaks highest in the failure window; ``None`` if unlabelled.
 
@@ -417,30 +363,29 @@ def attribution(risk, labels, alarm, rollouts: Rollouts, window: int | None = No
     return {**result, "hit_rate": float(np.mean(hits)), "chance_rate": float(np.mean(chance)), "reason": None}
 
 
-def calibration_table(risk, fail_within_k, bins: int = 10) -> dict:
-    """Expected calibration error and reliability table of per-step overall risk against ``fail_within_k``.
+def calibration_table(risk, target, bins: int = 10) -> dict:
+    """Expected calibration error and reliability table of per-step risk ``[N]`` against the target it was trained on ``[N]``.
 
-    Overall risk is the maximum over dimensions; bins are equal-width on [0, 1] (the last one
-    closed). ECE is the count-weighted mean |bin mean risk - observed rate| over non-empty bins.
+    Bins are equal-width on [0, 1] (the last one closed). ECE is the count-weighted mean
+    |bin mean risk - bin mean target| over non-empty bins; a soft target makes this the calibration
+    of a regression onto that target, which is what the model was fitted to.
     """
-    risk = np.asarray(risk, dtype=np.float64)
-    overall = risk.max(axis=1) if risk.ndim == 2 else risk
-    observed = np.asarray(fail_within_k, dtype=np.float64)
-    if overall.shape != observed.shape or overall.size == 0:
-        raise ValueError("risk and fail_within_k must describe the same, non-empty rows")
-    if (overall < 0).any() or (overall > 1).any() or not np.isfinite(overall).all():
-        raise ValueError("overall risk must lie in [0, 1] to be compared with an observed rate")
-    which = np.minimum((overall * bins).astype(np.int64), bins - 1)
+    risk, target = np.asarray(risk, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if risk.shape != target.shape or risk.ndim != 1 or risk.size == 0:
+        raise ValueError(f"risk and target must be equal, non-empty 1-D arrays, got {risk.shape} and {target.shape}")
+    if (risk < 0).any() or (risk > 1).any() or not np.isfinite(risk).all():
+        raise ValueError("risk must lie in [0, 1] to be compared with its target")
+    which = np.minimum((risk * bins).astype(np.int64), bins - 1)
     count = np.bincount(which, minlength=bins)
-    mean_risk = np.bincount(which, overall, bins) / np.maximum(count, 1)
-    rate = np.bincount(which, observed, bins) / np.maximum(count, 1)
-    ece = float(np.sum(count * np.abs(mean_risk - rate)) / overall.size)
+    mean_risk = np.bincount(which, risk, bins) / np.maximum(count, 1)
+    mean_target = np.bincount(which, target, bins) / np.maximum(count, 1)
+    ece = float(np.sum(count * np.abs(mean_risk - mean_target)) / risk.size)
     table = [
         {
             "lo": b / bins,
             "hi": (b + 1) / bins,
             "mean_risk": float(mean_risk[b]) if count[b] else None,
-            "observed_rate": float(rate[b]) if count[b] else None,
+            "mean_target": float(mean_target[b]) if count[b] else None,
             "count": int(count[b]),
         }
         for b in range(bins)
@@ -449,7 +394,7 @@ def calibration_table(risk, fail_within_k, bins: int = 10) -> dict:
 
 
 def _finite_or_none(value) -> float | None:
-    """A JSON-safe number: ``None`` for infinity."""
+    """A JSON-safe number: ``None`` for infinity or NaN."""
     return float(value) if np.isfinite(value) else None
 
 
@@ -467,19 +412,6 @@ def _rates_at(threshold: float, step_scores, rollouts: Rollouts, horizons: np.nd
     return alarm, rates
 
 
-def _horizon_block(horizon, rollouts: Rollouts, horizons: np.ndarray) -> dict:
-    """How the horizon was chosen and its value per task."""
-    rule = (
-        "shortest_rollout_per_task_of_test_and_calibration"
-        if horizon is None
-        else "given_per_task"
-        if isinstance(horizon, Mapping)
-        else "fixed"
-    )
-    per_task = {str(t): int(horizons[np.flatnonzero(rollouts.task == t)[0]]) for t in np.unique(rollouts.task)}
-    return {"rule": rule, "steps": int(horizon) if rule == "fixed" else None, "per_task": per_task}
-
-
 def _per_task_auc(scores: np.ndarray, rollouts: Rollouts) -> dict:
     """Rollout AUC within each task and its mean over the tasks where it is defined."""
     per_task = {
@@ -491,13 +423,30 @@ def _per_task_auc(scores: np.ndarray, rollouts: Rollouts) -> dict:
 
 
 def _calibration_block(steps: StepArrays, bins: int) -> dict:
-    """Calibration of per-step risk against ``fail_within_k``, or why it cannot be computed."""
-    if steps.fail_within_k is None:
-        return {"ece": None, "reason": "no fail_within_k given"}
-    overall = np.asarray(steps.risk, dtype=np.float64).max(axis=1)
-    if (overall < 0).any() or (overall > 1).any():
-        return {"ece": None, "reason": "risk outside [0, 1] is not a probability"}
-    return {**calibration_table(overall, steps.fail_within_k, bins), "reason": None}
+    """Per-dimension calibration of risk against its training target (the soft label), or why there is none."""
+    if steps.targets is None:
+        return {"ece": None, "reason": "no training targets given"}
+    risk, targets = np.asarray(steps.risk, dtype=np.float64), np.asarray(steps.targets, dtype=np.float64)
+    if risk.shape != targets.shape:
+        return {"ece": None, "reason": f"targets {targets.shape} do not match risk {risk.shape}"}
+    if (risk < 0).any() or (risk > 1).any():
+        return {"ece": None, "reason": "risk outside [0, 1] is not on the scale of its target"}
+    names = _dimension_names(risk.shape[1])
+    defined = np.isfinite(targets)
+    per_dimension = {
+        name: calibration_table(risk[defined[:, j], j], targets[defined[:, j], j], bins)["ece"] if defined[:, j].any() else None
+        for j, name in enumerate(names)
+    }
+    pooled = calibration_table(risk[defined], targets[defined], bins)
+    values = [v for v in per_dimension.values() if v is not None]
+    return {
+        "ece": float(np.mean(values)) if values else None,
+        "target": "each dimension's soft risk label (what the model was trained to predict)",
+        "per_dimension": per_dimension,
+        "bins": bins,
+        "reliability": pooled["reliability"],
+        "reason": None,
+    }
 
 
 def _group(steps: StepArrays) -> Rollouts:
@@ -510,17 +459,27 @@ def _group(steps: StepArrays) -> Rollouts:
     return group_rollouts(steps.rollout_id, steps.step_index, steps.success, steps.task, steps.episode_length)
 
 
-def _shared_horizons(test: StepArrays, calibration: StepArrays) -> dict:
-    """Per task, the shortest rollout among the test and calibration rollouts together.
+def calibration_horizons(test: Rollouts, calibration: Rollouts) -> tuple[dict | int, str]:
+    """The horizon a deployed monitor could know, from the calibration successes alone, and its rule's name.
 
-    Both sets are cut at the same step for a task, so that a test success's score and the
-    calibration scores are maxima over equally many steps: the exchangeability the conformal bound
-    rests on. (Cut each at its own shortest, a small test set would be cut later than a large
-    calibration set and raise false alarms above alpha.)
+    When the calibration set holds every test task: per task, its shortest calibration rollout.
+    Otherwise (unseen tasks, or calibration tasks held out of training): one horizon for every task
+    and both sets, the shortest calibration rollout overall. Test lengths are never read, and test
+    and calibration rollouts of a task are cut at the same step (the exchangeability the conformal
+    bound rests on).
     """
-    per_set = [shortest_rollout_horizons(_group(steps)) for steps in (test, calibration)]
-    tasks = set(per_set[0]) | set(per_set[1])
-    return {task: min(h.get(task, math.inf) for h in per_set) for task in tasks}
+    per_task = shortest_rollout_horizons(calibration)
+    known = {str(t) for t in per_task}
+    if {str(t) for t in np.unique(test.task)} <= known:
+        return per_task, "shortest_calibration_rollout_per_task"
+    return min(per_task.values()), "shortest_calibration_rollout"
+
+
+def _horizon_block(rule: str, rollouts: Rollouts, horizons: np.ndarray) -> dict:
+    """How the horizon was chosen and its value per task."""
+    per_task = {str(t): int(horizons[np.flatnonzero(rollouts.task == t)[0]]) for t in np.unique(rollouts.task)}
+    steps = int(horizons[0]) if rule in ("fixed", "shortest_calibration_rollout") else None
+    return {"rule": rule, "steps": steps, "per_task": per_task}
 
 
 def _successes_only(steps: StepArrays) -> tuple[StepArrays, int]:
@@ -543,23 +502,12 @@ class _ScoredSet:
     scores: np.ndarray
 
 
-def _score_set(steps: StepArrays, horizon) -> _ScoredSet:
-    """Group a set's rows, resolve its horizons and score every rollout overall and per dimension."""
-    rollouts = _group(steps)
+def _score_set(steps: StepArrays, rollouts: Rollouts, horizon) -> _ScoredSet:
+    """Resolve a set's horizons and score every rollout overall and per dimension."""
     horizons = rollout_horizons(rollouts, horizon)
     risk = np.asarray(steps.risk, dtype=np.float64)
     step_scores = np.column_stack([risk.max(axis=1), risk])
     return _ScoredSet(rollouts, horizons, step_scores, detection_scores(step_scores, rollouts, horizons))
-
-
-def _intervals(point: dict, samples: dict) -> tuple[dict, list[str]]:
-    """95% interval of every headline metric and the metrics whose interval was widened to its point."""
-    ci, widened = {}, []
-    for metric in HEADLINE_METRICS:
-        ci[metric], was_widened = percentile_interval(samples.get(metric, []), point[metric])
-        if was_widened:
-            widened.append(metric)
-    return ci, widened
 
 
 def _per_dimension_block(test: _ScoredSet, thresholds: np.ndarray, names: tuple[str, ...]) -> dict:
@@ -578,23 +526,168 @@ def _per_dimension_block(test: _ScoredSet, thresholds: np.ndarray, names: tuple[
     return block
 
 
-def _alpha_grid_block(test: _ScoredSet, calibration_scores: np.ndarray, alpha_grid) -> list[dict]:
-    """Overall threshold, TPR, FPR and balanced accuracy at each alpha of the grid."""
+def band_shape(risk, step_index, min_rollouts: int = BAND_MIN_ROLLOUTS) -> dict:
+    """The shape of a functional alarm band from successful training rollouts: per step, the mean and
+    standard deviation of the overall risk (max over dimensions) ``[T]``.
+
+    ``T`` is the last step reached by at least ``min_rollouts`` successes (later steps reuse step
+    ``T - 1``, estimated from too few rollouts otherwise); a standard deviation is at least
+    ``BAND_MIN_SD``, so a step where every success agrees does not turn tiny differences into alarms.
+    """
+    risk = np.asarray(risk, dtype=np.float64)
+    overall = risk.max(axis=1) if risk.ndim == 2 else risk
+    steps = np.asarray(step_index, dtype=np.int64)
+    count = np.bincount(steps)
+    supported = np.flatnonzero(count >= min_rollouts)
+    if supported.size == 0:
+        raise ValueError(f"no step is reached by {min_rollouts} successful training rollouts: too few to shape a band")
+    length = int(supported[-1]) + 1
+    count = count[:length]
+    inside = steps < length
+    mean = np.bincount(steps[inside], overall[inside], length) / np.maximum(count, 1)
+    square = np.bincount(steps[inside], overall[inside] ** 2, length) / np.maximum(count, 1)
+    sd = np.sqrt(np.maximum(square - mean**2, 0.0))
+    return {"mean": mean.tolist(), "sd": np.maximum(sd, BAND_MIN_SD).tolist()}
+
+
+def standardised_risk(risk, step_index, band: dict) -> np.ndarray:
+    """Per-step overall risk ``[N]`` standardised by a band: ``(risk_t - mean_t) / sd_t``, steps past the band's end at its last step.
+
+    A band monitor alarms when this exceeds its conformal quantile ``q``, i.e. when the risk
+    leaves ``mean_t + q * sd_t``.
+    """
+    risk = np.asarray(risk, dtype=np.float64)
+    overall = risk.max(axis=1) if risk.ndim == 2 else risk
+    mean, sd = np.asarray(band["mean"], dtype=np.float64), np.asarray(band["sd"], dtype=np.float64)
+    at = np.minimum(np.asarray(step_index, dtype=np.int64), len(mean) - 1)
+    return (overall - mean[at]) / sd[at]
+
+
+def too_few_calibration_successes(n_calibration: int, alpha: float) -> str | None:
+    """A warning when ``n_calibration`` successes cannot carry a finite threshold at ``alpha`` (fewer than ``ceil((1-alpha)/alpha)``)."""
+    needed = math.ceil((1 - alpha) / alpha - 1e-9)
+    if n_calibration >= needed:
+        return None
+    return f"{n_calibration} calibration successes are too few for alpha {alpha}: at least {needed} are needed for a finite threshold"
+
+
+def _proportion_intervals(alarmed: np.ndarray, failed: np.ndarray) -> dict:
+    """Exact Clopper-Pearson 95% intervals of TPR and FPR at a fixed threshold."""
+    return {
+        "tpr": clopper_pearson(int(alarmed[failed].sum()), int(failed.sum())),
+        "fpr": clopper_pearson(int(alarmed[~failed].sum()), int((~failed).sum())),
+    }
+
+
+def deployed_operating_point(step_scores, rollouts: Rollouts, threshold: float) -> dict:
+    """A running monitor on full episodes at ``threshold``: rates, detection times and exact intervals.
+
+    Per rollout the first step whose score exceeds the threshold (the running max first exceeds it
+    there). Relative detection time is that step over the episode length, averaged over failures,
+    a missed failure counting 1.0 (SAFE's convention). Lead time (steps from alarm to episode end)
+    is the median over detected failures only, so it stands beside the TPR it is conditional on.
+    """
+    failed = rollouts.failed
+    alarm = alarm_steps(step_scores, rollouts, np.full(len(failed), np.inf), threshold)
+    rates = alarm_rates(alarm, failed)
+    defined = np.isfinite(threshold)
+    relative = np.where(alarm >= 0, alarm / rollouts.length, 1.0)[failed]
+    lead = (rollouts.length - alarm)[failed & (alarm >= 0)]
+    fpr = rates["fpr"] if defined else None
+    return {
+        "threshold": _finite_or_none(threshold),
+        "tpr": rates["tpr"] if defined else None,
+        "tnr": None if fpr is None else 1.0 - fpr,
+        "fpr": fpr,
+        "balanced_accuracy": rates["balanced_accuracy"] if defined else None,
+        "relative_detection_time_mean": float(relative.mean()) if defined and relative.size else None,
+        "lead_time_steps_median": float(np.median(lead)) if defined and lead.size else None,
+        "ci95": _proportion_intervals(alarm >= 0, failed) if defined else {"tpr": None, "fpr": None},
+        "n_rollouts": {"failure": int(failed.sum()), "success": int((~failed).sum())},
+    }
+
+
+@dataclass(frozen=True)
+class _Resamples:
+    """Bootstrap weights of the test rollouts ``[B, R]`` and of the calibration successes ``[B, C]``, and what was drawn."""
+
+    test: np.ndarray
+    calibration: np.ndarray
+    unit: str
+
+
+def _resamples(test: Rollouts, n_calibration: int, n_boot: int, seed: int) -> _Resamples:
+    """Independent resamples of the test rollouts (clustered by task when there are enough) and of the calibration successes."""
+    weights, unit = resample_weights(test.task, test.failed, n_boot, seed)
+    return _Resamples(weights, calibration_weights(n_calibration, n_boot, seed + 1), unit)
+
+
+def _refitted_balanced_accuracy(test_scores, calibration_scores, failed, resamples: _Resamples, alpha: float) -> np.ndarray:
+    """Balanced accuracy per resample, the threshold refitted on each resample of the calibration scores."""
+    thresholds = refitted_thresholds(calibration_scores, resamples.calibration, conformal_rank(len(calibration_scores), alpha))
+    alarmed = np.asarray(test_scores)[None, :] > thresholds[:, None]
+    return weighted_rates(alarmed, failed, resamples.test)["balanced_accuracy"]
+
+
+@dataclass(frozen=True)
+class _Monitor:
+    """What a deployed monitor compares with its threshold: per-step test scores ``[N]`` and the
+    calibration successes' whole-episode maxima ``[C]``, with the kind of threshold it is."""
+
+    test_steps: np.ndarray
+    whole_calibration: np.ndarray
+    kind: str
+
+
+def _monitor(scored: _ScoredSet, cal: _ScoredSet, test: StepArrays, calibration: StepArrays, band: dict | None) -> _Monitor:
+    """The constant monitor (overall risk), or the band monitor (overall risk standardised by the band) when a band is given."""
+    if band is None:
+        test_steps, cal_steps, kind = scored.step_scores[:, 0], cal.step_scores[:, 0], "constant"
+    else:
+        test_steps = standardised_risk(test.risk, test.step_index, band)
+        cal_steps, kind = standardised_risk(calibration.risk, calibration.step_index, band), "band"
+    whole = detection_scores(cal_steps, cal.rollouts, np.full(len(cal.rollouts.failed), np.inf))
+    return _Monitor(np.asarray(test_steps, dtype=np.float64), whole, kind)
+
+
+def _deployed_block(rollouts: Rollouts, monitor: _Monitor, alpha: float, resamples: _Resamples) -> dict:
+    """The deployed monitor at ``alpha`` on full test episodes, with a refitted-threshold bootstrap interval for balanced accuracy."""
+    threshold = conformal_threshold(monitor.whole_calibration, alpha)
+    point = deployed_operating_point(monitor.test_steps, rollouts, threshold)
+    whole_test = detection_scores(monitor.test_steps, rollouts, np.full(len(rollouts.failed), np.inf))
+    samples = _refitted_balanced_accuracy(whole_test, monitor.whole_calibration, rollouts.failed, resamples, alpha)
+    point["ci95"]["balanced_accuracy"] = percentile_interval(samples, point["balanced_accuracy"])
+    point["n_calibration"] = len(monitor.whole_calibration)
+    point["threshold_kind"] = monitor.kind
+    return point
+
+
+def _alpha_grid_block(test: _ScoredSet, calibration_scores: np.ndarray, monitor: _Monitor, alpha_grid) -> list[dict]:
+    """At each alpha of the grid: the threshold and rates up to the horizon, and the deployed monitor on full episodes."""
     rows = []
     for level in alpha_grid:
         threshold = conformal_threshold(calibration_scores, level)
         rates = _rates_at(threshold, test.step_scores[:, 0], test.rollouts, test.horizons)[1]
-        rows.append({"alpha": float(level), "threshold": _finite_or_none(threshold), **rates})
+        deployed = deployed_operating_point(monitor.test_steps, test.rollouts, conformal_threshold(monitor.whole_calibration, level))
+        rows.append({"alpha": float(level), "threshold": _finite_or_none(threshold), **rates, "deployed": deployed})
     return rows
 
 
-def _undefined_reasons(ranking: dict, threshold: float, lead_median: float | None) -> dict:
+def _ranking_intervals(scores: np.ndarray, failed: np.ndarray, resamples: _Resamples, point: dict) -> dict:
+    """Bootstrap percentile intervals of rollout AUC and AP."""
+    return {
+        "rollout_auc": percentile_interval(weighted_auc(scores, failed, resamples.test), point["rollout_auc"]),
+        "rollout_ap": percentile_interval(weighted_average_precision(scores, failed, resamples.test), point["rollout_ap"]),
+    }
+
+
+def _undefined_reasons(ranking: dict, threshold: float, lead_median: float | None, warning: str | None) -> dict:
     """Why each undefined headline number is undefined."""
     undefined = {}
     if ranking["reason"]:
         undefined["rollout_auc"] = undefined["rollout_ap"] = ranking["reason"]
     if not np.isfinite(threshold):
-        undefined["threshold"] = NO_THRESHOLD
+        undefined["threshold"] = warning or NO_THRESHOLD
     elif lead_median is None:
         undefined["lead_time_steps_median"] = "no failure was detected"
     return undefined
@@ -611,28 +704,47 @@ def detection_report(
     seed: int = 0,
     culprit_window: int | None = None,
     bins: int = 10,
+    band: dict | None = None,
 ) -> dict:
-    """The detection block of one test set, with the threshold fitted on the calibration set's successes.
+    """The detection block of one test set, with the thresholds fitted on the calibration set's successes.
 
-    ``horizon``: ``None`` cuts both sets at each task's shortest rollout among the test rollouts and
-    the calibration successes together; an int is a fixed horizon; a task mapping is used for both sets. Failed rollouts in
-    the calibration set are left out of the fit and counted. JSON-safe: undefined values are ``None``.
+    ``horizon``: ``None`` derives it from the calibration successes (:func:`calibration_horizons`);
+    an int is a fixed horizon; a task mapping is used for both sets. Failed rollouts in the
+    calibration set are left out of the fit and counted. ``deployed`` is the running monitor on full
+    episodes with the whole-episode threshold (the one a checkpoint stores): constant, or, with a
+    ``band`` (:func:`band_shape`), the functional band. JSON-safe: undefined values are ``None``.
     """
     test_steps = StepArrays.of(test)
     calibration_steps, left_out = _successes_only(StepArrays.of(calibration))
-    shared = _shared_horizons(test_steps, calibration_steps) if horizon is None else horizon
-    scored, cal = _score_set(test_steps, shared), _score_set(calibration_steps, shared)
+    test_rollouts, calibration_rollouts = _group(test_steps), _group(calibration_steps)
+    if horizon is None:
+        horizon, rule = calibration_horizons(test_rollouts, calibration_rollouts)
+    else:
+        rule = "given_per_task" if isinstance(horizon, Mapping) else "fixed"
+    scored, cal = _score_set(test_steps, test_rollouts, horizon), _score_set(calibration_steps, calibration_rollouts, horizon)
     if cal.scores.shape[1] != scored.scores.shape[1]:
         raise ValueError("test and calibration risks have different numbers of dimensions")
     rollouts, failed = scored.rollouts, scored.rollouts.failed
+    n_calibration = int(cal.scores.shape[0])
+    warning = too_few_calibration_successes(n_calibration, alpha)
+    if warning:
+        warnings.warn(warning, stacklevel=2)
     thresholds = conformal_threshold(cal.scores, alpha)
+    monitor = _monitor(scored, cal, test_steps, calibration_steps, band)
+    resamples = _resamples(rollouts, n_calibration, n_boot, seed)
 
     ranking = rollout_ranking(scored.scores[:, 0], failed)
     alarm, rates = _rates_at(thresholds[0], scored.step_scores[:, 0], rollouts, scored.horizons)
     lead = lead_time_distribution(alarm, rollouts)
     lead_median = lead["steps"]["median"] if np.isfinite(thresholds[0]) else None
     point = {"rollout_auc": ranking["rollout_auc"], "rollout_ap": ranking["rollout_ap"], **rates, "lead_time_steps_median": lead_median}
-    ci, widened = _intervals(point, bootstrap_samples(scored.scores[:, 0], alarm, lead_times(alarm, rollouts)[0], failed, n_boot, seed))
+    ci = _ranking_intervals(scored.scores[:, 0], failed, resamples, point)
+    if np.isfinite(thresholds[0]):
+        ci.update(_proportion_intervals(alarm >= 0, failed))
+        samples = _refitted_balanced_accuracy(scored.scores[:, 0], cal.scores[:, 0], failed, resamples, alpha)
+        ci["balanced_accuracy"] = percentile_interval(samples, point["balanced_accuracy"])
+    else:
+        ci.update({"tpr": None, "fpr": None, "balanced_accuracy": None})
 
     final_end = rollout_ranking(detection_scores(scored.step_scores[:, 0], rollouts, np.full(len(failed), np.inf)), failed)
     if test_steps.labels is None:
@@ -640,33 +752,36 @@ def detection_report(
     else:
         attributed = attribution(test_steps.risk, test_steps.labels, alarm, rollouts, culprit_window)
     return {
-        "horizon": _horizon_block(horizon, rollouts, scored.horizons),
+        "horizon": _horizon_block(rule, rollouts, scored.horizons),
         "alpha": float(alpha),
         "threshold": _finite_or_none(thresholds[0]),
         **point,
         "ci95": ci,
         "n_rollouts": {"success": int((~failed).sum()), "failure": int(failed.sum())},
+        "deployed": _deployed_block(rollouts, monitor, alpha, resamples),
         "per_dimension": _per_dimension_block(scored, thresholds, _dimension_names(scored.scores.shape[1] - 1)),
         "lead_time": lead,
         "attribution": attributed,
         "calibration": _calibration_block(test_steps, bins),
-        "alpha_grid": _alpha_grid_block(scored, cal.scores[:, 0], alpha_grid),
+        "alpha_grid": _alpha_grid_block(scored, cal.scores[:, 0], monitor, alpha_grid),
         "by_final_end": {"rollout_auc": final_end["rollout_auc"], "rollout_ap": final_end["rollout_ap"]},
         "per_task_auc": _per_task_auc(scored.scores[:, 0], rollouts),
         "threshold_fit": {
-            "n_calibration_successes": int(cal.scores.shape[0]),
+            "n_calibration": n_calibration,
             "n_calibration_failures_left_out": left_out,
-            "rank": conformal_rank(int(cal.scores.shape[0]), alpha),
-            "horizon": _horizon_block(horizon, cal.rollouts, cal.horizons)["per_task"],
+            "rank": conformal_rank(n_calibration, alpha),
+            "horizon": _horizon_block(rule, cal.rollouts, cal.horizons)["per_task"],
+            "warning": warning,
         },
         "bootstrap": {
             "n_boot": int(n_boot),
             "seed": int(seed),
-            "stratified_by": "outcome",
-            "method": "percentile",
-            "widened_to_include_point": widened,
+            "unit": resamples.unit,
+            "method": "percentile, never widened to contain the point",
+            "threshold": "refitted in every resample on a resample of the calibration successes (balanced accuracy)",
+            "proportions": "exact Clopper-Pearson at the fitted threshold (TPR, FPR)",
         },
-        "undefined": _undefined_reasons(ranking, thresholds[0], lead_median),
+        "undefined": _undefined_reasons(ranking, thresholds[0], lead_median, warning),
     }
 
 

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 import vlarisk
-from vlarisk.alarm import DetectionOptions, source_detection
+from vlarisk.alarm import DetectionOptions, source_detection, training_band
 from vlarisk.baselines import baseline_report, baseline_scores
 from vlarisk.checkpoints import saved_thresholds
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.device import describe
+from vlarisk.distance_baselines import distance_scores
 from vlarisk.errors import InputError
 from vlarisk.inference import predict_rows
 from vlarisk.io_utils import write_json
@@ -62,13 +63,15 @@ def checkpoint_thresholds(checkpoint: dict, source: Source, fraction_of_max: flo
 @dataclass
 class ScoredSplit:
     """A model's predictions on one subset of a source's split, with the thresholds they are scored
-    by, and on the calibration rows (:meth:`~vlarisk.sources.Source.calibration_rows`) for detection."""
+    by, on the calibration rows (:meth:`~vlarisk.sources.Source.calibration_rows`) for detection,
+    and the band shape of its risk on the training successes (:func:`~vlarisk.alarm.training_band`)."""
 
     source: Source
     subset: str
     prediction: np.ndarray
     thresholds: np.ndarray
     calibration_prediction: np.ndarray
+    band: dict
 
     @property
     def rows(self) -> np.ndarray:
@@ -89,7 +92,8 @@ def score_source(
     def predict(rows: np.ndarray) -> np.ndarray:
         return predict_rows(predictor.predictor, source.dataset.hidden, rows, predictor.mean, predictor.std, device)
 
-    return ScoredSplit(source, subset, predict(source.rows[subset]), thresholds, predict(source.calibration_rows()[1]))
+    calibration = predict(source.calibration_rows()[1])
+    return ScoredSplit(source, subset, predict(source.rows[subset]), thresholds, calibration, training_band(source, predictor, device))
 
 
 def score_sources(
@@ -114,22 +118,27 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
     way, the per-step targets of :func:`~vlarisk.metrics.step_target_metrics`, and rollout-level
     ``detection`` (:func:`~vlarisk.alarm.source_detection`) of the model and of every baseline.
 
-    Logs a line when the model's mean AUC does not beat the logistic baseline's.
+    Logs a line when the model's mean AUC does not beat the logistic baseline's, and one when the
+    detection thresholds are not conformally valid.
     """
     source, dataset = scored.source, scored.source.dataset
     report = test_metrics(scored.prediction, scored.labels, scored.thresholds)
     fail_soon = np.asarray(dataset.arrays["fail_within_k"][scored.rows])
     report["step_targets"] = step_target_metrics(scored.prediction, scored.labels, fail_soon, scored.thresholds)
     calibration_rows = source.calibration_rows()[1]
-    every = baseline_scores(
-        dataset, source.rows["train"], np.concatenate([scored.rows, calibration_rows]), scored.thresholds, source.planting_path
-    )
+    train_rows, both = source.rows["train"], np.concatenate([scored.rows, calibration_rows])
+    every = baseline_scores(dataset, train_rows, both, scored.thresholds, source.planting_path)
+    every.update(distance_scores(dataset.hidden, train_rows, np.asarray(dataset.arrays["success"][train_rows], dtype=bool), both))
     tested = len(scored.rows)
     report["baselines"] = baseline_report(
         {k: v[:tested] for k, v in every.items()}, scored.labels, scored.thresholds, report["test_metrics"]
     )
     pairs = {name: (values[:tested], values[tested:]) for name, values in every.items()}
-    report["detection"] = source_detection(source, scored.rows, scored.prediction, scored.calibration_prediction, pairs, options)
+    band = scored.band if options.threshold == "band" else None
+    report["detection"] = source_detection(source, scored.rows, scored.prediction, scored.calibration_prediction, pairs, options, band)
+    invalid = next((block for block in report["detection"].values() if not block["conformal_valid"]), None)
+    if invalid is not None:
+        log(f"{dataset.path}: detection thresholds are NOT conformally valid ({invalid['conformal_reason']})")
     versus = report["baselines"]["model_vs_logistic"]
     if versus["beats_logistic"] is False:
         log(

@@ -112,13 +112,14 @@ def _test_set_rollouts(data: dict, test_set: str, horizons: dict) -> tuple:
 
 
 def detection_figure(predictions_path: str, results_path: str, title: str) -> Figure:
-    """Four panels of rollout-level detection: rollout ROC per test set, lead times of detected
-    failures, risk over time of a few unseen-task rollouts with the alarm threshold, and a
-    reliability diagram of per-step risk against ``fail_within_k``."""
+    """Six panels of rollout-level detection: rollout ROC per test set, lead times of detected
+    failures, the accuracy-vs-detection-time curve of the deployed monitor (model and baselines)
+    on each of the first two test sets, risk over time of a few rollouts of the first set with the
+    alarm threshold, and a reliability diagram of per-step risk against its soft label."""
     data, detection = load_predictions(predictions_path), read_results(results_path)["detection"]
     order = sorted(detection, key=lambda name: (name != "test_unseen", name))
-    figure = Figure(figsize=(11, 8.5), layout="constrained")
-    (roc, lead), (traces, reliability) = figure.subplots(2, 2)
+    figure = Figure(figsize=(16, 8.5), layout="constrained")
+    (roc, lead, first_curve), (traces, reliability, second_curve) = figure.subplots(2, 3)
     for name in order:
         block = detection[name]
         rollouts, _, _, scores = _test_set_rollouts(data, name, block["horizon"]["per_task"])
@@ -133,13 +134,21 @@ def detection_figure(predictions_path: str, results_path: str, title: str) -> Fi
         )
     roc.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     roc.set(
-        xlabel="false alarms on successes", ylabel="failures detected", title="Rollout ROC (up to the horizon)", xlim=(0, 1), ylim=(0, 1.01)
+        xlabel="false alarms on successes",
+        ylabel="failures detected",
+        title="Rollout ROC (earliest stop, up to the horizon)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
     )
     lead.set(
         xlabel="steps from alarm to the end of the failed rollout",
         ylabel="failed rollouts",
-        title=f"Lead time at alpha {detection[order[0]]['alpha']}",
+        title=f"Lead time at alpha {detection[order[0]]['alpha']} (up to the horizon)",
     )
+    for axes, name in zip((first_curve, second_curve), order, strict=False):
+        _accuracy_vs_detection_time(axes, detection[name], name)
+    if len(order) < 2:
+        second_curve.set_axis_off()
     _risk_traces(traces, data, order[0], detection[order[0]])
     _reliability(reliability, detection[order[0]]["calibration"], order[0])
     for axes in (roc, lead, traces):
@@ -148,8 +157,41 @@ def detection_figure(predictions_path: str, results_path: str, title: str) -> Fi
     return figure
 
 
+def accuracy_vs_detection_time(block: dict) -> dict[str, list[tuple[float, float, float]]]:
+    """Per scorer (the model first, then each baseline with a grid), the deployed monitor's
+    ``(relative detection time, balanced accuracy, alpha)`` at each alpha where both are defined."""
+    scorers = {"model": block.get("alpha_grid", [])}
+    scorers.update({name: entry["alpha_grid"] for name, entry in block.get("baselines", {}).items() if "alpha_grid" in entry})
+    curves = {}
+    for name, grid in scorers.items():
+        points = [
+            (row["deployed"]["relative_detection_time_mean"], row["deployed"]["balanced_accuracy"], row["alpha"])
+            for row in grid
+            if row["deployed"]["balanced_accuracy"] is not None and row["deployed"]["relative_detection_time_mean"] is not None
+        ]
+        curves[name] = points
+    return curves
+
+
+def _accuracy_vs_detection_time(axes, block: dict, test_set: str) -> None:
+    """The deployed monitor's balanced accuracy against its mean relative detection time over the alpha grid, one line per scorer."""
+    for name, points in accuracy_vs_detection_time(block).items():
+        if points:
+            time, accuracy, _ = zip(*points, strict=True)
+            axes.plot(time, accuracy, marker="o", markersize=3, linewidth=2.2 if name == "model" else 1.2, label=name)
+    axes.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    axes.set(
+        xlabel="mean relative detection time (missed failure = 1)",
+        ylabel="balanced accuracy",
+        title=f"Deployed monitor over the alpha grid ({test_set})",
+        xlim=(0, 1.02),
+    )
+    axes.legend(fontsize=7)
+
+
 def _risk_traces(axes, data: dict, test_set: str, block: dict, per_outcome: int = 3) -> None:
-    """Running-max overall risk of the first few failed and successful rollouts, with the threshold."""
+    """Running-max overall risk of the first few failed and successful rollouts, with the threshold
+    at the horizon and the deployed (whole-episode) one."""
     rollouts, overall, cut, _ = _test_set_rollouts(data, test_set, block["horizon"]["per_task"])
     ordered = overall[rollouts.order]
     for failed, colour in ((True, "tab:red"), (False, "tab:blue")):
@@ -159,22 +201,29 @@ def _risk_traces(axes, data: dict, test_set: str, block: dict, per_outcome: int 
             axes.plot(rollouts.steps[part], np.maximum.accumulate(ordered[part]), color=colour, alpha=0.7, label=label)
             axes.axvline(cut[r], color=colour, linestyle=":", linewidth=0.8)
     if block["threshold"] is not None:
-        axes.axhline(block["threshold"], color="black", linestyle="--", linewidth=1, label=f"alarm threshold {block['threshold']:.3f}")
+        axes.axhline(
+            block["threshold"], color="black", linestyle="--", linewidth=1, label=f"threshold at the horizon {block['threshold']:.3f}"
+        )
+    deployed = block.get("deployed", {})
+    if deployed.get("threshold_kind") == "constant" and deployed.get("threshold") is not None:
+        axes.axhline(
+            deployed["threshold"], color="black", linestyle="-.", linewidth=1, label=f"deployed threshold {deployed['threshold']:.3f}"
+        )
     axes.set(xlabel="step", ylabel="running max of risk", title=f"Risk over time ({test_set}; dotted: horizon)")
 
 
 def _reliability(axes, calibration: dict, test_set: str) -> None:
-    """Mean predicted risk against the observed fail_within_k rate per bin, or why there is none."""
+    """Mean predicted risk against the mean soft label per bin (all dimensions pooled), or why there is none."""
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
     bins = [b for b in calibration.get("reliability", []) if b["count"]]
     if calibration.get("ece") is None or not bins:
         axes.text(0.5, 0.5, f"no reliability diagram: {calibration.get('reason')}", ha="center", va="center", wrap=True)
     else:
-        axes.plot([b["mean_risk"] for b in bins], [b["observed_rate"] for b in bins], marker="o")
+        axes.plot([b["mean_risk"] for b in bins], [b["mean_target"] for b in bins], marker="o")
     ece = "n/a" if calibration.get("ece") is None else f"{calibration['ece']:.3f}"
     axes.set(
-        xlabel="predicted risk (max over dimensions)",
-        ylabel="observed fail-within-k rate",
+        xlabel="predicted risk (every dimension)",
+        ylabel="mean soft risk label",
         title=f"Reliability ({test_set}; ECE {ece})",
         xlim=(0, 1),
         ylim=(0, 1),

@@ -181,7 +181,7 @@ SPLIT_DEFAULTS = {
     "calibration_tasks": [],
     "n_task_splits": 1,
 }
-DETECTION_DEFAULTS = {"alpha": 0.1, "horizon": None, "n_boot": 1000, "seed": 0}
+DETECTION_DEFAULTS = {"alpha": 0.1, "horizon": None, "n_boot": 1000, "seed": 0, "threshold": "constant"}
 
 
 # ------------------------------------------------------------------------------------- the plan
@@ -293,7 +293,10 @@ class Plan:
         """The `detection` block as flags of the training (alarm level) and evaluation commands."""
         block = {**DETECTION_DEFAULTS, **self.config.get("detection", {})}
         horizon = "" if block["horizon"] is None else f" --horizon {int(block['horizon'])}"
-        return f"--alpha {float(block['alpha'])} --n-boot {int(block['n_boot'])} --bootstrap-seed {int(block['seed'])}{horizon}"
+        return (
+            f"--alpha {float(block['alpha'])} --n-boot {int(block['n_boot'])} --bootstrap-seed {int(block['seed'])}"
+            f" --alarm-threshold {block['threshold']}{horizon}"
+        )
 
     @property
     def alpha(self) -> float:

@@ -24,11 +24,21 @@ from vlarisk.models import NormalizedMultiRiskPredictor
 FALLBACK_THRESHOLD = 0.5
 
 
-def calibrated_threshold(path: str | os.PathLike, source: str | None = None) -> float | None:
-    """The alarm threshold stored in a checkpoint (``source``'s for a multi-model one), if any."""
+def stored_alarm(path: str | os.PathLike, source: str | None = None) -> dict:
+    """The ``alarm`` stored in a checkpoint (``source``'s for a multi-model one); empty if none."""
     checkpoint = read_checkpoint(path)
     entry = checkpoint.get("sources", {}).get(source, {}) if "sources" in checkpoint else checkpoint
-    return (entry.get("alarm") or {}).get("threshold")
+    return entry.get("alarm") or {}
+
+
+def calibrated_band(path: str | os.PathLike, source: str | None = None) -> dict:
+    """The functional alarm band stored in a checkpoint: ``mean``, ``sd`` per step and the conformal ``quantile``."""
+    band = stored_alarm(path, source).get("band")
+    if not band or band.get("quantile") is None:
+        raise ValueError(
+            f"{path}: alarm['band'] holds no calibrated band (a checkpoint from before bands, or too few calibration successes): use alarm='constant'"
+        )
+    return band
 
 
 @dataclass
@@ -59,6 +69,11 @@ class RiskMonitor:
         Which source's input layer to use with a multi-model checkpoint (required there).
     device : str or torch.device
         Where the predictor runs.
+    alarm : ``"constant"`` or ``"band"``
+        ``"band"`` uses the checkpoint's functional band instead of ``threshold``: the alarm fires
+        when the largest risk at step ``t`` of the episode exceeds ``mean[t] + quantile * sd[t]``
+        (the band's last step beyond its end). Each :meth:`update` is one step (a batch: parallel
+        episodes at the same step); :meth:`reset` starts a new episode.
     """
 
     def __init__(
@@ -67,11 +82,17 @@ class RiskMonitor:
         threshold: float | Sequence[float] | None = None,
         source: str | None = None,
         device: str | torch.device = "cpu",
+        alarm: str = "constant",
     ) -> None:
         is_path = isinstance(predictor, (str, os.PathLike))
+        if alarm not in ("constant", "band"):
+            raise ValueError(f"alarm must be 'constant' or 'band', got {alarm!r}")
+        if alarm == "band" and not is_path:
+            raise ValueError("alarm='band' needs a checkpoint path: the band is stored in best_model.pt")
         model = load_predictor(predictor, device) if is_path else predictor.to(device)
-        if threshold is None:
-            threshold = calibrated_threshold(predictor, source) if is_path else None
+        self.band = calibrated_band(predictor, source) if alarm == "band" else None
+        if threshold is None and self.band is None:
+            threshold = stored_alarm(predictor, source).get("threshold") if is_path else None
             if threshold is None:
                 warnings.warn("no calibrated alarm threshold (a checkpoint trained by vlarisk stores one): alarming at 0.5", stacklevel=2)
                 threshold = FALLBACK_THRESHOLD
@@ -83,6 +104,12 @@ class RiskMonitor:
             raise ValueError("source= only applies to multi-model predictors")
         self.model = model.eval()
         self.device = torch.device(device)
+        self.step = 0
+        if self.band is not None:
+            self._band_limit = torch.as_tensor(self.band["mean"], device=self.device) + self.band["quantile"] * torch.as_tensor(
+                self.band["sd"], device=self.device
+            )
+            threshold = FALLBACK_THRESHOLD if threshold is None else threshold  # only weighs the riskiest dimension
         threshold = torch.as_tensor(threshold, dtype=torch.float32, device=self.device)
         if threshold.shape not in ((), (NUM_DIMENSIONS,)) or not bool((threshold > 0).all()):
             raise ValueError(f"threshold must be one positive value or {NUM_DIMENSIONS} of them, got {threshold.tolist()}")
@@ -95,13 +122,21 @@ class RiskMonitor:
         single = hidden.ndim == 1
         risk = self.model(hidden.unsqueeze(0) if single else hidden).float()
         index = (risk / self.threshold).argmax(dim=1)
-        alarm = (risk > self.threshold).any(dim=1)
+        if self.band is None:
+            alarm = (risk > self.threshold).any(dim=1)
+        else:
+            alarm = risk.max(dim=1).values > self._band_limit[min(self.step, len(self._band_limit) - 1)]
+        self.step += 1
         names = [ACTION_DIMENSIONS[i] for i in index.tolist()]
         if single:
             return RiskReading(risk[0], int(index[0]), names[0], bool(alarm[0]))
         return RiskReading(risk, index.tolist(), names, alarm.tolist())
 
     __call__ = update
+
+    def reset(self) -> None:
+        """Start a new episode: the band is read from its first step again."""
+        self.step = 0
 
 
 def add_steering_hook(module: nn.Module, layer: str | nn.Module, vector: torch.Tensor, scale: float = 1.0) -> RemovableHandle:

@@ -231,23 +231,31 @@ def failure_correlation_table(predictions: dict[str, str], bins: int = 5) -> Tab
 # Detection scorers in table order, with their row labels (the model comes first).
 DETECTION_SCORERS = {
     "logistic": "logistic baseline",
+    "knn": "cosine kNN (success - failure)",
+    "mahalanobis": "Mahalanobis to successes",
     "episode_length": "steps elapsed (episode length)",
     "abs_action": "|action|",
     "planted_direction": "planted direction",
 }
+# Column: (path of the metric in a detection block, None for the point or 0/1 for its 95% interval's ends).
 DETECTION_COLUMNS = {
-    "rollout AUC": ("rollout_auc", None),
-    "AUC 95% low": ("rollout_auc", 0),
-    "AUC 95% high": ("rollout_auc", 1),
-    "rollout AP": ("rollout_ap", None),
-    "TPR": ("tpr", None),
-    "TPR 95% low": ("tpr", 0),
-    "TPR 95% high": ("tpr", 1),
-    "FPR": ("fpr", None),
-    "FPR 95% high": ("fpr", 1),
-    "bal. acc.": ("balanced_accuracy", None),
-    "lead (steps, median)": ("lead_time_steps_median", None),
+    "earliest-stop AUC (SAFE)": (("rollout_auc",), None),
+    "AUC 95% low": (("rollout_auc",), 0),
+    "AUC 95% high": (("rollout_auc",), 1),
+    "earliest-stop AP": (("rollout_ap",), None),
+    "deployed TPR": (("deployed", "tpr"), None),
+    "TPR 95% low": (("deployed", "tpr"), 0),
+    "TPR 95% high": (("deployed", "tpr"), 1),
+    "deployed FPR": (("deployed", "fpr"), None),
+    "FPR 95% high": (("deployed", "fpr"), 1),
+    "deployed bal. acc.": (("deployed", "balanced_accuracy"), None),
+    "bal. acc. 95% low": (("deployed", "balanced_accuracy"), 0),
+    "bal. acc. 95% high": (("deployed", "balanced_accuracy"), 1),
+    "rel. detection time": (("deployed", "relative_detection_time_mean"), None),
+    "lead (steps, median)": (("deployed", "lead_time_steps_median"), None),
+    "calibration successes": (("deployed", "n_calibration"), None),
 }
+NOT_CONFORMAL = " [threshold NOT conformally valid]"
 
 
 def _detection_models(single: dict[str, str], multi: dict[str, str]) -> list[tuple[str, str, dict, str]]:
@@ -267,40 +275,55 @@ def _detection_models(single: dict[str, str], multi: dict[str, str]) -> list[tup
 def _detection_cells(block: dict) -> tuple[Summary, ...]:
     """One row's cells: each column's point or interval end (``None`` where undefined)."""
     cells = []
-    for metric, end in DETECTION_COLUMNS.values():
-        over_splits = (block.get("splits") or {}).get(metric) if SPLIT_METRICS.get(metric) == (metric,) and end is None else None
+    split_names = {path: name for name, path in SPLIT_METRICS.items()}
+    for path, end in DETECTION_COLUMNS.values():
+        over_splits = (block.get("splits") or {}).get(split_names.get(path)) if end is None else None
         if over_splits is not None:  # several task splits: mean ± SD over them (intervals: split 0's)
             cells.append(Summary(tuple(over_splits["values"])))
             continue
+        *parents, metric = path
+        holder = block
+        for key in parents:
+            holder = holder.get(key) or {}
         if end is None:
-            value = block.get(metric)
+            value = holder.get(metric)
         else:
-            interval = (block.get("ci95") or {}).get(metric)
+            interval = (holder.get("ci95") or {}).get(metric)
             value = interval[end] if interval else None
         cells.append(Summary((value,)))
     return tuple(cells)
 
 
+def _validity_marked(label: str, block: dict) -> str:
+    """A row label, marked when its thresholds were not fitted on calibration rollouts unused by training and epoch selection."""
+    return label + ("" if block.get("conformal_valid", True) else NOT_CONFORMAL)
+
+
 def detection_table(single: dict[str, str], multi: dict[str, str]) -> Table:
-    """(f) Rollout-level failure detection per test set (unseen tasks first): rollout AUC/AP, and
-    TPR, FPR, balanced accuracy and median lead time of the alarm at the configured alpha, with 95%
-    bootstrap intervals; each model above the baselines scored the same way."""
+    """(f) Rollout-level failure detection per test set (unseen tasks first): SAFE's earliest-stop
+    rollout AUC/AP, and the deployed monitor (the checkpoint's whole-episode threshold on full
+    episodes): TPR, FPR, balanced accuracy, relative detection time and median lead time, with 95%
+    intervals; each model above the baselines scored the same way. Rows whose threshold is not
+    conformally valid are marked."""
     table = Table(
         "detection",
-        "Failure detection over rollouts (alarm at the calibrated threshold; 95% bootstrap intervals over rollouts; "
-        "with several task splits, rollout AUC is mean ± SD over them and the intervals are the first split's)",
+        "Failure detection over rollouts: SAFE's earliest-stop AUC/AP, and the deployed monitor at the calibrated "
+        "whole-episode threshold on full episodes (TPR/FPR: exact 95% intervals; AUC, balanced accuracy: bootstrap by "
+        "task then rollout, threshold refitted; relative detection time counts a missed failure as 1; "
+        "with several task splits, AUC and balanced accuracy are mean ± SD over them and the intervals are the first split's)",
         ("source", "test set", "scorer"),
         tuple(DETECTION_COLUMNS),
     )
     for source, label, detection, path in _detection_models(single, multi):
         for test_set in sorted(detection, key=lambda name: (name != "test_unseen", name)):
             block = detection[test_set]
-            table.rows.append(Row((source, test_set, label), _detection_cells(block), (path,)))
+            table.rows.append(Row((source, test_set, _validity_marked(label, block)), _detection_cells(block), (path,)))
             if label != "single":
                 continue
             for name, scorer in DETECTION_SCORERS.items():
                 if name in block.get("baselines", {}):
-                    table.rows.append(Row((source, test_set, scorer), _detection_cells(block["baselines"][name]), (path,)))
+                    cells = _detection_cells(block["baselines"][name])
+                    table.rows.append(Row((source, test_set, _validity_marked(scorer, block)), cells, (path,)))
     return table
 
 
