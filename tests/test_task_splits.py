@@ -61,7 +61,7 @@ def test_the_detection_table_shows_mean_and_sd_over_splits(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"detection": detection}))
     table = detection_table({"src": str(path)}, {})
-    auc_column = table.value_columns.index("rollout AUC")
+    auc_column = table.value_columns.index("earliest-stop AUC (SAFE)")
     model, logistic = table.rows[0], table.rows[1]
     assert model.cells[auc_column].format() == f"0.700 ± {_plain_mean_sd([0.7, 0.6, 0.8])[1]:.3f}"
     assert logistic.cells[auc_column].format().startswith("0.650")  # one split defines it
