@@ -45,12 +45,16 @@ paper: setup
 	$(ACTIVATE) && snakemake --profile profiles/default --cores $(CORES) paper
 	$(ACTIVATE) && snakemake paper --report results/report.html
 
+# The tests run in $(CORES) processes (pytest-xdist), a test module's tests in one of them, so a
+# module's pipeline run (its `built` fixture) is built once; the 15 slowest tests are listed.
+PYTEST = python -m pytest -ra -n $(CORES) --dist loadfile --durations=15
+
 test: setup
-	$(ACTIVATE) && python -m pytest -ra
+	$(ACTIVATE) && $(PYTEST)
 
 # The quick tests: no pipeline runs (marked slow), no SLURM.
 test-fast: setup
-	$(ACTIVATE) && python -m pytest -ra -m "not slow and not slurm"
+	$(ACTIVATE) && $(PYTEST) -m "not slow and not slurm"
 
 lint: setup
 	$(ACTIVATE) && ruff check . && ruff format --check . && snakemake --lint && snakefmt --check Snakefile rules/
