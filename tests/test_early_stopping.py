@@ -30,11 +30,13 @@ def expected_stop(scores: list[tuple[bool, float]], patience: int, epochs: int) 
     return epochs
 
 
-def train(dataset_path, output_dir, patience: int):
-    """A small CPU run on the tiny dataset: its outcome and final trainer."""
+def train(dataset_path, output_dir, patience: int, resume: bool = False):
+    """A small CPU run on the tiny dataset (continuing ``output_dir``'s ``latest.pt`` if ``resume``): its outcome and trainer."""
     source = open_source("tiny", str(dataset_path), None, None, val_fraction=0.3, test_fraction=0.1, seed=0)
     config = TrainingConfig(epochs=EPOCHS, patience=patience, **SMALL)
     trainer = Trainer([source], config, output_dir, "tiny", log=lambda _: None)
+    if resume:
+        trainer.resume()
     return trainer.fit(), trainer
 
 
@@ -80,3 +82,15 @@ def test_negative_patience_is_refused():
     with pytest.raises(ValueError, match="patience must be >= 0"):
         TrainingConfig(patience=-1)
     assert TrainingConfig().patience == DEFAULT_PATIENCE > 0
+
+
+def test_a_run_stopped_early_resumes_only_with_more_patience(full_run, dataset_path, tmp_path):
+    """The same patience adds no epoch; patience 0 continues to the last epoch exactly as the full run."""
+    full, _ = full_run
+    early, _ = train(dataset_path, tmp_path, patience=PATIENCE)
+    stop = len(early.history["train_loss"])
+    again, _ = train(dataset_path, tmp_path, patience=PATIENCE, resume=True)
+    assert len(again.history["train_loss"]) == stop
+    continued, _ = train(dataset_path, tmp_path, patience=0, resume=True)
+    assert continued.history["val_loss"] == full.history["val_loss"]
+    assert continued.best_epoch == full.best_epoch and continued.history["stop"]["reason"] == "epochs"

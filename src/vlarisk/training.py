@@ -141,10 +141,15 @@ def selection_score(metrics: dict) -> tuple[bool, float]:
     return not metrics.get("collapse"), float(score)
 
 
+def patience_exhausted(epoch: int, best_epoch: int, patience: int) -> bool:
+    """Whether ``patience`` epochs in a row up to ``epoch`` have not beaten ``best_epoch`` (never for ``patience`` 0)."""
+    return bool(patience) and epoch - best_epoch >= patience
+
+
 def stop_record(epoch: int, best_epoch: int, epochs: int, patience: int) -> dict | None:
     """Why training ends after ``epoch`` (``{"epoch", "reason", "detail"}``), or None to go on:
     ``patience`` epochs in a row without beating ``best_epoch`` (unless ``patience`` is 0), or the last of ``epochs``."""
-    if patience and epoch - best_epoch >= patience and epoch < epochs:
+    if patience_exhausted(epoch, best_epoch, patience) and epoch < epochs:
         detail = f"no better validation score for {patience} epochs since the best epoch {best_epoch} (--patience {patience})"
         return {"epoch": epoch, "reason": PATIENCE_REASON, "detail": detail}
     if epoch >= epochs:
@@ -288,7 +293,7 @@ class Trainer:
         self.log(f"training {self.model_name} on train/val steps {sizes}, device {self.device}{' (bf16)' if self.config.bf16 else ''}")
         with flush_denormals():
             for epoch in range(self.start_epoch, self.config.epochs + 1):
-                if self.history.get("stop", {}).get("reason") == PATIENCE_REASON:
+                if patience_exhausted(epoch - 1, self.best["epoch"], self.config.patience):
                     break  # a resumed run that had already stopped early
                 self._run_epoch(stream, epoch)
         self.model.load_state_dict(self.best_state)
