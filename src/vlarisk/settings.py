@@ -59,7 +59,7 @@ class TrainingConfig:
     positive_fraction_of_max : label threshold for validation AUC (see :mod:`vlarisk.thresholds`).
     """
 
-    epochs: int = knob(50, help="training epochs (the most: see --patience)")
+    epochs: int = knob(50, help="training epochs")
     patience: int = knob(
         DEFAULT_PATIENCE,
         help="stop once this many epochs in a row have not improved the validation score that picks the best epoch; 0 runs every epoch",
