@@ -117,7 +117,8 @@ def markdown(table: list[dict], patiences: list[int], epochs: int) -> str:
         "| member | seed | full-run best epoch | full-run AUC | " + " | ".join(f"patience {p}" for p in patiences) + " |",
         "|" + "---|" * (4 + len(patiences)),
     ]
-    keys = sorted({(r["member"], r["seed"]) for r in table}, key=lambda key: [r["member"] for r in table].index(key[0]))
+    members = [r["member"] for r in table]
+    keys = sorted({(r["member"], r["seed"]) for r in table}, key=lambda key: (members.index(key[0]), key[1]))
     for member, seed in keys:
         cells = [r for r in table if (r["member"], r["seed"]) == (member, seed)]
         lines.append(
