@@ -294,7 +294,7 @@ class Trainer:
         with flush_denormals():
             for epoch in range(self.start_epoch, self.config.epochs + 1):
                 if patience_exhausted(epoch - 1, self.best["epoch"], self.config.patience):
-                    break  # a resumed run that had already stopped early
+                    break  # patience spent after the previous epoch (also a resumed run that had stopped)
                 self._run_epoch(stream, epoch)
         self.model.load_state_dict(self.best_state)
         thresholds = {part.name: part.thresholds for part in self.parts}
