@@ -45,12 +45,18 @@ paper: setup
 	$(ACTIVATE) && snakemake --profile profiles/default --cores $(CORES) paper
 	$(ACTIVATE) && snakemake paper --report results/report.html
 
+# The tests run in TEST_WORKERS processes (pytest-xdist; 0 runs them in one), a test module's tests
+# in one of them, so a module's pipeline run (its `built` fixture) is built once; the 15 slowest
+# tests are listed. On a machine that other work keeps busy, TEST_WORKERS=0 can be the faster.
+TEST_WORKERS ?= $(CORES)
+PYTEST = python -m pytest -ra -n $(TEST_WORKERS) --dist loadfile --durations=15
+
 test: setup
-	$(ACTIVATE) && python -m pytest -ra
+	$(ACTIVATE) && $(PYTEST)
 
 # The quick tests: no pipeline runs (marked slow), no SLURM.
 test-fast: setup
-	$(ACTIVATE) && python -m pytest -ra -m "not slow and not slurm"
+	$(ACTIVATE) && $(PYTEST) -m "not slow and not slurm"
 
 lint: setup
 	$(ACTIVATE) && ruff check . && ruff format --check . && snakemake --lint && snakefmt --check Snakefile rules/

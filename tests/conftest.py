@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from vlarisk.device import limit_threads
 from vlarisk.prepare import prepare_dataset
 from vlarisk.synthetic import SimulationSpec, write_synthetic_source
 
 TINY = dict(hidden_dim=16, num_success=30, num_failure=40, success_steps=(20, 30), failure_steps=40, num_tasks=4)
+# Threads of each test process (a pytest-xdist worker is one of `make test`'s processes, one per
+# core) and of the commands it starts; a pipeline run's jobs get their rule's threads from Snakemake.
+TEST_THREADS = 1
+
+
+def pytest_configure(config):
+    """Hold the test process, and every process it starts, to ``TEST_THREADS`` torch, OpenMP and BLAS threads."""
+    limit_threads(TEST_THREADS)
 
 
 @pytest.fixture(scope="session")

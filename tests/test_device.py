@@ -120,3 +120,36 @@ def test_the_command_line_ends_with_the_reason_not_a_traceback(machine, monkeypa
 
 def test_the_module_lists_mps_among_the_choices():
     assert "mps" in device_module.DEVICE_CHOICES
+
+
+THREAD_PROBE = """
+import json, os, sys
+from vlarisk.device import THREAD_VARIABLES, limit_threads
+limit_threads(int(sys.argv[1]))
+import sklearn.metrics  # an OpenMP library loaded after the limit
+import torch
+from threadpoolctl import threadpool_info
+print(json.dumps({
+    "torch": torch.get_num_threads(),
+    "interop": torch.get_num_interop_threads(),
+    "pools": [pool["num_threads"] for pool in threadpool_info()],
+    "variables": [os.environ[name] for name in THREAD_VARIABLES],
+}))
+"""
+
+
+def test_limit_threads_holds_torch_openmp_and_blas_to_the_count():
+    """One thread means one in every pool, also in libraries loaded after the limit and in child processes' variables."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from vlarisk.device import THREAD_VARIABLES
+
+    environ = {name: value for name, value in os.environ.items() if name not in THREAD_VARIABLES}
+    probe = subprocess.run([sys.executable, "-c", THREAD_PROBE, "1"], env=environ, capture_output=True, text=True, check=True)
+    seen = json.loads(probe.stdout)
+    assert seen["torch"] == seen["interop"] == 1
+    assert seen["pools"] and set(seen["pools"]) == {1}
+    assert set(seen["variables"]) == {"1"}

@@ -26,7 +26,7 @@ JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
 # The flags the training guide and the README name.
 GUIDE_FLAGS = (
     "--epochs --batch-size --lr --weight-decay --hidden-dims --dropout --activation --loss-type --normalize --seed --device"
-    " --bf16 --grad-clip --positive-fraction --output-dir --model-name --val-split --test-split --threads --resume --no-test"
+    " --bf16 --grad-clip --patience --positive-fraction --output-dir --model-name --val-split --test-split --threads --resume --no-test"
 ).split()
 
 

@@ -5,8 +5,16 @@ never loads torch: importing it costs about 0.2 GiB of memory and a second of st
 """
 
 import importlib
+import os
 
 from vlarisk.constants import ACTION_DIMENSIONS
+
+# OpenMP threads waiting for work sleep instead of spinning: on cores shared with other jobs a
+# spinning pool takes the cores from the work itself (benchmarks/threads.py: a 2-thread training
+# step on a busy 2-core machine took 360 ms spinning, 5 ms sleeping). Set before torch loads
+# OpenMP; a value already in the environment wins; processes started from here (Snakemake's jobs
+# under a Snakefile that imports vlarisk) inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 __all__ = ["ACTION_DIMENSIONS", "RiskMonitor", "RiskPredictor", "load_predictor", "__version__"]

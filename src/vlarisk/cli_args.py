@@ -1,20 +1,22 @@
-"""Command-line flags shared by the training commands, and by the commands that score a checkpoint."""
+"""Command-line flags shared by the training commands, and by the commands that score a checkpoint.
+
+Importing this module does not import torch: building a parser (``--help``) stays quick, and torch
+is loaded when the parsed flags are checked.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 from pathlib import Path
 
-import torch
-
-from vlarisk.checkpoints import read_checkpoint
-from vlarisk.device import resolve_device
 from vlarisk.errors import InputError
 from vlarisk.io_utils import atomic_path, remove_stale_partials
-from vlarisk.models import RiskPredictor
 from vlarisk.settings import TrainingConfig, add_arguments, config_from_args
+
+THREADS_HELP = "CPU threads for torch, OpenMP and BLAS (default: OMP_NUM_THREADS where set, as under Snakemake, else torch's choice)"
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -33,7 +35,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument(
         "--test-split", type=float, default=0.1, help="fraction of rollouts for testing where no split file is given (default: %(default)s)"
     )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     parser.add_argument("--resume", action="store_true", help="continue from latest.pt in --output-dir (in --resume-dir when given)")
     parser.add_argument(
         "--resume-dir",
@@ -55,6 +57,9 @@ def parse_training_args(parser: argparse.ArgumentParser, argv: list[str] | None)
     """Parse ``argv``, attach ``args.config``, default ``--model-name`` to the output directory's
     name and apply ``--threads``. Settings argparse cannot check alone (architecture, schedule,
     device) end as a usage error (exit 2), not a traceback."""
+    from vlarisk.device import resolve_device
+    from vlarisk.models import RiskPredictor
+
     args = parser.parse_args(argv)
     try:
         args.config = training_config(args)
@@ -65,9 +70,22 @@ def parse_training_args(parser: argparse.ArgumentParser, argv: list[str] | None)
     args.model_name = args.model_name or Path(args.output_dir).name
     if args.resume_dir is not None and Path(args.resume_dir).resolve() == Path(args.output_dir).resolve():
         parser.error(f"--resume-dir {args.resume_dir}: must differ from --output-dir (it is emptied when training ends)")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    limit_threads(args.threads)
     return args
+
+
+def limit_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (else ``OMP_NUM_THREADS``, which Snakemake sets to a job's threads) to
+    torch, OpenMP and BLAS alike (:func:`vlarisk.device.limit_threads`)."""
+    from vlarisk.device import limit_threads as limit
+
+    limit(threads or _environment_threads())
+
+
+def _environment_threads() -> int | None:
+    """``OMP_NUM_THREADS`` as a count, or None where unset or not a positive integer."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def fit_trainer(trainer, args: argparse.Namespace):
@@ -143,20 +161,21 @@ def add_scoring_arguments(parser: argparse.ArgumentParser, output_help: str, his
         default="auto",
         help="auto (CUDA, else MPS, else CPU; an error if the job was given GPUs that torch cannot use), cpu, cuda, cuda:N or mps",
     )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     return parser
 
 
 def parse_scoring_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Parse ``argv``, resolve ``--device`` into ``args.torch_device`` (a usage error when it is
     unavailable) and apply ``--threads``."""
+    from vlarisk.device import resolve_device
+
     args = parser.parse_args(argv)
     try:
         args.torch_device = resolve_device(args.device)
     except (ValueError, RuntimeError) as exc:
         parser.error(str(exc))
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    limit_threads(args.threads)
     return args
 
 
@@ -165,6 +184,8 @@ def checkpoint_and_history(args: argparse.Namespace) -> tuple[dict, dict]:
 
     The guide's checkpoints carry no history: it is then reported as empty.
     """
+    from vlarisk.checkpoints import read_checkpoint
+
     checkpoint = read_checkpoint(args.checkpoint)
     source = read_checkpoint(args.history) if args.history else checkpoint
     return checkpoint, source.get("history") or {}

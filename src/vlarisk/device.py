@@ -19,6 +19,15 @@ import torch
 from vlarisk.errors import DeviceError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+# The thread-count variables of OpenMP and the BLAS libraries (the ones Snakemake sets for a job's threads).
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 # Variables that say the job was handed GPUs: CUDA_VISIBLE_DEVICES (set by SLURM for --gres/--gpus,
 # and by other schedulers), and SLURM's own records of the allocation.
 GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
@@ -107,6 +116,26 @@ def resolve_device(choice: str = "auto", environ: Mapping[str, str] | None = Non
         return torch.device("mps" if mps_available() else "cpu")
     given_note = f" although the job was given GPUs ({how})" if given else " (no GPU is visible: check CUDA_VISIBLE_DEVICES)"
     raise DeviceError(f"device {choice} was requested but torch sees no CUDA GPU{given_note}: {cuda_unavailable_reason(torch_warning)}")
+
+
+def limit_threads(threads: int | None) -> None:
+    """Hold this process (and any it starts) to ``threads`` CPU threads; ``None`` or 0 leaves the defaults.
+
+    torch's intra-op and inter-op pools, and every OpenMP and BLAS pool (numpy, scikit-learn),
+    through their variables for libraries loaded later and child processes, and threadpoolctl for
+    those already loaded. More threads than a job's share of the cores spin against each other: a
+    small training step on a busy 2-core machine took 7x longer with 2 torch threads than with 1.
+    """
+    if not threads:
+        return
+    from threadpoolctl import threadpool_limits
+
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    torch.set_num_threads(threads)
+    with contextlib.suppress(RuntimeError):  # settable once, before any inter-op work: a second call keeps the first
+        torch.set_num_interop_threads(threads)
+    threadpool_limits(threads)
 
 
 def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:

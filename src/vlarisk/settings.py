@@ -25,6 +25,10 @@ LOSS_TYPES = ("mse", "mae", "huber", "bce")
 # The hidden-layer activations of vlarisk.models.RiskPredictor (it rejects any other name).
 ACTIVATIONS = ("relu", "gelu", "tanh", "silu", "leaky_relu")
 CONFIG_SECTIONS = ("training", "evaluation")  # where the pipeline config holds a knob
+# Early stopping's default: on the generator family (10 members x 2 seeds, 50 epochs) the kept
+# checkpoint's held-out AUC equalled running every epoch's in all 20 runs, stopping after 25 epochs
+# on average; patience 10 lost up to 0.012 (benchmarks/results/early_stopping.md, docs/speed.md).
+DEFAULT_PATIENCE = 15
 
 
 def knob(default=MISSING, *, help: str, default_factory=MISSING, choices=None, flag=None, section="training") -> Field:
@@ -46,6 +50,7 @@ class TrainingConfig:
     Parameters
     ----------
     epochs, batch_size, lr, weight_decay : training schedule (Adam, gradient norm clipped at ``grad_clip``).
+    patience : stop after this many epochs without a better validation score (the one that picks the best epoch); 0 runs every epoch.
     hidden_dims, dropout, activation : the :class:`~vlarisk.models.RiskPredictor` architecture.
     loss_type : ``bce`` (soft-label cross-entropy on logits, the default), ``mse``, ``mae`` or ``huber`` (delta 0.1).
     normalize : standardise inputs with training-split statistics (on by default, unlike the reference).
@@ -56,6 +61,10 @@ class TrainingConfig:
     """
 
     epochs: int = knob(50, help="training epochs")
+    patience: int = knob(
+        DEFAULT_PATIENCE,
+        help="stop once this many epochs in a row have not improved the validation score that picks the best epoch; 0 runs every epoch",
+    )
     batch_size: int = knob(256, help="training rows per batch")
     lr: float = knob(1e-3, help="Adam learning rate")
     weight_decay: float = knob(0.0, help="Adam weight decay")
@@ -79,6 +88,8 @@ class TrainingConfig:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0 (0 runs every epoch), got {self.patience}")
         if not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0, got {self.grad_clip}")
         self.hidden_dims = [int(h) for h in self.hidden_dims]

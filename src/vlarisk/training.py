@@ -3,8 +3,10 @@
 One source trains a :class:`~vlarisk.models.RiskPredictor`; several (or ``multi_source=True``) a
 :class:`~vlarisk.models.MultiRiskPredictor`, each training step on one source's batch. The best
 epoch has the highest mean validation AUC-ROC (with several sources, the mean of each source's
-mean), and is a collapsed epoch only when every epoch is. Every epoch's data order and dropout are
-seeded from ``(seed, epoch)``, so a resumed run continues exactly as an uninterrupted one would.
+mean), and is a collapsed epoch only when every epoch is. Training stops early once ``patience``
+epochs in a row have not beaten the best epoch (the history's ``stop`` says when and why). Every
+epoch's data order and dropout are seeded from ``(seed, epoch)``, so a resumed run continues exactly
+as an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from vlarisk.tracking import record_epoch
 
 FUSED_DEVICES = ("cpu", "cuda")  # where torch has fused Adam and multi-tensor (foreach) norms
 HUBER_DELTA = 0.1  # risks live in [0, 1]: with the usual delta of 1 Huber would equal MSE / 2
-RESUMABLE_CHANGES = ("epochs", "device")  # training settings that may differ when resuming
+RESUMABLE_CHANGES = ("epochs", "patience", "device")  # training settings that may differ when resuming
+PATIENCE_REASON = "patience"  # the history's stop reason when validation stopped improving
 
 
 @dataclass
@@ -136,6 +139,22 @@ def selection_score(metrics: dict) -> tuple[bool, float]:
     or minus the loss where no AUC is defined."""
     score = metrics["mean_auc"] if metrics["mean_auc"] is not None else -metrics["loss"]
     return not metrics.get("collapse"), float(score)
+
+
+def patience_exhausted(epoch: int, best_epoch: int, patience: int) -> bool:
+    """Whether ``patience`` epochs in a row up to ``epoch`` have not beaten ``best_epoch`` (never for ``patience`` 0)."""
+    return bool(patience) and epoch - best_epoch >= patience
+
+
+def stop_record(epoch: int, best_epoch: int, epochs: int, patience: int) -> dict | None:
+    """Why training ends after ``epoch`` (``{"epoch", "reason", "detail"}``), or None to go on:
+    ``patience`` epochs in a row without beating ``best_epoch`` (unless ``patience`` is 0), or the last of ``epochs``."""
+    if patience_exhausted(epoch, best_epoch, patience) and epoch < epochs:
+        detail = f"no better validation score for {patience} epochs since the best epoch {best_epoch} (--patience {patience})"
+        return {"epoch": epoch, "reason": PATIENCE_REASON, "detail": detail}
+    if epoch >= epochs:
+        return {"epoch": epoch, "reason": "epochs", "detail": f"ran all {epochs} epochs (--epochs {epochs})"}
+    return None
 
 
 def combined_validation(per_source: dict[str, dict], sizes: dict[str, int]) -> dict:
@@ -274,6 +293,8 @@ class Trainer:
         self.log(f"training {self.model_name} on train/val steps {sizes}, device {self.device}{' (bf16)' if self.config.bf16 else ''}")
         with flush_denormals():
             for epoch in range(self.start_epoch, self.config.epochs + 1):
+                if patience_exhausted(epoch - 1, self.best["epoch"], self.config.patience):
+                    break  # patience spent after the previous epoch (also a resumed run that had stopped)
                 self._run_epoch(stream, epoch)
         self.model.load_state_dict(self.best_state)
         thresholds = {part.name: part.thresholds for part in self.parts}
@@ -344,6 +365,10 @@ class Trainer:
             self.best = {"epoch": epoch, "score": score, "healthy": healthy}
             self.best_state = copy.deepcopy(self.model.state_dict())
             self._save("best_model.pt", epoch, metrics)
+        history.pop("stop", None)
+        stop = stop_record(epoch, self.best["epoch"], self.config.epochs, self.config.patience)
+        if stop:
+            history["stop"] = stop
         self._save("latest.pt", epoch, metrics)
         record_epoch(self.output_dir, history, self.log)  # history.csv (and TensorBoard) beside the checkpoints
         auc = "n/a" if metrics["mean_auc"] is None else f"{metrics['mean_auc']:.4f}"
@@ -356,6 +381,8 @@ class Trainer:
             self.log(
                 f"WARNING: epoch {epoch} looks collapsed ({'; '.join(metrics['collapse'])}); it is only chosen as best if every epoch is"
             )
+        if stop:
+            self.log(f"stopping after epoch {epoch}: {stop['detail']}")
 
     def _save(self, name: str, epoch: int, metrics: dict) -> None:
         state = self.model.state_dict() if name == "latest.pt" else self.best_state

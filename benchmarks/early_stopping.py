@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""What early stopping costs in quality and saves in epochs, on members of the generator family.
+
+For each member, one run of every epoch (``--patience 0``) scores the held-out test rows after
+each epoch. Training is seeded per ``(seed, epoch)``, so a run with patience ``p`` is this run's
+first epochs up to its stop (``tests/test_early_stopping.py`` holds it to that); its kept
+checkpoint is the best epoch by validation score up to the stop. The table gives, per patience,
+the stop epoch and the held-out mean AUC of the kept checkpoint minus that of the full run's.
+
+    python benchmarks/early_stopping.py                           # every member, 50 epochs
+    python benchmarks/early_stopping.py --members sparse weak --patience 5 10
+    python benchmarks/early_stopping.py --output benchmarks/results/early_stopping.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vlarisk.device import limit_threads
+from vlarisk.generator_family import GENERATOR_FAMILY, scaled_member
+from vlarisk.settings import TrainingConfig
+
+TOLERANCE = 0.005  # the largest held-out AUC loss early stopping may cost
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", nargs="*", default=list(GENERATOR_FAMILY), choices=list(GENERATOR_FAMILY))
+    parser.add_argument("--epochs", type=int, default=50, help="epochs of the full run (default: %(default)s)")
+    parser.add_argument("--patience", type=int, nargs="*", default=[3, 5, 8, 10, 15], help="patiences to compare (default: %(default)s)")
+    parser.add_argument("--rollouts", type=float, default=1.0, help="scale every member's rollout count (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0], help="training and split seeds (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
+    parser.add_argument("--output", type=Path, default=None, help="write every record (JSON) and the table (.md beside it)")
+    return parser.parse_args(argv)
+
+
+def full_run_scores(name: str, args: argparse.Namespace, seed: int, workdir: Path) -> dict:
+    """Every epoch's validation selection score and held-out mean AUC for one member and seed."""
+    from vlarisk.inference import predict_rows
+    from vlarisk.metrics import test_metrics
+    from vlarisk.prepare import prepare_dataset
+    from vlarisk.sources import open_source
+    from vlarisk.synthetic import write_synthetic_source
+    from vlarisk.training import Trainer, selection_score
+
+    spec = scaled_member(name, rollouts=args.rollouts)
+    paths = [workdir / file for file in ("success_rollouts.pkl", "failure_rollouts.pkl", "planting.npz")]
+    write_synthetic_source(spec, *paths)
+    prepare_dataset(paths[0], paths[1], workdir / "dataset.vlarisk")
+    source = open_source(name, str(workdir / "dataset.vlarisk"), test_fraction=0.3, seed=seed)
+    config = TrainingConfig(epochs=args.epochs, patience=0, seed=seed, device="cpu")
+    trainer = Trainer([source], config, workdir / "model", name, log=lambda _: None)
+    part, test_rows = trainer.parts[0], source.rows["test"]
+    held_out, record = [], trainer._record
+
+    def record_and_score(epoch, train_loss, metrics, seconds, rate):
+        record(epoch, train_loss, metrics, seconds, rate)
+        prediction = predict_rows(trainer.model, source.dataset.hidden, test_rows, part.mean, part.std, trainer.device)
+        held_out.append(test_metrics(prediction, source.labels("test"), part.thresholds)["test_metrics"]["mean_auc"])
+
+    trainer._record = record_and_score
+    started = time.perf_counter()
+    outcome = trainer.fit()
+    seconds = time.perf_counter() - started
+    scores = [selection_score(metrics) for metrics in outcome.history["val_metrics"]]
+    return {"member": name, "seed": seed, "scores": scores, "held_out_auc": held_out, "epoch_seconds": seconds / args.epochs}
+
+
+def kept_epoch(scores: list, patience: int) -> tuple[int, int]:
+    """(stop epoch, kept best epoch) of a run with ``patience`` (0: every epoch), by a plain loop."""
+    best_epoch, best = 0, (False, float("-inf"))
+    for epoch, score in enumerate(scores, start=1):
+        if tuple(score) > best:
+            best_epoch, best = epoch, tuple(score)
+        if patience and epoch - best_epoch >= patience:
+            return epoch, best_epoch
+    return len(scores), best_epoch
+
+
+def rows(runs: list[dict], patiences: list[int]) -> list[dict]:
+    """Per run and patience: stop epoch, kept epoch and held-out AUC change against the full run."""
+    table = []
+    for run in runs:
+        _, full_best = kept_epoch(run["scores"], 0)
+        full_auc = run["held_out_auc"][full_best - 1]
+        for patience in patiences:
+            stop, best = kept_epoch(run["scores"], patience)
+            auc = run["held_out_auc"][best - 1]
+            table.append(
+                {
+                    "member": run["member"],
+                    "seed": run["seed"],
+                    "patience": patience,
+                    "stop": stop,
+                    "best": best,
+                    "full_best": full_best,
+                    "full_auc": full_auc,
+                    "auc": auc,
+                    "delta": auc - full_auc,
+                }
+            )
+    return table
+
+
+def markdown(table: list[dict], patiences: list[int], epochs: int) -> str:
+    """One line per member and seed (stop epoch and AUC change per patience), then the worst case per patience."""
+    lines = [
+        f"Early stopping against every one of {epochs} epochs: stop epoch / held-out mean AUC change of the kept checkpoint.",
+        "",
+        "| member | seed | full-run best epoch | full-run AUC | " + " | ".join(f"patience {p}" for p in patiences) + " |",
+        "|" + "---|" * (4 + len(patiences)),
+    ]
+    members = [r["member"] for r in table]
+    keys = sorted({(r["member"], r["seed"]) for r in table}, key=lambda key: (members.index(key[0]), key[1]))
+    for member, seed in keys:
+        cells = [r for r in table if (r["member"], r["seed"]) == (member, seed)]
+        lines.append(
+            f"| {member} | {seed} | {cells[0]['full_best']} | {cells[0]['full_auc']:.4f} | "
+            + " | ".join(f"{c['stop']} / {c['delta']:+.4f}" for c in cells)
+            + " |"
+        )
+    worst = [min(r["delta"] for r in table if r["patience"] == p) for p in patiences]
+    mean_stop = [np.mean([r["stop"] for r in table if r["patience"] == p]) for p in patiences]
+    lines.append(
+        "| **worst change / mean stop** | | | | " + " | ".join(f"{w:+.4f} / {s:.1f}" for w, s in zip(worst, mean_stop, strict=True)) + " |"
+    )
+    ok = [p for p, w in zip(patiences, worst, strict=True) if w >= -TOLERANCE]
+    lines += ["", f"Patiences within {TOLERANCE} of the full run on every row: {ok or 'none'}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    limit_threads(args.threads)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="vlarisk-early-") as scratch:
+        for name in args.members:
+            for seed in args.seeds:
+                workdir = Path(scratch) / f"{name}-{seed}"
+                workdir.mkdir()
+                runs.append(full_run_scores(name, args, seed, workdir))
+                print(f"{name} seed {seed}: {runs[-1]['epoch_seconds']:.2f} s/epoch", flush=True)
+    table = rows(runs, args.patience)
+    text = markdown(table, args.patience, args.epochs)
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs, "rows": table}, indent=1) + "\n"
+        )
+        args.output.with_suffix(".md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()

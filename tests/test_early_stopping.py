@@ -1,0 +1,96 @@
+"""Early stopping: training ends once ``patience`` epochs in a row have not beaten the best epoch.
+
+The expected stop epoch is recomputed by a plain loop over a full run's validation scores, and the
+early-stopped run must match the full run epoch for epoch up to its stop (same best epoch, same
+weights), so stopping never changes the checkpoint that is kept.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vlarisk.settings import DEFAULT_PATIENCE, TrainingConfig
+from vlarisk.sources import open_source
+from vlarisk.training import Trainer, selection_score, stop_record
+
+EPOCHS = 12
+PATIENCE = 2
+SMALL = dict(hidden_dims=[8], batch_size=64, lr=0.01, device="cpu")
+
+
+def expected_stop(scores: list[tuple[bool, float]], patience: int, epochs: int) -> int:
+    """The epoch after which a run with ``patience`` stops, from every epoch's selection score."""
+    best_epoch, best = 0, (False, float("-inf"))
+    for epoch, score in enumerate(scores, start=1):
+        if score > best:
+            best_epoch, best = epoch, score
+        if epoch - best_epoch >= patience:
+            return epoch
+    return epochs
+
+
+def train(dataset_path, output_dir, patience: int, resume: bool = False):
+    """A small CPU run on the tiny dataset (continuing ``output_dir``'s ``latest.pt`` if ``resume``): its outcome and trainer."""
+    source = open_source("tiny", str(dataset_path), None, None, val_fraction=0.3, test_fraction=0.1, seed=0)
+    config = TrainingConfig(epochs=EPOCHS, patience=patience, **SMALL)
+    trainer = Trainer([source], config, output_dir, "tiny", log=lambda _: None)
+    if resume:
+        trainer.resume()
+    return trainer.fit(), trainer
+
+
+@pytest.fixture(scope="module")
+def full_run(dataset_path, tmp_path_factory):
+    """Every epoch run (``patience`` 0)."""
+    return train(dataset_path, tmp_path_factory.mktemp("full"), patience=0)
+
+
+def test_patience_zero_runs_every_epoch(full_run):
+    outcome, trainer = full_run
+    assert len(outcome.history["train_loss"]) == EPOCHS
+    assert outcome.history["stop"]["reason"] == "epochs" and outcome.history["stop"]["epoch"] == EPOCHS
+
+
+def test_early_stop_keeps_the_full_runs_best_checkpoint(full_run, dataset_path, tmp_path):
+    full, _ = full_run
+    scores = [selection_score(metrics) for metrics in full.history["val_metrics"]]
+    stop = expected_stop(scores, PATIENCE, EPOCHS)
+    assert stop < EPOCHS, "the tiny run must plateau within EPOCHS for this test to check stopping"
+    early, trainer = train(dataset_path, tmp_path, patience=PATIENCE)
+    assert len(early.history["train_loss"]) == stop
+    assert early.history["stop"] == {"epoch": stop, "reason": "patience", "detail": early.history["stop"]["detail"]}
+    assert early.history["val_loss"] == full.history["val_loss"][:stop]
+    best_so_far = max(range(stop), key=lambda index: (scores[index], -index)) + 1
+    assert early.best_epoch == best_so_far
+    if full.best_epoch <= stop:
+        assert early.best_epoch == full.best_epoch
+        for name, weight in early.model.state_dict().items():
+            assert torch.equal(weight, full.model.state_dict()[name]), name
+    latest = torch.load(tmp_path / "latest.pt", weights_only=False)
+    assert latest["history"]["stop"]["reason"] == "patience"
+
+
+def test_stop_record_counts_epochs_since_the_best():
+    assert stop_record(epoch=5, best_epoch=3, epochs=50, patience=2)["reason"] == "patience"
+    assert stop_record(epoch=4, best_epoch=3, epochs=50, patience=2) is None
+    assert stop_record(epoch=40, best_epoch=1, epochs=50, patience=0) is None
+    assert stop_record(epoch=50, best_epoch=50, epochs=50, patience=2)["reason"] == "epochs"
+
+
+def test_negative_patience_is_refused():
+    with pytest.raises(ValueError, match="patience must be >= 0"):
+        TrainingConfig(patience=-1)
+    assert TrainingConfig().patience == DEFAULT_PATIENCE > 0
+
+
+def test_a_run_stopped_early_resumes_only_with_more_patience(full_run, dataset_path, tmp_path):
+    """The same patience adds no epoch; patience 0 continues to the last epoch exactly as the full run."""
+    full, _ = full_run
+    early, _ = train(dataset_path, tmp_path, patience=PATIENCE)
+    stop = len(early.history["train_loss"])
+    again, _ = train(dataset_path, tmp_path, patience=PATIENCE, resume=True)
+    assert len(again.history["train_loss"]) == stop
+    continued, _ = train(dataset_path, tmp_path, patience=0, resume=True)
+    assert continued.history["val_loss"] == full.history["val_loss"]
+    assert continued.best_epoch == full.best_epoch and continued.history["stop"]["reason"] == "epochs"
