@@ -1,0 +1,50 @@
+# Physics sources (a `collect` block): a behaviour-cloned policy, then its rollouts in MetaWorld
+# with injected faults and counterfactual labels (docs/physics-source.md).
+
+
+rule train_policy:
+    input:
+        code=code_for("collect_rollouts"),
+    output:
+        policy=collected_path("{source}", "policy.pt"),
+    log:
+        log_path("train_policy", "{source}"),
+    benchmark:
+        benchmark_path("train_policy", "{source}")
+    conda:
+        "../envs/physics.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb_for("collect"),
+        runtime=runtime_for("collect"),
+    params:
+        flags=lambda wildcards: PLAN.policy_flags(wildcards.source),
+        out=subpath(output.policy, parent=True),
+    shell:
+        "python {input.code[0]:q} {params.flags} --out {params.out:q} --train-only > {log:q} 2>&1"
+
+
+rule collect_rollouts:
+    input:
+        policy=rules.train_policy.output.policy,
+        code=code_for("collect_rollouts"),
+    output:
+        success=collected_path("{source}", "success_rollouts.pkl"),
+        failure=collected_path("{source}", "failure_rollouts.pkl"),
+        collection=collected_path("{source}", "collection.json"),
+    log:
+        log_path("collect_rollouts", "{source}"),
+    benchmark:
+        benchmark_path("collect_rollouts", "{source}")
+    conda:
+        "../envs/physics.yaml"
+    threads: 2
+    resources:
+        mem_mb=mem_mb_for("collect"),
+        runtime=runtime_for("collect"),
+    params:
+        flags=lambda wildcards: PLAN.collect_flags(wildcards.source),
+        out=subpath(output.collection, parent=True),
+    shell:
+        "python {input.code[0]:q} {params.flags} --workers {threads}"
+        " --policy {input.policy:q} --out {params.out:q} > {log:q} 2>&1"
