@@ -22,6 +22,7 @@ import torch
 
 import vlarisk
 from vlarisk.alarm import DetectionOptions, source_detection
+from vlarisk.attribution import attribution_report, collection_of
 from vlarisk.baselines import baseline_report, baseline_scores
 from vlarisk.checkpoints import saved_thresholds
 from vlarisk.constants import ACTION_DIMENSIONS
@@ -33,6 +34,8 @@ from vlarisk.metrics import regression_metrics, step_target_metrics, test_metric
 from vlarisk.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
 from vlarisk.sources import Source
 from vlarisk.thresholds import binarize
+
+ATTRIBUTION_BASELINES = ("logistic", "abs_action")  # per-dimension scorers (step_index is the same in every dimension)
 
 
 def code_fingerprint() -> str:
@@ -129,6 +132,10 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
     )
     pairs = {name: (values[:tested], values[tested:]) for name, values in every.items()}
     report["detection"] = source_detection(source, scored.rows, scored.prediction, scored.calibration_prediction, pairs, options)
+    collection = collection_of(dataset)
+    if collection is not None:  # a collected physics source: does the riskiest dimension name the injected axis?
+        scorers = {"model": (scored.prediction, scored.calibration_prediction), **{k: pairs[k] for k in ATTRIBUTION_BASELINES}}
+        report["attribution"] = attribution_report(dataset, scored.rows, scorers, collection)
     versus = report["baselines"]["model_vs_logistic"]
     if versus["beats_logistic"] is False:
         log(
