@@ -1,0 +1,131 @@
+"""The physics source's rules on hand-made cases, without the simulator: deviation labels, the
+point of no return's bisection, counterfactual blame in a toy world, attribution and its interval."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from vlarisk import attribution
+from vlarisk.errors import InputError
+from vlarisk.physics import env as physics_env
+from vlarisk.physics.episodes import Episode, bisect_first_failure, blame, point_of_no_return
+from vlarisk.physics.labels import deviation_labels
+from vlarisk.physics.perturbations import draw_perturbation
+
+
+def test_deviation_labels_ramp_into_t_star_where_a_dimension_deviates():
+    deviations = np.zeros((10, 4))
+    deviations[[3, 5, 6, 8], 0] = 1.0  # x deviates at steps 3, 5, 6 and 8
+    deviations[6, 3] = 1.0  # the gripper at step 6
+    labels = deviation_labels(deviations, thresholds=np.full(4, 0.5), t_star=6, window=2)
+    expected = np.zeros((10, 7), dtype=np.float32)
+    expected[5, 0] = 2 / 3  # window [4, 6]: ramp 1/3, 2/3, 1; step 3 is before it, step 8 after t*
+    expected[6, 0] = expected[6, 6] = 1.0
+    np.testing.assert_allclose(labels, expected, rtol=1e-6)
+    assert not labels[:, 3:6].any()  # rotations: absent, never labelled
+
+
+def test_successes_get_no_deviation_label():
+    assert not deviation_labels(np.ones((5, 4)), np.zeros(4), t_star=None, window=2).any()
+
+
+@pytest.mark.parametrize("first_failure", [0, 1, 7, 29, 30])
+def test_bisection_finds_the_first_unrescued_step(first_failure):
+    calls = []
+
+    def rescued(step):
+        calls.append(step)
+        return step < first_failure
+
+    assert bisect_first_failure(rescued, last=30) == first_failure
+    assert len(calls) <= 7  # log2(30) + the check at 0
+
+
+class ToyWorld:
+    """A 4-D point that must reach x >= 1 within the horizon; the expert pushes +x, and solved
+    once x >= 1 (a stand-in for TaskEnv: reset, step, expert_action, task)."""
+
+    task = "toy"
+
+    def reset(self, seed):
+        self.position = np.zeros(4)
+        return np.concatenate([self.position, np.zeros(35)])
+
+    def step(self, action):
+        self.position = self.position + 0.125 * np.asarray(action)
+        return np.concatenate([self.position, np.zeros(35)]), bool(self.position[0] >= 1.0)
+
+    def expert_action(self, observation):
+        return np.array([1.0, 0.0, 0.0, 0.0])
+
+
+class WrongWayPolicy:
+    """Pushes -x (the fault) and +y, +z, opens the gripper: only x matters for the toy task."""
+
+    def act(self, observation, task):
+        return np.array([-1.0, 1.0, 1.0, 1.0]), np.zeros(2, dtype=np.float32)
+
+
+def toy_failure(horizon=30):
+    episode = Episode("toy", 0, horizon, draw_perturbation(0, horizon, {"none": 1}))
+    episode.executed = [np.array([-1.0, 1.0, 1.0, 1.0])] * horizon
+    return episode
+
+
+def test_point_of_no_return_and_blame_in_a_toy_world():
+    world, episode = ToyWorld(), toy_failure()
+    # After k steps at -x the expert needs 8 + k steps (steps of 1/8, exact in binary): it rescues while k + 8 + k <= 30.
+    t_star = point_of_no_return(world, episode)
+    assert t_star == 12
+    # From t* - 20 = 0 only handing x to the expert rescues; y, z and the gripper never matter.
+    assert blame(world, WrongWayPolicy(), episode, t_star, window=20) == [1, 0, 0, None, None, None, 0]
+    # From t* itself nothing can rescue it any more.
+    assert blame(world, WrongWayPolicy(), episode, t_star, window=0) == [0, 0, 0, None, None, None, 0]
+
+
+def test_a_missing_simulator_names_the_extra(monkeypatch):
+    def missing(name, *args):
+        error = ImportError(f"No module named {name!r}")
+        error.name = name
+        raise error
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    with pytest.raises(InputError) as raised:
+        physics_env.require_simulator()
+    message = str(raised.value)
+    assert 'pip install -e ".[sim]"' in message and "\n" not in message
+
+
+def test_riskiest_dimension_ranks_each_dimension_among_successes():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(200, 7)) * np.array([1, 1, 100, 1, 1, 1, 1])  # z on a far larger scale
+    window = np.zeros((5, 7))
+    window[:, 1] = 2.0  # y: about the 98th percentile of its successes
+    window[:, 2] = 50.0  # z: larger in value, but only about the 69th percentile of its own
+    expected_rank = {d: np.mean([np.mean(reference[:, d] <= value) for value in window[:, d]]) for d in (0, 1, 2, 6)}
+    assert max(expected_rank, key=expected_rank.get) == 1
+    assert attribution.riskiest_dimension(window, reference) == 1
+
+
+def test_riskiest_dimension_skips_unscored_dimensions():
+    reference = np.zeros((10, 7))
+    reference[:, 6] = np.nan
+    window = np.full((2, 7), np.nan)
+    window[:, 0] = 1.0
+    assert attribution.riskiest_dimension(window, reference) == 0
+
+
+@pytest.mark.parametrize(
+    ("hits", "trials", "low", "high"),
+    [(0, 10, 0.0, 1 - 0.025 ** (1 / 10)), (10, 10, 0.025 ** (1 / 10), 1.0), (5, 10, 0.18709, 0.81291)],
+)
+def test_clopper_pearson_interval(hits, trials, low, high):
+    np.testing.assert_allclose(attribution.clopper_pearson(hits, trials), [low, high], atol=1e-5)
+
+
+def test_accuracy_without_cases_is_undefined_not_zero():
+    block = attribution.accuracy_block([], [])
+    assert block["accuracy"] is None and block["undefined"]
