@@ -14,6 +14,7 @@ from vlarisk.physics import env as physics_env
 from vlarisk.physics.episodes import Episode, bisect_first_failure, blame, point_of_no_return
 from vlarisk.physics.labels import deviation_labels
 from vlarisk.physics.perturbations import draw_perturbation
+from vlarisk.planning import Plan
 
 
 def test_deviation_labels_ramp_into_t_star_where_a_dimension_deviates():
@@ -129,3 +130,18 @@ def test_clopper_pearson_interval(hits, trials, low, high):
 def test_accuracy_without_cases_is_undefined_not_zero():
     block = attribution.accuracy_block([], [])
     assert block["accuracy"] is None and block["undefined"]
+
+
+def test_a_collected_source_is_planned_from_its_collect_block():
+    from test_planning import load  # the config as the Snakefile sees it
+
+    plan = Plan(load())
+    assert plan.is_collected("physics_pick_place") and not plan.is_simulated("physics_pick_place")
+    assert plan.rollout_files("physics_pick_place") == {
+        "success": "results/physics/physics_pick_place/success_rollouts.pkl",
+        "failure": "results/physics/physics_pick_place/failure_rollouts.pkl",
+    }
+    assert plan.has_provided_labels("physics_pick_place") and plan.planting_file("physics_pick_place") == {}
+    flags = plan.collect_flags("physics_pick_place")
+    assert flags.startswith(plan.policy_flags("physics_pick_place"))
+    assert "--tasks pick-place-v3" in flags and "--episodes 60" in flags and "--episodes" not in plan.policy_flags("physics_pick_place")
