@@ -48,3 +48,28 @@ rule collect_rollouts:
     shell:
         "python {input.code[0]:q} {params.flags} --workers {threads}"
         " --policy {input.policy:q} --out {params.out:q} > {log:q} 2>&1"
+
+
+# The paper's attribution table and figure over the collected sources (`paper`).
+rule paper_attribution:
+    input:
+        results=lambda wildcards: [
+            results_json(model_dir(source)) for source in PLAN.collected_sources()
+        ],
+        code=code_for("make_attribution"),
+    output:
+        PLAN.attribution_outputs(),
+    log:
+        log_path("paper_attribution", "attribution"),
+    conda:
+        "../envs/vlarisk.yaml"
+    params:
+        single=lambda wildcards: " ".join(
+            f"--single {shlex.quote(source)} {shlex.quote(results_json(model_dir(source)))}"
+            for source in PLAN.collected_sources()
+        ),
+        prefix=table_prefix("attribution"),
+        figure=figure_path("attribution", "attribution"),
+    shell:
+        "python {input.code[0]:q} {params.single} --table-prefix {params.prefix:q}"
+        " --figure {params.figure:q} > {log:q} 2>&1"

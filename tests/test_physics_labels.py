@@ -4,11 +4,13 @@ point of no return's bisection, counterfactual blame in a toy world, attribution
 from __future__ import annotations
 
 import importlib
+import json
 
 import numpy as np
 import pytest
 
 from vlarisk import attribution
+from vlarisk.attribution_paper import attribution_table
 from vlarisk.errors import InputError
 from vlarisk.physics import env as physics_env
 from vlarisk.physics.episodes import Episode, bisect_first_failure, blame, point_of_no_return
@@ -145,3 +147,14 @@ def test_a_collected_source_is_planned_from_its_collect_block():
     flags = plan.collect_flags("physics_pick_place")
     assert flags.startswith(plan.policy_flags("physics_pick_place"))
     assert "--tasks pick-place-v3" in flags and "--episodes 60" in flags and "--episodes" not in plan.policy_flags("physics_pick_place")
+
+
+def test_the_attribution_table_has_a_row_per_scorer_and_skips_other_sources(tmp_path):
+    block = {"accuracy": 0.5, "n": 4, "hits": 2, "ci95": [0.07, 0.93], "by_axis": {"x": {"n": 4, "accuracy": 0.5}}}
+    physics = {"attribution": {**block, "chance": 0.25, "baselines": {"logistic": {**block, "accuracy": 0.25}, "blame_labels": block}}}
+    (tmp_path / "physics.json").write_text(json.dumps(physics))
+    (tmp_path / "synthetic.json").write_text(json.dumps({"test_metrics": {}}))
+    table = attribution_table({"physics": str(tmp_path / "physics.json"), "synthetic": str(tmp_path / "synthetic.json")})
+    assert [row.labels for row in table.rows] == [("physics", "model"), ("physics", "logistic regression"), ("physics", "blame labels")]
+    assert [row.cells[0].mean for row in table.rows] == [0.5, 0.25, 0.5]
+    assert table.rows[0].cells[4].mean == 0.25 and table.rows[0].cells[6].mean is None  # chance; y has no rollout

@@ -474,7 +474,16 @@ class Plan:
             "ablations": self.ablation_results(),
             "tables": self.paper_tables(),
             "figures": self.paper_figures(),
+            "attribution": self.attribution_outputs() if self.collected_sources() else [],
         }
+
+    def collected_sources(self) -> list[str]:
+        """The sources collected in a physics simulator."""
+        return [source for source in self.sources if self.is_collected(source)]
+
+    def attribution_outputs(self) -> list[str]:
+        """The paper's attribution table (every format) and figure, over the collected sources."""
+        return [table_path("attribution", extension) for extension in TABLE_FORMATS] + [figure_path("attribution", "attribution")]
 
 
 # ------------------------------------------------------------------------------------ resources
