@@ -23,6 +23,7 @@ COMMANDS = {
     "vlarisk-train": ("vlarisk.train_command:cli", "train_risk_predictor"),
     "vlarisk-train-multi": ("vlarisk.train_multi_command:cli", "train_multi_model"),
     "vlarisk-evaluate": ("vlarisk.evaluate_command:cli", "evaluate_risk_predictor"),
+    "vlarisk-collect": ("vlarisk.collect_command:cli", "collect_rollouts"),
 }
 
 

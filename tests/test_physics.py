@@ -16,10 +16,10 @@ import pytest
 pytest.importorskip("metaworld", reason='the simulator extra is not installed: pip install -e ".[sim]"')
 
 from vlarisk.errors import InputError  # noqa: E402
-from vlarisk.physics.collect import COLLECTION_FILE, FAILURE_FILE, SUCCESS_FILE, CollectionSettings, collect  # noqa: E402
-from vlarisk.physics.env import TaskEnv, check_tasks  # noqa: E402
-from vlarisk.physics.episodes import replay  # noqa: E402
-from vlarisk.physics.policy import PolicySettings, train_policy  # noqa: E402
+from vlarisk.physics_collect import COLLECTION_FILE, FAILURE_FILE, SUCCESS_FILE, CollectionSettings, collect  # noqa: E402
+from vlarisk.physics_env import TaskEnv, check_tasks  # noqa: E402
+from vlarisk.physics_episodes import replay  # noqa: E402
+from vlarisk.physics_policy import PolicySettings, train_policy  # noqa: E402
 from vlarisk.prepare import prepare_dataset  # noqa: E402
 from vlarisk.rollouts import load_rollouts  # noqa: E402
 

@@ -9,13 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from vlarisk import attribution
+from vlarisk import attribution, physics_env
 from vlarisk.attribution_paper import attribution_table
 from vlarisk.errors import InputError
-from vlarisk.physics import env as physics_env
-from vlarisk.physics.episodes import Episode, bisect_first_failure, blame, point_of_no_return
-from vlarisk.physics.labels import deviation_labels
-from vlarisk.physics.perturbations import draw_perturbation
+from vlarisk.physics_episodes import Episode, bisect_first_failure, blame, point_of_no_return
+from vlarisk.physics_labels import deviation_labels
+from vlarisk.physics_perturbations import draw_perturbation
 from vlarisk.planning import Plan
 
 

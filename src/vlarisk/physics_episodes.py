@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vlarisk.physics.env import ARM_DIMENSIONS, TaskEnv
-from vlarisk.physics.perturbations import Perturbation
-from vlarisk.physics.policy import MlpPolicy
+from vlarisk.physics_env import ARM_DIMENSIONS, TaskEnv
+from vlarisk.physics_perturbations import Perturbation
+from vlarisk.physics_policy import MlpPolicy
 
 BLAME_WINDOW = 20  # steps before t* where blame restarts and deviation labels may be positive
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vlarisk.physics.env import TaskEnv
+from vlarisk.physics_env import TaskEnv
 
 
 @dataclass(frozen=True)

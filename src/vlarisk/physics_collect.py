@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from vlarisk import physics_labels as deviation_rule
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.io_utils import atomic_path, write_json
-from vlarisk.physics import labels as deviation_rule
-from vlarisk.physics.env import ABSENT_DIMENSIONS, TaskEnv, to_seven_dims
-from vlarisk.physics.episodes import BLAME_WINDOW, Episode, blame, point_of_no_return, run_episode
-from vlarisk.physics.perturbations import DEFAULT_MIX, draw_perturbation
-from vlarisk.physics.policy import MlpPolicy, load_policy
+from vlarisk.physics_env import ABSENT_DIMENSIONS, TaskEnv, to_seven_dims
+from vlarisk.physics_episodes import BLAME_WINDOW, Episode, blame, point_of_no_return, run_episode
+from vlarisk.physics_perturbations import DEFAULT_MIX, draw_perturbation
+from vlarisk.physics_policy import MlpPolicy, load_policy
 
 SUCCESS_FILE, FAILURE_FILE, COLLECTION_FILE, POLICY_FILE = "success_rollouts.pkl", "failure_rollouts.pkl", "collection.json", "policy.pt"
 

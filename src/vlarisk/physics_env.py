@@ -1,4 +1,12 @@
-"""MetaWorld v3 tasks and their scripted experts, seeded and reproducible, behind one small wrapper."""
+"""MetaWorld v3 tasks and their scripted experts, seeded and reproducible, behind one small wrapper.
+
+The physics source's modules: ``physics_env`` (tasks, experts, the 4-D arm's 7-D layout),
+``physics_policy`` (demos, behaviour cloning), ``physics_perturbations`` (the fault mix),
+``physics_episodes`` (an episode, exact replay, point of no return, blame), ``physics_labels``
+(deviation labels), ``physics_collect`` (parallel collection into the rollout pickle format) and
+``collect_command`` (``vlarisk-collect``); docs/physics-source.md describes every rule. The
+simulator is an optional extra, imported on first use (:func:`require_simulator`).
+"""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from vlarisk.physics.env import OBJECT_POSITION
+from vlarisk.physics_env import OBJECT_POSITION
 
 KINDS = ("none", "action_noise", "perception_bias", "gripper_open")
 AXES = ("x", "y", "z")

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.errors import InputError
-from vlarisk.physics.env import ENVIRONMENTS, check_tasks
-from vlarisk.physics.perturbations import DEFAULT_MIX
+from vlarisk.physics_collect import POLICY_FILE, CollectionSettings, collect, load_checkpoint
+from vlarisk.physics_env import ENVIRONMENTS, check_tasks
+from vlarisk.physics_perturbations import DEFAULT_MIX
+from vlarisk.physics_policy import PolicySettings, save_policy, train_policy
 
 
 def parser() -> ArgumentParser:
@@ -40,9 +42,6 @@ def main(argv=None) -> None:
     tasks = check_tasks(args.tasks, args.env)
     if args.episodes < 1 or args.horizon < 2:
         raise InputError(f"--episodes must be >= 1 and --horizon >= 2 (got {args.episodes}, {args.horizon})")
-    from vlarisk.physics.collect import POLICY_FILE, CollectionSettings, collect, load_checkpoint
-    from vlarisk.physics.policy import PolicySettings, save_policy, train_policy
-
     out = Path(args.out)
     if args.policy:
         checkpoint = load_checkpoint(args.policy)

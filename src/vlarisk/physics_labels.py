@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vlarisk.physics.env import ARM_DIMENSIONS
+from vlarisk.physics_env import ARM_DIMENSIONS
 
 DEVIATION_QUANTILE = 0.95
 
