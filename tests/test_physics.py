@@ -42,7 +42,7 @@ def test_collection_records_every_field(collected):
     out, summary = collected
     successes, failures = load_rollouts(str(out / SUCCESS_FILE)), load_rollouts(str(out / FAILURE_FILE))
     assert successes and failures and (out / COLLECTION_FILE).is_file()
-    assert summary["per_task"][TASK]["episodes"] == 6
+    assert summary["per_task"][TASK]["episodes"] == 6 and summary["absent_dimensions"] == ["roll", "pitch", "yaw"]
     for rollout in successes + failures:
         assert rollout["task_id"] == TASK and rollout["absent_dimensions"] == ["roll", "pitch", "yaw"]
         step = rollout["steps"][0]

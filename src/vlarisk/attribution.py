@@ -78,6 +78,11 @@ def collection_of(dataset: RiskDataset) -> dict | None:
     return json.loads(path.read_text())
 
 
+def not_applicable(collection: dict) -> dict[str, str]:
+    """The reason each dimension the collected arm lacks is undefined, for ``results.json["undefined"]``."""
+    return {name: "not applicable: the simulated arm has no such action" for name in collection.get("absent_dimensions", [])}
+
+
 def attribution_cases(dataset: RiskDataset, rows: np.ndarray, collection: dict) -> list[tuple[str, np.ndarray, list | None]]:
     """``(biased axis, positions in rows of the window before t*, blame vector)`` per test failure with a perception bias."""
     failures = {record["index"]: record for record in collection["failures"]}

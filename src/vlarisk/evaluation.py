@@ -22,7 +22,7 @@ import torch
 
 import vlarisk
 from vlarisk.alarm import DetectionOptions, source_detection
-from vlarisk.attribution import attribution_report, collection_of
+from vlarisk.attribution import attribution_report, collection_of, not_applicable
 from vlarisk.baselines import baseline_report, baseline_scores
 from vlarisk.checkpoints import saved_thresholds
 from vlarisk.constants import ACTION_DIMENSIONS
@@ -136,6 +136,7 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
     if collection is not None:  # a collected physics source: does the riskiest dimension name the injected axis?
         scorers = {"model": (scored.prediction, scored.calibration_prediction), **{k: pairs[k] for k in ATTRIBUTION_BASELINES}}
         report["attribution"] = attribution_report(dataset, scored.rows, scorers, collection)
+        report["undefined"].update(not_applicable(collection))
     versus = report["baselines"]["model_vs_logistic"]
     if versus["beats_logistic"] is False:
         log(

@@ -180,6 +180,7 @@ def write_collection(settings: CollectionSettings, episodes: list[Episode], labe
         "failure_rate": float(np.mean([not e.success for e in episodes])),
         "deviation_thresholds": {task: dict(zip(("x", "y", "z", "gripper"), map(float, t), strict=True)) for task, t in thresholds.items()},
         "blame_window": BLAME_WINDOW,
+        "absent_dimensions": [ACTION_DIMENSIONS[d] for d in ABSENT_DIMENSIONS],
         "failures": records,
     }
 
