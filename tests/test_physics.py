@@ -83,3 +83,18 @@ def test_the_command_reports_a_wrong_task_in_one_line(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""}, check=False)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "push-v3" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--mix", '{"earthquake": 1}'], "--mix: unknown fault kinds"),
+        (["--mix", "{not json"], "--mix: not valid JSON"),
+        (["--policy-settings", '{"layers": 3}'], "--policy-settings: unknown fields"),
+    ],
+)
+def test_bad_collection_flags_fail_in_one_line(flags, message, tmp_path):
+    from vlarisk.collect_command import main
+
+    with pytest.raises(InputError, match=message):
+        main(["--tasks", TASK, "--episodes", "1", "--out", str(tmp_path), "--train-only", *flags])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.errors import InputError
 from vlarisk.physics_collect import POLICY_FILE, CollectionSettings, collect, load_checkpoint
 from vlarisk.physics_env import ENVIRONMENTS, check_tasks
-from vlarisk.physics_perturbations import DEFAULT_MIX
+from vlarisk.physics_perturbations import DEFAULT_MIX, check_mix
 from vlarisk.physics_policy import PolicySettings, save_policy, train_policy
 
 
@@ -37,25 +38,39 @@ def parser() -> ArgumentParser:
     return p
 
 
+def json_object(text: str, flag: str) -> dict:
+    """A flag's JSON object, or a one-line error naming the flag."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{flag}: not valid JSON ({error.msg}): {text}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{flag}: expected a JSON object, got {text}")
+    return value
+
+
 def main(argv=None) -> None:
     args = parser().parse_args(argv)
     tasks = check_tasks(args.tasks, args.env)
     if args.episodes < 1 or args.horizon < 2:
         raise InputError(f"--episodes must be >= 1 and --horizon >= 2 (got {args.episodes}, {args.horizon})")
+    mix = check_mix(json_object(args.mix, "--mix"))
     out = Path(args.out)
     if args.policy:
         checkpoint = load_checkpoint(args.policy)
     else:
-        settings = PolicySettings(**{"seed": args.seed, "horizon": args.horizon, **json.loads(args.policy_settings)})
+        overrides = json_object(args.policy_settings, "--policy-settings")
+        unknown = sorted(set(overrides) - {f.name for f in fields(PolicySettings)})
+        if unknown:
+            raise InputError(f"--policy-settings: unknown fields {unknown}; expected some of {[f.name for f in fields(PolicySettings)]}")
+        settings = PolicySettings(**{"seed": args.seed, "horizon": args.horizon, **overrides})
         checkpoint = train_policy(tasks, settings, log)
         out.mkdir(parents=True, exist_ok=True)
         save_policy(checkpoint, out / POLICY_FILE)
         log(f"trained the policy in {checkpoint['train_seconds']:.1f} s on {checkpoint['demo_steps']} demo steps: {out / POLICY_FILE}")
         if args.train_only:
             return
-    settings = CollectionSettings(
-        tuple(tasks), args.episodes, args.seed, args.horizon, json.loads(args.mix), args.max_labelled_failures, args.workers
-    )
+    settings = CollectionSettings(tuple(tasks), args.episodes, args.seed, args.horizon, mix, args.max_labelled_failures, args.workers)
     summary = collect(settings, checkpoint, out, log)
     log(f"collected {args.episodes} episodes in {summary['wall_seconds']:.1f} s, failure rate {summary['failure_rate']:.2f}: {out}")
 

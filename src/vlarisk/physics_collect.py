@@ -21,6 +21,7 @@ import numpy as np
 
 from vlarisk import physics_labels as deviation_rule
 from vlarisk.constants import ACTION_DIMENSIONS
+from vlarisk.errors import InputError
 from vlarisk.io_utils import atomic_path, write_json
 from vlarisk.physics_env import ABSENT_DIMENSIONS, TaskEnv, to_seven_dims
 from vlarisk.physics_episodes import BLAME_WINDOW, Episode, blame, point_of_no_return, run_episode
@@ -123,7 +124,7 @@ def collect(settings: CollectionSettings, checkpoint: dict, out_dir: str | os.Pa
     started = time.perf_counter()
     tasks = list(settings.tasks)
     if list(checkpoint["tasks"]) != tasks:
-        raise ValueError(f"the policy was trained on tasks {checkpoint['tasks']}, not {tasks}")
+        raise InputError(f"--policy: the policy was trained on tasks {list(checkpoint['tasks'])}, not {tasks}")
     per_task = [settings.episodes // len(tasks) + (i < settings.episodes % len(tasks)) for i in range(len(tasks))]
     jobs = [
         (task, episode_seed(settings.seed, t, e), settings.horizon, settings.mix)
@@ -201,8 +202,11 @@ def _task_counts(task: str, episodes: list[Episode], labelled: dict) -> dict:
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """A policy checkpoint, with a one-line error naming the file when it is not one."""
-    checkpoint = load_policy(path)
+    try:
+        checkpoint = load_policy(path)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as error:
+        raise InputError(f"{path}: not a readable policy checkpoint ({type(error).__name__})") from None
     missing = {"tasks", "state_dict", "obs_mean", "obs_std"} - set(checkpoint)
     if missing:
-        raise ValueError(f"{path}: not a policy checkpoint (missing {sorted(missing)})")
+        raise InputError(f"{path}: not a policy checkpoint (missing {sorted(missing)})")
     return checkpoint

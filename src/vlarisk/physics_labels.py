@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vlarisk.errors import InputError
 from vlarisk.physics_env import ARM_DIMENSIONS
 
 DEVIATION_QUANTILE = 0.95
@@ -25,7 +26,7 @@ def deviation(actions: np.ndarray, expert_actions: np.ndarray) -> np.ndarray:
 def deviation_thresholds(success_deviations: list[np.ndarray]) -> np.ndarray:
     """Each arm dimension's deviation quantile over every step of the given successful rollouts."""
     if not success_deviations:
-        raise ValueError("deviation labels need successful rollouts to set the per-dimension thresholds")
+        raise InputError("no episode succeeded, so the deviation labels have no thresholds: collect more episodes or a milder --mix")
     return np.quantile(np.concatenate(success_deviations), DEVIATION_QUANTILE, axis=0)
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from vlarisk.errors import InputError
 from vlarisk.physics_env import OBJECT_POSITION
 
 KINDS = ("none", "action_noise", "perception_bias", "gripper_open")
@@ -66,11 +67,20 @@ class Perturbation:
         return np.clip(action, -1.0, 1.0)
 
 
-def draw_perturbation(seed: int, horizon: int, mix: dict[str, float], ranges: FaultRanges = FAULT_RANGES) -> Perturbation:
-    """The fault of the episode of ``seed``, drawn from ``mix`` (kind -> weight)."""
+def check_mix(mix: dict) -> dict:
+    """The fault mix, or a one-line error for unknown kinds or weights that are not positive numbers."""
     unknown = sorted(set(mix) - set(KINDS))
     if unknown:
-        raise ValueError(f"perturbation mix: unknown kinds {unknown}; expected some of {list(KINDS)}")
+        raise InputError(f"--mix: unknown fault kinds {unknown}; expected some of {list(KINDS)}")
+    weights = list(mix.values())
+    if not all(isinstance(w, (int, float)) and w >= 0 for w in weights) or not sum(weights) > 0:
+        raise InputError(f"--mix: weights must be numbers >= 0, not all 0: {mix}")
+    return mix
+
+
+def draw_perturbation(seed: int, horizon: int, mix: dict[str, float], ranges: FaultRanges = FAULT_RANGES) -> Perturbation:
+    """The fault of the episode of ``seed``, drawn from ``mix`` (kind -> weight)."""
+    check_mix(mix)
     rng = np.random.default_rng([int(seed), 7])
     kinds = [k for k in KINDS if mix.get(k, 0) > 0]
     weights = np.array([mix[k] for k in kinds], dtype=float)
