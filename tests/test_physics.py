@@ -6,6 +6,7 @@ Skipped when the simulator extra (``pip install -e ".[sim]"``) is not installed.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -27,15 +28,30 @@ ROOT = Path(__file__).resolve().parents[1]
 TASK, HORIZON = "reach-v3", 60
 
 
+SETTINGS = CollectionSettings((TASK,), 6, 0, HORIZON, {"none": 0.5, "action_noise": 0.5}, max_labelled_failures=2, workers=1)
+
+
 @pytest.fixture(scope="module")
-def collected(tmp_path_factory):
-    """Six reach episodes from a small policy, two failures labelled: ``(out dir, summary)``."""
+def policy():
+    """A small reach policy (six demos)."""
+    return train_policy([TASK], PolicySettings(demos_per_task=6, epochs=40, horizon=HORIZON, hidden_dims=(32, 32)), log=lambda _: None)
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory, policy):
+    """Six reach episodes, two failures labelled, in this process: ``(out dir, summary)``."""
     out = tmp_path_factory.mktemp("physics")
-    checkpoint = train_policy(
-        [TASK], PolicySettings(demos_per_task=6, epochs=40, horizon=HORIZON, hidden_dims=(32, 32)), log=lambda _: None
-    )
-    settings = CollectionSettings((TASK,), 6, 0, HORIZON, {"none": 0.5, "action_noise": 0.5}, max_labelled_failures=2, workers=1)
-    return out, collect(settings, checkpoint, out, log=lambda _: None)
+    return out, collect(SETTINGS, policy, out, log=lambda _: None)
+
+
+def test_worker_processes_collect_the_same_rollouts(collected, policy, tmp_path):
+    out, summary = collected
+    parallel = collect(dataclasses.replace(SETTINGS, workers=2), policy, tmp_path, log=lambda _: None)
+    assert parallel["failures"] == summary["failures"]
+    for name in (SUCCESS_FILE, FAILURE_FILE):
+        for one, other in zip(load_rollouts(str(out / name)), load_rollouts(str(tmp_path / name)), strict=True):
+            for field in ("executed_action", "per_dim_risk", "hidden_state"):
+                np.testing.assert_array_equal(np.stack([s[field] for s in one["steps"]]), np.stack([s[field] for s in other["steps"]]))
 
 
 def test_collection_records_every_field(collected):

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from vlarisk import physics_labels as deviation_rule
 from vlarisk.constants import ACTION_DIMENSIONS
@@ -54,7 +55,7 @@ _WORKER: dict = {}
 
 def _init_worker(policy_checkpoint: dict) -> None:
     """Load the policy once per worker process; environments are built on first use per task."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    threadpool_limits(1)  # one BLAS thread per worker: the workers already fill the cores
     _WORKER["policy"] = MlpPolicy(policy_checkpoint)
     _WORKER["envs"] = {}
 
