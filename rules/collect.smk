@@ -58,7 +58,9 @@ rule paper_attribution:
         ],
         code=code_for("make_attribution"),
     output:
-        PLAN.attribution_outputs(),
+        multiext(table_prefix("attribution"), ".md", ".tex", ".csv", ".json"),
+        html=table_path("attribution", "html"),
+        figure=figure_path("attribution", "attribution"),
     log:
         log_path("paper_attribution", "attribution"),
     conda:
@@ -68,8 +70,7 @@ rule paper_attribution:
             f"--single {shlex.quote(source)} {shlex.quote(results_json(model_dir(source)))}"
             for source in PLAN.collected_sources()
         ),
-        prefix=table_prefix("attribution"),
-        figure=figure_path("attribution", "attribution"),
+        prefix=subpath(output.html, strip_suffix=".html"),
     shell:
         "python {input.code[0]:q} {params.single} --table-prefix {params.prefix:q}"
-        " --figure {params.figure:q} > {log:q} 2>&1"
+        " --figure {output.figure:q} > {log:q} 2>&1"
