@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -157,3 +158,46 @@ def test_the_attribution_table_has_a_row_per_scorer_and_skips_other_sources(tmp_
     assert [row.labels for row in table.rows] == [("physics", "model"), ("physics", "logistic regression"), ("physics", "blame labels")]
     assert [row.cells[0].mean for row in table.rows] == [0.5, 0.25, 0.5]
     assert table.rows[0].cells[4].mean == 0.25 and table.rows[0].cells[6].mean is None  # chance; y has no rollout
+
+
+def test_attribution_counts_each_biased_failure_once_per_test_set():
+    """Two perception-bias failures (x: seen task, z: unseen task), a noise failure and a success,
+    four steps each, t* = 3: the window is steps 0-2. The model's x column peaks on the first
+    failure's window and its y column on the second's; expected values are worked out by hand."""
+    rollout = np.repeat(np.arange(4), 4)
+    steps = np.tile(np.arange(4), 4)
+    dataset = SimpleNamespace(
+        arrays={"rollout_id": rollout, "step_index": steps},
+        metadata={
+            "rollouts": [
+                {"rollout_id": i, "file": f, "index": j}
+                for i, (f, j) in enumerate([("success", 0), ("failure", 0), ("failure", 1), ("failure", 2)])
+            ]
+        },
+    )
+    bias = {"kind": "perception_bias", "magnitude": 0.03, "start": 0}
+    collection = {
+        "failures": [
+            {"index": 0, "perturbation": {**bias, "axis": "x"}, "t_star": 3, "blame": [1, 0, 0, None, None, None, 0]},
+            {"index": 1, "perturbation": {**bias, "axis": "z"}, "t_star": 3, "blame": [0, 0, 0, None, None, None, 0]},
+            {
+                "index": 2,
+                "perturbation": {"kind": "action_noise", "axis": None, "magnitude": 0.5, "start": 0},
+                "t_star": 3,
+                "blame": [1, 0, 0, None, None, None, 0],
+            },
+        ]
+    }
+    scores = np.zeros((16, 7))
+    scores[4:7, 0] = 1.0  # rollout 1 (x-biased): x stands out -> a hit
+    scores[8:11, 1] = 1.0  # rollout 2 (z-biased): y stands out -> a miss
+    reference = np.random.default_rng(0).uniform(0, 0.5, size=(50, 7))
+    rows = np.arange(16)
+    report = attribution.attribution_report(
+        dataset, rows, {"model": (scores, reference)}, collection, {"test_seen": rows[:8], "test_unseen": rows[8:]}
+    )
+    assert (report["n_rollouts"], report["hits"], report["accuracy"]) == (2, 1, 0.5)
+    assert report["by_axis"] == {"x": {"n": 1, "accuracy": 1.0}, "y": {"n": 0, "accuracy": None}, "z": {"n": 1, "accuracy": 0.0}}
+    assert report["baselines"]["blame_labels"]["accuracy"] == 0.5  # blamed x on the x-biased one, nothing on the z-biased one
+    seen, unseen = report["by_test_set"]["test_seen"], report["by_test_set"]["test_unseen"]
+    assert (seen["n_rollouts"], seen["accuracy"], unseen["n_rollouts"], unseen["accuracy"]) == (1, 1.0, 1, 0.0)

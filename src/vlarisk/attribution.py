@@ -102,29 +102,45 @@ def attribution_cases(dataset: RiskDataset, rows: np.ndarray, collection: dict) 
     return cases
 
 
-def attribution_report(dataset: RiskDataset, rows: np.ndarray, scorers: dict[str, tuple[np.ndarray, np.ndarray]], collection: dict) -> dict:
+def attribution_report(
+    dataset: RiskDataset,
+    rows: np.ndarray,
+    scorers: dict[str, tuple[np.ndarray, np.ndarray]],
+    collection: dict,
+    test_sets: dict[str, np.ndarray] | None = None,
+) -> dict:
     """``results.json["attribution"]``: the model's accuracy (scorer ``model``) beside every other scorer's and the blame labels'.
 
-    ``scorers`` maps a name to (scores of ``rows``, scores of the calibration successes).
+    ``scorers`` maps a name to (scores of ``rows``, scores of the calibration successes);
+    ``test_sets`` (e.g. test_seen, test_unseen: their rows) adds the same blocks per test set.
     """
     cases = attribution_cases(dataset, rows, collection)
     axes = [axis for axis, _, _ in cases]
-    blocks = {}
-    for name, (scores, reference) in scorers.items():
-        if not cases:
-            blocks[name] = accuracy_block([], [])
-            continue
-        hits = [ACTION_DIMENSIONS[riskiest_dimension(scores[window], reference)] == axis for axis, window, _ in cases]
-        blocks[name] = accuracy_block(hits, axes)
-    blame_hits = [bool(blame and blame[ACTION_DIMENSIONS.index(axis)]) for axis, _, blame in cases]
-    model = blocks.pop("model")
-    return {
-        **model,
-        "n_rollouts": len(cases),
+    hits = {
+        name: [ACTION_DIMENSIONS[riskiest_dimension(scores[window], reference)] == axis for axis, window, _ in cases]
+        for name, (scores, reference) in scorers.items()
+    }
+    hits["blame_labels"] = [bool(blame and blame[ACTION_DIMENSIONS.index(axis)]) for axis, _, blame in cases]
+    report = {
+        **_blocks(hits, axes, range(len(cases))),
         "chance": 1 / len(CANDIDATES),
         "candidates": [ACTION_DIMENSIONS[d] for d in CANDIDATES],
         "window": WINDOW,
-        "baselines": {**blocks, "blame_labels": accuracy_block(blame_hits, axes)},
         "rule": "test failures with a single-axis perception bias; riskiest = argmax over x, y, z, gripper of the mean percentile "
         "(among calibration successes) of the scores in [t*-20, t*); blame_labels: the blame vector holds the biased axis",
     }
+    if test_sets:
+        rollout_ids = np.asarray(dataset.arrays["rollout_id"])
+        case_rollouts = [int(rollout_ids[rows[window[0]]]) for _, window, _ in cases]
+        report["by_test_set"] = {}
+        for name, subset_rows in test_sets.items():
+            members = set(np.unique(rollout_ids[subset_rows]).tolist())
+            report["by_test_set"][name] = _blocks(hits, axes, [i for i, r in enumerate(case_rollouts) if r in members])
+    return report
+
+
+def _blocks(hits: dict[str, list[bool]], axes: list[str], chosen) -> dict:
+    """The model's accuracy block with ``n_rollouts`` and every other scorer's under ``baselines``, over the ``chosen`` cases."""
+    chosen = list(chosen)
+    blocks = {name: accuracy_block([values[i] for i in chosen], [axes[i] for i in chosen]) for name, values in hits.items()}
+    return {**blocks.pop("model"), "n_rollouts": len(chosen), "baselines": blocks}

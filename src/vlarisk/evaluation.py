@@ -33,6 +33,7 @@ from vlarisk.io_utils import write_json
 from vlarisk.metrics import regression_metrics, step_target_metrics, test_metrics
 from vlarisk.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
 from vlarisk.sources import Source
+from vlarisk.splits import TEST_SETS
 from vlarisk.thresholds import binarize
 
 ATTRIBUTION_BASELINES = ("logistic", "abs_action")  # per-dimension scorers (step_index is the same in every dimension)
@@ -135,7 +136,8 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
     collection = collection_of(dataset)
     if collection is not None:  # a collected physics source: does the riskiest dimension name the injected axis?
         scorers = {"model": (scored.prediction, scored.calibration_prediction), **{k: pairs[k] for k in ATTRIBUTION_BASELINES}}
-        report["attribution"] = attribution_report(dataset, scored.rows, scorers, collection)
+        test_sets = {name: source.rows[name] for name in TEST_SETS if name in source.rows}
+        report["attribution"] = attribution_report(dataset, scored.rows, scorers, collection, test_sets)
         report["undefined"].update(not_applicable(collection))
     versus = report["baselines"]["model_vs_logistic"]
     if versus["beats_logistic"] is False:
