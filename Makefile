@@ -35,7 +35,7 @@ $(TORCH_MARKER): | $(VENV)/bin/python
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(TORCH_MARKER)
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,sim]'
 	touch $@
 
 run: setup

@@ -22,6 +22,7 @@ report: "report/workflow.rst"
 # common.smk validates the config and loads the plan (src/vlarisk/planning.py); then one file per stage.
 include: "rules/common.smk"
 include: "rules/summary.smk"
+include: "rules/collect.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/multi.smk"

@@ -86,6 +86,7 @@ from vlarisk_planning import (
     ablation_dir,
     benchmark_path,
     best_model,
+    collected_path,
     comparison_path,
     data_config_path,
     dataset_path,

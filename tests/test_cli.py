@@ -27,6 +27,7 @@ COMMANDS = {
     "vlarisk-compare": ("vlarisk.compare_command:cli", "compare_runs"),
     "vlarisk-simulate": ("vlarisk.simulate_command:cli", "simulate_rollouts"),
     "vlarisk-run": ("vlarisk.run_command:cli", None),
+    "vlarisk-collect": ("vlarisk.collect_command:cli", "collect_rollouts"),
 }
 
 

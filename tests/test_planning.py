@@ -180,7 +180,7 @@ def test_default_config_grid():
     assert plan.ablation_factors() == ["loss_type", "hidden_dims", "dropout", "normalize", "labels"]
     assert plan.factor_pattern == "loss_type|hidden_dims|dropout|normalize|labels"
     targets = plan.paper_targets()
-    assert len(targets["tables"]) == (len(planning.PAPER_TABLES) + 5) * 5 and len(targets["figures"]) == 3 * 2 + 5
+    assert len(targets["tables"]) == (len(planning.PAPER_TABLES) + 5) * 5 and len(targets["figures"]) == 3 * 3 + 5
     assert targets["single"] + targets["multi"] == plan.all_targets()
 
 
@@ -288,10 +288,10 @@ def test_several_task_splits_need_automatic_held_out_tasks():
 def test_table_inputs_and_commands():
     plan = Plan(load())
     assert plan.table_input("failure_correlation") == {
-        "predictions": ["results/models/synthetic_a/test_predictions.npz", "results/models/synthetic_b/test_predictions.npz"]
+        "predictions": [f"results/models/{source}/test_predictions.npz" for source in ("synthetic_a", "synthetic_b", "physics_pick_place")]
     }
     assert plan.table_input("auc_per_dimension")["multi"] == ["results/multi/all_sources/results.json"]
-    single = "--single synthetic_a results/models/synthetic_a/results.json --single synthetic_b results/models/synthetic_b/results.json"
+    single = " ".join(f"--single {s} results/models/{s}/results.json" for s in ("synthetic_a", "synthetic_b", "physics_pick_place"))
     multi = "--multi all_sources results/multi/all_sources/results.json"
     assert plan.table_command("ap_per_dimension") == f"per-dimension --metric ap {single} {multi}"
     assert plan.table_command("single_vs_multi") == f"single-vs-multi {single} {multi}"

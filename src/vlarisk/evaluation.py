@@ -22,6 +22,7 @@ import torch
 
 import vlarisk
 from vlarisk.alarm import DetectionOptions, source_detection, training_band
+from vlarisk.attribution import attribution_report, collection_of, not_applicable
 from vlarisk.baselines import baseline_report, baseline_scores
 from vlarisk.checkpoints import saved_thresholds
 from vlarisk.constants import ACTION_DIMENSIONS
@@ -34,7 +35,10 @@ from vlarisk.metrics import regression_metrics, step_target_metrics, test_metric
 from vlarisk.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
 from vlarisk.sources import Source
 from vlarisk.summary import summary_of
+from vlarisk.splits import TEST_SETS
 from vlarisk.thresholds import binarize
+
+ATTRIBUTION_BASELINES = ("logistic", "abs_action")  # per-dimension scorers (step_index is the same in every dimension)
 
 
 def code_fingerprint() -> str:
@@ -139,6 +143,12 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
     invalid = next((block for block in report["detection"].values() if not block["conformal_valid"]), None)
     if invalid is not None:
         log(f"{dataset.path}: detection thresholds are NOT conformally valid ({invalid['conformal_reason']})")
+    collection = collection_of(dataset)
+    if collection is not None:  # a collected physics source: does the riskiest dimension name the injected axis?
+        scorers = {"model": (scored.prediction, scored.calibration_prediction), **{k: pairs[k] for k in ATTRIBUTION_BASELINES}}
+        test_sets = {name: source.rows[name] for name in TEST_SETS if name in source.rows}
+        report["attribution"] = attribution_report(dataset, scored.rows, scorers, collection, test_sets)
+        report["undefined"].update(not_applicable(collection))
     versus = report["baselines"]["model_vs_logistic"]
     if versus["beats_logistic"] is False:
         log(

@@ -16,6 +16,7 @@ Snakefile loads it on every run at no cost.
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping
 
@@ -56,6 +57,11 @@ def rollout_path(source: str, outcome: str) -> str:
 def planting_path(source: str) -> str:
     """The planted directions of a simulated source (for the planted-direction scorer)."""
     return f"{RESULTS}/rollouts/{source}/planting.npz"
+
+
+def collected_path(source: str, name: str) -> str:
+    """A file of a collected physics source: its rollout pickles, ``collection.json``, ``policy.pt``."""
+    return f"{RESULTS}/physics/{source}/{name}"
 
 
 def dataset_path(source: str, variant: str = "dataset") -> str:
@@ -251,10 +257,16 @@ class Plan:
     def is_simulated(self, source: str) -> bool:
         return "simulate" in self.source_config(source)
 
+    def is_collected(self, source: str) -> bool:
+        """Whether the source is collected in a physics simulator (a `collect` block)."""
+        return "collect" in self.source_config(source)
+
     def rollout_files(self, source: str) -> dict:
-        """The source's rollout pickles: simulated under results/, or the user's own files."""
+        """The source's rollout pickles: simulated or collected under results/, or the user's own files."""
         if self.is_simulated(source):
             return {outcome: rollout_path(source, outcome) for outcome in ("success", "failure")}
+        if self.is_collected(source):
+            return {outcome: collected_path(source, f"{outcome}_rollouts.pkl") for outcome in ("success", "failure")}
         entry = self.source_config(source)
         return {"success": entry["success"], "failure": entry["failure"]}
 
@@ -272,7 +284,25 @@ class Plan:
         """Whether every step of the source carries per_dim_risk (the labels factor needs it)."""
         if self.is_simulated(source):
             return self.source_config(source)["simulate"].get("with_labels", True)
-        return self.source_config(source).get("require_labels", False)
+        return self.is_collected(source) or self.source_config(source).get("require_labels", False)
+
+    def policy_flags(self, source: str) -> str:
+        """collect_rollouts.py's flags that fix a collected source's policy: env, tasks, seed, horizon, policy settings."""
+        block = self.source_config(source)["collect"]
+        flags = [f"--env {shlex.quote(block.get('env', 'metaworld'))}", "--tasks " + " ".join(shlex.quote(t) for t in block["tasks"])]
+        flags += [f"--seed {int(block.get('seed', 0))}", f"--horizon {int(block.get('horizon', 150))}"]
+        flags.append("--policy-settings " + shlex.quote(json.dumps(block.get("policy", {}), sort_keys=True)))
+        return " ".join(flags)
+
+    def collect_flags(self, source: str) -> str:
+        """collect_rollouts.py's flags for a collected source's `collect` block (the policy is an input)."""
+        block = self.source_config(source)["collect"]
+        flags = [self.policy_flags(source), f"--episodes {int(block['episodes'])}"]
+        if "max_labelled_failures" in block:
+            flags.append(f"--max-labelled-failures {int(block['max_labelled_failures'])}")
+        if "mix" in block:
+            flags.append("--mix " + shlex.quote(json.dumps(block["mix"], sort_keys=True)))
+        return " ".join(flags)
 
     # --------------------------------------------------------------------------- settings
     def training_settings(self, source: str, **overrides) -> dict:
@@ -496,7 +526,16 @@ class Plan:
             "ablations": self.ablation_results(),
             "tables": self.paper_tables(),
             "figures": self.paper_figures(),
+            "attribution": self.attribution_outputs() if self.collected_sources() else [],
         }
+
+    def collected_sources(self) -> list[str]:
+        """The sources collected in a physics simulator."""
+        return [source for source in self.sources if self.is_collected(source)]
+
+    def attribution_outputs(self) -> list[str]:
+        """The paper's attribution table (every format) and figure, over the collected sources."""
+        return [table_path("attribution", extension) for extension in TABLE_FORMATS] + [figure_path("attribution", "attribution")]
 
 
 # ------------------------------------------------------------------------------------ resources
@@ -526,6 +565,10 @@ RESOURCE_TABLE = {
     "simulate": {  # simulate_rollouts: generates data, input is small
         "mem_mb": (2000, 2.0, 32000),
         "runtime": (30, 60, 24 * 60),
+    },
+    "collect": {  # train_policy, collect_rollouts: CPU simulation, no input to speak of
+        "mem_mb": (4000, 0.0, 32000),
+        "runtime": (60, 0, 24 * 60),
     },
     "prepare": {  # prepare_dataset: loads all rollouts, writes features
         "mem_mb": (2000, 4.0, 64000),
