@@ -34,8 +34,8 @@ from vlarisk.io_utils import write_json
 from vlarisk.metrics import regression_metrics, step_target_metrics, test_metrics
 from vlarisk.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
 from vlarisk.sources import Source
-from vlarisk.summary import summary_of
 from vlarisk.splits import TEST_SETS
+from vlarisk.summary import summary_of
 from vlarisk.thresholds import binarize
 
 ATTRIBUTION_BASELINES = ("logistic", "abs_action")  # per-dimension scorers (step_index is the same in every dimension)
