@@ -31,6 +31,7 @@ def model_summary(report: Mapping) -> dict:
     detection = report.get("detection") or {}
     detection_set = PREFERRED_DETECTION_SET if PREFERRED_DETECTION_SET in detection else next(iter(detection), None)
     block = detection.get(detection_set) or {}
+    deployed = block.get("deployed") or {}  # the monitor a user runs: the stored threshold on full episodes
     summary = {
         "step_mean_auc": versus.get("model_mean_auc"),
         "logistic_step_mean_auc": versus.get("logistic_mean_auc"),
@@ -39,8 +40,8 @@ def model_summary(report: Mapping) -> dict:
         "rollout_auc": block.get("rollout_auc"),
         "rollout_auc_ci95": (block.get("ci95") or {}).get("rollout_auc"),
         "alpha": block.get("alpha"),
-        "fpr": block.get("fpr"),
-        "tpr": block.get("tpr"),
+        "fpr": deployed.get("fpr"),
+        "tpr": deployed.get("tpr"),
         "collapsed": report.get("collapsed"),
     }
     summary["undefined"] = _reasons(summary, block.get("undefined") or {}, bool(detection))
