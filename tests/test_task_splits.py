@@ -95,3 +95,18 @@ def test_a_false_alarm_rate_is_consistent_with_alpha_while_its_exact_interval_re
     assert fpr_within_alpha({"fpr": 0.0, "ci95": {"fpr": [0.0, 0.21]}}, 0.1)["point_within"] is True
     undefined = fpr_within_alpha({"fpr": None, "ci95": {"fpr": None}}, 0.1)
     assert undefined["consistent"] is None and undefined["point_within"] is None
+
+
+def test_a_generated_source_opens_on_the_task_split_and_unseen_share_asked(tmp_path):
+    from vlarisk.generator_family import prepare_member, scaled_member
+    from vlarisk.sources import open_source
+    from vlarisk.splits import split_rollouts, unseen_tasks
+
+    dataset, _ = prepare_member(scaled_member("embedded", 0.15), tmp_path)
+    first, second = (open_source("m", str(dataset), unseen_task_fraction=0.3, task_split=k) for k in (0, 1))
+    rollouts = first.dataset.metadata["rollouts"]
+    held_out = [unseen_tasks(source.split, rollouts) for source in (first, second)]
+    assert [len(tasks) for tasks in held_out] == [3, 3]  # 30% of 10 tasks
+    assert held_out[0] != held_out[1]
+    reference = split_rollouts(rollouts, 0.2, 0.1, 0, "auto", str(dataset), 0.15, 0.3, (), 1)
+    assert second.split == reference
