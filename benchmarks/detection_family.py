@@ -44,6 +44,9 @@ METRICS = {
     "fpr": ("deployed", "fpr"),
 }
 SEEN = TEST_SETS[0]
+# Keys of a detection block (and of each baseline's) kept in the records: the headline numbers, not the curves.
+KEPT = ("alpha", "threshold", "rollout_auc", "rollout_ap", "ci95", "n_rollouts", "deployed", "horizon", "threshold_fit")
+KEPT += ("conformal_valid", "conformal_reason", "by_final_end", "per_task_auc")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -99,8 +102,17 @@ def summarised(name: str, detections: list[dict]) -> dict:
             test_set: scorer_summaries([d.get(test_set) for d in detections], list(SCORERS), METRICS) for test_set in _sets(detections)
         },
         "seen_fpr": [fpr_within_alpha(d[SEEN]["deployed"], d[SEEN]["alpha"]) if SEEN in d else None for d in detections],
-        "detection": detections,
+        "detection": [{test_set: headline(block) for test_set, block in d.items()} for d in detections],
     }
+
+
+def headline(block: dict) -> dict:
+    """A detection block with its baselines, cut to the keys in :data:`KEPT`."""
+    kept = {key: block[key] for key in KEPT if key in block}
+    kept["baselines"] = {
+        name: {key: b[key] for key in KEPT if key in b} for name, b in block.get("baselines", {}).items() if isinstance(b, dict)
+    }
+    return kept
 
 
 def _sets(detections: list[dict]) -> list[str]:
