@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from vlarisk.tables import detection_table
-from vlarisk.task_splits import add_task_splits
+from vlarisk.task_splits import add_task_splits, fpr_within_alpha, scorer_summaries
 
 
 def _block(auc, balanced=None, logistic=None):
@@ -65,3 +65,48 @@ def test_the_detection_table_shows_mean_and_sd_over_splits(tmp_path):
     model, logistic = table.rows[0], table.rows[1]
     assert model.cells[auc_column].format() == f"0.700 ± {_plain_mean_sd([0.7, 0.6, 0.8])[1]:.3f}"
     assert logistic.cells[auc_column].format().startswith("0.650")  # one split defines it
+
+
+def test_scorer_summaries_take_the_model_from_the_block_and_each_baseline_from_its_entry():
+    def deployed(tpr, fpr):
+        return {"rollout_auc": tpr - fpr, "deployed": {"tpr": tpr, "fpr": fpr}}
+
+    blocks = [
+        {**deployed(0.9, 0.1), "n_rollouts": {"success": 10, "failure": 20}, "baselines": {"knn": deployed(0.6, 0.2)}},
+        {**deployed(0.7, 0.3), "n_rollouts": {"success": 12, "failure": 18}, "baselines": {}},
+        None,
+    ]
+    metrics = {"rollout_auc": ("rollout_auc",), "tpr": ("deployed", "tpr")}
+    summary = scorer_summaries(blocks, ["model", "knn"], metrics)
+    model, knn = summary["scorers"]["model"], summary["scorers"]["knn"]
+    assert model["tpr"]["values"] == [0.9, 0.7, None]
+    mean, sd = _plain_mean_sd([0.9 - 0.1, 0.7 - 0.3])
+    assert math.isclose(model["rollout_auc"]["mean"], mean) and math.isclose(model["rollout_auc"]["sd"], sd)
+    # a split without the baseline, or without the set, gives null: no SD from one value
+    assert knn["tpr"]["values"] == [0.6, None, None] and knn["tpr"]["sd"] is None and "undefined" in knn["tpr"]
+    assert summary["n_rollouts"] == [{"success": 10, "failure": 20}, {"success": 12, "failure": 18}, None]
+
+
+def test_a_false_alarm_rate_is_consistent_with_alpha_while_its_exact_interval_reaches_alpha():
+    above_point = fpr_within_alpha({"fpr": 0.2, "ci95": {"fpr": [0.05, 0.45]}}, 0.1)
+    assert (above_point["point_within"], above_point["consistent"]) == (False, True)
+    assert fpr_within_alpha({"fpr": 0.3, "ci95": {"fpr": [0.12, 0.55]}}, 0.1)["consistent"] is False
+    assert fpr_within_alpha({"fpr": 0.2, "ci95": {"fpr": [0.1, 0.45]}}, 0.1)["consistent"] is True  # alpha on the edge
+    assert fpr_within_alpha({"fpr": 0.0, "ci95": {"fpr": [0.0, 0.21]}}, 0.1)["point_within"] is True
+    undefined = fpr_within_alpha({"fpr": None, "ci95": {"fpr": None}}, 0.1)
+    assert undefined["consistent"] is None and undefined["point_within"] is None
+
+
+def test_a_generated_source_opens_on_the_task_split_and_unseen_share_asked(tmp_path):
+    from vlarisk.generator_family import prepare_member, scaled_member
+    from vlarisk.sources import open_source
+    from vlarisk.splits import split_rollouts, unseen_tasks
+
+    dataset, _ = prepare_member(scaled_member("embedded", 0.15), tmp_path)
+    first, second = (open_source("m", str(dataset), unseen_task_fraction=0.3, task_split=k) for k in (0, 1))
+    rollouts = first.dataset.metadata["rollouts"]
+    held_out = [unseen_tasks(source.split, rollouts) for source in (first, second)]
+    assert [len(tasks) for tasks in held_out] == [3, 3]  # 30% of 10 tasks
+    assert held_out[0] != held_out[1]
+    reference = split_rollouts(rollouts, 0.2, 0.1, 0, "auto", str(dataset), 0.15, 0.3, (), 1)
+    assert second.split == reference

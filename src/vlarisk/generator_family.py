@@ -11,6 +11,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from vlarisk.splits import DEFAULTS as SPLIT_DEFAULTS
 from vlarisk.synthetic import SimulationSpec
 
 EVEN_LENGTHS = {"success_steps": (30, 150), "failure_steps": (30, 150)}
@@ -126,6 +127,9 @@ def score_prepared(
     log=lambda message: None,
     calibration_tasks=(),
     held_out_tasks="auto",
+    *,
+    unseen_task_fraction: float = SPLIT_DEFAULTS["unseen_task_fraction"],
+    task_split: int = 0,
 ) -> dict:
     """Split a prepared member by rollout (seeded by ``config.seed``), train with ``config`` into
     ``workdir`` and evaluate on held-out rollouts (see :func:`score_member`)."""
@@ -142,6 +146,8 @@ def score_prepared(
         seed=config.seed,
         calibration_tasks=calibration_tasks,
         held_out_tasks=held_out_tasks,
+        unseen_task_fraction=unseen_task_fraction,
+        task_split=task_split,
     )
     outcome = Trainer([source], config, workdir / "model", workdir.name, log=log).fit()
     report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device)
@@ -158,13 +164,28 @@ def score_member(
     log=lambda message: None,
     calibration_tasks=(),
     held_out_tasks="auto",
+    *,
+    unseen_task_fraction: float = SPLIT_DEFAULTS["unseen_task_fraction"],
+    task_split: int = 0,
 ) -> dict:
     """Simulate ``spec``, prepare, split by rollout, train with ``config`` and evaluate on held-out rollouts.
 
     The split is the project's default (``held_out_tasks="auto"``: unseen tasks join the test set
-    when there are at least 5 tasks); ``held_out_tasks=()`` tests on held-out rollouts of the
+    when there are at least 5 tasks, ``unseen_task_fraction`` of them; ``task_split`` picks one of
+    several leave-tasks-out splits); ``held_out_tasks=()`` tests on held-out rollouts of the
     training tasks only. Returns the evaluation report (the model's metrics with the baselines beside them), with the
     training history under ``history``.
     """
     dataset, planting = prepare_member(spec, workdir)
-    return score_prepared(dataset, planting, workdir, config, test_fraction, log, calibration_tasks, held_out_tasks)
+    return score_prepared(
+        dataset,
+        planting,
+        workdir,
+        config,
+        test_fraction,
+        log,
+        calibration_tasks,
+        held_out_tasks,
+        unseen_task_fraction=unseen_task_fraction,
+        task_split=task_split,
+    )

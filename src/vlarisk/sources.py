@@ -69,10 +69,13 @@ def open_source(
     seed: int = 0,
     calibration_tasks=DEFAULTS["calibration_tasks"],
     held_out_tasks=DEFAULTS["held_out_tasks"],
+    unseen_task_fraction: float = DEFAULTS["unseen_task_fraction"],
+    task_split: int = 0,
 ) -> Source:
     """Open a dataset with its split: ``split_path``'s if given, else ``saved_split`` (a
     checkpoint's), else a new split by rollout from the fractions and seed, with the project's
-    default calibration share and automatically held-out tasks (:data:`vlarisk.splits.DEFAULTS`)."""
+    default calibration share and automatically held-out tasks (:data:`vlarisk.splits.DEFAULTS`);
+    ``task_split`` picks one of several leave-tasks-out splits (:func:`vlarisk.splits.split_rollouts`)."""
     dataset = load_dataset(data_path)
     rollouts = dataset.metadata["rollouts"]
     if split_path:
@@ -89,8 +92,9 @@ def open_source(
             held_out_tasks,
             str(data_path),
             DEFAULTS["calibration_fraction"],
-            DEFAULTS["unseen_task_fraction"],
+            unseen_task_fraction,
             calibration_tasks,
+            task_split,
         )
     return Source(name, dataset, split, planting_path)
 

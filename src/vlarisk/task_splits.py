@@ -46,13 +46,34 @@ def summary(values: Sequence[float | None]) -> dict:
     return result
 
 
-def splits_block(blocks: Sequence[dict | None], paths: Sequence[str]) -> dict:
-    """The ``splits`` entry of one scorer in one test set, from its block in each split (in order)."""
+def splits_block(blocks: Sequence[dict | None], paths: Sequence[str], metrics: dict[str, tuple[str, ...]] = SPLIT_METRICS) -> dict:
+    """The ``splits`` entry of one scorer in one test set, from its block in each split (in order);
+    ``metrics`` names each summarised value and its path in a block."""
     return {
         "task_splits": list(range(len(blocks))),
         "results": list(paths),
-        **{name: summary([metric_value(block, path) for block in blocks]) for name, path in SPLIT_METRICS.items()},
+        **{name: summary([metric_value(block, path) for block in blocks]) for name, path in metrics.items()},
     }
+
+
+def scorer_summaries(blocks: Sequence[dict | None], scorers: Sequence[str], metrics: dict[str, tuple[str, ...]]) -> dict:
+    """One test set's blocks over the splits, summarised per scorer (``model``: the block itself,
+    otherwise its baseline of that name) and metric, with each split's rollout counts."""
+    per_scorer = {}
+    for scorer in scorers:
+        scorer_blocks = [block if scorer == "model" else (block or {}).get("baselines", {}).get(scorer) for block in blocks]
+        per_scorer[scorer] = splits_block(scorer_blocks, [], metrics)
+    return {"scorers": per_scorer, "n_rollouts": [(block or {}).get("n_rollouts") for block in blocks]}
+
+
+def fpr_within_alpha(deployed: dict, alpha: float) -> dict:
+    """Whether a deployed monitor's false-alarm rate is consistent with the conformal bound ``alpha``:
+    the point at or below alpha, and alpha inside or above the exact interval (its lower end at or
+    below alpha, so the data do not show the rate exceeds alpha). ``None`` without a threshold."""
+    fpr, interval = deployed.get("fpr"), (deployed.get("ci95") or {}).get("fpr")
+    if fpr is None or interval is None:
+        return {"fpr": fpr, "ci95": interval, "alpha": alpha, "point_within": None, "consistent": None}
+    return {"fpr": fpr, "ci95": interval, "alpha": alpha, "point_within": fpr <= alpha, "consistent": interval[0] <= alpha}
 
 
 def add_task_splits(detection: dict, others: Sequence[dict], paths: Sequence[str]) -> None:
