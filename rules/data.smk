@@ -16,8 +16,8 @@ rule simulate_rollouts:
         "../envs/vlarisk.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb_for("simulate"),
-        runtime=runtime_for("simulate"),
+        mem_mb=PLAN.mem_mb("simulate", "simulate_rollouts"),
+        runtime=PLAN.runtime("simulate", "simulate_rollouts"),
     params:
         spec=lambda wildcards: json.dumps(
             PLAN.source_config(wildcards.source)["simulate"], sort_keys=True
@@ -42,8 +42,8 @@ rule prepare_dataset:
         "../envs/vlarisk.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb_for("prepare"),
-        runtime=runtime_for("prepare"),
+        mem_mb=PLAN.mem_mb("prepare", "prepare_dataset"),
+        runtime=PLAN.runtime("prepare", "prepare_dataset"),
     params:
         labels=lambda wildcards: PLAN.labelling_flag(
             wildcards.source, wildcards.variant

@@ -47,6 +47,17 @@ def test_run_adds_this_checkouts_snakefile_unless_given():
     assert run_command.snakemake_command(["-s", "other/Snakefile", "-n"])[-3:] == ["-s", "other/Snakefile", "-n"]
 
 
+def test_run_finds_the_checkouts_profiles_from_any_directory(tmp_path, monkeypatch):
+    """From a scratch directory, `--profile slurm` is the checkout's profiles/slurm; a folder of that
+    name here, and any other value, is left as given."""
+    monkeypatch.chdir(tmp_path)
+    slurm = str(ROOT / "profiles" / "slurm")
+    command = run_command.snakemake_command(["--profile", "slurm", "--profile=slurm-test", "--profile", "mysite", "all"])
+    assert command[-6:] == ["--profile", slurm, f"--profile={ROOT / 'profiles' / 'slurm-test'}", "--profile", "mysite", "all"]
+    (tmp_path / "slurm").mkdir()
+    assert run_command.snakemake_command(["--profile", "slurm"])[-2:] == ["--profile", "slurm"]
+
+
 def test_run_prints_one_line_and_starts_nothing(tmp_path):
     command = [sys.executable, "-c", "from vlarisk.run_command import cli; cli()", "all", "--config", "training={epochs: 3}", "compare"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=60)

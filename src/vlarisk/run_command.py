@@ -1,7 +1,9 @@
 """Run the pipeline: ``snakemake`` on this checkout's Snakefile, with its arguments checked first.
 
 ``vlarisk-run [snakemake arguments]`` is ``snakemake -s <checkout>/Snakefile [arguments]`` (no
-``-s`` is added when one is given). Two mistakes that Snakemake reports only with a long traceback,
+``-s`` is added when one is given). ``--profile NAME`` names one of the checkout's profiles
+(``slurm``, ``slurm-test``, ...) from any working directory: it becomes
+``--profile <checkout>/profiles/NAME`` unless NAME is a folder here. Two mistakes that Snakemake reports only with a long traceback,
 before the Snakefile is read, are caught here in one line each: a ``--configfile`` that does not
 exist, and a target written after ``--config`` (whose values run to the next option, so
 ``--config 'training={epochs: 3}' compare`` reads ``compare`` as a config value).
@@ -17,6 +19,8 @@ from vlarisk.cli import run
 from vlarisk.errors import InputError
 
 SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"  # src/vlarisk/ -> the checkout
+PROFILES = SNAKEFILE.parent / "profiles"
+PROFILE_OPTION = "--profile"
 CONFIG_FILE_OPTIONS = ("--configfile", "--configfiles")
 CONFIG_OPTIONS = ("--config", "-C")
 SNAKEFILE_OPTIONS = ("-s", "--snakefile")
@@ -48,6 +52,26 @@ def argument_problems(argv: list[str]) -> list[str]:
     return problems
 
 
+def checkout_profile(name: str) -> str:
+    """A --profile value: a folder here as given, else the checkout's profiles/<name> when it exists."""
+    if Path(name).is_dir() or not (PROFILES / name).is_dir():
+        return name
+    return str(PROFILES / name)
+
+
+def with_checkout_profiles(argv: list[str]) -> list[str]:
+    """``argv`` with each ``--profile NAME`` (or ``--profile=NAME``) resolved by :func:`checkout_profile`."""
+    resolved, previous = [], None
+    for token in argv:
+        if previous == PROFILE_OPTION:
+            token = checkout_profile(token)
+        elif token.startswith(PROFILE_OPTION + "="):
+            token = f"{PROFILE_OPTION}={checkout_profile(token.partition('=')[2])}"
+        resolved.append(token)
+        previous = token
+    return resolved
+
+
 def snakemake_command(argv: list[str]) -> list[str]:
     """The snakemake command line: this checkout's Snakefile unless ``-s`` is given."""
     given = any(token in SNAKEFILE_OPTIONS or token.startswith("--snakefile=") for token in argv)
@@ -55,7 +79,7 @@ def snakemake_command(argv: list[str]) -> list[str]:
         raise InputError(
             f"{SNAKEFILE}: not found; vlarisk-run needs the package installed from a checkout (pip install -e .), or -s <Snakefile>"
         )
-    return [sys.executable, "-m", "snakemake", *([] if given else ["-s", str(SNAKEFILE)]), *argv]
+    return [sys.executable, "-m", "snakemake", *([] if given else ["-s", str(SNAKEFILE)]), *with_checkout_profiles(argv)]
 
 
 def main(argv: list[str] | None = None) -> None:
