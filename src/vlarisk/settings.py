@@ -55,7 +55,7 @@ class TrainingConfig:
     positive_fraction_of_max : label threshold for validation AUC (see :mod:`vlarisk.thresholds`).
     """
 
-    epochs: int = knob(50, help="training epochs")
+    epochs: int = knob(50, help="training epochs (the guide's 50; the pipeline's config/config.yaml sets 20 for its quick run)")
     batch_size: int = knob(256, help="training rows per batch")
     lr: float = knob(1e-3, help="Adam learning rate")
     weight_decay: float = knob(0.0, help="Adam weight decay")
