@@ -20,7 +20,7 @@ rule check_same_rollouts:
     output:
         same_rollouts_path("{source}"),
     log:
-        log_path("check_same_rollouts", "{source}"),
+        data_log_path("check_same_rollouts", "{source}"),
     conda:
         "../envs/vlarisk.yaml"
     shell:

@@ -78,8 +78,9 @@ try:
 except _config_checks.ConfigError as _error:
     sys.exit(f"error: {_error}")
 validate(config, schema="../config/schema/config.schema.yaml")
-# Outputs under results/, or results/experiments/<name>/ for a selected experiment.
-_planning.set_results_root(_planning.results_root(config))
+# Outputs under results/, or results/experiments/<name>/ for a selected experiment; its rollouts,
+# datasets and splits stay the plain run's unless it changes sources, split or detection.alpha.
+_planning.set_results_root(_planning.results_root(config), _planning.data_root(config))
 
 from vlarisk_planning import (
     Plan,
@@ -87,6 +88,8 @@ from vlarisk_planning import (
     benchmark_path,
     best_model,
     comparison_path,
+    data_benchmark_path,
+    data_log_path,
     data_config_path,
     dataset_path,
     figure_path,

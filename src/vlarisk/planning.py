@@ -22,7 +22,9 @@ from collections.abc import Mapping
 
 RESULTS_BASE = "results"
 RESULTS = RESULTS_BASE  # where the path helpers put files: results/, or an experiment's folder
+DATA = RESULTS_BASE  # where rollouts, datasets and splits go: results/, or an experiment's folder that changes them
 EXPERIMENTS = "experiments"
+DATA_BLOCKS = ("sources", "split")  # what rollouts, datasets and splits are made from, with detection.alpha
 ALL_SOURCES = "all"  # a multi-model group listed as `all`: every configured source
 
 
@@ -33,11 +35,23 @@ def results_root(config: Mapping) -> str:
     return f"{RESULTS_BASE}/{EXPERIMENTS}/{name}" if name else RESULTS_BASE
 
 
-def set_results_root(root: str) -> None:
-    """Make the path helpers below put files under ``root`` (the Snakefile calls it once, with
-    :func:`results_root` of its config, before any rule is defined)."""
-    global RESULTS
-    RESULTS = root
+def data_root(config: Mapping) -> str:
+    """The folder of a config's rollouts, prepared datasets and splits: the plain run's ``results``
+    unless the selected experiment sets what they are made from (``sources``, ``split``,
+    ``detection.alpha``, which the split records). Experiments of training settings thus share
+    them with the plain run and each other: only training and later steps run for them."""
+    name = config.get("experiment")
+    layer = (config.get("experiments") or {}).get(name) or {} if name else {}
+    changes_data = any(block in layer for block in DATA_BLOCKS) or "alpha" in (layer.get("detection") or {})
+    return results_root(config) if changes_data else RESULTS_BASE
+
+
+def set_results_root(root: str, data: str = RESULTS_BASE) -> None:
+    """Make the path helpers below put files under ``root``, and rollouts, datasets and splits
+    under ``data`` (the Snakefile calls it once, with :func:`results_root` and :func:`data_root`
+    of its config, before any rule is defined)."""
+    global RESULTS, DATA
+    RESULTS, DATA = root, data
 
 
 def comparison_path(extension: str) -> str:
@@ -51,30 +65,30 @@ BEST_MODEL, LATEST_MODEL, RESULTS_JSON = "best_model.pt", "latest.pt", "results.
 
 def rollout_path(source: str, outcome: str) -> str:
     """Simulated rollouts of one outcome (``success`` or ``failure``)."""
-    return f"{RESULTS}/rollouts/{source}/{outcome}_rollouts.pkl"
+    return f"{DATA}/rollouts/{source}/{outcome}_rollouts.pkl"
 
 
 def planting_path(source: str) -> str:
     """The planted directions of a simulated source (for the planted-direction scorer)."""
-    return f"{RESULTS}/rollouts/{source}/planting.npz"
+    return f"{DATA}/rollouts/{source}/planting.npz"
 
 
 def dataset_path(source: str, variant: str = "dataset") -> str:
     """A prepared dataset: ``dataset`` (the source's own labels) or ``heuristic`` (heuristic labels)."""
-    return f"{RESULTS}/datasets/{source}/{variant}.vlarisk"
+    return f"{DATA}/datasets/{source}/{variant}.vlarisk"
 
 
 def same_rollouts_path(source: str) -> str:
     """The record that the heuristic dataset numbers the source's rollouts alike."""
-    return f"{RESULTS}/datasets/{source}/heuristic.same_rollouts.txt"
+    return f"{DATA}/datasets/{source}/heuristic.same_rollouts.txt"
 
 
 def split_path(source: str, seed=None, task_split=None) -> str:
     """The source's split; with ``seed``, the split an ablation seed trains on (seeds vary the split
     too); with ``task_split``, one of the extra leave-tasks-out splits (1, 2, ...)."""
     if task_split is not None:
-        return f"{RESULTS}/splits/{source}.task-split-{task_split}.json"
-    return f"{RESULTS}/splits/{source}.json" if seed is None else f"{RESULTS}/splits/{source}.seed-{seed}.json"
+        return f"{DATA}/splits/{source}.task-split-{task_split}.json"
+    return f"{DATA}/splits/{source}.json" if seed is None else f"{DATA}/splits/{source}.seed-{seed}.json"
 
 
 def model_dir(source: str, task_split=None) -> str:
@@ -119,6 +133,15 @@ def log_path(rule: str, name: str) -> str:
 
 def benchmark_path(rule: str, name: str) -> str:
     return f"{RESULTS}/benchmarks/{rule}/{name}.tsv"
+
+
+def data_log_path(rule: str, name: str) -> str:
+    """The log of a rule making rollouts, datasets or splits: beside them (shared by experiments)."""
+    return f"{DATA}/logs/{rule}/{name}.log"
+
+
+def data_benchmark_path(rule: str, name: str) -> str:
+    return f"{DATA}/benchmarks/{rule}/{name}.tsv"
 
 
 def resume_dir(rule: str, name: str) -> str:
