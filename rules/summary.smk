@@ -1,6 +1,7 @@
 # The verdict of the run (vlarisk.summary): one row per model of `all` (per source of a
 # multi-model) in results/summary.md, which `all` and `paper` build last and which is printed when
-# the run ends. A cheap local job: it reads the results.json files only.
+# the run ends. It also keeps a copy of each results.json under results/history/ (vlarisk.runs), so
+# a re-run overwrites no earlier version. A cheap local job: it reads the results.json files only.
 import time
 
 SUMMARY = f"{_planning.RESULTS}/summary.md"
@@ -22,7 +23,7 @@ rule summary:
     conda:
         "../envs/vlarisk.yaml"
     shell:
-        "python {input.code[0]:q} {input.runs:q} --output {output:q} > {log:q} 2>&1"
+        "python {input.code[0]:q} {input.runs:q} --output {output:q} --archive > {log:q} 2>&1"
 
 
 onsuccess:
