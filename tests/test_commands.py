@@ -58,6 +58,31 @@ def test_run_finds_the_checkouts_profiles_from_any_directory(tmp_path, monkeypat
     assert run_command.snakemake_command(["--profile", "slurm"])[-2:] == ["--profile", "slurm"]
 
 
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["all", "--cores", "2"], {None: ["all", "--cores", "2"]}),
+        (
+            ["all", "--experiments", "a,b", "--cores", "2"],
+            {"a": ["all", "--cores", "2", "--config", "experiment=a"], "b": ["all", "--cores", "2", "--config", "experiment=b"]},
+        ),
+        (
+            ["compare", "--config", "training={epochs: 3}", "--experiments=a"],
+            {"a": ["compare", "--config", "experiment=a", "training={epochs: 3}"]},
+        ),
+    ],
+)
+def test_run_runs_each_named_experiment(argv, expected):
+    """--experiments a,b: one snakemake run per experiment, its name added to the --config values
+    (a second --config would replace the first, so it joins the one given)."""
+    assert run_command.experiment_runs(argv) == expected
+
+
+def test_run_refuses_an_empty_experiments_option():
+    with pytest.raises(InputError, match="--experiments: give the experiments' names"):
+        run_command.experiment_runs(["all", "--experiments"])
+
+
 def test_run_prints_one_line_and_starts_nothing(tmp_path):
     command = [sys.executable, "-c", "from vlarisk.run_command import cli; cli()", "all", "--config", "training={epochs: 3}", "compare"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=60)

@@ -3,7 +3,11 @@
 ``vlarisk-run [snakemake arguments]`` is ``snakemake -s <checkout>/Snakefile [arguments]`` (no
 ``-s`` is added when one is given). ``--profile NAME`` names one of the checkout's profiles
 (``slurm``, ``slurm-test``, ...) from any working directory: it becomes
-``--profile <checkout>/profiles/NAME`` unless NAME is a folder here. Two mistakes that Snakemake reports only with a long traceback,
+``--profile <checkout>/profiles/NAME`` unless NAME is a folder here. ``--experiments a,b`` runs
+Snakemake once per named experiment of the config (``--config experiment=a``, then ``b``), the
+same targets each time, stopping at the first that fails; experiments that change no data
+settings share the plain run's prepared datasets and splits, so only their training and later
+steps run. Two mistakes that Snakemake reports only with a long traceback,
 before the Snakefile is read, are caught here in one line each: a ``--configfile`` that does not
 exist, and a target written after ``--config`` (whose values run to the next option, so
 ``--config 'training={epochs: 3}' compare`` reads ``compare`` as a config value).
@@ -12,6 +16,7 @@ exist, and a target written after ``--config`` (whose values run to the next opt
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +26,7 @@ from vlarisk.errors import InputError
 SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"  # src/vlarisk/ -> the checkout
 PROFILES = SNAKEFILE.parent / "profiles"
 PROFILE_OPTION = "--profile"
+EXPERIMENTS_OPTION = "--experiments"
 CONFIG_FILE_OPTIONS = ("--configfile", "--configfiles")
 CONFIG_OPTIONS = ("--config", "-C")
 SNAKEFILE_OPTIONS = ("-s", "--snakefile")
@@ -72,6 +78,30 @@ def with_checkout_profiles(argv: list[str]) -> list[str]:
     return resolved
 
 
+def experiment_runs(argv: list[str]) -> dict[str | None, list[str]]:
+    """Experiment name -> its argument list, for each named by ``--experiments a,b`` (the option
+    taken out, ``experiment=<name>`` added to the ``--config`` values); ``{None: argv}`` without it."""
+    names, rest, taking = [], [], False
+    for token in argv:
+        if taking:
+            names += [name for name in token.split(",") if name]
+            taking = False
+        elif token == EXPERIMENTS_OPTION:
+            taking = True
+        elif token.startswith(EXPERIMENTS_OPTION + "="):
+            names += [name for name in token.partition("=")[2].split(",") if name]
+        else:
+            rest.append(token)
+    if taking or (EXPERIMENTS_OPTION in argv and not names):
+        raise InputError(f"{EXPERIMENTS_OPTION}: give the experiments' names, comma-separated: {EXPERIMENTS_OPTION} lr_small,wide")
+    if not names:
+        return {None: argv}
+    where = next((i for i, token in enumerate(rest) if token in CONFIG_OPTIONS or token.startswith("--config=")), None)
+    if where is None:
+        return {name: [*rest, "--config", f"experiment={name}"] for name in names}
+    return {name: [*rest[: where + 1], f"experiment={name}", *rest[where + 1 :]] for name in names}
+
+
 def snakemake_command(argv: list[str]) -> list[str]:
     """The snakemake command line: this checkout's Snakefile unless ``-s`` is given."""
     given = any(token in SNAKEFILE_OPTIONS or token.startswith("--snakefile=") for token in argv)
@@ -87,11 +117,19 @@ def main(argv: list[str] | None = None) -> None:
     if argv in (["-h"], ["--help"]):
         print(f"usage: vlarisk-run [snakemake arguments]\n\n{__doc__.strip()}\n\nSnakemake's arguments: snakemake --help")
         sys.exit(0)  # as argparse's --help
-    problems = argument_problems(argv)
+    runs = experiment_runs(argv)
+    problems = argument_problems(next(iter(runs.values())))
     if problems:
         raise InputError("\n".join(problems))
-    command = snakemake_command(argv)
-    os.execv(command[0], command)
+    if None in runs:
+        command = snakemake_command(runs[None])
+        os.execv(command[0], command)
+    for number, (name, run_argv) in enumerate(runs.items(), 1):
+        print(f"vlarisk-run: experiment {name} ({number} of {len(runs)})", file=sys.stderr, flush=True)
+        done = subprocess.run(snakemake_command(run_argv))
+        if done.returncode:
+            sys.exit(done.returncode)
+    print(f"vlarisk-run: {len(runs)} experiments done; compare them with: vlarisk-compare results", file=sys.stderr)
 
 
 def cli() -> None:
