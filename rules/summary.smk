@@ -5,6 +5,8 @@
 import time
 
 SUMMARY = f"{_planning.RESULTS}/summary.md"
+# the same as a page, shown in `snakemake all --report`
+SUMMARY_HTML = f"{_planning.RESULTS}/summary.html"
 _run_started = time.time()
 
 
@@ -17,13 +19,19 @@ rule summary:
         runs=PLAN.all_targets(),
         code=code_for("write_summary"),
     output:
-        SUMMARY,
+        md=SUMMARY,
+        html=report(
+            SUMMARY_HTML,
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
     log:
         log_path("summary", "summary"),
     conda:
         "../envs/vlarisk.yaml"
     shell:
-        "python {input.code[0]:q} {input.runs:q} --output {output:q} --archive > {log:q} 2>&1"
+        "python {input.code[0]:q} {input.runs:q} --output {output.md:q} --html {output.html:q}"
+        " --archive > {log:q} 2>&1"
 
 
 onsuccess:

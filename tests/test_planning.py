@@ -362,6 +362,12 @@ def test_an_experiment_shares_the_plain_runs_data_unless_it_changes_them(experim
         planning.set_results_root(planning.RESULTS_BASE)
 
 
+def test_all_adds_one_detection_figure_per_single_model_for_its_report():
+    plan = Plan(TINY)
+    assert plan.report_figures() == ["results/paper/figures/detection/tiny_a.png", "results/paper/figures/detection/tiny_b.png"]
+    assert set(plan.report_figures()) <= set(plan.paper_targets()["figures"])
+
+
 def test_the_comparison_reads_other_runs_as_found():
     plan = Plan(load())
     found = ["results/models/synthetic_a/results.json", "results/experiments/x/models/synthetic_a/results.json"]

@@ -538,6 +538,10 @@ class Plan:
         """The default target `all`: every single-source model's and multi-model group's results."""
         return [*self.single_results().values(), *self.multi_results().values()]
 
+    def report_figures(self) -> list[str]:
+        """The figures `all` adds for its report (cheap, one per single model): failure detection."""
+        return [figure_path("detection", source) for source in self.sources]
+
     def paper_targets(self) -> dict[str, list[str]]:
         """The `paper` target's inputs by kind: models, ablations, tables, figures."""
         return {
