@@ -24,6 +24,14 @@ def test_prepare_refuses_an_output_name_that_says_another_form(tmp_path, name):
     assert not (tmp_path / name).exists()
 
 
+def test_split_refuses_an_output_name_that_is_not_json(tmp_path):
+    from vlarisk.split_command import main as split_main
+
+    with pytest.raises(InputError, match=rf"^--output {tmp_path / 'split.npz'}: a split is written as JSON: give a name ending in .json$"):
+        split_main(["--data", str(tmp_path / "missing.vlarisk"), "--output", str(tmp_path / "split.npz")])
+    assert not list(tmp_path.iterdir())
+
+
 # ------------------------------------------------------------------------------ vlarisk-run
 @pytest.mark.parametrize(
     ("argv", "expected"),

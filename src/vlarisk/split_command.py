@@ -4,6 +4,7 @@ and test; with held-out tasks, test is test_seen (training tasks) plus test_unse
 from vlarisk.calibration_counts import calibration_count, count_warning
 from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.dataset import load_dataset
+from vlarisk.errors import InputError
 from vlarisk.io_utils import write_json
 from vlarisk.splits import AUTO, DEFAULTS, calibration_tasks_of, split_rollouts, task_split_seed, unseen_tasks
 
@@ -11,7 +12,7 @@ from vlarisk.splits import AUTO, DEFAULTS, calibration_tasks_of, split_rollouts,
 def main(argv=None):
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, help="prepared dataset")
-    parser.add_argument("--output", required=True, help="split JSON to write")
+    parser.add_argument("--output", required=True, help="the split to write: a JSON file, *.json")
     parser.add_argument("--val-split", type=float, default=DEFAULTS["val_fraction"], help="fraction of each outcome's seen-task rollouts")
     parser.add_argument("--test-split", type=float, default=DEFAULTS["test_fraction"], help="fraction for test_seen")
     parser.add_argument(
@@ -50,6 +51,8 @@ def main(argv=None):
         help="the alarm level the training command will use: records whether the calibration successes are enough for it",
     )
     args = parser.parse_args(argv)
+    if not args.output.endswith(".json"):
+        raise InputError(f"--output {args.output}: a split is written as JSON: give a name ending in .json")
     dataset = load_dataset(args.data)
     rollouts = dataset.metadata["rollouts"]
     held_out = AUTO if args.held_out_tasks == [AUTO] else args.held_out_tasks
