@@ -36,6 +36,7 @@ localrules:
     paper,
     split_dataset,
     split_dataset_seeded,
+    split_dataset_task_split,
 
 
 rule all:

@@ -37,11 +37,12 @@ SLURM_DIR = ROOT / "tests" / "slurm"
 # relative to a project copy (or absolute); a --configfile is merged over config/config.yaml
 TINY_CONFIG = os.environ.get("VLARISK_SLURM_TEST_CONFIG", "tests/data/tiny_config.yaml")
 
-GPU_RULES = {"train_model", "train_ablation", "train_multi_model"}
+GPU_RULES = {"train_model", "train_task_split", "train_ablation", "train_multi_model"}
 CPU_RULES = {
     "simulate_rollouts",
     "prepare_dataset",
     "evaluate_model",
+    "evaluate_task_split",
     "evaluate_ablation",
     "evaluate_multi_model",
 }
@@ -72,10 +73,10 @@ def copy_project(dst: Path) -> Path:
     return dst
 
 
-def write_test_config(project: Path, *, multi: bool, ablations: bool) -> str:
+def write_test_config(project: Path, *, multi: bool, ablations: bool, task_splits: bool = False) -> str:
     """The tiny config, plus a multi-model group of all its sources and/or a
-    one-factor, one-seed ablation grid, so that every cluster rule is in the DAG.
-    Returns its path relative to the project."""
+    one-factor, one-seed ablation grid and/or a second task split, so that every
+    cluster rule is in the DAG. Returns its path relative to the project."""
     import yaml
 
     config = yaml.safe_load((project / TINY_CONFIG).read_text())
@@ -88,6 +89,8 @@ def write_test_config(project: Path, *, multi: bool, ablations: bool) -> str:
             "seeds": [0],
             "factors": {"dropout": [0.25]},
         }
+    if task_splits:
+        config["split"] = {**config["split"], "held_out_tasks": "auto", "n_task_splits": 2}
     path = project / "slurm_test_config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path.name
@@ -312,7 +315,7 @@ def test_slurm_profile_effective_settings(monkeypatch, tmp_path):
 
 def _dry_run(project: Path, *profile_args: str) -> str:
     """Dry run of the `paper` target (every rule) on the extended tiny config."""
-    config = write_test_config(project, multi=True, ablations=True)
+    config = write_test_config(project, multi=True, ablations=True, task_splits=True)
     proc = subprocess.run(
         # targets before --configfile, which takes every word up to the next option
         snakemake_cmd("paper", *profile_args, "-n", "--configfile", config),
