@@ -78,6 +78,11 @@ def test_run_finds_the_checkouts_profiles_from_any_directory(tmp_path, monkeypat
             ["compare", "--config", "training={epochs: 3}", "--experiments=a"],
             {"a": ["compare", "--config", "experiment=a", "training={epochs: 3}"]},
         ),
+        (
+            ["all", "--config", "experiments_to_run=[a, b]", "split={seed: 1}"],
+            {"a": ["all", "--config", "experiment=a", "split={seed: 1}"], "b": ["all", "--config", "experiment=b", "split={seed: 1}"]},
+        ),
+        (["all", "--config=experiments_to_run=a", "-n"], {"a": ["all", "--config", "experiment=a", "-n"]}),
     ],
 )
 def test_run_runs_each_named_experiment(argv, expected):
@@ -89,6 +94,8 @@ def test_run_runs_each_named_experiment(argv, expected):
 def test_run_refuses_an_empty_experiments_option():
     with pytest.raises(InputError, match="--experiments: give the experiments' names"):
         run_command.experiment_runs(["all", "--experiments"])
+    with pytest.raises(InputError, match=r"^--config experiments_to_run=\{a: 1\}: expected a list of experiment names"):
+        run_command.experiment_runs(["all", "--config", "experiments_to_run={a: 1}"])
 
 
 def test_run_prints_one_line_and_starts_nothing(tmp_path):

@@ -4,7 +4,8 @@
 ``-s`` is added when one is given). ``--profile NAME`` names one of the checkout's profiles
 (``slurm``, ``slurm-test``, ...) from any working directory: it becomes
 ``--profile <checkout>/profiles/NAME`` unless NAME is a folder here. ``--experiments a,b`` runs
-Snakemake once per named experiment of the config (``--config experiment=a``, then ``b``), the
+Snakemake once per named experiment of the config (``--config experiment=a``, then ``b``; also
+given as ``--config 'experiments_to_run=[a, b]'``), the
 same targets each time, stopping at the first that fails; experiments that change no data
 settings share the plain run's prepared datasets and splits, so only their training and later
 steps run. Two mistakes that Snakemake reports only with a long traceback,
@@ -27,6 +28,7 @@ SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"  # src/vlarisk/ ->
 PROFILES = SNAKEFILE.parent / "profiles"
 PROFILE_OPTION = "--profile"
 EXPERIMENTS_OPTION = "--experiments"
+EXPERIMENTS_TO_RUN = "experiments_to_run"  # the same as a --config value: --config 'experiments_to_run=[a, b]'
 CONFIG_FILE_OPTIONS = ("--configfile", "--configfiles")
 CONFIG_OPTIONS = ("--config", "-C")
 SNAKEFILE_OPTIONS = ("-s", "--snakefile")
@@ -78,11 +80,35 @@ def with_checkout_profiles(argv: list[str]) -> list[str]:
     return resolved
 
 
+def config_key(token: str) -> str:
+    """The key of a ``--config`` value (``key=value`` or ``--config=key=value``)."""
+    return token.removeprefix("--config=").partition("=")[0]
+
+
+def listed_experiments(value: str) -> list[str]:
+    """The names of a ``--config experiments_to_run=[a, b]`` value (a YAML list, or one name)."""
+    import yaml  # only when the value is given: --help stays fast
+
+    try:
+        names = yaml.safe_load(value)
+    except yaml.YAMLError:
+        names = None
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
+        raise InputError(
+            f"--config {EXPERIMENTS_TO_RUN}={value}: expected a list of experiment names, e.g. '{EXPERIMENTS_TO_RUN}=[lr_small, wide]'"
+        )
+    return names
+
+
 def experiment_runs(argv: list[str]) -> dict[str | None, list[str]]:
-    """Experiment name -> its argument list, for each named by ``--experiments a,b`` (the option
-    taken out, ``experiment=<name>`` added to the ``--config`` values); ``{None: argv}`` without it."""
-    names, rest, taking = [], [], False
+    """Experiment name -> its argument list, for each named by ``--experiments a,b`` or by the
+    ``--config`` value ``experiments_to_run=[a, b]`` (taken out, ``experiment=<name>`` added to the
+    ``--config`` values); ``{None: argv}`` without them."""
+    names, rest, taking, in_config = [], [], False, False
     for token in argv:
+        if token.startswith("-"):
+            in_config = token in CONFIG_OPTIONS or token.startswith("--config=")
         if taking:
             names += [name for name in token.split(",") if name]
             taking = False
@@ -90,6 +116,10 @@ def experiment_runs(argv: list[str]) -> dict[str | None, list[str]]:
             taking = True
         elif token.startswith(EXPERIMENTS_OPTION + "="):
             names += [name for name in token.partition("=")[2].split(",") if name]
+        elif in_config and config_key(token) == EXPERIMENTS_TO_RUN:
+            names += listed_experiments(token.removeprefix("--config=").partition("=")[2])
+            if token.startswith("--config="):
+                rest.append("--config")
         else:
             rest.append(token)
     if taking or (EXPERIMENTS_OPTION in argv and not names):
