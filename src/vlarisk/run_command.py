@@ -22,13 +22,13 @@ import sys
 from pathlib import Path
 
 from vlarisk.cli import run
+from vlarisk.config_checks import EXPERIMENTS_TO_RUN  # --experiments given as --config 'experiments_to_run=[a, b]'
 from vlarisk.errors import InputError
 
 SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"  # src/vlarisk/ -> the checkout
 PROFILES = SNAKEFILE.parent / "profiles"
 PROFILE_OPTION = "--profile"
 EXPERIMENTS_OPTION = "--experiments"
-EXPERIMENTS_TO_RUN = "experiments_to_run"  # the same as a --config value: --config 'experiments_to_run=[a, b]'
 CONFIG_FILE_OPTIONS = ("--configfile", "--configfiles")
 CONFIG_OPTIONS = ("--config", "-C")
 SNAKEFILE_OPTIONS = ("-s", "--snakefile")
