@@ -302,6 +302,11 @@ def test_slurm_profile_effective_settings(monkeypatch, tmp_path):
     # number: only `all` (the host's CPU count) may be given, never a fixed small number
     assert args.cores == parse_cores("all"), f"cores={args.cores}: the workflow profile caps cluster jobs' threads"
     assert yaml.safe_load((project / "profiles/default/config.yaml").read_text()).get("cores", "all") == "all"
+    # vlarisk-run --profile slurm leaves the workflow profile out: no cap at all
+    from vlarisk.run_command import snakemake_command
+
+    _, via_run = parse_args(snakemake_command(["--profile", "slurm", "all"])[3:])
+    assert via_run.cores is None and via_run.executor == "slurm" and via_run.latency_wait >= 30
     assert max_threads is None
     assert keep_logs is True
     gres = {rule: getattr(res.get("gres"), "raw", None) for rule, res in (args.set_resources or {}).items()}
