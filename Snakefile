@@ -3,7 +3,8 @@
 # Targets:
 #   all    every configured source prepared, trained and evaluated (the quick default)
 #          and every multi-model group of `multi_model` (rules/multi.smk); the verdict per model
-#          in results/summary.md, printed at the end (rules/summary.smk)
+#          in results/summary.md, printed at the end (rules/summary.smk), and each model's failure
+#          detection figure: `snakemake all --report` shows both
 #   single results/models/<source>/results.json (or any other output path)
 #   paper  everything above plus multi-model groups, ablations, tables and figures (docs/paper.md)
 #   compare  `all`, then a table of every results.json under results/ (every experiment):
@@ -36,10 +37,12 @@ localrules:
     paper,
     split_dataset,
     split_dataset_seeded,
+    split_dataset_task_split,
 
 
 rule all:
     default_target: True
     input:
         PLAN.all_targets(),
+        PLAN.report_figures(),
         SUMMARY,

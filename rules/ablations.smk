@@ -20,7 +20,7 @@ rule check_same_rollouts:
     output:
         same_rollouts_path("{source}"),
     log:
-        log_path("check_same_rollouts", "{source}"),
+        data_log_path("check_same_rollouts", "{source}"),
     conda:
         "../envs/vlarisk.yaml"
     shell:
@@ -47,6 +47,9 @@ use rule train_model as train_ablation with:
     wildcard_constraints:
         cell=ABLATION_CELL_PATTERN,
         seed=r"\d+",
+    resources:
+        mem_mb=PLAN.mem_mb("train", "train_ablation"),
+        runtime=PLAN.runtime("train", "train_ablation", PLAN.ablation_epochs),
     params:
         flags=lambda wildcards: training_flags(
             PLAN.ablation_settings(wildcards.source, wildcards.cell, wildcards.seed)
@@ -75,3 +78,6 @@ use rule evaluate_model as evaluate_ablation with:
     wildcard_constraints:
         cell=ABLATION_CELL_PATTERN,
         seed=r"\d+",
+    resources:
+        mem_mb=PLAN.mem_mb("evaluate", "evaluate_ablation"),
+        runtime=PLAN.runtime("evaluate", "evaluate_ablation"),

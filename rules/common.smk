@@ -78,8 +78,9 @@ try:
 except _config_checks.ConfigError as _error:
     sys.exit(f"error: {_error}")
 validate(config, schema="../config/schema/config.schema.yaml")
-# Outputs under results/, or results/experiments/<name>/ for a selected experiment.
-_planning.set_results_root(_planning.results_root(config))
+# Outputs under results/, or results/experiments/<name>/ for a selected experiment; its rollouts,
+# datasets and splits stay the plain run's unless it changes sources, split or detection.alpha.
+_planning.set_results_root(_planning.results_root(config), _planning.data_root(config))
 
 from vlarisk_planning import (
     Plan,
@@ -88,19 +89,19 @@ from vlarisk_planning import (
     best_model,
     collected_path,
     comparison_path,
+    data_benchmark_path,
+    data_log_path,
     data_config_path,
     dataset_path,
     figure_path,
     latest_model,
     log_path,
-    mem_mb_for,
     resume_dir,
     model_dir,
     multi_dir,
     planting_path,
     results_json,
     rollout_path,
-    runtime_for,
     same_rollouts_path,
     split_path,
     table_path,

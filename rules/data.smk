@@ -9,15 +9,15 @@ rule simulate_rollouts:
         failure=rollout_path("{source}", "failure"),
         planting=planting_path("{source}"),
     log:
-        log_path("simulate_rollouts", "{source}"),
+        data_log_path("simulate_rollouts", "{source}"),
     benchmark:
-        benchmark_path("simulate_rollouts", "{source}")
+        data_benchmark_path("simulate_rollouts", "{source}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb_for("simulate"),
-        runtime=runtime_for("simulate"),
+        mem_mb=PLAN.mem_mb("simulate", "simulate_rollouts"),
+        runtime=PLAN.runtime("simulate", "simulate_rollouts"),
     params:
         spec=lambda wildcards: json.dumps(
             PLAN.source_config(wildcards.source)["simulate"], sort_keys=True
@@ -35,15 +35,15 @@ rule prepare_dataset:
     output:
         directory(dataset_path("{source}", "{variant}")),
     log:
-        log_path("prepare_dataset", "{source}.{variant}"),
+        data_log_path("prepare_dataset", "{source}.{variant}"),
     benchmark:
-        benchmark_path("prepare_dataset", "{source}.{variant}")
+        data_benchmark_path("prepare_dataset", "{source}.{variant}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb_for("prepare"),
-        runtime=runtime_for("prepare"),
+        mem_mb=PLAN.mem_mb("prepare", "prepare_dataset"),
+        runtime=PLAN.runtime("prepare", "prepare_dataset"),
     params:
         labels=lambda wildcards: PLAN.labelling_flag(
             wildcards.source, wildcards.variant
@@ -60,7 +60,7 @@ rule split_dataset:
     output:
         split_path("{source}"),
     log:
-        log_path("split_dataset", "{source}"),
+        data_log_path("split_dataset", "{source}"),
     conda:
         "../envs/vlarisk.yaml"
     params:
@@ -75,7 +75,7 @@ use rule split_dataset as split_dataset_seeded with:
     output:
         split_path("{source}", "{seed}"),
     log:
-        log_path("split_dataset", "{source}.seed-{seed}"),
+        data_log_path("split_dataset", "{source}.seed-{seed}"),
     wildcard_constraints:
         seed=r"\d+",
     params:
@@ -88,7 +88,7 @@ use rule split_dataset as split_dataset_task_split with:
     output:
         split_path("{source}", task_split="{task_split}"),
     log:
-        log_path("split_dataset", "{source}.task-split-{task_split}"),
+        data_log_path("split_dataset", "{source}.task-split-{task_split}"),
     wildcard_constraints:
         task_split=r"[1-9]\d*",
     params:

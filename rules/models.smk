@@ -17,8 +17,8 @@ rule train_model:
         "../envs/vlarisk.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb_for("train"),
-        runtime=runtime_for("train"),
+        mem_mb=PLAN.mem_mb("train", "train_model"),
+        runtime=PLAN.runtime("train", "train_model", PLAN.source_epochs),
     params:
         flags=lambda wildcards: training_flags(PLAN.training_settings(wildcards.source)),
         detection=PLAN.detection_flags,
@@ -51,8 +51,8 @@ rule evaluate_model:
         "../envs/vlarisk.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb_for("evaluate"),
-        runtime=runtime_for("evaluate"),
+        mem_mb=PLAN.mem_mb("evaluate", "evaluate_model"),
+        runtime=PLAN.runtime("evaluate", "evaluate_model"),
     params:
         planting=planting_flag,
         task_splits=task_splits_flag,

@@ -42,8 +42,8 @@ rule train_multi_model:
         "../envs/vlarisk.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb_for("train"),
-        runtime=runtime_for("train"),
+        mem_mb=PLAN.mem_mb("train", "train_multi_model"),
+        runtime=PLAN.runtime("train", "train_multi_model", PLAN.multi_epochs),
     params:
         flags=training_flags(PLAN.multi_training_settings()),
         detection=PLAN.detection_flags,
@@ -73,8 +73,8 @@ rule evaluate_multi_model:
         "../envs/vlarisk.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb_for("evaluate"),
-        runtime=runtime_for("evaluate"),
+        mem_mb=PLAN.mem_mb("evaluate", "evaluate_multi_model"),
+        runtime=PLAN.runtime("evaluate", "evaluate_multi_model"),
     params:
         positive_fraction=PLAN.evaluation["positive_fraction_of_max"],
         detection=PLAN.detection_flags,

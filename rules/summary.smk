@@ -1,9 +1,12 @@
 # The verdict of the run (vlarisk.summary): one row per model of `all` (per source of a
 # multi-model) in results/summary.md, which `all` and `paper` build last and which is printed when
-# the run ends. A cheap local job: it reads the results.json files only.
+# the run ends. It also keeps a copy of each results.json under results/history/ (vlarisk.runs), so
+# a re-run overwrites no earlier version. A cheap local job: it reads the results.json files only.
 import time
 
 SUMMARY = f"{_planning.RESULTS}/summary.md"
+# the same as a page, shown in `snakemake all --report`
+SUMMARY_HTML = f"{_planning.RESULTS}/summary.html"
 _run_started = time.time()
 
 
@@ -16,13 +19,19 @@ rule summary:
         runs=PLAN.all_targets(),
         code=code_for("write_summary"),
     output:
-        SUMMARY,
+        md=SUMMARY,
+        html=report(
+            SUMMARY_HTML,
+            caption="../report/summary.rst",
+            category="Summary",
+        ),
     log:
         log_path("summary", "summary"),
     conda:
         "../envs/vlarisk.yaml"
     shell:
-        "python {input.code[0]:q} {input.runs:q} --output {output:q} > {log:q} 2>&1"
+        "python {input.code[0]:q} {input.runs:q} --output {output.md:q} --html {output.html:q}"
+        " --archive > {log:q} 2>&1"
 
 
 onsuccess:

@@ -23,6 +23,7 @@ AWKWARD = "my data/it's $HOME (v1)"
 AWKWARD_CHECKOUT = "my checkout/it's v1"
 OWN_CHAIN = {"prepare_dataset": 2, "split_dataset": 2, "train_model": 2, "evaluate_model": 2}
 MULTI = {"write_multi_config": 1, "train_multi_model": 1, "evaluate_multi_model": 1}
+REPORT = {"detection_figure": 2, "summary": 1}  # all's report: the summary, a figure per model
 
 
 def write_rollouts(folder: Path, hidden_dim: int, with_labels: bool, seed: int) -> dict:
@@ -80,7 +81,7 @@ def test_replacing_the_sources_in_config_yaml_is_all_it_takes(tmp_path, own_sour
     own = yaml.safe_dump({"sources": own_sources}, default_flow_style=False)
     text = re.sub(r"^sources:\n.*?(?=^\S)", own + "\n", text, count=1, flags=re.S | re.M)
     config_file.write_text(text)
-    assert planned_jobs(project) == {**OWN_CHAIN, **MULTI, "summary": 1, "all": 1}
+    assert planned_jobs(project) == {**OWN_CHAIN, **MULTI, **REPORT, "all": 1}
     ablations = planned_jobs(project, "paper")
     assert {key.split("_")[0] for key in ablations} >= {"train", "evaluate", "paper"}
     result = snakemake(project, "-n", "paper")
@@ -123,7 +124,7 @@ def test_a_scratch_directory_plans_like_the_checkout(tmp_path, checkout, own_sou
     (tmp_path / "my.yaml").write_text(yaml.safe_dump({"sources": own_sources}))
     before = files_of(checkout)
     args = ("-s", str(checkout / "Snakefile"), "--directory", str(tmp_path / "scratch"), "--configfile", "my.yaml")
-    assert planned_jobs(tmp_path, *args) == {**OWN_CHAIN, **MULTI, "summary": 1, "all": 1}
+    assert planned_jobs(tmp_path, *args) == {**OWN_CHAIN, **MULTI, **REPORT, "all": 1}
     assert files_of(checkout) == before
 
 

@@ -26,6 +26,7 @@ COMMANDS = {
     "vlarisk-check": ("vlarisk.check_command:cli", None),
     "vlarisk-compare": ("vlarisk.compare_command:cli", "compare_runs"),
     "vlarisk-simulate": ("vlarisk.simulate_command:cli", "simulate_rollouts"),
+    "vlarisk-split": ("vlarisk.split_command:cli", "split_dataset"),
     "vlarisk-run": ("vlarisk.run_command:cli", None),
     "vlarisk-collect": ("vlarisk.collect_command:cli", "collect_rollouts"),
 }
@@ -89,7 +90,12 @@ def test_required_options_and_flags_show_no_default(monkeypatch, capsys):
 
 def test_training_help_shows_every_setting_s_default(monkeypatch, capsys):
     printed = flat(parsers_of(ROOT / "workflow_scripts" / "train_risk_predictor.py", monkeypatch, capsys)[0])
-    for expected in ("--epochs EPOCHS training epochs (default: 50)", "{mse,mae,huber,bce}", "(default: bce)", "(default: [512, 256])"):
+    for expected in (
+        "--epochs EPOCHS training epochs (the guide's 50; the pipeline's config/config.yaml sets 20 for its quick run) (default: 50)",
+        "{mse,mae,huber,bce}",
+        "(default: bce)",
+        "(default: [512, 256])",
+    ):
         assert expected in printed
 
 

@@ -24,6 +24,14 @@ def test_prepare_refuses_an_output_name_that_says_another_form(tmp_path, name):
     assert not (tmp_path / name).exists()
 
 
+def test_split_refuses_an_output_name_that_is_not_json(tmp_path):
+    from vlarisk.split_command import main as split_main
+
+    with pytest.raises(InputError, match=rf"^--output {tmp_path / 'split.npz'}: a split is written as JSON: give a name ending in .json$"):
+        split_main(["--data", str(tmp_path / "missing.vlarisk"), "--output", str(tmp_path / "split.npz")])
+    assert not list(tmp_path.iterdir())
+
+
 # ------------------------------------------------------------------------------ vlarisk-run
 @pytest.mark.parametrize(
     ("argv", "expected"),
@@ -45,6 +53,62 @@ def test_run_catches_what_snakemake_reports_with_a_traceback(argv, expected, mon
 def test_run_adds_this_checkouts_snakefile_unless_given():
     assert run_command.snakemake_command(["-n"])[-3:] == ["-s", str(ROOT / "Snakefile"), "-n"]
     assert run_command.snakemake_command(["-s", "other/Snakefile", "-n"])[-3:] == ["-s", "other/Snakefile", "-n"]
+
+
+def test_run_finds_the_checkouts_profiles_from_any_directory(tmp_path, monkeypatch):
+    """From a scratch directory, `--profile slurm` is the checkout's profiles/slurm; a folder of that
+    name here, and any other value, is left as given."""
+    monkeypatch.chdir(tmp_path)
+    slurm = str(ROOT / "profiles" / "slurm")
+    command = run_command.snakemake_command(["--profile", "slurm", "--profile=slurm-test", "--profile", "mysite", "all"])
+    assert command[-8:] == ["--profile", slurm, f"--profile={ROOT / 'profiles' / 'slurm-test'}", "--profile", "mysite", "all"] + [
+        "--workflow-profile",
+        "none",
+    ]
+    (tmp_path / "slurm").mkdir()
+    assert run_command.snakemake_command(["--profile", "slurm"])[-2:] == ["--profile", "slurm"]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["all", "--cores", "2"], {None: ["all", "--cores", "2"]}),
+        (
+            ["all", "--experiments", "a,b", "--cores", "2"],
+            {"a": ["all", "--cores", "2", "--config", "experiment=a"], "b": ["all", "--cores", "2", "--config", "experiment=b"]},
+        ),
+        (
+            ["compare", "--config", "training={epochs: 3}", "--experiments=a"],
+            {"a": ["compare", "--config", "experiment=a", "training={epochs: 3}"]},
+        ),
+        (
+            ["all", "--config", "experiments_to_run=[a, b]", "split={seed: 1}"],
+            {"a": ["all", "--config", "experiment=a", "split={seed: 1}"], "b": ["all", "--config", "experiment=b", "split={seed: 1}"]},
+        ),
+        (["all", "--config=experiments_to_run=a", "-n"], {"a": ["all", "--config", "experiment=a", "-n"]}),
+    ],
+)
+def test_run_runs_each_named_experiment(argv, expected):
+    """--experiments a,b: one snakemake run per experiment, its name added to the --config values
+    (a second --config would replace the first, so it joins the one given)."""
+    assert run_command.experiment_runs(argv) == expected
+
+
+def test_run_refuses_an_empty_experiments_option():
+    with pytest.raises(InputError, match="--experiments: give the experiments' names"):
+        run_command.experiment_runs(["all", "--experiments"])
+    with pytest.raises(InputError, match=r"^--config experiments_to_run=\{a: 1\}: expected a list of experiment names"):
+        run_command.experiment_runs(["all", "--config", "experiments_to_run={a: 1}"])
+
+
+def test_run_keeps_the_local_workflow_profile_off_cluster_jobs(tmp_path, monkeypatch):
+    """profiles/default's `cores` would cap every SLURM job's threads: a cluster profile's run gets
+    --workflow-profile none (unless one is given); a local run keeps it."""
+    monkeypatch.chdir(tmp_path)
+    assert run_command.snakemake_command(["--profile", "slurm", "all"])[-2:] == ["--workflow-profile", "none"]
+    assert run_command.snakemake_command(["--profile", "slurm", "--workflow-profile", "mine", "all"])[-2:] == ["mine", "all"]
+    assert "--workflow-profile" not in run_command.snakemake_command(["--profile", "slurm-test", "--cores", "2", "all"])
+    assert "--workflow-profile" not in run_command.snakemake_command(["--cores", "2", "all"])
 
 
 def test_run_prints_one_line_and_starts_nothing(tmp_path):

@@ -38,7 +38,7 @@ def problems(layers: list[tuple[str, dict]]) -> list[str]:
             "my.yaml: sources.a.simulate.hidden_dm: unknown key (did you mean hidden_dim?)",
         ),
         ({"sources": {"a": {"success": "s.pkl"}}}, "my.yaml: sources.a: 'simulate' is required; or 'failure' is required"),
-        ({"detection": {"zzz": 1}}, "my.yaml: detection.zzz: unknown key (the keys are alpha, horizon, n_boot, seed)"),
+        ({"detection": {"zzz": 1}}, "my.yaml: detection.zzz: unknown key (the keys are alpha, horizon, n_boot, seed, threshold)"),
     ],
 )
 def test_one_line_naming_file_and_key_path(layer, expected):

@@ -96,6 +96,8 @@ def test_unknown_top_level_keys_name_their_origin():
         resolve_config({"epochs": 3}, SCHEMA, defaults=DEFAULTS, origins=[("my.yaml", {}), ("--config", {"epochs": 3})])
     with pytest.raises(ConfigError, match="my.yaml: unknown top-level key 'sorces'"):
         resolve_config({"sorces": OWN}, SCHEMA, defaults=DEFAULTS, origins=[("my.yaml", {"sorces": OWN})])
+    with pytest.raises(ConfigError, match=r"--config: unknown top-level key 'experiments_to_run' \(read by vlarisk-run"):
+        resolve_config({}, SCHEMA, defaults=DEFAULTS, origins=[("--config", {"experiments_to_run": ["a", "b"]})])
 
 
 def test_the_schema_refuses_unknown_top_level_keys_too():

@@ -72,7 +72,7 @@ def test_changing_one_sources_hyperparameter_retrains_only_that_source(built, tm
     changed = tmp_path / "changed.yaml"
     changed.write_text(yaml.safe_dump(config))
     plan = planned_jobs(built, "--configfile", str(changed))
-    assert plan == {"train_model": 1, "evaluate_model": 1, "summary": 1, "all": 1}
+    assert plan == {"train_model": 1, "evaluate_model": 1, "detection_figure": 1, "summary": 1, "all": 1}
     result = snakemake(built, "-n", "--configfile", str(changed))
     assert "wildcards: source=tiny_a" in result.stdout and "source=tiny_b" not in result.stdout
 
@@ -89,6 +89,7 @@ def test_changing_one_sources_rollouts_rebuilds_only_its_chain(built, tmp_path):
         "split_dataset": 1,
         "train_model": 1,
         "evaluate_model": 1,
+        "detection_figure": 1,
         "summary": 1,
         "all": 1,
     }
@@ -99,7 +100,7 @@ def test_changing_metric_code_reruns_evaluation_only(built):
     original = metrics.read_text()
     try:
         metrics.write_text(original + "\n# a change to the metric code\n")
-        assert planned_jobs(built, *CONFIG) == {"evaluate_model": 2, "summary": 1, "all": 1}
+        assert planned_jobs(built, *CONFIG) == {"evaluate_model": 2, "detection_figure": 2, "summary": 1, "all": 1}
     finally:
         metrics.write_text(original)
 

@@ -332,6 +332,42 @@ def test_results_root_of_an_experiment():
         planning.set_results_root(planning.RESULTS_BASE)
 
 
+@pytest.mark.parametrize(
+    "experiment, shares",
+    [
+        ({"training": {"lr": 0.0001}}, True),
+        ({"training": {"epochs": 3}, "detection": {"n_boot": 10}}, True),
+        ({"split": {"seed": 1}}, False),
+        ({"sources": {"synthetic_a": {"simulate": {"seed": 3}}}}, False),
+        ({"detection": {"alpha": 0.2}}, False),
+    ],
+)
+def test_an_experiment_shares_the_plain_runs_data_unless_it_changes_them(experiment, shares):
+    """Rollouts, datasets and splits are the plain run's (made once) for an experiment that leaves
+    sources, split and detection.alpha alone; its models and logs are its own either way."""
+    config = load(experiments={"e": experiment}, experiment="e")
+    data = "results" if shares else "results/experiments/e"
+    assert planning.data_root(config) == data
+    assert planning.data_root(load()) == "results"
+    try:
+        planning.set_results_root(planning.results_root(config), planning.data_root(config))
+        assert planning.dataset_path("a") == f"{data}/datasets/a/dataset.vlarisk"
+        assert planning.split_path("a") == f"{data}/splits/a.json"
+        assert planning.split_path("a", seed=2) == f"{data}/splits/a.seed-2.json"
+        assert planning.rollout_path("a", "success") == f"{data}/rollouts/a/success_rollouts.pkl"
+        assert planning.data_log_path("split_dataset", "a") == f"{data}/logs/split_dataset/a.log"
+        assert planning.model_dir("a") == "results/experiments/e/models/a"
+        assert planning.log_path("train_model", "a") == "results/experiments/e/logs/train_model/a.log"
+    finally:
+        planning.set_results_root(planning.RESULTS_BASE)
+
+
+def test_all_adds_one_detection_figure_per_single_model_for_its_report():
+    plan = Plan(TINY)
+    assert plan.report_figures() == ["results/paper/figures/detection/tiny_a.png", "results/paper/figures/detection/tiny_b.png"]
+    assert set(plan.report_figures()) <= set(plan.paper_targets()["figures"])
+
+
 def test_the_comparison_reads_other_runs_as_found():
     plan = Plan(load())
     found = ["results/models/synthetic_a/results.json", "results/experiments/x/models/synthetic_a/results.json"]

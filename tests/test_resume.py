@@ -209,6 +209,17 @@ def test_the_guides_resume_by_hand_still_continues_in_the_output_dir(data, unint
     assert_same_run(output, uninterrupted["single"])
 
 
+def test_a_fresh_run_of_the_rules_command_says_nothing_about_resuming(data, uninterrupted, tmp_path):
+    """Every first run of a training rule has an empty resume directory: no 'not found' line opens
+    its log; the guide's --resume by hand on an empty output directory still says so."""
+    fresh = train("single", [*data["single"], *settings(), *rule_args(tmp_path / "model", tmp_path / "state")])
+    assert fresh.returncode == 0, fresh.stderr
+    assert "--resume" not in fresh.stdout + fresh.stderr
+    assert_same_run(tmp_path / "model", uninterrupted["single"])
+    by_hand = train("single", [*data["single"], *settings(), "--output-dir", str(tmp_path / "by_hand"), "--resume"])
+    assert f"--resume: {tmp_path / 'by_hand' / 'latest.pt'} not found, starting from epoch 1" in by_hand.stdout
+
+
 def test_resume_dir_must_differ_from_the_output_dir(data, tmp_path):
     done = train("single", [*data["single"], *settings(), "--output-dir", str(tmp_path), "--resume-dir", str(tmp_path / ".")])
     assert done.returncode == 2

@@ -103,6 +103,33 @@ def test_a_missing_folder_is_an_error(tmp_path, capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_a_rerun_keeps_the_earlier_version_in_the_history(tmp_path, capsys):
+    """The summary step archives each run under results/history/ once per id; after a re-run
+    overwrote results.json, `--history` tables both versions, the current one once."""
+    import hashlib
+    import os
+
+    root = tmp_path / "results"
+    current = write(root / "experiments/e/models/a/results.json", results(0.001, 0.8))
+    os.utime(current, (1_700_000_000, 1_700_000_000))  # 2023-11-14 22:13:20 UTC
+    first_id = hashlib.sha256(current.read_bytes()).hexdigest()[:12]
+    first = runs.archive_run(current, root)
+    assert first == root / f"history/experiments/e/models/a/20231114T221320Z_{first_id}.json"
+    assert runs.archive_run(current, root) == first and len(runs.find_history(root)) == 1  # once per id
+    write(current, results(0.001, 0.9))  # the re-run
+    second = runs.archive_run(current, root)
+    assert first.is_file() and second != first and len(runs.find_history(root)) == 2
+    assert runs.archive_run(tmp_path / "elsewhere/results.json", root) is None
+    load_script("compare_runs").main([str(root), "--root", str(root), "--history", "--csv", str(tmp_path / "t.csv")])
+    with open(tmp_path / "t.csv") as handle:
+        table = list(csv.DictReader(handle))
+    second_id = hashlib.sha256(current.read_bytes()).hexdigest()[:12]
+    assert [(row["experiment"], row["kind"], row["name"], row["run_id"], row["test_mean_auc"]) for row in table] == [
+        ("e", "model", "a", first_id, "0.8"),
+        ("e", "model", "a", second_id, "0.9"),
+    ]
+
+
 # ------------------------------------------------------------------------------- tracking
 def history(epochs: int) -> dict:
     return {

@@ -34,14 +34,15 @@ from pipeline_utils import without
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM_DIR = ROOT / "tests" / "slurm"
-# relative to a project copy (or absolute); a --configfile replaces config/config.yaml
+# relative to a project copy (or absolute); a --configfile is merged over config/config.yaml
 TINY_CONFIG = os.environ.get("VLARISK_SLURM_TEST_CONFIG", "tests/data/tiny_config.yaml")
 
-GPU_RULES = {"train_model", "train_ablation", "train_multi_model"}
+GPU_RULES = {"train_model", "train_task_split", "train_ablation", "train_multi_model"}
 CPU_RULES = {
     "simulate_rollouts",
     "prepare_dataset",
     "evaluate_model",
+    "evaluate_task_split",
     "evaluate_ablation",
     "evaluate_multi_model",
 }
@@ -72,10 +73,10 @@ def copy_project(dst: Path) -> Path:
     return dst
 
 
-def write_test_config(project: Path, *, multi: bool, ablations: bool) -> str:
+def write_test_config(project: Path, *, multi: bool, ablations: bool, task_splits: bool = False) -> str:
     """The tiny config, plus a multi-model group of all its sources and/or a
-    one-factor, one-seed ablation grid, so that every cluster rule is in the DAG.
-    Returns its path relative to the project."""
+    one-factor, one-seed ablation grid and/or a second task split, so that every
+    cluster rule is in the DAG. Returns its path relative to the project."""
     import yaml
 
     config = yaml.safe_load((project / TINY_CONFIG).read_text())
@@ -88,6 +89,8 @@ def write_test_config(project: Path, *, multi: bool, ablations: bool) -> str:
             "seeds": [0],
             "factors": {"dropout": [0.25]},
         }
+    if task_splits:
+        config["split"] = {**config["split"], "held_out_tasks": "auto", "n_task_splits": 2}
     path = project / "slurm_test_config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path.name
@@ -252,12 +255,34 @@ def test_resource_callables_scale_with_input_and_attempt(kind):
         ns["mem_mb_for"]("no-such-kind")
 
 
+def test_training_runtime_scales_with_epochs_and_the_files_inside_a_dataset_folder(tmp_path):
+    """A prepared dataset is a folder (whose own entry is a few KB): its files count as input, and
+    a training job's wall time grows with epochs x data; a config value replaces the formula."""
+    ns = _load_resources_module()
+    dataset = tmp_path / "dataset.vlarisk"
+    dataset.mkdir()
+    with open(dataset / "features.npy", "wb") as sparse:  # 1023 MB on paper, nothing on disk
+        sparse.truncate(1023 * 2**20)
+    (dataset / "meta.json").write_bytes(b"0" * 2**20)
+    folder = _FakeInput(0.004)
+    folder[:] = [str(dataset)]
+    base, per_epoch_gb, _ = ns["RESOURCE_TABLE"]["train"]["runtime"]
+    for epochs in (1, 20, 50):
+        runtime = ns["runtime_for"]("train", epochs=lambda wildcards, n=epochs: n)
+        minutes = base + per_epoch_gb * epochs * (0.004 + 1024.0) / 1024  # plain recomputation
+        assert runtime(None, folder, 1) == int(minutes)
+        assert runtime(None, folder, 2) == int(2 * minutes)
+    assert ns["runtime_for"]("train", epochs=lambda wildcards: 1, override=600)(None, folder, 2) == 1200
+    assert ns["mem_mb_for"]("train", override=16000)(None, folder, 1) == 16000
+
+
 # ------------------------------------------------ profile without a scheduler
 def test_slurm_profile_effective_settings(monkeypatch, tmp_path):
     """What `--profile profiles/slurm` really sets, after Snakemake has merged in
     every other profile it loads (notably the implicit workflow profile
     profiles/default, which overrides --profile key by key)."""
-    from snakemake.cli import parse_args
+    import yaml
+    from snakemake.cli import parse_args, parse_cores
 
     project = copy_project(tmp_path / "proj")
     monkeypatch.chdir(project)
@@ -273,8 +298,15 @@ def test_slurm_profile_effective_settings(monkeypatch, tmp_path):
     assert retries >= 1
     # shared file systems: 5 s (Snakemake's default) is too short for NFS
     assert latency_wait >= 30, f"latency-wait={latency_wait}: another profile (profiles/default?) overrides profiles/slurm"
-    # (a `cores:` from profiles/default also caps each cluster job's threads at
-    # that number; harmless while no rule asks for more -- see docs/cluster.md)
+    # a `cores:` of profiles/default caps each cluster job's threads (--cpus-per-task) at that
+    # number: only `all` (the host's CPU count) may be given, never a fixed small number
+    assert args.cores == parse_cores("all"), f"cores={args.cores}: the workflow profile caps cluster jobs' threads"
+    assert yaml.safe_load((project / "profiles/default/config.yaml").read_text()).get("cores", "all") == "all"
+    # vlarisk-run --profile slurm leaves the workflow profile out: no cap at all
+    from vlarisk.run_command import snakemake_command
+
+    _, via_run = parse_args(snakemake_command(["--profile", "slurm", "all"])[3:])
+    assert via_run.cores is None and via_run.executor == "slurm" and via_run.latency_wait >= 30
     assert max_threads is None
     assert keep_logs is True
     gres = {rule: getattr(res.get("gres"), "raw", None) for rule, res in (args.set_resources or {}).items()}
@@ -288,7 +320,7 @@ def test_slurm_profile_effective_settings(monkeypatch, tmp_path):
 
 def _dry_run(project: Path, *profile_args: str) -> str:
     """Dry run of the `paper` target (every rule) on the extended tiny config."""
-    config = write_test_config(project, multi=True, ablations=True)
+    config = write_test_config(project, multi=True, ablations=True, task_splits=True)
     proc = subprocess.run(
         # targets before --configfile, which takes every word up to the next option
         snakemake_cmd("paper", *profile_args, "-n", "--configfile", config),

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from vlarisk.evaluation import write_results
-from vlarisk.summary import model_summary, summary_markdown, summary_of, summary_rows
+from vlarisk.summary import model_summary, summary_html, summary_markdown, summary_of, summary_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow_scripts"))
@@ -125,3 +125,47 @@ def test_the_script_names_runs_by_where_they_lie(tmp_path, monkeypatch, capsys):
     written = Path("results/summary.md").read_text()
     assert capsys.readouterr().out == written
     assert "| model a |" in written and "| wide: multi g / s |" in written
+
+
+def test_the_html_page_holds_the_same_table_and_notes(tmp_path, monkeypatch):
+    """summary.html (the copy `snakemake all --report` shows): the Markdown table's cells, row by
+    row, read back with an HTML parser; footnotes and failed checks as text; bold kept bold."""
+    from html.parser import HTMLParser
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.text, self.cell = [], [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.rows[-1].append(self.cell)
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+            elif data.strip():
+                self.text.append(data.strip())
+
+    rows = [("model a", model_summary(report())), ("model <b>", model_summary(report(alarm=False, beats=False, collapsed=True)))]
+    markdown = summary_markdown(rows)
+    page = summary_html(markdown)
+    parsed = Cells()
+    parsed.feed(page)
+    table = [line for line in markdown.splitlines() if line.startswith("| ")]
+    expected = [[cell.strip().replace("**", "") for cell in line.strip("|").split("|")] for line in table]
+    assert parsed.rows == expected
+    assert f"[1] {NO_THRESHOLD}" in parsed.text and "Summary" in parsed.text
+    assert "<td><b>no</b></td>" in page and "model &lt;b&gt;" in page
+    monkeypatch.chdir(tmp_path)
+    Path("results/models/a").mkdir(parents=True)
+    Path("results/models/a/results.json").write_text(json.dumps(report()))
+    write_summary.main(["results/models/a/results.json", "--output", "s.md", "--html", "s.html"])
+    assert Path("s.html").read_text() == summary_html(Path("s.md").read_text())

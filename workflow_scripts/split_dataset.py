@@ -1,103 +1,12 @@
 #!/usr/bin/env python
 """Split a prepared dataset by rollout (stratified by outcome, seeded) into train, val, calibration
-and test; with held-out tasks, test is test_seen (training tasks) plus test_unseen (held-out tasks)."""
+and test; with held-out tasks, test is test_seen (training tasks) plus test_unseen (held-out tasks).
 
-from vlarisk.calibration_counts import calibration_count, count_warning
-from vlarisk.cli import ArgumentParser, log, run
-from vlarisk.dataset import load_dataset
-from vlarisk.io_utils import write_json
-from vlarisk.splits import AUTO, DEFAULTS, calibration_tasks_of, split_rollouts, task_split_seed, unseen_tasks
+The code is :mod:`vlarisk.split_command`; installed, the same command is ``vlarisk-split``.
+"""
 
-
-def main(argv=None):
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--data", required=True, help="prepared dataset")
-    parser.add_argument("--output", required=True, help="split JSON to write")
-    parser.add_argument("--val-split", type=float, default=DEFAULTS["val_fraction"], help="fraction of each outcome's seen-task rollouts")
-    parser.add_argument("--test-split", type=float, default=DEFAULTS["test_fraction"], help="fraction for test_seen")
-    parser.add_argument(
-        "--calibration-split",
-        type=float,
-        default=DEFAULTS["calibration_fraction"],
-        help="fraction of the seen tasks' successes kept for the alarm threshold (0: none; the alarm is then fitted on val)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--held-out-tasks",
-        nargs="*",
-        default=[AUTO],
-        help=f"tasks whose rollouts form test_unseen; '{AUTO}' holds out --unseen-task-fraction of the tasks when there are enough; none: no flag value",
-    )
-    parser.add_argument(
-        "--unseen-task-fraction", type=float, default=DEFAULTS["unseen_task_fraction"], help=f"share of tasks held out by '{AUTO}'"
-    )
-    parser.add_argument(
-        "--calibration-tasks",
-        nargs="*",
-        default=list(DEFAULTS["calibration_tasks"]),
-        help=f"tasks held out of training whose successes calibrate the alarm (bounds false alarms on new tasks); '{AUTO}' chooses "
-        "--unseen-task-fraction of the tasks; none: calibrate on --calibration-split of the training tasks' successes",
-    )
-    parser.add_argument(
-        "--task-split",
-        type=int,
-        default=0,
-        help="which of several leave-tasks-out splits to draw (0: the plain split; k > 0 draws with a seed derived from --seed and k)",
-    )
-    parser.add_argument(
-        "--alpha",
-        type=float,
-        default=None,
-        help="the alarm level the training command will use: records whether the calibration successes are enough for it",
-    )
-    args = parser.parse_args(argv)
-    dataset = load_dataset(args.data)
-    rollouts = dataset.metadata["rollouts"]
-    held_out = AUTO if args.held_out_tasks == [AUTO] else args.held_out_tasks
-    calibrating = AUTO if args.calibration_tasks == [AUTO] else args.calibration_tasks
-    split = split_rollouts(
-        rollouts,
-        args.val_split,
-        args.test_split,
-        args.seed,
-        held_out,
-        args.data,
-        args.calibration_split,
-        args.unseen_task_fraction,
-        calibrating,
-        args.task_split,
-    )
-    split["settings"] = {
-        "val_split": args.val_split,
-        "test_split": args.test_split,
-        "calibration_split": args.calibration_split,
-        "seed": args.seed,
-        "task_split": args.task_split,
-        "task_split_seed": task_split_seed(args.seed, args.task_split),
-        "held_out_tasks": held_out,
-        "unseen_task_fraction": args.unseen_task_fraction,
-        "unseen_tasks": unseen_tasks(split, rollouts),
-        "calibration_tasks": calibration_tasks_of(split, rollouts),
-        "dataset_sha256": dataset.content_hash,
-    }
-    fitted_on = "calibration" if "calibration" in split else "val"  # the training command's fallback
-    succeeded = {r["rollout_id"] for r in rollouts if r["success"]}
-    successes = len(succeeded.intersection(split[fitted_on]))
-    if args.alpha is not None:
-        split["calibration_count"] = calibration_count(successes, args.alpha, fitted_on)
-        warning = count_warning(args.output, split["calibration_count"])
-        if warning:
-            log(f"warning: {warning}")
-    write_json(args.output, split)
-    names = [name for name in ("train", "val", "calibration", "unused", "test", "test_seen", "test_unseen") if name in split]
-    log(
-        f"{args.output}: "
-        + ", ".join(f"{name} {len(split[name])} rollouts" for name in names)
-        + f"; unseen tasks {split['settings']['unseen_tasks']}, calibration tasks {split['settings']['calibration_tasks']}"
-        + f"; the alarm is fitted on {successes} {fitted_on} successes"
-        + (f" ({split['calibration_count']['needed']} needed at alpha {args.alpha})" if args.alpha is not None else "")
-    )
-
+from vlarisk.cli import run
+from vlarisk.split_command import main
 
 if __name__ == "__main__":
     run(main)

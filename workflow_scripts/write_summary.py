@@ -10,8 +10,8 @@ whether predictions collapsed; a n/a cell has a footnote with the reason (vlaris
 
 from vlarisk.cli import ArgumentParser, read_json, run
 from vlarisk.io_utils import atomic_path
-from vlarisk.runs import PLAIN_RUN, locate
-from vlarisk.summary import summary_markdown, summary_of, summary_rows
+from vlarisk.runs import PLAIN_RUN, archive_run, locate
+from vlarisk.summary import summary_html, summary_markdown, summary_of, summary_rows
 
 
 def run_name(path: str, root: str) -> str:
@@ -26,12 +26,20 @@ def main(argv=None):
     parser.add_argument("results", nargs="+", help="results.json files")
     parser.add_argument("--root", default="results", help="the results folder that run names are read under")
     parser.add_argument("--output", help="write the Markdown here (it is printed either way)")
+    parser.add_argument("--html", help="write it as an HTML page here too (the copy shown in snakemake --report)")
+    parser.add_argument(
+        "--archive", action="store_true", help="keep a copy of each results.json under <root>/history, so that a re-run overwrites none"
+    )
     args = parser.parse_args(argv)
+    if args.archive:
+        for path in args.results:
+            archive_run(path, args.root)
     rows = [row for path in args.results for row in summary_rows(run_name(path, args.root), summary_of(read_json(path)))]
     text = summary_markdown(rows)
-    if args.output:
-        with atomic_path(args.output) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+    for output, content in ((args.output, text), (args.html, summary_html(text) if args.html else "")):
+        if output:
+            with atomic_path(output) as tmp:
+                tmp.write_text(content, encoding="utf-8")
     print(text, end="")
 
 

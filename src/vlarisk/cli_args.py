@@ -100,7 +100,7 @@ def fit_trainer(trainer, args: argparse.Namespace):
     if args.resume:
         if args.resume_dir is None:
             trainer.resume()
-        else:
+        elif (Path(args.resume_dir) / LATEST_CHECKPOINT).is_file():  # none: a fresh run, nothing to say
             try:
                 trainer.resume()
             except InputError as exc:
@@ -118,7 +118,8 @@ def fit_trainer(trainer, args: argparse.Namespace):
     return outcome
 
 
-CHECKPOINT_NAMES = ("best_model.pt", "latest.pt")
+LATEST_CHECKPOINT = "latest.pt"  # the last finished epoch's state, resumed from
+CHECKPOINT_NAMES = ("best_model.pt", LATEST_CHECKPOINT)
 
 
 def publish_checkpoints(state_dir: str | Path, output_dir: str | Path) -> None:

@@ -5,6 +5,9 @@ under results/experiments/<name>/, each experiment's). Writes CSV and/or a Markd
 the Markdown table when neither is asked for.
 
     vlarisk-compare results --sort rollout_auc
+    vlarisk-compare results --history          # every earlier version of each run too
+
+Each row's run_id is a hash of its results.json; the plain run's rows are named (plain).
 """
 
 from pathlib import Path
@@ -12,7 +15,7 @@ from pathlib import Path
 from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.errors import InputError
 from vlarisk.io_utils import atomic_path
-from vlarisk.runs import COLUMNS, collect_rows, csv_text, find_results, markdown_text, sort_rows
+from vlarisk.runs import COLUMNS, collect_rows, csv_text, find_history, find_results, markdown_text, sort_rows
 
 
 def results_files(paths: list[str]) -> list[str]:
@@ -27,13 +30,17 @@ def main(argv=None):
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("paths", nargs="+", help="results.json files, or folders searched for them")
     parser.add_argument("--root", default="results", help="the results folder that experiment names are read under")
+    parser.add_argument(
+        "--history", action="store_true", help="add the earlier versions of each run kept under <root>/history (by `all`'s summary step)"
+    )
     parser.add_argument("--csv", help="write the table as CSV here")
     parser.add_argument("--markdown", help="write the table as Markdown here")
     parser.add_argument(
         "--sort", choices=COLUMNS, metavar="COLUMN", help=f"order rows by this column (metrics best first): {', '.join(COLUMNS)}"
     )
     args = parser.parse_args(argv)
-    rows = collect_rows(results_files(args.paths), args.root, log)
+    paths = results_files(args.paths) + (find_history(args.root) if args.history else [])
+    rows = collect_rows(paths, args.root, log)
     if args.sort:
         rows = sort_rows(rows, args.sort)
     tables = {args.csv: csv_text(rows), args.markdown: markdown_text(rows)}

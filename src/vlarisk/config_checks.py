@@ -32,6 +32,12 @@ import yaml
 REPLACED_WHOLE = (("sources",), ("multi_model", "groups"), ("ablations", "factors"), ("experiments",))
 # Keys that select and define experiments; an experiment's own settings cannot hold them.
 EXPERIMENT_KEYS = ("experiment", "experiments")
+# Keys that vlarisk-run reads from --config before Snakemake starts (vlarisk.run_command), with the hint
+# given when Snakemake is called directly with one.
+EXPERIMENTS_TO_RUN = "experiments_to_run"
+RUNNER_KEYS = {
+    EXPERIMENTS_TO_RUN: f" (read by vlarisk-run, which runs each experiment: vlarisk-run all --config '{EXPERIMENTS_TO_RUN}=[a, b]')"
+}
 
 
 class ConfigError(ValueError):
@@ -200,6 +206,7 @@ def check_keys(layers: Iterable[tuple[str, Mapping]], schema: Mapping) -> None:
             reported.add(key)
             blocks = [name for name, block in schema.get("properties", {}).items() if key in _block_keys(block, schema)]
             hint = f" (a setting of {' / '.join(blocks)}: write {blocks[0]}: {{{key}: ...}})" if blocks else ""
+            hint = RUNNER_KEYS.get(key, hint)
             known = ", ".join(schema.get("properties", {}))
             problems.append(f"{origin}: unknown top-level key '{key}'{hint}; the keys are {known}")
     if problems:

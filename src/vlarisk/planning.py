@@ -17,12 +17,15 @@ Snakefile loads it on every run at no cost.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from collections.abc import Mapping
 
 RESULTS_BASE = "results"
 RESULTS = RESULTS_BASE  # where the path helpers put files: results/, or an experiment's folder
+DATA = RESULTS_BASE  # where rollouts, datasets and splits go: results/, or an experiment's folder that changes them
 EXPERIMENTS = "experiments"
+DATA_BLOCKS = ("sources", "split")  # what rollouts, datasets and splits are made from, with detection.alpha
 ALL_SOURCES = "all"  # a multi-model group listed as `all`: every configured source
 
 
@@ -33,11 +36,23 @@ def results_root(config: Mapping) -> str:
     return f"{RESULTS_BASE}/{EXPERIMENTS}/{name}" if name else RESULTS_BASE
 
 
-def set_results_root(root: str) -> None:
-    """Make the path helpers below put files under ``root`` (the Snakefile calls it once, with
-    :func:`results_root` of its config, before any rule is defined)."""
-    global RESULTS
-    RESULTS = root
+def data_root(config: Mapping) -> str:
+    """The folder of a config's rollouts, prepared datasets and splits: the plain run's ``results``
+    unless the selected experiment sets what they are made from (``sources``, ``split``,
+    ``detection.alpha``, which the split records). Experiments of training settings thus share
+    them with the plain run and each other: only training and later steps run for them."""
+    name = config.get("experiment")
+    layer = (config.get("experiments") or {}).get(name) or {} if name else {}
+    changes_data = any(block in layer for block in DATA_BLOCKS) or "alpha" in (layer.get("detection") or {})
+    return results_root(config) if changes_data else RESULTS_BASE
+
+
+def set_results_root(root: str, data: str = RESULTS_BASE) -> None:
+    """Make the path helpers below put files under ``root``, and rollouts, datasets and splits
+    under ``data`` (the Snakefile calls it once, with :func:`results_root` and :func:`data_root`
+    of its config, before any rule is defined)."""
+    global RESULTS, DATA
+    RESULTS, DATA = root, data
 
 
 def comparison_path(extension: str) -> str:
@@ -51,12 +66,12 @@ BEST_MODEL, LATEST_MODEL, RESULTS_JSON = "best_model.pt", "latest.pt", "results.
 
 def rollout_path(source: str, outcome: str) -> str:
     """Simulated rollouts of one outcome (``success`` or ``failure``)."""
-    return f"{RESULTS}/rollouts/{source}/{outcome}_rollouts.pkl"
+    return f"{DATA}/rollouts/{source}/{outcome}_rollouts.pkl"
 
 
 def planting_path(source: str) -> str:
     """The planted directions of a simulated source (for the planted-direction scorer)."""
-    return f"{RESULTS}/rollouts/{source}/planting.npz"
+    return f"{DATA}/rollouts/{source}/planting.npz"
 
 
 def collected_path(source: str, name: str) -> str:
@@ -66,20 +81,20 @@ def collected_path(source: str, name: str) -> str:
 
 def dataset_path(source: str, variant: str = "dataset") -> str:
     """A prepared dataset: ``dataset`` (the source's own labels) or ``heuristic`` (heuristic labels)."""
-    return f"{RESULTS}/datasets/{source}/{variant}.vlarisk"
+    return f"{DATA}/datasets/{source}/{variant}.vlarisk"
 
 
 def same_rollouts_path(source: str) -> str:
     """The record that the heuristic dataset numbers the source's rollouts alike."""
-    return f"{RESULTS}/datasets/{source}/heuristic.same_rollouts.txt"
+    return f"{DATA}/datasets/{source}/heuristic.same_rollouts.txt"
 
 
 def split_path(source: str, seed=None, task_split=None) -> str:
     """The source's split; with ``seed``, the split an ablation seed trains on (seeds vary the split
     too); with ``task_split``, one of the extra leave-tasks-out splits (1, 2, ...)."""
     if task_split is not None:
-        return f"{RESULTS}/splits/{source}.task-split-{task_split}.json"
-    return f"{RESULTS}/splits/{source}.json" if seed is None else f"{RESULTS}/splits/{source}.seed-{seed}.json"
+        return f"{DATA}/splits/{source}.task-split-{task_split}.json"
+    return f"{DATA}/splits/{source}.json" if seed is None else f"{DATA}/splits/{source}.seed-{seed}.json"
 
 
 def model_dir(source: str, task_split=None) -> str:
@@ -124,6 +139,15 @@ def log_path(rule: str, name: str) -> str:
 
 def benchmark_path(rule: str, name: str) -> str:
     return f"{RESULTS}/benchmarks/{rule}/{name}.tsv"
+
+
+def data_log_path(rule: str, name: str) -> str:
+    """The log of a rule making rollouts, datasets or splits: beside them (shared by experiments)."""
+    return f"{DATA}/logs/{rule}/{name}.log"
+
+
+def data_benchmark_path(rule: str, name: str) -> str:
+    return f"{DATA}/benchmarks/{rule}/{name}.tsv"
 
 
 def resume_dir(rule: str, name: str) -> str:
@@ -513,10 +537,40 @@ class Plan:
         own = set(self.all_targets())
         return [path for path in found if path not in own]
 
+    # -------------------------------------------------------------------------- resources
+    def resource_override(self, rule: str, name: str):
+        """The config's ``resources.<rule>.<name>`` (minutes or MB), or None: the formula applies."""
+        return ((self.config.get("resources") or {}).get(rule) or {}).get(name)
+
+    def mem_mb(self, kind: str, rule: str):
+        """The memory request of ``rule``'s jobs: :func:`mem_mb_for` ``kind``, or the config's value."""
+        return mem_mb_for(kind, self.resource_override(rule, "mem_mb"))
+
+    def runtime(self, kind: str, rule: str, epochs=None):
+        """The wall-time request of ``rule``'s jobs: :func:`runtime_for` ``kind`` (``epochs``: a
+        function of a training job's wildcards), or the config's value."""
+        return runtime_for(kind, epochs, self.resource_override(rule, "runtime"))
+
+    def source_epochs(self, wildcards) -> int:
+        """Epochs of a single-source training job (train_model, train_task_split)."""
+        return int(self.training_settings(wildcards.source)["epochs"])
+
+    def ablation_epochs(self, wildcards) -> int:
+        """Epochs of an ablation cell's training job."""
+        return int(self.ablation_settings(wildcards.source, wildcards.cell, wildcards.seed)["epochs"])
+
+    def multi_epochs(self, wildcards) -> int:
+        """Epochs of a multi-model group's training job."""
+        return int(self.multi_training_settings()["epochs"])
+
     # ---------------------------------------------------------------------------- targets
     def all_targets(self) -> list[str]:
         """The default target `all`: every single-source model's and multi-model group's results."""
         return [*self.single_results().values(), *self.multi_results().values()]
+
+    def report_figures(self) -> list[str]:
+        """The figures `all` adds for its report (cheap, one per single model): failure detection."""
+        return [figure_path("detection", source) for source in self.sources]
 
     def paper_targets(self) -> dict[str, list[str]]:
         """The `paper` target's inputs by kind: models, ablations, tables, figures."""
@@ -539,29 +593,35 @@ class Plan:
 
 
 # ------------------------------------------------------------------------------------ resources
-# Resource requests of the rules that may run as cluster jobs. In a rule, naming the kind:
+# Resource requests of the rules that may run as cluster jobs. In a rule, naming the kind (and, for
+# training, the job's number of epochs and the rule whose config entry may override the formula):
 #
 #         resources:
-#             mem_mb=mem_mb_for("train"),
-#             runtime=runtime_for("train"),
+#             mem_mb=PLAN.mem_mb("train", "train_model"),
+#             runtime=PLAN.runtime("train", "train_model", epochs=lambda wildcards: ...),
 #
 # Both are callables of (wildcards, input, attempt), so Snakemake evaluates them per job, once the
 # job's input exists (before that the value shows as <TBD> in a dry run), and again on each retry:
 #
-#     mem_mb  = min(cap, (base + per_input_mb * input MB) * attempt)       [MB]
-#     runtime = min(cap, (base + per_input_gb * input GB) * attempt)       [minutes]
+#     mem_mb  = min(cap, (base + per_input_mb * input MB) * attempt)                [MB]
+#     runtime = min(cap, (base + per_input_gb * input GB) * attempt)                [minutes]
+#     runtime = min(cap, (base + per_epoch_gb * epochs * input GB) * attempt)       [minutes, training]
 #
-# so a job killed for memory or time (OUT_OF_MEMORY / TIMEOUT under SLURM) comes back with twice,
-# then three times, the request (profiles/slurm sets retries: 2). Locally the values only matter
-# against a --resources mem_mb=... limit.
+# "input" counts the files inside an input folder (a prepared dataset is a folder). A job killed
+# for memory or time (OUT_OF_MEMORY / TIMEOUT under SLURM) comes back with twice, then three times,
+# the request (profiles/slurm sets retries: 2). Locally the values only matter against a
+# --resources mem_mb=... limit. The config's `resources: {<rule>: {runtime: M, mem_mb: N}}` replaces
+# the formula for every job of that rule (the first attempt's request, still grown per attempt).
 #
-# Numbers are deliberately generous for the pipeline's real sizes (tens to a few hundred MB of
-# rollouts); the tiny test config stays at the base values. Which site limits apply (partition,
-# account, GPU type, QoS) is the profile's business, not this table's: see docs/cluster.md.
+# Numbers are deliberately generous: measured, one training epoch over a 0.21 GB dataset (101,738
+# steps x 4096-D) takes about 6 s on 2 CPU cores (benchmarks/RESULTS.md), i.e. 0.5 min per epoch
+# per GB; the table asks for 10 times that (slower nodes, bigger models, validation every epoch).
+# Which site limits apply (partition, account, GPU type, QoS) is the profile's business, not this
+# table's: see docs/cluster.md.
 RESOURCE_TABLE = {
     # kind: rules using it
     #   mem_mb  : base MB, + MB per input MB, cap MB
-    #   runtime : base min, + min per input GB, cap min
+    #   runtime : base min, + min per input GB (training: per epoch per input GB), cap min
     "simulate": {  # simulate_rollouts: generates data, input is small
         "mem_mb": (2000, 2.0, 32000),
         "runtime": (30, 60, 24 * 60),
@@ -574,20 +634,29 @@ RESOURCE_TABLE = {
         "mem_mb": (2000, 4.0, 64000),
         "runtime": (20, 60, 12 * 60),
     },
-    "train": {  # train_model, train_ablation, train_multi_model (GPU rules)
+    "train": {  # train_model, train_task_split, train_ablation, train_multi_model (GPU rules)
         "mem_mb": (8000, 4.0, 96000),
-        "runtime": (120, 240, 48 * 60),
+        "runtime": (30, 5, 48 * 60),
     },
-    "evaluate": {  # evaluate_model, evaluate_ablation, evaluate_multi_model
+    "evaluate": {  # evaluate_model, evaluate_task_split, evaluate_ablation, evaluate_multi_model
         "mem_mb": (4000, 3.0, 64000),
         "runtime": (20, 60, 12 * 60),
     },
 }
 
 
+def _folder_mb(path: str) -> float:
+    """Size in MB of the files inside a folder (a folder's own entry counts a few KB only)."""
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names) / 2**20
+
+
 def _input_mb(input) -> float:
-    """Total size of a job's input in MB (0 for rules without input)."""
-    return input.size_mb if len(input) else 0.0
+    """Total size of a job's input in MB, the files inside input folders included (0 without input).
+
+    ``input.size_mb`` first: while Snakemake builds the plan it raises, and the request shows <TBD>."""
+    if not len(input):
+        return 0.0
+    return input.size_mb + sum(_folder_mb(path) for path in input if os.path.isdir(path))
 
 
 def _resource_row(kind: str, name: str) -> tuple:
@@ -597,21 +666,29 @@ def _resource_row(kind: str, name: str) -> tuple:
         raise ValueError(f"unknown resource kind {kind!r}; expected one of {sorted(RESOURCE_TABLE)}") from None
 
 
-def mem_mb_for(kind: str):
-    """Memory request (MB) for rules of this kind, growing with input and attempt."""
+def mem_mb_for(kind: str, override: int | None = None):
+    """Memory request (MB) for rules of this kind, growing with input and attempt; ``override``
+    (the config's value for the rule) replaces the formula's first-attempt request."""
     base, per_input_mb, cap = _resource_row(kind, "mem_mb")
 
     def mem_mb(wildcards, input, attempt):
+        if override is not None:
+            return int(override * attempt)
         return int(min(cap, (base + per_input_mb * _input_mb(input)) * attempt))
 
     return mem_mb
 
 
-def runtime_for(kind: str):
-    """Wall-time request (minutes) for rules of this kind, growing with input and attempt."""
+def runtime_for(kind: str, epochs=None, override: int | None = None):
+    """Wall-time request (minutes) for rules of this kind, growing with input and attempt, and for
+    training with ``epochs`` (a function of the job's wildcards): training time is epochs x data.
+    ``override`` (the config's value for the rule) replaces the formula's first-attempt request."""
     base, per_input_gb, cap = _resource_row(kind, "runtime")
 
     def runtime(wildcards, input, attempt):
-        return int(min(cap, (base + per_input_gb * _input_mb(input) / 1024) * attempt))
+        if override is not None:
+            return int(override * attempt)
+        factor = per_input_gb * (1 if epochs is None else epochs(wildcards))
+        return int(min(cap, (base + factor * _input_mb(input) / 1024) * attempt))
 
     return runtime

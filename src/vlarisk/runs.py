@@ -6,7 +6,12 @@ plain run (``results/...``) or of a named experiment (``results/experiments/<nam
 holds where it came from, its training settings (``config`` in ``results.json``), its headline
 test metrics, its rollout-level failure detection (from ``results.json``'s ``summary``: rollout AUC
 on the unseen tasks with its interval, the alarm's FPR and TPR at alpha), when it was written, by
-which code, and how long it took; :func:`csv_text` and :func:`markdown_text` write the rows.
+which code, how long it took, and its id (a hash of the file); :func:`csv_text` and
+:func:`markdown_text` write the rows.
+
+A re-run overwrites a results.json; :func:`archive_run` keeps each version under
+``results/history/`` (the summary step of ``all`` archives every run it reports), and
+``vlarisk-compare --history`` tables them beside the current runs.
 
 This module imports only the standard library, so the Snakefile can load it on every run.
 """
@@ -20,11 +25,13 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 RESULTS_FILE = "results.json"
 EXPERIMENTS = "experiments"
+HISTORY = "history"  # results/history/<where the run lies>/<UTC time>_<run id>.json: every version kept
 PLAIN_RUN = "(plain)"  # the experiment column of runs outside results/experiments/ (no experiment's name has parentheses)
 SETTINGS = ("epochs", "lr", "batch_size", "hidden_dims", "dropout", "activation", "loss_type", "weight_decay", "normalize", "seed")
 METRICS = ("mean_auc", "mean_ap", "mse")
@@ -43,6 +50,7 @@ COLUMNS = (
     "date",
     "code_version",
     "seconds",
+    "run_id",
     "results",
 )
 # Sorting by a metric puts the best first; by anything else, in ascending order.
@@ -67,14 +75,44 @@ def results_stamp(paths: Iterable[str | os.PathLike]) -> str:
     return digest.hexdigest()[:16]
 
 
+def run_id(path: str | os.PathLike) -> str:
+    """A run's id: a short hash of its results.json (a re-run with other results gets another)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def archive_run(path: str | os.PathLike, root: str | os.PathLike) -> Path | None:
+    """Keep a copy of the run's results.json as ``<root>/history/<its folder under root>/<UTC
+    time written>_<run id>.json``, once per id; None for a file outside ``root``."""
+    relative = os.path.relpath(Path(path).parent, root)
+    if relative.startswith(".."):
+        return None
+    folder, identity = Path(root) / HISTORY / relative, run_id(path)
+    kept = sorted(folder.glob(f"*_{identity}.json"))
+    if kept:
+        return kept[0]
+    written = datetime.datetime.fromtimestamp(os.stat(path).st_mtime, datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    folder.mkdir(parents=True, exist_ok=True)
+    archived = folder / f"{written}_{identity}.json"
+    shutil.copy2(path, archived)  # keeps the modification time: the row's date
+    return archived
+
+
+def find_history(root: str | os.PathLike) -> list[str]:
+    """Every archived run under ``<root>/history``, sorted."""
+    return sorted(glob.glob(os.path.join(glob.escape(str(Path(root) / HISTORY)), "**", "*_*.json"), recursive=True))
+
+
 def locate(path: str | os.PathLike, root: str | os.PathLike) -> dict:
-    """``experiment``, ``kind`` and ``name`` of a run from where its ``results.json`` lies under ``root``."""
+    """``experiment``, ``kind`` and ``name`` of a run from where its ``results.json`` (or its copy
+    under ``history/``) lies under ``root``."""
     try:
         parts = Path(os.path.relpath(path, root)).parts[:-1]
     except ValueError:  # another drive
         parts = Path(path).parts[:-1]
     if parts and parts[0] == ".." or not parts:
         return {"experiment": PLAIN_RUN, "kind": "", "name": str(Path(path).parent)}
+    if parts[0] == HISTORY:
+        parts = parts[1:]
     experiment = PLAIN_RUN
     if len(parts) >= 2 and parts[0] == EXPERIMENTS:
         experiment, parts = parts[1], parts[2:]
@@ -102,6 +140,7 @@ def run_row(path: str | os.PathLike, results: dict, root: str | os.PathLike) -> 
         **_detection(results.get("summary") or {}),
         "collapsed": results.get("collapsed"),
         **_provenance(path, results.get("provenance") or {}),
+        "run_id": run_id(path),
         "results": str(path),
     }
     if isinstance(row["hidden_dims"], list):
@@ -142,9 +181,9 @@ def sort_rows(rows: list[dict], column: str) -> list[dict]:
 
 
 def collect_rows(paths: Iterable[str | os.PathLike], root: str | os.PathLike, log: Callable[[str], None] = print) -> list[dict]:
-    """Rows of every readable ``results.json`` among ``paths`` (each once, sorted by experiment,
-    kind and name); an unreadable one is logged and left out."""
-    rows = []
+    """Rows of every readable ``results.json`` among ``paths`` (each run once: a copy of the same
+    id is left out; sorted by experiment, kind, name and date); an unreadable one is logged and left out."""
+    rows, seen = [], set()
     for path in dict.fromkeys(map(str, paths)):
         try:
             with open(path, encoding="utf-8") as handle:
@@ -155,8 +194,11 @@ def collect_rows(paths: Iterable[str | os.PathLike], root: str | os.PathLike, lo
         if not isinstance(results, dict):
             log(f"{path}: left out of the comparison: not a results.json (a JSON {type(results).__name__})")
             continue
-        rows.append(run_row(path, results, root))
-    return sorted(rows, key=lambda row: (row["experiment"] != PLAIN_RUN, row["experiment"], row["kind"], row["name"]))
+        row = run_row(path, results, root)
+        if row["run_id"] not in seen:
+            seen.add(row["run_id"])
+            rows.append(row)
+    return sorted(rows, key=lambda row: (row["experiment"] != PLAIN_RUN, row["experiment"], row["kind"], row["name"], row["date"] or ""))
 
 
 def _cell(value) -> str:
@@ -193,6 +235,7 @@ def markdown_text(rows: list[dict]) -> str:
         "collapsed",
         "date",
         "seconds",
+        "run_id",
     ]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_cell(row.get(column)) for column in columns) + " |" for row in rows]

@@ -60,7 +60,7 @@ class TrainingConfig:
     positive_fraction_of_max : label threshold for validation AUC (see :mod:`vlarisk.thresholds`).
     """
 
-    epochs: int = knob(50, help="training epochs")
+    epochs: int = knob(50, help="training epochs (the guide's 50; the pipeline's config/config.yaml sets 20 for its quick run)")
     patience: int = knob(
         DEFAULT_PATIENCE,
         help="stop once this many epochs in a row have not improved the validation score that picks the best epoch; 0 runs every epoch",

@@ -11,7 +11,9 @@ This module imports only the standard library, so the Snakefile's summary rule r
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from collections.abc import Mapping
 
 PREFERRED_DETECTION_SET = "test_unseen"  # the headline: tasks the model never saw
@@ -126,6 +128,39 @@ def summary_markdown(rows: list[tuple[str, Mapping]]) -> str:
     if verdicts:
         text += "\n" + "\n".join(f"- {line}" for line in verdicts) + "\n"
     return text
+
+
+def summary_html(markdown: str) -> str:
+    """``summary.md`` as a standalone HTML page (the copy shown in ``snakemake --report``): its
+    table as a table, its heading, footnotes and failed checks as text."""
+    parts, table = [], []
+    for line in [*markdown.splitlines(), ""]:
+        if line.startswith("|"):
+            if not set(line) <= set("|-"):  # the separator row
+                table.append([_inline(cell.strip()) for cell in line.strip("|").split("|")])
+            continue
+        if table:
+            head, *body = table
+            rows = ["<tr>" + "".join(f"<th>{cell}</th>" for cell in head) + "</tr>"]
+            rows += ["<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in body]
+            parts.append("<table>\n" + "\n".join(rows) + "\n</table>")
+            table = []
+        if line.startswith("# "):
+            parts.append(f"<h1>{_inline(line[2:])}</h1>")
+        elif line.startswith("- "):
+            parts.append(f"<p>&bull; {_inline(line[2:])}</p>")
+        elif line.strip():
+            parts.append(f"<p>{_inline(line)}</p>")
+    style = "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px}"
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Summary</title><style>{style}</style></head>\n'
+        "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+
+
+def _inline(text: str) -> str:
+    """Markdown text of one line as HTML: escaped, ``**bold**`` kept bold."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
 
 
 def _number(value) -> str:
