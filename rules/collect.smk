@@ -8,15 +8,15 @@ rule train_policy:
     output:
         policy=collected_path("{source}", "policy.pt"),
     log:
-        log_path("train_policy", "{source}"),
+        data_log_path("train_policy", "{source}"),
     benchmark:
-        benchmark_path("train_policy", "{source}")
+        data_benchmark_path("train_policy", "{source}")
     conda:
         "../envs/physics.yaml"
     threads: 1
     resources:
-        mem_mb=mem_mb_for("collect"),
-        runtime=runtime_for("collect"),
+        mem_mb=PLAN.mem_mb("collect", "train_policy"),
+        runtime=PLAN.runtime("collect", "train_policy"),
     params:
         flags=lambda wildcards: PLAN.policy_flags(wildcards.source),
         out=subpath(output.policy, parent=True),
@@ -33,15 +33,15 @@ rule collect_rollouts:
         failure=collected_path("{source}", "failure_rollouts.pkl"),
         collection=collected_path("{source}", "collection.json"),
     log:
-        log_path("collect_rollouts", "{source}"),
+        data_log_path("collect_rollouts", "{source}"),
     benchmark:
-        benchmark_path("collect_rollouts", "{source}")
+        data_benchmark_path("collect_rollouts", "{source}")
     conda:
         "../envs/physics.yaml"
     threads: 2
     resources:
-        mem_mb=mem_mb_for("collect"),
-        runtime=runtime_for("collect"),
+        mem_mb=PLAN.mem_mb("collect", "collect_rollouts"),
+        runtime=PLAN.runtime("collect", "collect_rollouts"),
     params:
         flags=lambda wildcards: PLAN.collect_flags(wildcards.source),
         out=subpath(output.collection, parent=True),

@@ -76,7 +76,7 @@ def planting_path(source: str) -> str:
 
 def collected_path(source: str, name: str) -> str:
     """A file of a collected physics source: its rollout pickles, ``collection.json``, ``policy.pt``."""
-    return f"{RESULTS}/physics/{source}/{name}"
+    return f"{DATA}/physics/{source}/{name}"
 
 
 def dataset_path(source: str, variant: str = "dataset") -> str:
