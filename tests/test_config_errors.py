@@ -37,7 +37,10 @@ def problems(layers: list[tuple[str, dict]]) -> list[str]:
             {"sources": {"a": {"simulate": {"hidden_dm": 16}}}},
             "my.yaml: sources.a.simulate.hidden_dm: unknown key (did you mean hidden_dim?)",
         ),
-        ({"sources": {"a": {"success": "s.pkl"}}}, "my.yaml: sources.a: 'simulate' is required; or 'failure' is required"),
+        (
+            {"sources": {"a": {"success": "s.pkl"}}},
+            "my.yaml: sources.a: 'simulate' is required; or 'collect' is required; or 'failure' is required",
+        ),
         ({"detection": {"zzz": 1}}, "my.yaml: detection.zzz: unknown key (the keys are alpha, horizon, n_boot, seed, threshold)"),
     ],
 )

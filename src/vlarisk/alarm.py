@@ -177,12 +177,16 @@ def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str, valid
     }
 
 
-def training_band(source: Source, predictor: NormalizedRiskPredictor, device: torch.device) -> dict:
-    """:func:`~vlarisk.detection.band_shape` of ``predictor``'s risk on ``source``'s successful training rollouts."""
+def training_band(source: Source, predictor: NormalizedRiskPredictor, device: torch.device) -> dict | None:
+    """:func:`~vlarisk.detection.band_shape` of ``predictor``'s risk on ``source``'s successful training
+    rollouts; ``None`` when they are too few to shape one (the constant threshold still applies)."""
     train = source.rows["train"]
     rows = train[np.asarray(source.dataset.arrays["success"][train], dtype=bool)]
     risk = predict_rows(predictor.predictor, source.dataset.hidden, rows, predictor.mean, predictor.std, device)
-    return band_shape(risk, np.asarray(source.dataset.arrays["step_index"][rows], dtype=np.int64))
+    try:
+        return band_shape(risk, np.asarray(source.dataset.arrays["step_index"][rows], dtype=np.int64))
+    except ValueError:
+        return None
 
 
 def source_alarm(source: Source, predictor: NormalizedRiskPredictor, device: torch.device, alpha: float) -> dict:

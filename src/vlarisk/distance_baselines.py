@@ -26,6 +26,7 @@ from vlarisk.inference import gather_rows
 
 KNN_NEIGHBOURS = 5
 MAX_REFERENCE_STATES = 5000
+COVARIANCE_RIDGE = 1e-6  # on z-scored features (unit variance): negligible beside any real spread
 
 
 def reference_states(hidden: np.ndarray, rows: np.ndarray, max_states: int, seed: int) -> np.ndarray:
@@ -58,6 +59,14 @@ def _mean_nearest_distance(queries: np.ndarray, reference: np.ndarray, k: int) -
     return 1.0 - nearest.mean(axis=1)
 
 
+def _covariance_factor(states: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor (float32) of the Ledoit-Wolf covariance of z-scored ``states`` (at least
+    two), with a ridge of ``COVARIANCE_RIDGE`` so identical states still give a positive-definite matrix."""
+    covariance = ledoit_wolf(states)[0].astype(np.float64)
+    covariance[np.diag_indices_from(covariance)] += COVARIANCE_RIDGE
+    return np.tril(cho_factor(covariance, lower=True)[0]).astype(np.float32)
+
+
 def _blocks(hidden: np.ndarray, rows: np.ndarray, mean: np.ndarray, std: np.ndarray):
     """``(start, z-scored block)`` of ``hidden[rows]``, ``BLOCK_ROWS`` rows at a time."""
     buffer = np.empty((min(BLOCK_ROWS, len(rows)), hidden.shape[1]), dtype=np.float32)
@@ -78,7 +87,8 @@ def distance_scores(
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """``knn`` and ``mahalanobis`` scores ``[len(scored_rows), 7]`` (one score repeated per dimension, as a
-    rollout-level detector gives one number); ``knn`` is NaN when the training split lacks an outcome."""
+    rollout-level detector gives one number); ``knn`` is NaN when the training split lacks an outcome,
+    ``mahalanobis`` when it has fewer than two distinct success states."""
     train_rows, train_success = np.asarray(train_rows), np.asarray(train_success, bool)
     successes = reference_states(hidden, train_rows[train_success], max_states, seed)
     failures = reference_states(hidden, train_rows[~train_success], max_states, seed + 1)
@@ -86,15 +96,18 @@ def distance_scores(
     successes = (successes - mean) / std
     failures = (failures - mean) / std
     centre = successes.mean(axis=0)
-    factor = np.tril(cho_factor(ledoit_wolf(successes)[0].astype(np.float64), lower=True)[0]).astype(np.float32)
+    factor = _covariance_factor(successes) if len(successes) >= 2 else None
     success_unit, failure_unit = _unit_rows(successes), _unit_rows(failures)
     scored_rows = np.asarray(scored_rows)
     knn = np.full(len(scored_rows), np.nan)
     mahalanobis = np.empty(len(scored_rows))
     for start, block in _blocks(hidden, scored_rows, mean, std):
         stop = start + len(block)
-        whitened = solve_triangular(factor, (block - centre).T, lower=True, check_finite=False)
-        mahalanobis[start:stop] = np.sqrt(np.einsum("ij,ij->j", whitened, whitened))
+        if factor is None:
+            mahalanobis[start:stop] = np.nan
+        else:
+            whitened = solve_triangular(factor, (block - centre).T, lower=True, check_finite=False)
+            mahalanobis[start:stop] = np.sqrt(np.einsum("ij,ij->j", whitened, whitened))
         if len(failure_unit) and len(success_unit):
             unit = _unit_rows(block)
             knn[start:stop] = _mean_nearest_distance(unit, success_unit, k) - _mean_nearest_distance(unit, failure_unit, k)

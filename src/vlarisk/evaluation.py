@@ -139,6 +139,8 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
     )
     pairs = {name: (values[:tested], values[tested:]) for name, values in every.items()}
     band = scored.band if options.threshold == "band" else None
+    if options.threshold == "band" and band is None:
+        raise InputError(f"{dataset.path}: --alarm-threshold band: too few successful training rollouts to shape a band")
     report["detection"] = source_detection(source, scored.rows, scored.prediction, scored.calibration_prediction, pairs, options, band)
     invalid = next((block for block in report["detection"].values() if not block["conformal_valid"]), None)
     if invalid is not None:
