@@ -606,7 +606,7 @@ def test_training_job_killed_on_slurm_resumes_from_the_last_finished_epoch(slurm
     project = copy_project(tmp_path / "resume")
     config = yaml.safe_load((project / TINY_CONFIG).read_text())
     # epochs of a fraction of a second: long enough to be caught in the middle of training
-    config["training"].update(epochs=RESUME_EPOCHS, batch_size=32, hidden_dims=[64])
+    config["training"].update(epochs=RESUME_EPOCHS, patience=0, batch_size=32, hidden_dims=[64])  # every epoch runs
     (project / "resume_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     config_args = ("--configfile", "resume_config.yaml")
     source = next(iter(config["sources"]))
