@@ -2,6 +2,10 @@
 # with injected faults and counterfactual labels (docs/physics-source.md).
 
 
+localrules:
+    paper_attribution,
+
+
 rule train_policy:
     input:
         code=code_for("collect_rollouts"),

@@ -205,9 +205,9 @@ def test_own_sources_in_scratch_with_overrides_and_experiments(tmp_path, checkou
     with open(scratch / "results/comparison/runs.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert {(row["experiment"], row["kind"], row["name"], row["lr"]) for row in rows} == {
-        ("-", "model", "lab_a", "0.001"),
-        ("-", "model", "unlab_b", "0.001"),
-        ("-", "multi", "all_sources", "0.001"),
+        ("(plain)", "model", "lab_a", "0.001"),
+        ("(plain)", "model", "unlab_b", "0.001"),
+        ("(plain)", "multi", "all_sources", "0.001"),
         *{(name, "model", source, lr) for name, lr in (("lr_high", "0.01"), ("lr_low", "0.0003")) for source in own_sources},
     }
     assert all(row["test_mean_auc"] for row in rows if row["name"] == "lab_a")

@@ -175,7 +175,9 @@ def test_script_writes_the_results_contract(data_config, tmp_path):
         assert key in results["test_metrics"], key
     for entry in results["per_source"].values():
         assert {"test_metrics", "positives", "undefined", "baselines"} <= set(entry)
-        assert {"logistic", "step_index", "abs_action", "planted_direction", "model_vs_logistic"} == set(entry["baselines"])
+        assert {"logistic", "knn", "mahalanobis", "step_index", "abs_action", "planted_direction", "model_vs_logistic"} == set(
+            entry["baselines"]
+        )
     assert "baselines" not in results
     assert {"history", "config"} <= set(results)
 
@@ -241,7 +243,10 @@ def test_pipeline_plans_one_training_and_evaluation_per_group(tmp_path):
 
 @pytest.mark.parametrize(
     "members, message",
-    [(["tiny_a", "nope"], "multi_model.groups.pair names unknown source"), (["tiny_a", 3], "On instance['multi_model']['groups']['pair']")],
+    [
+        (["tiny_a", "nope"], "multi_model.groups.pair names unknown source"),
+        (["tiny_a", 3], "multi_model.groups.pair: ['tiny_a', 3] is not one of all"),
+    ],
 )
 def test_bad_groups_fail_at_parse_time(tmp_path, members, message):
     workdir, args = project_with_groups(tmp_path, {"pair": members})
