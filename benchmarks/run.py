@@ -408,7 +408,7 @@ def main(argv=None) -> None:
 
 
 def targets(records: list[dict]) -> str:
-    """The issue's targets, checked on every scale that has the rows they need."""
+    """The speed targets, checked on every scale that has the rows they need."""
     index = {(r["scale"], r["stage"], r["impl"]): r for r in records if not r.get("failed")}
     lines = []
     for scale in sorted({r["scale"] for r in records}):

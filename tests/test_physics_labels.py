@@ -146,7 +146,7 @@ def test_a_collected_source_is_planned_from_its_collect_block():
     assert plan.has_provided_labels("physics_pick_place") and plan.planting_file("physics_pick_place") == {}
     flags = plan.collect_flags("physics_pick_place")
     assert flags.startswith(plan.policy_flags("physics_pick_place"))
-    assert "--tasks pick-place-v3" in flags and "--episodes 60" in flags and "--episodes" not in plan.policy_flags("physics_pick_place")
+    assert "--tasks pick-place-v3" in flags and "--episodes 120" in flags and "--episodes" not in plan.policy_flags("physics_pick_place")
 
 
 def test_the_attribution_table_has_a_row_per_scorer_and_skips_other_sources(tmp_path):

@@ -22,7 +22,7 @@ DEFAULT_MIX = {"none": 0.2, "action_noise": 0.25, "perception_bias": 0.35, "grip
 
 @dataclass(frozen=True)
 class FaultRanges:
-    """The ranges faults are drawn from (the issue's measured mix: about half of pick-place episodes fail)."""
+    """The ranges faults are drawn from (a measured mix: about half of pick-place episodes fail)."""
 
     noise_sigma: tuple[float, float] = (0.3, 1.2)
     bias_metres: tuple[float, float] = (0.01, 0.05)
