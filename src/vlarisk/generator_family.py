@@ -156,19 +156,8 @@ def score_prepared(
     return report
 
 
-def score_member(
-    spec: SimulationSpec,
-    workdir: str | os.PathLike,
-    config,
-    test_fraction: float = 0.3,
-    log=lambda message: None,
-    calibration_tasks=(),
-    held_out_tasks="auto",
-    *,
-    unseen_task_fraction: float = SPLIT_DEFAULTS["unseen_task_fraction"],
-    task_split: int = 0,
-) -> dict:
-    """Simulate ``spec``, prepare, split by rollout, train with ``config`` and evaluate on held-out rollouts.
+def score_member(spec: SimulationSpec, workdir: str | os.PathLike, config, **split_options) -> dict:
+    """Simulate ``spec``, prepare, then :func:`score_prepared` (``split_options``: its keyword arguments).
 
     The split is the project's default (``held_out_tasks="auto"``: unseen tasks join the test set
     when there are at least 5 tasks, ``unseen_task_fraction`` of them; ``task_split`` picks one of
@@ -177,15 +166,4 @@ def score_member(
     training history under ``history``.
     """
     dataset, planting = prepare_member(spec, workdir)
-    return score_prepared(
-        dataset,
-        planting,
-        workdir,
-        config,
-        test_fraction,
-        log,
-        calibration_tasks,
-        held_out_tasks,
-        unseen_task_fraction=unseen_task_fraction,
-        task_split=task_split,
-    )
+    return score_prepared(dataset, planting, workdir, config, **split_options)
