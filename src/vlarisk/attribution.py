@@ -17,22 +17,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import beta
 
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.dataset import RiskDataset
+from vlarisk.intervals import clopper_pearson
 
 CANDIDATES = (0, 1, 2, 6)  # the arm's dimensions: x, y, z, gripper (MetaWorld has no rotation actions)
 WINDOW = 20  # steps before t* that are scored
 COLLECTION_FILE = "collection.json"  # written beside a collected source's rollout pickles
-
-
-def clopper_pearson(hits: int, trials: int, level: float = 0.95) -> list[float]:
-    """The exact binomial interval of a proportion ``hits / trials``."""
-    tail = (1 - level) / 2
-    low = 0.0 if hits == 0 else float(beta.ppf(tail, hits, trials - hits + 1))
-    high = 1.0 if hits == trials else float(beta.ppf(1 - tail, hits + 1, trials - hits))
-    return [low, high]
 
 
 def percentiles(scores: np.ndarray, reference: np.ndarray) -> np.ndarray:

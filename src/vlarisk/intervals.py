@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import beta
 
 LEVEL = 0.95
 MIN_TASKS_TO_CLUSTER = 3
@@ -26,6 +25,8 @@ def clopper_pearson(hits: int, trials: int, level: float = LEVEL) -> list[float]
     """Exact two-sided binomial interval of ``hits / trials``; ``None`` without trials."""
     if trials == 0:
         return None
+    from scipy.stats import beta  # scipy.stats costs 0.8 s to import: only where an interval is computed
+
     tail = (1 - level) / 2
     low = 0.0 if hits == 0 else float(beta.ppf(tail, hits, trials - hits + 1))
     high = 1.0 if hits == trials else float(beta.ppf(1 - tail, hits + 1, trials - hits))
