@@ -12,6 +12,7 @@ from vlarisk.physics_collect import POLICY_FILE, CollectionSettings, collect, lo
 from vlarisk.physics_env import ENVIRONMENTS, check_tasks
 from vlarisk.physics_perturbations import DEFAULT_MIX, check_mix
 from vlarisk.physics_policy import PolicySettings, save_policy, train_policy
+from vlarisk.spec_options import json_object
 
 
 def parser() -> ArgumentParser:
@@ -36,17 +37,6 @@ def parser() -> ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="worker processes for episodes and counterfactual replays")
     p.add_argument("--policy-settings", default="{}", help="JSON object of PolicySettings fields (demos_per_task, epochs, ...)")
     return p
-
-
-def json_object(text: str, flag: str) -> dict:
-    """A flag's JSON object, or a one-line error naming the flag."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(f"{flag}: not valid JSON ({error.msg}): {text}") from None
-    if not isinstance(value, dict):
-        raise InputError(f"{flag}: expected a JSON object, got {text}")
-    return value
 
 
 def main(argv=None) -> None:

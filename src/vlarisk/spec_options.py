@@ -18,14 +18,22 @@ from vlarisk.errors import InputError
 _ACCEPTED = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,), "list": (list,), "tuple": (list,)}
 
 
-def dataclass_from_json(cls: type, text: str, option: str = "--spec") -> Any:
-    """``cls(**json.loads(text))``, every problem an :class:`InputError` naming ``option`` and the field."""
+def json_object(text: str, option: str, holding: str = "", example: str = "") -> dict:
+    """``json.loads(text)`` when it is a JSON object, else an :class:`InputError` naming ``option``
+    (``holding``: what the object holds; ``example``: a valid value, shown when the text is not JSON)."""
     try:
         values = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{option}: not valid JSON ({exc.msg} at character {exc.pos}); write e.g. '{{\"hidden_dim\": 16}}'") from None
+        hint = f"; write e.g. '{example}'" if example else ""
+        raise InputError(f"{option}: not valid JSON ({exc.msg} at character {exc.pos}){hint}") from None
     if not isinstance(values, dict):
-        raise InputError(f"{option}: expected a JSON object of {cls.__name__} fields, got {type(values).__name__}")
+        raise InputError(f"{option}: expected a JSON object{' of ' + holding if holding else ''}, got {type(values).__name__}")
+    return values
+
+
+def dataclass_from_json(cls: type, text: str, option: str = "--spec") -> Any:
+    """``cls(**json.loads(text))``, every problem an :class:`InputError` naming ``option`` and the field."""
+    values = json_object(text, option, f"{cls.__name__} fields", example='{"hidden_dim": 16}')
     fields = {field.name: field for field in dataclasses.fields(cls)}
     for name, value in values.items():
         if name not in fields:
