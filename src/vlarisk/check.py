@@ -15,7 +15,8 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
-from vlarisk.detection import DEFAULT_ALPHA, conformal_rank
+from vlarisk.calibration_counts import min_calibration_successes
+from vlarisk.detection import DEFAULT_ALPHA
 from vlarisk.errors import InputError
 from vlarisk.rollouts import RolloutReader, SkipCounts, iter_rollouts
 from vlarisk.splits import DEFAULTS, MIN_TASKS_FOR_UNSEEN, split_rollouts, unseen_tasks
@@ -60,14 +61,6 @@ def check_rollouts(success_path: str | os.PathLike, failure_path: str | os.PathL
             check.labelled_steps += int(steps.fields["has_provided_label"].sum())
     check.hidden_dim, check.skips = reader.hidden_dim, reader.skips
     return check
-
-
-def min_calibration_successes(alpha: float) -> int:
-    """The fewest calibration successes for which the split-conformal rank ``ceil((n+1)(1-alpha))`` is at most n."""
-    n = 1
-    while conformal_rank(n, alpha) > n:
-        n += 1
-    return n
 
 
 def detection_outlook(check: RolloutCheck, alphas=CHECKED_ALPHAS, seed: int = 0, **split_settings) -> dict:

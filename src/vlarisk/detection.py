@@ -38,6 +38,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from vlarisk.calibration_counts import min_calibration_successes
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.intervals import (
     calibration_weights,
@@ -565,7 +566,7 @@ def standardised_risk(risk, step_index, band: dict) -> np.ndarray:
 
 def too_few_calibration_successes(n_calibration: int, alpha: float) -> str | None:
     """A warning when ``n_calibration`` successes cannot carry a finite threshold at ``alpha`` (fewer than ``ceil((1-alpha)/alpha)``)."""
-    needed = math.ceil((1 - alpha) / alpha - 1e-9)
+    needed = min_calibration_successes(alpha)
     if n_calibration >= needed:
         return None
     return f"{n_calibration} calibration successes are too few for alpha {alpha}: at least {needed} are needed for a finite threshold"
