@@ -18,7 +18,7 @@ PIP = $(VENV)/bin/python -m pip
 # One marker per (TORCH_SPEC, TORCH_INDEX): changing either reinstalls torch.
 TORCH_MARKER = $(VENV)/.torch-$(shell printf '%s\n' '$(TORCH_SPEC) $(TORCH_INDEX)' | cksum | cut -d' ' -f1)
 
-.PHONY: setup run paper test test-fast lint format clean
+.PHONY: setup run paper test test-fast lint format schema clean
 
 setup: $(VENV)/.installed
 
@@ -63,6 +63,10 @@ lint: setup
 
 format: setup
 	$(ACTIVATE) && ruff check --fix . && ruff format . && snakefmt Snakefile rules/
+
+# The config schema and docs/settings.md's tables, generated from src/vlarisk/settings.py.
+schema: setup
+	$(ACTIVATE) && PYTHONPATH=src python -m vlarisk.config_schema && PYTHONPATH=src python -m vlarisk.config_schema --docs
 
 clean:
 	rm -rf results .snakemake

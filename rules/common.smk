@@ -33,12 +33,16 @@ def _load_standalone(module):
     return loaded
 
 
+# This workflow's own package first on the path: the plan and the settings import vlarisk.settings.
+sys.path.insert(0, os.path.join(WORKFLOW_DIR, "src"))
 # YAML keeps only the last of two equal keys (e.g. two sources of one name): refuse them.
-_config_checks = _load_standalone("config_checks")
+from vlarisk import config_checks as _config_checks
+
 # Which package modules each workflow script imports: a rule's code inputs.
 _code_inputs = _load_standalone("code_inputs")
-# The training settings (TrainingConfig's fields) and the flags that pass them.
-_settings = _load_standalone("settings")
+# The settings blocks (vlarisk.settings) and the flags that pass them.
+from vlarisk import settings as _settings
+
 _planning = _load_standalone("planning")
 
 
@@ -77,6 +81,7 @@ try:
     )
 except _config_checks.ConfigError as _error:
     sys.exit(f"error: {_error}")
+# The schema (generated from vlarisk.settings) also fills in every setting left out with its default.
 validate(config, schema="../config/schema/config.schema.yaml")
 # Outputs under results/, or results/experiments/<name>/ for a selected experiment; its rollouts,
 # datasets and splits stay the plain run's unless it changes sources, split or detection.alpha.

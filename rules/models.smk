@@ -56,14 +56,14 @@ rule evaluate_model:
     params:
         planting=planting_flag,
         task_splits=task_splits_flag,
-        positive_fraction=PLAN.evaluation["positive_fraction_of_max"],
+        evaluation=PLAN.evaluation_flags,
         detection=PLAN.detection_flags,
     shell:
         "python {input.code[0]:q} --checkpoint {input.checkpoint:q}"
         " --history {input.latest:q} --data {input.data:q} --split {input.split:q}"
         " --output {output.results:q} --predictions {output.predictions:q} {params.planting}"
         " {params.task_splits}"
-        " --positive-fraction {params.positive_fraction} {params.detection}"
+        " {params.evaluation} {params.detection}"
         " --threads {threads} > {log:q} 2>&1"
 
 

@@ -76,10 +76,10 @@ rule evaluate_multi_model:
         mem_mb=PLAN.mem_mb("evaluate", "evaluate_multi_model"),
         runtime=PLAN.runtime("evaluate", "evaluate_multi_model"),
     params:
-        positive_fraction=PLAN.evaluation["positive_fraction_of_max"],
+        evaluation=PLAN.evaluation_flags,
         detection=PLAN.detection_flags,
     shell:
         "python {input.code[0]:q} --checkpoint {input.checkpoint:q}"
         " --history {input.latest:q} --data-config {input.data_config:q} --output {output:q}"
-        " --positive-fraction {params.positive_fraction} {params.detection}"
+        " {params.evaluation} {params.detection}"
         " --threads {threads} > {log:q} 2>&1"

@@ -11,6 +11,7 @@ from snakemake.utils import validate
 
 from vlarisk.config_checks import ConfigError, coerce, merge_configs, resolve_config, select_experiment
 from vlarisk.planning import Plan
+from vlarisk.settings import SplitSettings, TrainingConfig, default_of, defaults, settings_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "config" / "schema" / "config.schema.yaml"
@@ -29,8 +30,9 @@ def resolved(config, **kwargs) -> dict:
 def test_a_partial_config_merges_over_the_defaults():
     config = resolved({"sources": OWN, "training": {"epochs": 3}})
     assert config["sources"] == OWN  # replaced whole: no example source stays
-    assert config["training"] == {**DEFAULTS["training"], "epochs": 3}
-    assert config["split"] == DEFAULTS["split"] and config["multi_model"]["groups"] == {"all_sources": "all"}
+    training_defaults = {field.name: default_of(field) for field in settings_of(TrainingConfig, "training")}
+    assert config["training"] == {**training_defaults, "epochs": 3}  # the settings' defaults fill in the rest
+    assert config["split"] == defaults(SplitSettings) and config["multi_model"]["groups"] == {"all_sources": "all"}
 
 
 def test_named_collections_are_replaced_and_null_removes():

@@ -281,7 +281,7 @@ def test_the_quick_default_keeps_one_task_split():
 
 def test_several_task_splits_need_automatic_held_out_tasks():
     with pytest.raises(ValueError, match="n_task_splits is 2 but split.held_out_tasks is a fixed list"):
-        Plan(load(split={**DEFAULTS["split"], "n_task_splits": 2, "held_out_tasks": ["1"]}))
+        Plan(load(split={"n_task_splits": 2, "held_out_tasks": ["1"]}))
 
 
 # ------------------------------------------------------------------------------- tables

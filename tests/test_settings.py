@@ -1,9 +1,11 @@
-"""Each training setting is defined once, in vlarisk.settings.TrainingConfig: the pipeline schema,
-the configs, the training commands' flags and the flags the rules pass are all held to it."""
+"""Each setting is defined once, a field of vlarisk.settings (TrainingConfig, SplitSettings,
+DetectionSettings): the generated schema and docs tables, the configs, the commands' flags and the
+flags the rules pass are all held to it, and no hand copy of a default may reappear."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import subprocess
 import sys
@@ -15,8 +17,21 @@ import jsonschema
 import pytest
 import yaml
 
-from vlarisk import settings
-from vlarisk.settings import LOSS_TYPES, TrainingConfig, knob_names, knobs, training_flags
+from vlarisk import config_schema, settings
+from vlarisk.settings import (
+    BLOCKS,
+    LOSS_TYPES,
+    DetectionSettings,
+    SplitSettings,
+    TrainingConfig,
+    add_arguments,
+    block_flags,
+    config_from_args,
+    default_of,
+    knob_names,
+    knobs,
+    training_flags,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "config" / "schema" / "config.schema.yaml").read_text())
@@ -28,10 +43,22 @@ GUIDE_FLAGS = (
     "--epochs --batch-size --lr --weight-decay --hidden-dims --dropout --activation --loss-type --normalize --seed --device"
     " --bf16 --grad-clip --patience --positive-fraction --output-dir --model-name --val-split --test-split --threads --resume --no-test"
 ).split()
+SETTINGS_BLOCKS = ("training", "evaluation", "split", "detection")
 
 
 def load_config(path: str) -> dict:
     return yaml.safe_load((ROOT / path).read_text())
+
+
+def resolved(path: str) -> dict:
+    """A shipped config as the workflow sees it: over config/config.yaml, the defaults filled in."""
+    from snakemake.utils import validate
+
+    from vlarisk.config_checks import resolve_config
+
+    config = resolve_config(load_config(path), SCHEMA, defaults=load_config("config/config.yaml"))
+    validate(config, schema=str(ROOT / "config" / "schema" / "config.schema.yaml"))
+    return config
 
 
 def training_parser() -> argparse.ArgumentParser:
@@ -50,10 +77,23 @@ def test_fields_kept_elsewhere_are_in_their_block():
     assert set(knob_names("evaluation")) <= set(SCHEMA["properties"]["evaluation"]["properties"])
 
 
-def test_required_training_settings_are_fields():
-    (required,) = [part["required"] for part in SCHEMA["properties"]["training"]["allOf"] if "required" in part]
-    assert set(required) <= set(knob_names("training"))
-    assert "grad_clip" not in required  # optional: configs written before it keep validating
+def test_the_schema_file_is_the_generated_one():
+    assert (ROOT / "config" / "schema" / "config.schema.yaml").read_text() == config_schema.schema_text(), "run `make schema`"
+
+
+def test_the_docs_tables_are_the_generated_ones():
+    text = (ROOT / "docs" / "settings.md").read_text()
+    assert text == config_schema.docs_text(text), "run `make schema`"
+    for block in SETTINGS_BLOCKS:
+        assert f"<!-- settings:{block} -->" in text
+
+
+@pytest.mark.parametrize("block", SETTINGS_BLOCKS)
+def test_schema_defaults_are_the_field_defaults(block):
+    properties = SCHEMA["properties"][block]["properties"]
+    assert {name: spec["default"] for name, spec in properties.items()} == {
+        field.name: default_of(field) for _, field in settings.block_fields(block)
+    }
 
 
 @pytest.mark.parametrize("name", knob_names())
@@ -99,11 +139,18 @@ def test_config_validates_and_makes_a_training_config(path):
     config = load_config(path)
     validate(config, schema=str(ROOT / "config" / "schema" / "config.schema.yaml"))
     TrainingConfig(**config["training"], **{name: config["evaluation"][name] for name in knob_names("evaluation")})
+    SplitSettings(**config["split"])
+    DetectionSettings(**config["detection"])
 
 
-@pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml"])
-def test_shipped_configs_spell_out_every_training_field(path):
-    assert list(load_config(path)["training"]) == knob_names("training")
+@pytest.mark.parametrize("path", CONFIGS)
+def test_shipped_configs_hold_only_what_differs(path):
+    """config/config.yaml from the settings' defaults; the others from what they are merged over."""
+    beneath = resolved("config/config.yaml") if path != "config/config.yaml" else {}
+    for block in SETTINGS_BLOCKS:
+        base = {field.name: default_of(field) for _, field in settings.block_fields(block)} | beneath.get(block, {})
+        for key, value in (load_config(path).get(block) or {}).items():
+            assert value != base[key], f"{path}: {block}.{key}: {value!r} is already the value beneath it"
 
 
 # ------------------------------------------------------------------------- the commands' flags
@@ -129,7 +176,7 @@ def test_guide_style_plain_flags_still_work():
     )
     config = training_config(args)
     assert (config.normalize, config.bf16, config.hidden_dims, config.grad_clip) == (True, True, [], 0.5)
-    assert config.positive_fraction_of_max == 0.3 and args.positive_fraction == 0.3  # the scripts read args.positive_fraction
+    assert config.positive_fraction_of_max == 0.3 and args.positive_fraction_of_max == 0.3
     assert training_config(training_parser().parse_args(["--output-dir", "o", "--no-normalize"])).normalize is False
 
 
@@ -151,7 +198,7 @@ def config_settings():
     """(training settings, evaluation block) of every training job of the shipped configs."""
     cases = []
     for path in CONFIGS:
-        config = load_config(path)
+        config = resolved(path)
         cases.append((config["training"], config["evaluation"]))
         for overrides in (
             config.get("ablations", {}).get("training", {}),
@@ -184,18 +231,109 @@ def test_training_reexports_the_one_definition():
     assert training.TrainingConfig is TrainingConfig and training.LOSS_TYPES is LOSS_TYPES
 
 
-@pytest.mark.parametrize("module", ["settings", "planning"])
-def test_module_loads_standalone_without_torch_or_the_package(module):
-    """As the Snakefile loads it (rules/common.smk: _load_standalone), on every dry run."""
+@pytest.mark.parametrize("module", ["settings", "config_schema", "planning"])
+def test_module_loads_without_torch_or_the_rest_of_the_package(module):
+    """As the Snakefile and every command's --help load it, on every dry run."""
     code = f"""
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("vlarisk_{module}", {str(ROOT / "src" / "vlarisk" / f"{module}.py")!r})
-module = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = module
-spec.loader.exec_module(module)
-loaded = sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "vlarisk", "numpy"))
-print(loaded)
+import importlib, sys
+sys.path.insert(0, {str(ROOT / "src")!r})
+importlib.import_module("vlarisk.{module}")
+print(sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "vlarisk", "numpy", "sklearn")))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert set(eval(result.stdout)) <= {"vlarisk", "vlarisk.constants", "vlarisk.settings", f"vlarisk.{module}"}
+
+
+# ---------------------------------------------------------------- split and detection flags
+def block_parser(kind) -> argparse.ArgumentParser:
+    return add_arguments(argparse.ArgumentParser(prog=kind.BLOCK), kind)
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+@pytest.mark.parametrize("kind", [SplitSettings, DetectionSettings])
+def test_rule_flags_give_the_split_and_detection_commands_exactly_the_block(path, kind):
+    block = resolved(path)[kind.BLOCK]
+    args = block_parser(kind).parse_args(shlex.split(block_flags(kind, block)))
+    parsed = vars(config_from_args(args, kind))
+    if kind is SplitSettings:  # the pipeline's own key (no flag), and task lists as the split reads them
+        del block["n_task_splits"], parsed["n_task_splits"]
+        parsed = {**parsed, **{key: settings.tasks_argument(parsed[key]) for key in ("held_out_tasks", "calibration_tasks")}}
+    assert parsed == block
+
+
+def test_every_key_is_its_own_flag_and_the_old_spellings_still_work():
+    assert {"--val-fraction", "--val-split", "--calibration-split", "--held-out-tasks"} <= set(
+        block_parser(SplitSettings)._option_string_actions
+    )
+    detection = block_parser(DetectionSettings).parse_args(shlex.split("--bootstrap-seed 3 --alarm-threshold band --n-boot 7"))
+    assert config_from_args(detection, DetectionSettings) == DetectionSettings(seed=3, threshold="band", n_boot=7)
+    training = training_parser().parse_args(shlex.split("--output-dir o --val-split 0.3 --test-fraction 0.25"))
+    assert (training.val_fraction, training.test_fraction) == (0.3, 0.25)
+
+
+def test_the_split_and_detection_commands_take_the_settings_flags():
+    from vlarisk import alarm, split_command
+
+    assert "add_arguments(parser, SplitSettings)" in Path(split_command.__file__).read_text()
+    parser = argparse.ArgumentParser()
+    alarm.add_detection_arguments(parser)
+    assert alarm.detection_options(parser.parse_args([])) == alarm.DetectionOptions()
+
+
+# ------------------------------------------------------------------------------ no hand copies
+CODE = [*ROOT.glob("src/vlarisk/*.py"), *ROOT.glob("workflow_scripts/*.py"), *ROOT.glob("rules/*.smk"), ROOT / "Snakefile"]
+# Other things that happen to share a setting's default or flag: the MetaWorld policy's own batch; the
+# alarm levels vlarisk-check reports on; the split command's optional alpha (none: no count recorded).
+NOT_COPIES = {("physics_policy.py", "batch_size"), ("check_command.py", "alpha"), ("split_command.py", "alpha"), ("planning.py", "alpha")}
+
+
+def _literal(value) -> str:
+    if isinstance(value, str):
+        return f"[\"']{re.escape(value)}[\"']"
+    if isinstance(value, list):
+        return r"[\[(]" + r",\s*".join(map(re.escape, map(str, value))) + r"[\])]"
+    return re.escape(repr(value))
+
+
+def hand_copies() -> list[str]:
+    """Lines outside vlarisk.settings that give a setting's key its default value, or make its flag by
+    hand: declare it (``add_argument("--n-boot"``) or write it into the rules' flags (messages may name it)."""
+    found = []
+    for kind in BLOCKS:
+        for field in fields_of(kind):
+            default = default_of(field)
+            if field.name == "seed" or isinstance(default, bool) or default in (None, []):
+                continue  # a zero seed, a boolean and "none" are everyone's own choice, not a copy
+            pattern = re.compile(rf"\b{field.name}\b[\"']?\s*(?::\s*[\w\[\]|. ]+?)?\s*[=:]\s*{_literal(default)}(?![\w.])")
+            flags = [flag for flag in (settings.flag_of(field), *field.metadata["aliases"]) if flag]
+            flag_pattern = re.compile("|".join(rf"(?<![\w-]){re.escape(flag)}(?![\w-])" for flag in flags) or "(?!)")
+            declared = re.compile("|".join(rf"(?:add_argument\(|^)\s*f?[\"']{re.escape(flag)}[\"' ]" for flag in flags) or "(?!)")
+            for path in CODE:
+                if path.name in ("settings.py", "config_schema.py") or (path.name, field.name) in NOT_COPIES:
+                    continue
+                for number, line in enumerate(path.read_text().splitlines(), 1):
+                    by_hand = declared.search(line) or (flag_pattern.search(line) and (path.name == "planning.py" or path.suffix == ".smk"))
+                    if "``" not in line and (pattern.search(line) or by_hand):
+                        found.append(f"{path.relative_to(ROOT)}:{number}: {field.name}: {line.strip()}")
+    return found
+
+
+def fields_of(kind):
+    from dataclasses import fields
+
+    return fields(kind)
+
+
+def test_no_hand_copy_of_a_default_or_a_flag():
+    assert hand_copies() == []
+
+
+def test_the_scan_finds_a_hand_copy(tmp_path, monkeypatch):
+    copy = tmp_path / "copy.py"
+    copy.write_text(
+        'def split(val_fraction: float = 0.2, n_boot=1000):\n    parser.add_argument("--n-boot")\n    log("--alpha is fine in a message")\n'
+    )
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "CODE", [copy])
+    assert [line.split(": ")[1] for line in hand_copies()] == ["val_fraction", "n_boot", "n_boot"]

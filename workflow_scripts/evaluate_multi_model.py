@@ -21,7 +21,7 @@ def main(argv=None):
     checkpoint, history = checkpoint_and_history(args)
     model = multi_predictor_from_checkpoint(checkpoint, args.checkpoint).to(args.torch_device)
     sources = load_sources(args.data_config, saved_splits=checkpoint.get("split"))
-    thresholds = {source.name: checkpoint_thresholds(checkpoint, source, args.positive_fraction, log) for source in sources}
+    thresholds = {source.name: checkpoint_thresholds(checkpoint, source, args.positive_fraction_of_max, log) for source in sources}
     report = evaluate_sources(model, sources, thresholds, args.torch_device, log=log, options=detection_options(args))
     report["best_epoch"] = checkpoint["epoch"]
     write_results(args.output, checkpoint.get("model_name", ""), report, history, checkpoint["training_config"])

@@ -18,10 +18,8 @@ import torch
 
 from vlarisk.checkpoints import read_checkpoint
 from vlarisk.detection import (
-    DEFAULT_ALPHA,
     DEFAULT_ALPHA_GRID,
     HEADLINE_METRICS,
-    THRESHOLD_KINDS,
     StepArrays,
     band_shape,
     conformal_threshold,
@@ -35,6 +33,7 @@ from vlarisk.detection import (
 from vlarisk.inference import predict_rows
 from vlarisk.io_utils import atomic_path
 from vlarisk.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
+from vlarisk.settings import DetectionSettings, add_arguments, config_from_args
 from vlarisk.sources import Source
 from vlarisk.splits import test_sets
 
@@ -45,14 +44,15 @@ BASELINE_FOR_DETECTION = {"step_index": "episode_length"}  # a running max of th
 class DetectionOptions:
     """How detection is measured: alarm level ``alpha`` (and a grid for tables), the horizon
     (``None``: from the calibration rollouts), the bootstrap's resamples and seed, and which
-    threshold the deployed monitor uses (``constant``, or the functional ``band``)."""
+    threshold the deployed monitor uses (``constant``, or the functional ``band``); the defaults
+    are :class:`~vlarisk.settings.DetectionSettings`'."""
 
-    alpha: float = DEFAULT_ALPHA
+    alpha: float = DetectionSettings.alpha
     alpha_grid: tuple[float, ...] = field(default=DEFAULT_ALPHA_GRID)
-    horizon: int | None = None
-    n_boot: int = 1000
-    seed: int = 0
-    threshold: str = THRESHOLD_KINDS[0]
+    horizon: int | None = DetectionSettings.horizon
+    n_boot: int = DetectionSettings.n_boot
+    seed: int = DetectionSettings.seed
+    threshold: str = DetectionSettings.threshold
 
     def report_options(self) -> dict:
         """Keyword arguments of :func:`vlarisk.detection.detection_report` (the band itself is passed apart)."""
@@ -62,27 +62,13 @@ class DetectionOptions:
 
 
 def add_detection_arguments(parser) -> None:
-    """The detection flags of the evaluation commands."""
-    defaults = DetectionOptions()
-    parser.add_argument("--alpha", type=float, default=defaults.alpha, help="alarm level: false-alarm rate on successes at most alpha")
-    parser.add_argument(
-        "--horizon", type=int, default=None, help="compare rollouts up to this step (default: each task's shortest rollout)"
-    )
-    parser.add_argument("--n-boot", type=int, default=defaults.n_boot, help="bootstrap resamples of rollouts for the 95%% intervals")
-    parser.add_argument("--bootstrap-seed", type=int, default=defaults.seed, help="seed of the bootstrap")
-    parser.add_argument(
-        "--alarm-threshold",
-        choices=THRESHOLD_KINDS,
-        default=defaults.threshold,
-        help="threshold of the deployed monitor: one constant, or a band over time shaped on training successes",
-    )
+    """The detection flags of the evaluation commands: one per :class:`~vlarisk.settings.DetectionSettings` field."""
+    add_arguments(parser, DetectionSettings)
 
 
 def detection_options(args) -> DetectionOptions:
     """The options of parsed :func:`add_detection_arguments` flags."""
-    return DetectionOptions(
-        alpha=args.alpha, horizon=args.horizon, n_boot=args.n_boot, seed=args.bootstrap_seed, threshold=args.alarm_threshold
-    )
+    return DetectionOptions(**asdict(config_from_args(args, DetectionSettings)))
 
 
 def step_arrays(source: Source, rows: np.ndarray, risk: np.ndarray) -> StepArrays:

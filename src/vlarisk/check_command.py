@@ -8,7 +8,7 @@ The rollout format: docs/rollout-format.md.
 
 from vlarisk.check import CHECKED_ALPHAS, check_rollouts, detection_outlook, report_lines
 from vlarisk.cli import ArgumentParser, run
-from vlarisk.splits import DEFAULTS
+from vlarisk.settings import SplitSettings, add_arguments
 
 
 def main(argv=None):
@@ -16,13 +16,7 @@ def main(argv=None):
     parser.add_argument("--success", required=True, help="success_rollouts.pkl")
     parser.add_argument("--failure", required=True, help="failure_rollouts.pkl")
     parser.add_argument("--alpha", type=float, nargs="+", default=list(CHECKED_ALPHAS), help="alarm levels to check")
-    parser.add_argument(
-        "--calibration-fraction", type=float, default=DEFAULTS["calibration_fraction"], help="as split.calibration_fraction"
-    )
-    parser.add_argument(
-        "--unseen-task-fraction", type=float, default=DEFAULTS["unseen_task_fraction"], help="as split.unseen_task_fraction"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="as split.seed")
+    add_arguments(parser, SplitSettings, ("calibration_fraction", "seed", "unseen_task_fraction"))
     args = parser.parse_args(argv)
     check = check_rollouts(args.success, args.failure)
     outlook = detection_outlook(

@@ -14,27 +14,20 @@ from pathlib import Path
 
 from vlarisk.errors import InputError
 from vlarisk.io_utils import atomic_path, remove_stale_partials
-from vlarisk.settings import TrainingConfig, add_arguments, config_from_args
+from vlarisk.settings import SplitSettings, TrainingConfig, add_arguments, config_from_args
 
 THREADS_HELP = "CPU threads for torch, OpenMP and BLAS (default: OMP_NUM_THREADS where set, as under Snakemake, else torch's choice)"
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the training flags to ``parser``: one per :class:`~vlarisk.settings.TrainingConfig` field
-    (``--epochs`` ... ``--grad-clip``, ``--positive-fraction``; type, default, help and choices come
-    from the field), then the run's own: output, split fractions, threads, resume, no test."""
+    (``--epochs`` ... ``--grad-clip``, ``--positive-fraction-of-max``; type, default, help and choices
+    come from the field), the split fractions (:class:`~vlarisk.settings.SplitSettings`'), then the
+    run's own: output, threads, resume, no test."""
     parser.add_argument("--output-dir", required=True, help="where best_model.pt, latest.pt (and results.json) are written")
     parser.add_argument("--model-name", default=None, help="name recorded in results (default: the output dir's name)")
     add_arguments(parser)
-    parser.add_argument(
-        "--val-split",
-        type=float,
-        default=0.2,
-        help="fraction of rollouts for validation where no split file is given (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--test-split", type=float, default=0.1, help="fraction of rollouts for testing where no split file is given (default: %(default)s)"
-    )
+    add_arguments(parser.add_argument_group("split, where no --split file is given"), SplitSettings, ("val_fraction", "test_fraction"))
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     parser.add_argument("--resume", action="store_true", help="continue from latest.pt in --output-dir (in --resume-dir when given)")
     parser.add_argument(
@@ -154,14 +147,7 @@ def add_scoring_arguments(parser: argparse.ArgumentParser, output_help: str, his
     if history:
         parser.add_argument("--history", default=None, help="latest.pt whose training history to report (default: the checkpoint's)")
     parser.add_argument("--output", required=True, help=output_help)
-    parser.add_argument(
-        "--positive-fraction", type=float, default=0.5, help="positive threshold as a fraction of the largest training label"
-    )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        help="auto (CUDA, else MPS, else CPU; an error if the job was given GPUs that torch cannot use), cpu, cuda, cuda:N or mps",
-    )
+    add_arguments(parser, TrainingConfig, ("device", "positive_fraction_of_max"))
     parser.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     return parser
 

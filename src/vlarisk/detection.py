@@ -51,13 +51,13 @@ from vlarisk.intervals import (
     weighted_rates,
 )
 from vlarisk.labels import failure_window
+from vlarisk.settings import DetectionSettings
 
-DEFAULT_ALPHA = 0.1
+DEFAULT_ALPHA = DetectionSettings.alpha
 DEFAULT_ALPHA_GRID = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 HEADLINE_METRICS = ("rollout_auc", "rollout_ap", "tpr", "fpr", "balanced_accuracy", "lead_time_steps_median")
 BAND_MIN_ROLLOUTS = 5
 BAND_MIN_SD = 1e-3
-THRESHOLD_KINDS = ("constant", "band")
 NO_THRESHOLD = "too few calibration successes for this alpha: rank ceil((n+1)(1-alpha)) exceeds n, so no finite threshold is valid"
 
 
@@ -700,9 +700,9 @@ def detection_report(
     *,
     alpha: float = DEFAULT_ALPHA,
     alpha_grid=DEFAULT_ALPHA_GRID,
-    horizon=None,
-    n_boot: int = 1000,
-    seed: int = 0,
+    horizon=DetectionSettings.horizon,
+    n_boot: int = DetectionSettings.n_boot,
+    seed: int = DetectionSettings.seed,
     culprit_window: int | None = None,
     bins: int = 10,
     band: dict | None = None,

@@ -44,7 +44,7 @@ def main(argv=None):
             f"{source.dataset.hidden_dim}-D ones (a checkpoint of another model's data?)"
         )
     started = time.perf_counter()
-    thresholds = checkpoint_thresholds(checkpoint, source, args.positive_fraction, log)
+    thresholds = checkpoint_thresholds(checkpoint, source, args.positive_fraction_of_max, log)
     scored = score_source(predictor.to(args.torch_device), source, thresholds, args.torch_device)
     report = single_source_report(scored, args.torch_device, started, detection_options(args), log)
     report["best_epoch"] = checkpoint.get("epoch")
@@ -52,7 +52,7 @@ def main(argv=None):
         others = [read_json(path) for path in args.task_split_results]
         add_task_splits(report["detection"], others, [args.output, *args.task_split_results])
     if args.predictions:
-        save_predictions(args.predictions, test_predictions(scored, args.checkpoint, args.positive_fraction))
+        save_predictions(args.predictions, test_predictions(scored, args.checkpoint, args.positive_fraction_of_max))
     # the guide's checkpoints carry no training_config: reported as empty
     write_results(args.output, checkpoint.get("model_name", ""), report, history, checkpoint.get("training_config", {}))
     log(

@@ -126,7 +126,7 @@ def score_prepared(
     test_fraction: float = 0.3,
     log=lambda message: None,
     calibration_tasks=(),
-    held_out_tasks="auto",
+    held_out_tasks=SPLIT_DEFAULTS["held_out_tasks"],
     *,
     unseen_task_fraction: float = SPLIT_DEFAULTS["unseen_task_fraction"],
     task_split: int = 0,

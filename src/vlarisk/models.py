@@ -17,8 +17,13 @@ import torch
 from torch import nn
 
 from vlarisk.constants import NUM_DIMENSIONS
+from vlarisk.settings import ACTIVATIONS as ACTIVATION_NAMES
+from vlarisk.settings import TrainingConfig, defaults
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
+DEFAULT_HIDDEN_DIMS = tuple(defaults(TrainingConfig)["hidden_dims"])  # the architecture of the settings' defaults
+
+# The layer of each activation the settings name (vlarisk.settings.ACTIVATIONS), in their order.
+ACTIVATIONS = dict(zip(ACTIVATION_NAMES, (nn.ReLU, nn.GELU, nn.Tanh, nn.SiLU, nn.LeakyReLU), strict=True))
 OUTPUT_ACTIVATIONS = ("sigmoid", "identity", "relu")
 
 
@@ -65,10 +70,10 @@ class RiskPredictor(nn.Module):
     def __init__(
         self,
         input_dim: int = 4096,
-        hidden_dims: Sequence[int] = (512, 256),
+        hidden_dims: Sequence[int] = DEFAULT_HIDDEN_DIMS,
         output_dim: int = NUM_DIMENSIONS,
-        dropout: float = 0.1,
-        activation: str = "relu",
+        dropout: float = TrainingConfig.dropout,
+        activation: str = TrainingConfig.activation,
         output_activation: str = "sigmoid",
     ) -> None:
         super().__init__()
@@ -146,10 +151,10 @@ class MultiRiskPredictor(nn.Module):
         self,
         sources: Sequence[str],
         input_dims: Sequence[int],
-        hidden_dims: Sequence[int] = (512, 256),
+        hidden_dims: Sequence[int] = DEFAULT_HIDDEN_DIMS,
         output_dim: int = NUM_DIMENSIONS,
-        dropout: float = 0.1,
-        activation: str = "relu",
+        dropout: float = TrainingConfig.dropout,
+        activation: str = TrainingConfig.activation,
         output_activation: str = "sigmoid",
     ) -> None:
         super().__init__()

@@ -10,8 +10,8 @@ calling functions (``tests/test_planning.py``) rather than by reading dry runs.
   settings, the ablation cells, the tables and figures, the targets of ``all`` and ``paper``.
 * :func:`mem_mb_for` and :func:`runtime_for` size the cluster jobs (:data:`RESOURCE_TABLE`).
 
-Like :mod:`vlarisk.config_checks`, this module imports nothing of the package (nor torch), so the
-Snakefile loads it on every run at no cost.
+Like :mod:`vlarisk.config_checks`, this module imports nothing of the package but
+:mod:`vlarisk.settings` (and not torch), so the Snakefile loads it on every run at no cost.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import json
 import os
 import shlex
 from collections.abc import Mapping
+
+from vlarisk.settings import DetectionSettings, SplitSettings, TrainingConfig, block_flags, defaults
 
 RESULTS_BASE = "results"
 RESULTS = RESULTS_BASE  # where the path helpers put files: results/, or an experiment's folder
@@ -203,17 +205,6 @@ def cli_runs(runs) -> str:
     return " ".join(f"--run {shlex.join(run)}" for run in runs)
 
 
-# The split command's and the detection block's defaults, for keys a config leaves out.
-SPLIT_DEFAULTS = {
-    "calibration_fraction": 0.15,
-    "held_out_tasks": "auto",
-    "unseen_task_fraction": 0.2,
-    "calibration_tasks": [],
-    "n_task_splits": 1,
-}
-DETECTION_DEFAULTS = {"alpha": 0.1, "horizon": None, "n_boot": 1000, "seed": 0, "threshold": "constant"}
-
-
 # ------------------------------------------------------------------------------------- the plan
 class Plan:
     """The pipeline's plan for one validated config (schema defaults filled in, as Snakemake does).
@@ -340,40 +331,32 @@ class Plan:
     @property
     def evaluation(self) -> dict:
         """The `evaluation` block (settings kept outside `training`, e.g. positive_fraction_of_max)."""
-        return self.config["evaluation"]
+        return self.config.get("evaluation", {})
+
+    @property
+    def evaluation_flags(self) -> str:
+        """The `evaluation` block as flags of the evaluation commands."""
+        return block_flags(TrainingConfig, {}, evaluation=self.evaluation)
 
     @property
     def detection_flags(self) -> str:
         """The `detection` block as flags of the training (alarm level) and evaluation commands."""
-        block = {**DETECTION_DEFAULTS, **self.config.get("detection", {})}
-        horizon = "" if block["horizon"] is None else f" --horizon {int(block['horizon'])}"
-        return (
-            f"--alpha {float(block['alpha'])} --n-boot {int(block['n_boot'])} --bootstrap-seed {int(block['seed'])}"
-            f" --alarm-threshold {block['threshold']}{horizon}"
-        )
+        return block_flags(DetectionSettings, self.config.get("detection", {}))
 
     @property
     def alpha(self) -> float:
         """The alarm level: `detection.alpha`."""
-        return float({**DETECTION_DEFAULTS, **self.config.get("detection", {})}["alpha"])
+        return float(self.config.get("detection", {}).get("alpha", DetectionSettings.alpha))
 
     def split_settings(self) -> dict:
-        """The `split` block with every key the split command takes (absent ones at their defaults)."""
-        return {**SPLIT_DEFAULTS, **self.config["split"]}
+        """The `split` block with every key (absent ones at their defaults)."""
+        return {**defaults(SplitSettings), **self.config["split"]}
 
     def split_flags(self, seed=None, task_split: int = 0) -> str:
         """The `split` block as flags of split_dataset.py (its seed replaced by ``seed`` when given;
         ``task_split``: which leave-tasks-out split), with the alarm level its count is checked for."""
-        split = {**self.split_settings(), **({} if seed is None else {"seed": int(seed)})}
-        held_out = split["held_out_tasks"]
-        tasks = "auto" if held_out == "auto" else " ".join(shlex.quote(str(t)) for t in held_out)
-        calibrating = split["calibration_tasks"]
-        calibration_tasks = "auto" if calibrating == "auto" else " ".join(shlex.quote(str(t)) for t in calibrating)
-        return (
-            f"--val-split {split['val_fraction']} --test-split {split['test_fraction']} --seed {split['seed']}"
-            f" --calibration-split {split['calibration_fraction']} --unseen-task-fraction {split['unseen_task_fraction']}"
-            f" --held-out-tasks {tasks} --calibration-tasks {calibration_tasks} --task-split {int(task_split)} --alpha {self.alpha}"
-        )
+        split = {**self.config["split"], **({} if seed is None else {"seed": int(seed)})}
+        return f"{block_flags(SplitSettings, split)} --task-split {int(task_split)} --alpha {self.alpha}"
 
     # ------------------------------------------------------------------------ task splits
     @property

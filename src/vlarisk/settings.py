@@ -1,46 +1,78 @@
-"""The training settings ("knobs"), defined once: the fields of :class:`TrainingConfig`.
+"""The pipeline's settings, each written once: one dataclass per config block, a field per key.
 
-Each field carries its type, default, help text and (where the values are a closed set) choices.
-Everything else is derived from them:
+Every field carries its default, type, help text, choices and the JSON-schema constraints of its
+value (:func:`setting`). Everything else is derived from the fields:
 
-* the training commands' flags (:func:`add_arguments`, used by ``vlarisk.cli_args``): a flag per
-  field, ``--<name-with-dashes>`` unless the field names another, typed by the field, booleans as
-  ``--x/--no-x``, lists as ``nargs="*"``, help showing the default;
-* the flags the pipeline passes for a settings dict (:func:`training_flags`, the rules' params);
-* the config keys (``training`` in the pipeline config, ``positive_fraction_of_max`` under
-  ``evaluation``), whose JSON schema ``tests/test_settings.py`` holds to these fields.
+* the commands' flags (:func:`add_arguments`): ``--<key-with-dashes>`` for each key (``--val-fraction``
+  for ``val_fraction``), typed by the field, booleans as ``--x/--no-x``, lists as ``nargs="*"``,
+  the help showing the default; older spellings (the training guide's ``--val-split``) stay as aliases;
+* the flags the rules pass for a config block (:func:`block_flags`, :func:`training_flags`);
+* the config schema's blocks (:func:`block_schema`, assembled by :mod:`vlarisk.config_schema`
+  into ``config/schema/config.schema.yaml``), whose defaults Snakemake's ``validate`` fills in;
+* the settings tables of ``docs/settings.md`` (:func:`settings_table`).
+
+The blocks: ``training`` (:class:`TrainingConfig`; ``positive_fraction_of_max`` is kept under
+``evaluation``), ``split`` (:class:`SplitSettings`) and ``detection`` (:class:`DetectionSettings`).
 
 This module imports nothing but the standard library (not torch, not the rest of the package), so
-the Snakefile loads it on every run, dry runs included, at no cost. ``vlarisk.training`` re-exports
-:class:`TrainingConfig` and :data:`LOSS_TYPES`.
+the Snakefile and every command's ``--help`` load it at no cost.
 """
 
 import argparse
 import shlex
+import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 
 LOSS_TYPES = ("mse", "mae", "huber", "bce")
 # The hidden-layer activations of vlarisk.models.RiskPredictor (it rejects any other name).
 ACTIVATIONS = ("relu", "gelu", "tanh", "silu", "leaky_relu")
-CONFIG_SECTIONS = ("training", "evaluation")  # where the pipeline config holds a knob
+# The deployed monitor's thresholds: one constant, or a band over time (vlarisk.detection).
+THRESHOLD_KINDS = ("constant", "band")
+AUTO = "auto"  # held_out_tasks / calibration_tasks: chosen from the tasks (vlarisk.splits)
+CONFIG_SECTIONS = ("training", "evaluation", "split", "detection")  # the config blocks that hold a setting
 # Early stopping's default: on the generator family (10 members x 2 seeds, 50 epochs) the kept
 # checkpoint's held-out AUC equalled running every epoch's in all 20 runs, stopping after 25 epochs
 # on average; patience 10 lost up to 0.012 (benchmarks/results/early_stopping.md, docs/speed.md).
 DEFAULT_PATIENCE = 15
+FRACTION = {"minimum": 0, "exclusiveMaximum": 1}
+TASKS = {"oneOf": [{"const": AUTO}, {"type": "array", "items": {"type": ["string", "integer"]}}]}
 
 
-def knob(default=MISSING, *, help: str, default_factory=MISSING, choices=None, flag=None, section="training") -> Field:
-    """A :class:`TrainingConfig` field and its metadata.
+def setting(
+    default=MISSING,
+    *,
+    help: str,
+    default_factory=MISSING,
+    choices=None,
+    schema=None,
+    flag=None,
+    aliases: Iterable[str] = (),
+    section: str | None = None,
+) -> Field:
+    """A settings field and its metadata.
 
-    ``help`` and ``choices`` go to the command-line flag; ``flag`` replaces the flag derived from
-    the field's name; ``section`` is the pipeline config block that holds the value.
+    ``help`` and ``choices`` go to the command-line flag and the docs; ``schema`` holds the JSON-schema
+    constraints of the value beyond its type (``{"minimum": 1}``), or its whole schema when that has
+    a ``oneOf``; ``flag`` replaces the flag derived from the name (``False``: no flag, the key is read
+    by the pipeline only); ``aliases`` are further flags of the same value; ``section`` is the config
+    block that holds the value when it is not the class's own (:data:`CONFIG_SECTIONS`).
     """
-    if section not in CONFIG_SECTIONS:
+    if section is not None and section not in CONFIG_SECTIONS:
         raise ValueError(f"section must be one of {CONFIG_SECTIONS}, got {section!r}")
-    metadata = {"help": help, "choices": choices, "flag": flag, "section": section}
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "schema": schema or {},
+        "flag": flag,
+        "aliases": tuple(aliases),
+        "section": section,
+    }
     return field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+knob = setting  # a training setting ("knob"), as TrainingConfig's fields are written
 
 
 @dataclass
@@ -60,27 +92,40 @@ class TrainingConfig:
     positive_fraction_of_max : label threshold for validation AUC (see :mod:`vlarisk.thresholds`).
     """
 
-    epochs: int = knob(50, help="training epochs (the guide's 50; the pipeline's config/config.yaml sets 20 for its quick run)")
+    BLOCK: typing.ClassVar[str] = "training"
+
+    epochs: int = knob(
+        50, schema={"minimum": 1}, help="training epochs (the guide's 50; the pipeline's config/config.yaml sets 20 for its quick run)"
+    )
     patience: int = knob(
         DEFAULT_PATIENCE,
+        schema={"minimum": 0},
         help="stop once this many epochs in a row have not improved the validation score that picks the best epoch; 0 runs every epoch",
     )
-    batch_size: int = knob(256, help="training rows per batch")
-    lr: float = knob(1e-3, help="Adam learning rate")
-    weight_decay: float = knob(0.0, help="Adam weight decay")
-    hidden_dims: list[int] = knob(default_factory=lambda: [512, 256], help="hidden layer widths; none gives a linear probe")
-    dropout: float = knob(0.1, help="dropout after each hidden layer")
-    activation: str = knob("relu", help=f"hidden-layer activation: {', '.join(ACTIVATIONS)}")
+    batch_size: int = knob(256, schema={"minimum": 1}, help="training rows per batch")
+    lr: float = knob(1e-3, schema={"exclusiveMinimum": 0}, help="Adam learning rate")
+    weight_decay: float = knob(0.0, schema={"minimum": 0}, help="Adam weight decay")
+    hidden_dims: list[int] = knob(
+        default_factory=lambda: [512, 256], schema={"items": {"minimum": 1}}, help="hidden layer widths; none gives a linear probe"
+    )
+    dropout: float = knob(0.1, schema={"minimum": 0, "exclusiveMaximum": 1}, help="dropout after each hidden layer")
+    activation: str = knob("relu", choices=ACTIVATIONS, help="hidden-layer activation")
     loss_type: str = knob("bce", choices=LOSS_TYPES, help="bce: soft-label cross-entropy on logits; huber: delta 0.1")
     normalize: bool = knob(True, help="standardise inputs with training-split statistics")
-    seed: int = knob(0, help="seeds weights, data order and dropout")
+    seed: int = knob(0, schema={"minimum": 0}, help="seeds weights, data order and dropout")
     device: str = knob(
-        "auto", help="auto (CUDA, else MPS, else CPU; an error if the job was given GPUs that torch cannot use), cpu, cuda, cuda:N or mps"
+        "auto",
+        schema={"pattern": "^(auto|cpu|mps|cuda(:[0-9]+)?)$"},
+        help="auto (CUDA, else MPS, else CPU; an error if the job was given GPUs that torch cannot use), cpu, cuda, cuda:N or mps",
     )
     bf16: bool = knob(False, help="bfloat16 autocast for the forward pass")
-    grad_clip: float = knob(1.0, help="clip the gradient norm at this value")
+    grad_clip: float = knob(1.0, schema={"exclusiveMinimum": 0}, help="clip the gradient norm at this value")
     positive_fraction_of_max: float = knob(
-        0.5, flag="--positive-fraction", section="evaluation", help="positive threshold as a fraction of the largest training label"
+        0.5,
+        schema={"exclusiveMinimum": 0, "maximum": 1},
+        aliases=["--positive-fraction"],
+        section="evaluation",
+        help="a step is a positive when its label is at least this fraction of the largest training label",
     )
 
     def __post_init__(self) -> None:
@@ -95,23 +140,107 @@ class TrainingConfig:
         self.hidden_dims = [int(h) for h in self.hidden_dims]
 
 
+@dataclass
+class SplitSettings:
+    """How a dataset is split by rollout (:func:`vlarisk.splits.split_rollouts`): the ``split`` block."""
+
+    BLOCK: typing.ClassVar[str] = "split"
+
+    val_fraction: float = setting(
+        0.2, schema=FRACTION, aliases=["--val-split"], help="fraction of each outcome's seen-task rollouts for validation"
+    )
+    test_fraction: float = setting(
+        0.1, schema=FRACTION, aliases=["--test-split"], help="fraction of each outcome's seen-task rollouts for test_seen"
+    )
+    calibration_fraction: float = setting(
+        0.15,
+        schema=FRACTION,
+        aliases=["--calibration-split"],
+        help="fraction of the seen tasks' successes kept to calibrate the alarm threshold (0: none; the alarm is then fitted on val)",
+    )
+    seed: int = setting(0, schema={"minimum": 0}, help="seeds the split")
+    held_out_tasks: str | list[str] = setting(
+        AUTO,
+        schema=TASKS,
+        help=f"tasks whose rollouts form test_unseen: '{AUTO}' holds out unseen_task_fraction of the tasks when there are "
+        "at least 5, or a list of task ids (none: no unseen tasks)",
+    )
+    unseen_task_fraction: float = setting(0.2, schema=FRACTION, help=f"share of the tasks held out by '{AUTO}'")
+    calibration_tasks: str | list[str] = setting(
+        default_factory=list,
+        schema=TASKS,
+        help=f"tasks held out of training whose successes calibrate the alarm (bounds false alarms on new tasks); '{AUTO}' "
+        "chooses unseen_task_fraction of the tasks; none: calibrate on calibration_fraction of the training tasks' successes",
+    )
+    n_task_splits: int = setting(
+        1,
+        flag=False,
+        schema={"minimum": 1},
+        help="leave-tasks-out splits, each trained and scored (results/models/<source>/task-split-<k>/); split k > 0 draws with "
+        f"a seed derived from seed and k; more than one needs held_out_tasks: {AUTO}",
+    )
+
+
+@dataclass
+class DetectionSettings:
+    """How rollout-level failure detection is measured (:mod:`vlarisk.detection`): the ``detection`` block."""
+
+    BLOCK: typing.ClassVar[str] = "detection"
+
+    alpha: float = setting(
+        0.1, schema={"exclusiveMinimum": 0, "exclusiveMaximum": 1}, help="alarm level: false-alarm rate on successes at most alpha"
+    )
+    horizon: int | None = setting(
+        None, schema={"minimum": 1}, help="compare rollouts up to this step (none: each task's shortest calibration rollout)"
+    )
+    n_boot: int = setting(1000, schema={"minimum": 1}, help="bootstrap resamples of rollouts for the 95%% intervals")
+    seed: int = setting(0, flag="--detection-seed", aliases=["--bootstrap-seed"], schema={"minimum": 0}, help="seed of the bootstrap")
+    threshold: str = setting(
+        THRESHOLD_KINDS[0],
+        choices=THRESHOLD_KINDS,
+        aliases=["--alarm-threshold"],
+        help="threshold of the deployed monitor: one constant, or a band over time shaped on training successes",
+    )
+
+
+BLOCKS = (TrainingConfig, SplitSettings, DetectionSettings)
+
+
+# ------------------------------------------------------------------------------------ fields
+def settings_of(kind=TrainingConfig, section: str | None = None) -> list[Field]:
+    """The fields of a settings class, all or those held by one config ``section``."""
+    return [f for f in fields(kind) if section is None or section_of(kind, f) == section]
+
+
 def knobs() -> tuple[Field, ...]:
     """The fields of :class:`TrainingConfig`, in order."""
     return fields(TrainingConfig)
 
 
 def knob_names(section: str | None = None) -> list[str]:
-    """Field names, all or those held by one config ``section``."""
-    return [f.name for f in knobs() if section is None or f.metadata["section"] == section]
+    """:class:`TrainingConfig`'s field names, all or those held by one config ``section``."""
+    return [f.name for f in settings_of(TrainingConfig, section)]
 
 
-def flag_of(setting: Field) -> str:
-    """The command-line flag of a field: ``--epochs``, ``--batch-size``, ``--positive-fraction``."""
+def section_of(kind, setting: Field) -> str:
+    """The config block that holds a field: its own ``section``, else its class's block."""
+    return setting.metadata["section"] or kind.BLOCK
+
+
+def block_fields(block: str) -> list[tuple[type, Field]]:
+    """Every ``(class, field)`` held by a config block, in class and field order."""
+    return [(kind, f) for kind in BLOCKS for f in fields(kind) if section_of(kind, f) == block]
+
+
+def flag_of(setting: Field) -> str | None:
+    """The command-line flag of a field (``--epochs``, ``--val-fraction``); None for a key with no flag."""
+    if setting.metadata["flag"] is False:
+        return None
     return setting.metadata["flag"] or "--" + setting.name.replace("_", "-")
 
 
 def dest_of(setting: Field) -> str:
-    """The attribute argparse stores the flag's value in (``args.positive_fraction``)."""
+    """The attribute argparse stores the flag's value in (``args.positive_fraction_of_max``)."""
     return flag_of(setting)[2:].replace("-", "_")
 
 
@@ -120,57 +249,142 @@ def default_of(setting: Field):
     return setting.default_factory() if setting.default_factory is not MISSING else setting.default
 
 
-def _type_of(setting: Field):
-    return typing.get_type_hints(TrainingConfig)[setting.name]
+def defaults(kind) -> dict:
+    """A settings class's keys and their defaults."""
+    return {f.name: default_of(f) for f in fields(kind)}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add one flag per field to ``parser``: typed by the field, its default and help shown."""
-    for setting in knobs():
-        kind = _type_of(setting)
-        options = {"dest": dest_of(setting), "default": default_of(setting)}
-        if kind is bool:
-            # --normalize / --no-normalize: the guide's plain `--normalize` and `--bf16` still work
-            options["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(kind) is list:
-            (options["type"],) = typing.get_args(kind)
-            options["nargs"] = "*"
-        else:
-            options["type"] = kind
+def type_of(kind, setting: Field):
+    """A field's annotated type (``int``, ``list[int]``, ``int | None``, ``str | list[str]``)."""
+    return typing.get_type_hints(kind)[setting.name]
+
+
+def _parts(annotation) -> tuple:
+    """The members of a union type, or the type alone."""
+    return typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+
+
+# ------------------------------------------------------------------------------------- flags
+def add_arguments(parser: argparse.ArgumentParser, kind=TrainingConfig, names: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """Add one flag per field of ``kind`` (or of the fields ``names``) to ``parser``: typed by the
+    field, its default and help shown, its aliases accepted."""
+    chosen = [f for f in fields(kind) if flag_of(f) and (names is None or f.name in names)]
+    for setting in chosen:
+        options = {"dest": dest_of(setting), "default": default_of(setting), **_argument_type(type_of(kind, setting))}
         if setting.metadata["choices"]:
             options["choices"] = setting.metadata["choices"]
-        action = parser.add_argument(flag_of(setting), **options)
+        action = parser.add_argument(flag_of(setting), *setting.metadata["aliases"], **options)
         # Set after construction: some Python versions' BooleanOptionalAction append a default of their own.
         action.help = f"{setting.metadata['help']} (default: %(default)s)"
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> TrainingConfig:
-    """The :class:`TrainingConfig` of parsed flags (see :func:`add_arguments`)."""
-    return TrainingConfig(**{setting.name: getattr(args, dest_of(setting)) for setting in knobs()})
+def _argument_type(annotation) -> dict:
+    """argparse options for a field type: --x/--no-x for booleans, ``nargs="*"`` for lists."""
+    parts = [part for part in _parts(annotation) if part is not type(None)]
+    if parts == [bool]:
+        # --normalize / --no-normalize: the guide's plain `--normalize` and `--bf16` still work
+        return {"action": argparse.BooleanOptionalAction}
+    listed = [part for part in parts if typing.get_origin(part) is list]
+    if listed:
+        (item,) = typing.get_args(listed[0])
+        return {"type": item, "nargs": "*"}
+    (single,) = parts
+    return {"type": single}
 
 
-def training_flags(settings: Mapping, **sections: Mapping) -> str:
-    """The flags that give a training command ``settings`` (a pipeline ``training`` block), in field order.
+def config_from_args(args: argparse.Namespace, kind=TrainingConfig):
+    """The settings of parsed flags (see :func:`add_arguments`)."""
+    return kind(**{setting.name: getattr(args, dest_of(setting)) for setting in fields(kind) if flag_of(setting)})
+
+
+def tasks_argument(value):
+    """A task-list flag's value as the split takes it: ``auto``, or the list of task ids."""
+    return AUTO if value in (AUTO, [AUTO]) else list(value)
+
+
+def block_flags(kind, settings: Mapping, **sections: Mapping) -> str:
+    """The flags that give a command the settings ``settings`` of ``kind``'s block, in field order.
 
     Fields kept in another config block (``positive_fraction_of_max`` under ``evaluation``) are read
-    from that block, passed by name: ``training_flags(settings, evaluation=config["evaluation"])``.
-    A field found nowhere is left to the command's default (which is the field's default).
+    from that block, passed by name: ``block_flags(TrainingConfig, training, evaluation=...)``. A
+    field found nowhere, set to None, or that is no flag is left to the command's default (the field's).
     """
-    unknown = sorted(set(settings) - set(knob_names("training")))
+    known = [f.name for f in settings_of(kind, kind.BLOCK)]
+    unknown = sorted(set(settings) - set(known))
     if unknown:
-        raise ValueError(f"unknown training setting(s) {unknown}; known: {knob_names('training')}")
-    blocks = {"training": settings, **sections}
+        raise ValueError(f"unknown {kind.BLOCK} setting(s) {unknown}; known: {known}")
+    blocks = {kind.BLOCK: settings, **sections}
     flags = []
-    for setting in knobs():
-        block = blocks.get(setting.metadata["section"], {})
-        if setting.name not in block:
+    for setting in fields(kind):
+        block = blocks.get(section_of(kind, setting), {})
+        if setting.name not in block or block[setting.name] is None or not flag_of(setting):
             continue
         value, flag = block[setting.name], flag_of(setting)
-        if _type_of(setting) is bool:
+        if isinstance(value, bool):
             flags.append(flag if value else "--no-" + flag[2:])
         elif isinstance(value, (list, tuple)):
             flags.append(" ".join([flag, *(shlex.quote(str(item)) for item in value)]))
         else:
             flags.append(f"{flag} {shlex.quote(str(value))}")
     return " ".join(flags)
+
+
+def training_flags(settings: Mapping, **sections: Mapping) -> str:
+    """The flags that give a training command ``settings`` (a pipeline ``training`` block); see :func:`block_flags`."""
+    return block_flags(TrainingConfig, settings, **sections)
+
+
+# ------------------------------------------------------------------------------------ schema
+_JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string", type(None): "null"}
+
+
+def value_schema(kind, setting: Field) -> dict:
+    """The JSON schema of one field's value: its type and the field's own constraints."""
+    own = dict(setting.metadata["schema"])
+    if "oneOf" in own:
+        return own
+    if setting.metadata["choices"]:
+        return {"enum": list(setting.metadata["choices"])}
+    parts = _parts(type_of(kind, setting))
+    listed = [part for part in parts if typing.get_origin(part) is list]
+    if listed:
+        (item,) = typing.get_args(listed[0])
+        return {"type": "array", **own, "items": {"type": _JSON_TYPES[item], **own.get("items", {})}}
+    names = [_JSON_TYPES[part] for part in parts]
+    return {"type": names[0] if len(names) == 1 else names, **own}
+
+
+def block_schema(block: str, with_defaults: bool) -> dict:
+    """The JSON schema of a config block; ``with_defaults``: each key's default as well (for the block
+    itself, which Snakemake's ``validate`` fills), not for blocks of overrides of it."""
+    properties = {}
+    for kind, setting in block_fields(block):
+        properties[setting.name] = value_schema(kind, setting)
+        if with_defaults:
+            properties[setting.name]["default"] = default_of(setting)
+    return {"type": "object", "additionalProperties": False, "properties": properties}
+
+
+# -------------------------------------------------------------------------------------- docs
+def settings_table(block: str) -> str:
+    """A block's settings as a Markdown table: key, default, flag, meaning."""
+    rows = ["| key | default | flag | meaning |", "| --- | --- | --- | --- |"]
+    for _, setting in block_fields(block):
+        flag = " ".join(f"`{name}`" for name in (flag_of(setting), *setting.metadata["aliases"]) if name) or "(pipeline only)"
+        meaning = setting.metadata["help"].replace("%%", "%").replace("|", "\\|")
+        if setting.metadata["choices"]:
+            meaning += f" (one of {', '.join(setting.metadata['choices'])})"
+        rows.append(f"| `{setting.name}` | `{_yaml_value(default_of(setting))}` | {flag} | {meaning} |")
+    return "\n".join(rows)
+
+
+def _yaml_value(value) -> str:
+    """A default as the config file writes it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(_yaml_value(item) for item in value) + "]"
+    return str(value)

@@ -64,8 +64,8 @@ def open_source(
     split_path: str | None = None,
     planting_path: str | None = None,
     saved_split: dict | None = None,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.1,
+    val_fraction: float = DEFAULTS["val_fraction"],
+    test_fraction: float = DEFAULTS["test_fraction"],
     seed: int = 0,
     calibration_tasks=DEFAULTS["calibration_tasks"],
     held_out_tasks=DEFAULTS["held_out_tasks"],
@@ -139,8 +139,8 @@ def _check_entry(entry: object, where: str) -> None:
 
 def load_sources(
     path: str | os.PathLike,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.1,
+    val_fraction: float = DEFAULTS["val_fraction"],
+    test_fraction: float = DEFAULTS["test_fraction"],
     seed: int = 0,
     saved_splits: dict[str, dict] | None = None,
 ) -> list[Source]:

@@ -6,38 +6,15 @@ from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.dataset import load_dataset
 from vlarisk.errors import InputError
 from vlarisk.io_utils import write_json
-from vlarisk.splits import AUTO, DEFAULTS, calibration_tasks_of, split_rollouts, task_split_seed, unseen_tasks
+from vlarisk.settings import SplitSettings, add_arguments, tasks_argument
+from vlarisk.splits import calibration_tasks_of, split_rollouts, task_split_seed, unseen_tasks
 
 
 def main(argv=None):
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, help="prepared dataset")
     parser.add_argument("--output", required=True, help="the split to write: a JSON file, *.json")
-    parser.add_argument("--val-split", type=float, default=DEFAULTS["val_fraction"], help="fraction of each outcome's seen-task rollouts")
-    parser.add_argument("--test-split", type=float, default=DEFAULTS["test_fraction"], help="fraction for test_seen")
-    parser.add_argument(
-        "--calibration-split",
-        type=float,
-        default=DEFAULTS["calibration_fraction"],
-        help="fraction of the seen tasks' successes kept for the alarm threshold (0: none; the alarm is then fitted on val)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--held-out-tasks",
-        nargs="*",
-        default=[AUTO],
-        help=f"tasks whose rollouts form test_unseen; '{AUTO}' holds out --unseen-task-fraction of the tasks when there are enough; none: no flag value",
-    )
-    parser.add_argument(
-        "--unseen-task-fraction", type=float, default=DEFAULTS["unseen_task_fraction"], help=f"share of tasks held out by '{AUTO}'"
-    )
-    parser.add_argument(
-        "--calibration-tasks",
-        nargs="*",
-        default=list(DEFAULTS["calibration_tasks"]),
-        help=f"tasks held out of training whose successes calibrate the alarm (bounds false alarms on new tasks); '{AUTO}' chooses "
-        "--unseen-task-fraction of the tasks; none: calibrate on --calibration-split of the training tasks' successes",
-    )
+    add_arguments(parser, SplitSettings)
     parser.add_argument(
         "--task-split",
         type=int,
@@ -55,24 +32,24 @@ def main(argv=None):
         raise InputError(f"--output {args.output}: a split is written as JSON: give a name ending in .json")
     dataset = load_dataset(args.data)
     rollouts = dataset.metadata["rollouts"]
-    held_out = AUTO if args.held_out_tasks == [AUTO] else args.held_out_tasks
-    calibrating = AUTO if args.calibration_tasks == [AUTO] else args.calibration_tasks
+    held_out = tasks_argument(args.held_out_tasks)
+    calibrating = tasks_argument(args.calibration_tasks)
     split = split_rollouts(
         rollouts,
-        args.val_split,
-        args.test_split,
+        args.val_fraction,
+        args.test_fraction,
         args.seed,
         held_out,
         args.data,
-        args.calibration_split,
+        args.calibration_fraction,
         args.unseen_task_fraction,
         calibrating,
         args.task_split,
     )
     split["settings"] = {
-        "val_split": args.val_split,
-        "test_split": args.test_split,
-        "calibration_split": args.calibration_split,
+        "val_split": args.val_fraction,
+        "test_split": args.test_fraction,
+        "calibration_split": args.calibration_fraction,
         "seed": args.seed,
         "task_split": args.task_split,
         "task_split_seed": task_split_seed(args.seed, args.task_split),

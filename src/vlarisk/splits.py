@@ -25,29 +25,24 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from vlarisk import settings
 from vlarisk.errors import InputError
 
 SPLIT_NAMES = ("train", "val", "test")  # always present, every one with both outcomes
 OPTIONAL_SPLITS = ("calibration", "unused")  # part of the partition when present
 TEST_SETS = ("test_seen", "test_unseen")  # a partition of ``test`` when tasks are held out
-AUTO = "auto"
+AUTO = settings.AUTO
 MIN_TASKS_FOR_UNSEEN = 5
-# The project's defaults (the config and the commands): the function's own defaults keep the plain
-# train/val/test split of older tools.
-DEFAULTS = {
-    "val_fraction": 0.2,
-    "test_fraction": 0.1,
-    "calibration_fraction": 0.15,
-    "held_out_tasks": AUTO,
-    "unseen_task_fraction": 0.2,
-    "calibration_tasks": (),
-}
+# The project's defaults (the config's and the commands', vlarisk.settings.SplitSettings) of the
+# keys split_rollouts takes besides the seed; its own defaults for calibration and held-out tasks
+# keep the plain train/val/test split of older tools.
+DEFAULTS = {key: value for key, value in settings.defaults(settings.SplitSettings).items() if key not in ("seed", "n_task_splits")}
 
 
 def split_rollouts(
     rollouts: list[dict],
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.1,
+    val_fraction: float = DEFAULTS["val_fraction"],
+    test_fraction: float = DEFAULTS["test_fraction"],
     seed: int = 0,
     held_out_tasks: Iterable[str] | str = (),
     source: str = "dataset",

@@ -21,7 +21,7 @@ def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--data", required=True, help="prepared dataset (.vlarisk or .pkl)")
     add_training_arguments(parser)
-    parser.add_argument("--split", default=None, help="split JSON from split_dataset.py (overrides --val-split/--test-split)")
+    parser.add_argument("--split", default=None, help="split JSON from split_dataset.py (overrides --val-fraction/--test-fraction)")
     parser.add_argument("--planting", default=None, help="planting record of synthetic data, to report the planted-direction scorer")
     add_detection_arguments(parser)
     return parse_training_args(parser, argv)
@@ -30,7 +30,13 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     source = open_source(
-        args.model_name, args.data, args.split, args.planting, val_fraction=args.val_split, test_fraction=args.test_split, seed=args.seed
+        args.model_name,
+        args.data,
+        args.split,
+        args.planting,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
     )
     trainer = Trainer([source], args.config, args.output_dir, args.model_name, log=log, state_dir=args.resume_dir)
     outcome = fit_trainer(trainer, args)
