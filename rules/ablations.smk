@@ -14,13 +14,13 @@ localrules:
 
 rule check_same_rollouts:
     input:
-        reference=dataset_path("{source}"),
-        other=dataset_path("{source}", "heuristic"),
+        reference=paths.dataset_path("{source}"),
+        other=paths.dataset_path("{source}", "heuristic"),
         code=code_for("check_same_rollouts"),
     output:
-        same_rollouts_path("{source}"),
+        paths.same_rollouts_path("{source}"),
     log:
-        data_log_path("check_same_rollouts", "{source}"),
+        paths.data_log_path("check_same_rollouts", "{source}"),
     conda:
         "../envs/vlarisk.yaml"
     shell:
@@ -35,15 +35,15 @@ use rule train_model as train_ablation with:
                 wildcards.source, wildcards.cell
             )
         ),
-        split=split_path("{source}", "{seed}"),
+        split=paths.split_path("{source}", "{seed}"),
         code=code_for("train_risk_predictor"),
     output:
-        best=best_model(ablation_dir("{source}", "{cell}", "{seed}")),
-        latest=latest_model(ablation_dir("{source}", "{cell}", "{seed}")),
+        best=paths.best_model(paths.ablation_dir("{source}", "{cell}", "{seed}")),
+        latest=paths.latest_model(paths.ablation_dir("{source}", "{cell}", "{seed}")),
     log:
-        log_path("train_ablation", "{source}/{cell}/seed-{seed}"),
+        paths.log_path("train_ablation", "{source}/{cell}/seed-{seed}"),
     benchmark:
-        benchmark_path("train_ablation", "{source}/{cell}/seed-{seed}")
+        paths.benchmark_path("train_ablation", "{source}/{cell}/seed-{seed}")
     wildcard_constraints:
         cell=ABLATION_CELL_PATTERN,
         seed=r"\d+",
@@ -56,7 +56,7 @@ use rule train_model as train_ablation with:
         ),
         detection=PLAN.detection_flags,
         output_dir=subpath(output.best, parent=True),
-        resume_dir=resume_dir("train_ablation", "{source}/{cell}/seed-{seed}"),
+        resume_dir=paths.resume_dir("train_ablation", "{source}/{cell}/seed-{seed}"),
 
 
 # Scored like every single model: on the source's own dataset (provided labels are the truth).
@@ -65,16 +65,18 @@ use rule evaluate_model as evaluate_ablation with:
         unpack(lambda wildcards: PLAN.planting_file(wildcards.source)),
         checkpoint=rules.train_ablation.output.best,
         latest=rules.train_ablation.output.latest,
-        data=dataset_path("{source}"),
-        split=split_path("{source}", "{seed}"),
+        data=paths.dataset_path("{source}"),
+        split=paths.split_path("{source}", "{seed}"),
         code=code_for("evaluate_risk_predictor"),
     output:
-        results=results_json(ablation_dir("{source}", "{cell}", "{seed}")),
-        predictions=test_predictions(ablation_dir("{source}", "{cell}", "{seed}")),
+        results=paths.results_json(paths.ablation_dir("{source}", "{cell}", "{seed}")),
+        predictions=paths.test_predictions(
+            paths.ablation_dir("{source}", "{cell}", "{seed}")
+        ),
     log:
-        log_path("evaluate_ablation", "{source}/{cell}/seed-{seed}"),
+        paths.log_path("evaluate_ablation", "{source}/{cell}/seed-{seed}"),
     benchmark:
-        benchmark_path("evaluate_ablation", "{source}/{cell}/seed-{seed}")
+        paths.benchmark_path("evaluate_ablation", "{source}/{cell}/seed-{seed}")
     wildcard_constraints:
         cell=ABLATION_CELL_PATTERN,
         seed=r"\d+",

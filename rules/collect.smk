@@ -10,11 +10,11 @@ rule train_policy:
     input:
         code=code_for("collect_rollouts"),
     output:
-        policy=collected_path("{source}", "policy.pt"),
+        policy=paths.collected_path("{source}", "policy.pt"),
     log:
-        data_log_path("train_policy", "{source}"),
+        paths.data_log_path("train_policy", "{source}"),
     benchmark:
-        data_benchmark_path("train_policy", "{source}")
+        paths.data_benchmark_path("train_policy", "{source}")
     conda:
         "../envs/physics.yaml"
     threads: 1
@@ -33,13 +33,13 @@ rule collect_rollouts:
         policy=rules.train_policy.output.policy,
         code=code_for("collect_rollouts"),
     output:
-        success=collected_path("{source}", "success_rollouts.pkl"),
-        failure=collected_path("{source}", "failure_rollouts.pkl"),
-        collection=collected_path("{source}", "collection.json"),
+        success=paths.collected_path("{source}", "success_rollouts.pkl"),
+        failure=paths.collected_path("{source}", "failure_rollouts.pkl"),
+        collection=paths.collected_path("{source}", "collection.json"),
     log:
-        data_log_path("collect_rollouts", "{source}"),
+        paths.data_log_path("collect_rollouts", "{source}"),
     benchmark:
-        data_benchmark_path("collect_rollouts", "{source}")
+        paths.data_benchmark_path("collect_rollouts", "{source}")
     conda:
         "../envs/physics.yaml"
     threads: 2
@@ -58,20 +58,21 @@ rule collect_rollouts:
 rule paper_attribution:
     input:
         results=lambda wildcards: [
-            results_json(model_dir(source)) for source in PLAN.collected_sources()
+            paths.results_json(paths.model_dir(source))
+            for source in PLAN.collected_sources()
         ],
         code=code_for("make_attribution"),
     output:
-        multiext(table_prefix("attribution"), ".md", ".tex", ".csv", ".json"),
-        html=table_path("attribution", "html"),
-        figure=figure_path("attribution", "attribution"),
+        multiext(paths.table_prefix("attribution"), ".md", ".tex", ".csv", ".json"),
+        html=paths.table_path("attribution", "html"),
+        figure=paths.figure_path("attribution", "attribution"),
     log:
-        log_path("paper_attribution", "attribution"),
+        paths.log_path("paper_attribution", "attribution"),
     conda:
         "../envs/vlarisk.yaml"
     params:
         single=lambda wildcards: " ".join(
-            f"--single {shlex.quote(source)} {shlex.quote(results_json(model_dir(source)))}"
+            f"--single {shlex.quote(source)} {shlex.quote(paths.results_json(paths.model_dir(source)))}"
             for source in PLAN.collected_sources()
         ),
         prefix=subpath(output.html, strip_suffix=".html"),

@@ -2,7 +2,6 @@
 # which settings is planned in src/vlarisk/planning.py (paths, settings, the ablation grid, the
 # targets, resources); the training flags come from src/vlarisk/settings.py (TrainingConfig).
 # The other files in rules/ hold one stage's rules each and no functions.
-import importlib.util
 import json
 import os
 import shlex
@@ -21,29 +20,19 @@ AS_MODULE = not os.path.samefile(
 )
 
 
-def _load_standalone(module):
-    """One module of this workflow's src/vlarisk, alone, as `vlarisk_<module>` (not whatever
-    vlarisk is installed, nor the rest of the package, nor torch). Such a module imports only the
-    standard library (and yaml) at module level."""
-    path = os.path.join(WORKFLOW_DIR, "src", "vlarisk", f"{module}.py")
-    spec = importlib.util.spec_from_file_location(f"vlarisk_{module}", path)
-    loaded = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = loaded
-    spec.loader.exec_module(loaded)
-    return loaded
-
-
-# This workflow's own package first on the path: the plan and the settings import vlarisk.settings.
+# This workflow's own package first on the path (not whatever vlarisk is installed): the modules
+# imported here use the standard library and yaml only, so parsing never loads torch.
 sys.path.insert(0, os.path.join(WORKFLOW_DIR, "src"))
 # YAML keeps only the last of two equal keys (e.g. two sources of one name): refuse them.
-from vlarisk import config_checks as _config_checks
+from vlarisk import config_checks
 
 # Which package modules each workflow script imports: a rule's code inputs.
-_code_inputs = _load_standalone("code_inputs")
-# The settings blocks (vlarisk.settings) and the flags that pass them.
-from vlarisk import settings as _settings
+from vlarisk import code_inputs
 
-_planning = _load_standalone("planning")
+# The settings blocks (vlarisk.settings) and the flags that pass them.
+from vlarisk import settings
+from vlarisk import calibration_counts, runs
+from vlarisk.planning import ABLATION_CELL_PATTERN, PAPER_TABLES, RESULTS_BASE, Plan
 
 
 def _read_yaml(path):
@@ -59,7 +48,7 @@ def _read_yaml(path):
 _settings_of_run = getattr(workflow, "config_settings", None)
 _replace = bool(getattr(_settings_of_run, "replace_workflow_config", False))
 _defaults_file = os.path.join(WORKFLOW_DIR, "config", "config.yaml")
-_user_files = [] if AS_MODULE else _config_checks.effective_config_files(workflow)
+_user_files = [] if AS_MODULE else config_checks.effective_config_files(workflow)
 _schema = _read_yaml(
     os.path.join(WORKFLOW_DIR, "config", "schema", "config.schema.yaml")
 )
@@ -70,54 +59,24 @@ _layers = [(path, _read_yaml(path)) for path in _user_files] + (
 )
 # A bad config ends the run with one line per problem, naming the file (or --config) and key path.
 try:
-    _config_checks.check_config_files(
+    config_checks.check_config_files(
         _user_files if _replace else [_defaults_file, *_user_files]
     )
-    config = _config_checks.resolve_config(
+    config = config_checks.resolve_config(
         config, _schema, defaults=_defaults, overrides=_overrides, origins=_layers
     )
-    _config_checks.check_schema(
+    config_checks.check_schema(
         config, _schema, origins=[(_defaults_file, _defaults or {}), *_layers]
     )
-except _config_checks.ConfigError as _error:
+except config_checks.ConfigError as _error:
     sys.exit(f"error: {_error}")
 # The schema (generated from vlarisk.settings) also fills in every setting left out with its default.
 validate(config, schema="../config/schema/config.schema.yaml")
-# Outputs under results/, or results/experiments/<name>/ for a selected experiment; its rollouts,
-# datasets and splits stay the plain run's unless it changes sources, split or detection.alpha.
-_planning.set_results_root(_planning.results_root(config), _planning.data_root(config))
-
-from vlarisk_planning import (
-    Plan,
-    ablation_dir,
-    benchmark_path,
-    best_model,
-    collected_path,
-    comparison_path,
-    data_benchmark_path,
-    data_log_path,
-    data_config_path,
-    dataset_path,
-    figure_path,
-    latest_model,
-    log_path,
-    resume_dir,
-    model_dir,
-    multi_dir,
-    planting_path,
-    results_json,
-    rollout_path,
-    same_rollouts_path,
-    split_path,
-    table_path,
-    table_prefix,
-    test_predictions,
-    ABLATION_CELL_PATTERN,
-    PAPER_TABLES,
-)
-
 # Fails here, before any job, on what the schema cannot check (e.g. a group of unknown sources).
 PLAN = Plan(config)
+# Outputs under results/, or results/experiments/<name>/ for a selected experiment; its rollouts,
+# datasets and splits stay the plain run's unless it changes sources, split or detection.alpha.
+paths = PLAN.paths
 
 
 def _split_if_present(path):
@@ -130,9 +89,7 @@ def _split_if_present(path):
 
 
 # Warned at plan time (a dry run too): calibration successes known to be too few for the alpha.
-for _warning in _load_standalone("calibration_counts").plan_warnings(
-    PLAN, _split_if_present
-):
+for _warning in calibration_counts.plan_warnings(PLAN, _split_if_present):
     logger.warning(f"Warning: {_warning}")
 
 
@@ -154,7 +111,7 @@ def code_for(script):
     from the workflow's own folder. Shell commands run the script as `python {input.code[0]:q}`.
     """
     path = _workflow_path("workflow_scripts", f"{script}.py")
-    return [path, *_code_inputs.module_closure(path, _workflow_path("src", "vlarisk"))]
+    return [path, *code_inputs.module_closure(path, _workflow_path("src", "vlarisk"))]
 
 
 # Jobs import this workflow's own package (src/), whatever else is installed.
@@ -165,9 +122,9 @@ shell.prefix(
 )
 
 
-def training_flags(settings):
+def training_flags(training):
     """Flags of train_risk_predictor.py / train_multi_model.py for a `training` settings dict."""
-    return _settings.training_flags(settings, evaluation=PLAN.evaluation)
+    return settings.training_flags(training, evaluation=PLAN.evaluation)
 
 
 def planting_flag(wildcards, input):
@@ -182,6 +139,13 @@ def task_splits_flag(wildcards, input):
     """--task-split-results for the main evaluation of a source with several task splits."""
     paths = input.task_splits if "task_splits" in input.keys() else []
     return f"--task-split-results {shlex.join(paths)}" if paths else ""
+
+
+def runs_found_elsewhere():
+    """The results.json files under results/ (every experiment's) that the current config does not
+    build: globbed only when the comparison is asked for (a rule's params are evaluated per job).
+    """
+    return PLAN.comparison_runs(runs.find_results(RESULTS_BASE))
 
 
 def write_data_config(path, entries, log_file):

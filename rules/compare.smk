@@ -6,9 +6,6 @@
 # inputs (Snakemake never rebuilds another experiment's run), and `stamp` changes whenever one is
 # added, removed or rewritten, which makes the table again.
 
-_runs = _load_standalone("runs")
-_found_runs = PLAN.comparison_runs(_runs.find_results(_planning.RESULTS_BASE))
-
 
 localrules:
     compare,
@@ -20,15 +17,15 @@ rule compare_runs:
         runs=PLAN.all_targets(),
         code=code_for("compare_runs"),
     output:
-        csv=comparison_path("csv"),
-        md=comparison_path("md"),
+        csv=paths.comparison_path("csv"),
+        md=paths.comparison_path("md"),
     log:
-        log_path("compare_runs", "runs"),
+        paths.log_path("compare_runs", "runs"),
     conda:
         "../envs/vlarisk.yaml"
     params:
-        found=shlex.join(_found_runs),
-        stamp=_runs.results_stamp(_found_runs),
+        found=lambda wildcards: shlex.join(runs_found_elsewhere()),
+        stamp=lambda wildcards: runs.results_stamp(runs_found_elsewhere()),
     shell:
         "python {input.code[0]:q} {input.runs:q} {params.found}"
         " --csv {output.csv:q} --markdown {output.md:q} > {log:q} 2>&1"

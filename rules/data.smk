@@ -5,13 +5,13 @@ rule simulate_rollouts:
     input:
         code=code_for("simulate_rollouts"),
     output:
-        success=rollout_path("{source}", "success"),
-        failure=rollout_path("{source}", "failure"),
-        planting=planting_path("{source}"),
+        success=paths.rollout_path("{source}", "success"),
+        failure=paths.rollout_path("{source}", "failure"),
+        planting=paths.planting_path("{source}"),
     log:
-        data_log_path("simulate_rollouts", "{source}"),
+        paths.data_log_path("simulate_rollouts", "{source}"),
     benchmark:
-        data_benchmark_path("simulate_rollouts", "{source}")
+        paths.data_benchmark_path("simulate_rollouts", "{source}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 1
@@ -33,11 +33,11 @@ rule prepare_dataset:
         unpack(lambda wildcards: PLAN.rollout_files(wildcards.source)),
         code=code_for("prepare_training_data"),
     output:
-        directory(dataset_path("{source}", "{variant}")),
+        directory(paths.dataset_path("{source}", "{variant}")),
     log:
-        data_log_path("prepare_dataset", "{source}.{variant}"),
+        paths.data_log_path("prepare_dataset", "{source}.{variant}"),
     benchmark:
-        data_benchmark_path("prepare_dataset", "{source}.{variant}")
+        paths.data_benchmark_path("prepare_dataset", "{source}.{variant}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 1
@@ -55,12 +55,12 @@ rule prepare_dataset:
 
 rule split_dataset:
     input:
-        data=dataset_path("{source}"),
+        data=paths.dataset_path("{source}"),
         code=code_for("split_dataset"),
     output:
-        split_path("{source}"),
+        paths.split_path("{source}"),
     log:
-        data_log_path("split_dataset", "{source}"),
+        paths.data_log_path("split_dataset", "{source}"),
     conda:
         "../envs/vlarisk.yaml"
     params:
@@ -73,9 +73,9 @@ rule split_dataset:
 # The ablations' seeds vary the split as well as the initialisation: one split per seed.
 use rule split_dataset as split_dataset_seeded with:
     output:
-        split_path("{source}", "{seed}"),
+        paths.split_path("{source}", "{seed}"),
     log:
-        data_log_path("split_dataset", "{source}.seed-{seed}"),
+        paths.data_log_path("split_dataset", "{source}.seed-{seed}"),
     wildcard_constraints:
         seed=r"\d+",
     params:
@@ -86,9 +86,9 @@ use rule split_dataset as split_dataset_seeded with:
 # derived from split.seed and k; each trains and scores its own model (rules/models.smk).
 use rule split_dataset as split_dataset_task_split with:
     output:
-        split_path("{source}", task_split="{task_split}"),
+        paths.split_path("{source}", task_split="{task_split}"),
     log:
-        data_log_path("split_dataset", "{source}.task-split-{task_split}"),
+        paths.data_log_path("split_dataset", "{source}.task-split-{task_split}"),
     wildcard_constraints:
         task_split=r"[1-9]\d*",
     params:

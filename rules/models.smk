@@ -3,16 +3,16 @@
 
 rule train_model:
     input:
-        data=dataset_path("{source}"),
-        split=split_path("{source}"),
+        data=paths.dataset_path("{source}"),
+        split=paths.split_path("{source}"),
         code=code_for("train_risk_predictor"),
     output:
-        best=best_model(model_dir("{source}")),
-        latest=latest_model(model_dir("{source}")),
+        best=paths.best_model(paths.model_dir("{source}")),
+        latest=paths.latest_model(paths.model_dir("{source}")),
     log:
-        log_path("train_model", "{source}"),
+        paths.log_path("train_model", "{source}"),
     benchmark:
-        benchmark_path("train_model", "{source}")
+        paths.benchmark_path("train_model", "{source}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 2
@@ -23,7 +23,7 @@ rule train_model:
         flags=lambda wildcards: training_flags(PLAN.training_settings(wildcards.source)),
         detection=PLAN.detection_flags,
         output_dir=subpath(output.best, parent=True),
-        resume_dir=resume_dir("train_model", "{source}"),
+        resume_dir=paths.resume_dir("train_model", "{source}"),
     shell:
         "python {input.code[0]:q} --data {input.data:q}"
         " --split {input.split:q} --output-dir {params.output_dir:q}"
@@ -36,17 +36,17 @@ rule evaluate_model:
         unpack(lambda wildcards: PLAN.planting_file(wildcards.source)),
         checkpoint=rules.train_model.output.best,
         latest=rules.train_model.output.latest,
-        data=dataset_path("{source}"),
-        split=split_path("{source}"),
+        data=paths.dataset_path("{source}"),
+        split=paths.split_path("{source}"),
         task_splits=lambda wildcards: PLAN.task_split_results(wildcards.source),
         code=code_for("evaluate_risk_predictor"),
     output:
-        results=results_json(model_dir("{source}")),
-        predictions=test_predictions(model_dir("{source}")),
+        results=paths.results_json(paths.model_dir("{source}")),
+        predictions=paths.test_predictions(paths.model_dir("{source}")),
     log:
-        log_path("evaluate_model", "{source}"),
+        paths.log_path("evaluate_model", "{source}"),
     benchmark:
-        benchmark_path("evaluate_model", "{source}")
+        paths.benchmark_path("evaluate_model", "{source}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 2
@@ -71,23 +71,23 @@ rule evaluate_model:
 # results/models/<source>/task-split-<k>/; the main evaluation above reads their results.json.
 use rule train_model as train_task_split with:
     input:
-        data=dataset_path("{source}"),
-        split=split_path("{source}", task_split="{task_split}"),
+        data=paths.dataset_path("{source}"),
+        split=paths.split_path("{source}", task_split="{task_split}"),
         code=code_for("train_risk_predictor"),
     output:
-        best=best_model(model_dir("{source}", "{task_split}")),
-        latest=latest_model(model_dir("{source}", "{task_split}")),
+        best=paths.best_model(paths.model_dir("{source}", "{task_split}")),
+        latest=paths.latest_model(paths.model_dir("{source}", "{task_split}")),
     log:
-        log_path("train_model", "{source}/task-split-{task_split}"),
+        paths.log_path("train_model", "{source}/task-split-{task_split}"),
     benchmark:
-        benchmark_path("train_model", "{source}/task-split-{task_split}")
+        paths.benchmark_path("train_model", "{source}/task-split-{task_split}")
     wildcard_constraints:
         task_split=r"[1-9]\d*",
     params:
         flags=lambda wildcards: training_flags(PLAN.training_settings(wildcards.source)),
         detection=PLAN.detection_flags,
         output_dir=subpath(output.best, parent=True),
-        resume_dir=resume_dir("train_model", "{source}/task-split-{task_split}"),
+        resume_dir=paths.resume_dir("train_model", "{source}/task-split-{task_split}"),
 
 
 use rule evaluate_model as evaluate_task_split with:
@@ -95,15 +95,15 @@ use rule evaluate_model as evaluate_task_split with:
         unpack(lambda wildcards: PLAN.planting_file(wildcards.source)),
         checkpoint=rules.train_task_split.output.best,
         latest=rules.train_task_split.output.latest,
-        data=dataset_path("{source}"),
-        split=split_path("{source}", task_split="{task_split}"),
+        data=paths.dataset_path("{source}"),
+        split=paths.split_path("{source}", task_split="{task_split}"),
         code=code_for("evaluate_risk_predictor"),
     output:
-        results=results_json(model_dir("{source}", "{task_split}")),
-        predictions=test_predictions(model_dir("{source}", "{task_split}")),
+        results=paths.results_json(paths.model_dir("{source}", "{task_split}")),
+        predictions=paths.test_predictions(paths.model_dir("{source}", "{task_split}")),
     log:
-        log_path("evaluate_model", "{source}/task-split-{task_split}"),
+        paths.log_path("evaluate_model", "{source}/task-split-{task_split}"),
     benchmark:
-        benchmark_path("evaluate_model", "{source}/task-split-{task_split}")
+        paths.benchmark_path("evaluate_model", "{source}/task-split-{task_split}")
     wildcard_constraints:
         task_split=r"[1-9]\d*",

@@ -17,9 +17,9 @@ localrules:
 
 rule write_multi_config:
     output:
-        data_config_path("{group}"),
+        paths.data_config_path("{group}"),
     log:
-        log_path("write_multi_config", "{group}"),
+        paths.log_path("write_multi_config", "{group}"),
     params:
         datasets=lambda wildcards: PLAN.multi_data_config(wildcards.group),
     run:
@@ -32,12 +32,12 @@ rule train_multi_model:
         data_config=rules.write_multi_config.output[0],
         code=code_for("train_multi_model"),
     output:
-        best=best_model(multi_dir("{group}")),
-        latest=latest_model(multi_dir("{group}")),
+        best=paths.best_model(paths.multi_dir("{group}")),
+        latest=paths.latest_model(paths.multi_dir("{group}")),
     log:
-        log_path("train_multi_model", "{group}"),
+        paths.log_path("train_multi_model", "{group}"),
     benchmark:
-        benchmark_path("train_multi_model", "{group}")
+        paths.benchmark_path("train_multi_model", "{group}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 2
@@ -48,7 +48,7 @@ rule train_multi_model:
         flags=training_flags(PLAN.multi_training_settings()),
         detection=PLAN.detection_flags,
         output_dir=subpath(output.best, parent=True),
-        resume_dir=resume_dir("train_multi_model", "{group}"),
+        resume_dir=paths.resume_dir("train_multi_model", "{group}"),
     shell:
         "python {input.code[0]:q} --data-config {input.data_config:q}"
         " --output-dir {params.output_dir:q} --model-name {wildcards.group:q}"
@@ -64,11 +64,11 @@ rule evaluate_multi_model:
         data_config=rules.write_multi_config.output[0],
         code=code_for("evaluate_multi_model"),
     output:
-        results_json(multi_dir("{group}")),
+        paths.results_json(paths.multi_dir("{group}")),
     log:
-        log_path("evaluate_multi_model", "{group}"),
+        paths.log_path("evaluate_multi_model", "{group}"),
     benchmark:
-        benchmark_path("evaluate_multi_model", "{group}")
+        paths.benchmark_path("evaluate_multi_model", "{group}")
     conda:
         "../envs/vlarisk.yaml"
     threads: 2

@@ -18,15 +18,15 @@ rule paper_table:
         unpack(lambda wildcards: PLAN.table_input(wildcards.table)),
         code=code_for("make_tables"),
     output:
-        multiext(table_prefix("{table}"), ".md", ".tex", ".csv", ".json"),
+        multiext(paths.table_prefix("{table}"), ".md", ".tex", ".csv", ".json"),
         html=report(
-            table_path("{table}", "html"),
+            paths.table_path("{table}", "html"),
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "{table}"},
         ),
     log:
-        log_path("paper_table", "{table}"),
+        paths.log_path("paper_table", "{table}"),
     wildcard_constraints:
         table="|".join(PAPER_TABLES),
     conda:
@@ -44,16 +44,18 @@ rule ablation_table:
         runs=lambda wildcards: PLAN.ablation_run_files(wildcards.factor),
         code=code_for("make_tables"),
     output:
-        multiext(table_prefix("ablation_{factor}"), ".md", ".tex", ".csv", ".json"),
+        multiext(
+            paths.table_prefix("ablation_{factor}"), ".md", ".tex", ".csv", ".json"
+        ),
         html=report(
-            table_path("ablation_{factor}", "html"),
+            paths.table_path("ablation_{factor}", "html"),
             caption="../report/ablation_table.rst",
             category="Ablations",
             subcategory="{factor}",
             labels={"factor": "{factor}", "kind": "table"},
         ),
     log:
-        log_path("ablation_table", "{factor}"),
+        paths.log_path("ablation_table", "{factor}"),
     wildcard_constraints:
         factor=PLAN.factor_pattern,
     conda:
@@ -72,13 +74,13 @@ rule roc_pr_figure:
         code=code_for("make_figures"),
     output:
         report(
-            figure_path("roc_pr", "{source}"),
+            paths.figure_path("roc_pr", "{source}"),
             caption="../report/roc_pr.rst",
             category="ROC and PR curves",
             labels={"source": "{source}"},
         ),
     log:
-        log_path("roc_pr_figure", "{source}"),
+        paths.log_path("roc_pr_figure", "{source}"),
     conda:
         "../envs/vlarisk.yaml"
     shell:
@@ -93,13 +95,13 @@ rule training_figure:
         code=code_for("make_figures"),
     output:
         report(
-            figure_path("training", "{source}"),
+            paths.figure_path("training", "{source}"),
             caption="../report/training.rst",
             category="Training curves",
             labels={"source": "{source}"},
         ),
     log:
-        log_path("training_figure", "{source}"),
+        paths.log_path("training_figure", "{source}"),
     conda:
         "../envs/vlarisk.yaml"
     shell:
@@ -115,13 +117,13 @@ rule detection_figure:
         code=code_for("make_figures"),
     output:
         report(
-            figure_path("detection", "{source}"),
+            paths.figure_path("detection", "{source}"),
             caption="../report/detection.rst",
             category="Failure detection",
             labels={"source": "{source}"},
         ),
     log:
-        log_path("detection_figure", "{source}"),
+        paths.log_path("detection_figure", "{source}"),
     conda:
         "../envs/vlarisk.yaml"
     shell:
@@ -136,14 +138,14 @@ rule ablation_figure:
         code=code_for("make_figures"),
     output:
         report(
-            figure_path("ablation", "{factor}"),
+            paths.figure_path("ablation", "{factor}"),
             caption="../report/ablation_figure.rst",
             category="Ablations",
             subcategory="{factor}",
             labels={"factor": "{factor}", "kind": "bar chart"},
         ),
     log:
-        log_path("ablation_figure", "{factor}"),
+        paths.log_path("ablation_figure", "{factor}"),
     wildcard_constraints:
         factor=PLAN.factor_pattern,
     conda:

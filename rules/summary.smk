@@ -4,9 +4,9 @@
 # a re-run overwrites no earlier version. A cheap local job: it reads the results.json files only.
 import time
 
-SUMMARY = f"{_planning.RESULTS}/summary.md"
+SUMMARY = paths.summary
 # the same as a page, shown in `snakemake all --report`
-SUMMARY_HTML = f"{_planning.RESULTS}/summary.html"
+SUMMARY_HTML = paths.summary_html
 _run_started = time.time()
 
 
@@ -26,7 +26,7 @@ rule summary:
             category="Summary",
         ),
     log:
-        log_path("summary", "summary"),
+        paths.log_path("summary", "summary"),
     conda:
         "../envs/vlarisk.yaml"
     shell:

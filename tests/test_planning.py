@@ -51,17 +51,18 @@ def real_plan(**changes) -> Plan:
 
 # ------------------------------------------------------------------------------------ paths
 def test_path_helpers_give_files_and_patterns():
-    assert planning.dataset_path("a") == "results/datasets/a/dataset.vlarisk"
-    assert planning.dataset_path("{source}", "{variant}") == "results/datasets/{source}/{variant}.vlarisk"
-    assert planning.split_path("{source}") == "results/splits/{source}.json"
-    assert planning.rollout_path("a", "failure") == "results/rollouts/a/failure_rollouts.pkl"
-    assert planning.best_model(planning.model_dir("a")) == "results/models/a/best_model.pt"
-    assert planning.results_json(planning.multi_dir("g")) == "results/multi/g/results.json"
-    assert planning.results_json(planning.ablation_dir("a", "dropout-0.3", 2)) == "results/ablations/a/dropout-0.3/seed-2/results.json"
-    assert planning.test_predictions(planning.model_dir("a")) == "results/models/a/test_predictions.npz"
-    assert planning.log_path("train_ablation", "a/default/seed-0") == "results/logs/train_ablation/a/default/seed-0.log"
-    assert planning.table_path("ablation_labels", "csv") == "results/paper/tables/ablation_labels.csv"
-    assert planning.figure_path("roc_pr", "a") == "results/paper/figures/roc_pr/a.png"
+    paths = planning.Paths()
+    assert paths.dataset_path("a") == "results/datasets/a/dataset.vlarisk"
+    assert paths.dataset_path("{source}", "{variant}") == "results/datasets/{source}/{variant}.vlarisk"
+    assert paths.split_path("{source}") == "results/splits/{source}.json"
+    assert paths.rollout_path("a", "failure") == "results/rollouts/a/failure_rollouts.pkl"
+    assert paths.best_model(paths.model_dir("a")) == "results/models/a/best_model.pt"
+    assert paths.results_json(paths.multi_dir("g")) == "results/multi/g/results.json"
+    assert paths.results_json(paths.ablation_dir("a", "dropout-0.3", 2)) == "results/ablations/a/dropout-0.3/seed-2/results.json"
+    assert paths.test_predictions(paths.model_dir("a")) == "results/models/a/test_predictions.npz"
+    assert paths.log_path("train_ablation", "a/default/seed-0") == "results/logs/train_ablation/a/default/seed-0.log"
+    assert paths.table_path("ablation_labels", "csv") == "results/paper/tables/ablation_labels.csv"
+    assert paths.figure_path("roc_pr", "a") == "results/paper/figures/roc_pr/a.png"
 
 
 # ---------------------------------------------------------------------------------- sources
@@ -324,12 +325,10 @@ def test_results_root_of_an_experiment():
     assert planning.results_root(load()) == "results"
     assert planning.results_root(load(experiment="lr_small")) == "results/experiments/lr_small"
     assert load(experiment="lr_small")["training"]["lr"] == 0.0001
-    try:
-        planning.set_results_root("results/experiments/lr_small")
-        assert planning.model_dir("a") == "results/experiments/lr_small/models/a"
-        assert planning.comparison_path("csv") == "results/comparison/runs.csv"  # one table for every experiment
-    finally:
-        planning.set_results_root(planning.RESULTS_BASE)
+    paths = Plan(load(experiment="lr_small")).paths
+    assert paths.model_dir("a") == "results/experiments/lr_small/models/a"
+    assert paths.comparison_path("csv") == "results/comparison/runs.csv"  # one table for every experiment
+    assert Plan(load()).paths.model_dir("a") == "results/models/a"  # a plan of another config is not changed
 
 
 @pytest.mark.parametrize(
@@ -349,17 +348,14 @@ def test_an_experiment_shares_the_plain_runs_data_unless_it_changes_them(experim
     data = "results" if shares else "results/experiments/e"
     assert planning.data_root(config) == data
     assert planning.data_root(load()) == "results"
-    try:
-        planning.set_results_root(planning.results_root(config), planning.data_root(config))
-        assert planning.dataset_path("a") == f"{data}/datasets/a/dataset.vlarisk"
-        assert planning.split_path("a") == f"{data}/splits/a.json"
-        assert planning.split_path("a", seed=2) == f"{data}/splits/a.seed-2.json"
-        assert planning.rollout_path("a", "success") == f"{data}/rollouts/a/success_rollouts.pkl"
-        assert planning.data_log_path("split_dataset", "a") == f"{data}/logs/split_dataset/a.log"
-        assert planning.model_dir("a") == "results/experiments/e/models/a"
-        assert planning.log_path("train_model", "a") == "results/experiments/e/logs/train_model/a.log"
-    finally:
-        planning.set_results_root(planning.RESULTS_BASE)
+    paths = Plan(config).paths
+    assert paths.dataset_path("a") == f"{data}/datasets/a/dataset.vlarisk"
+    assert paths.split_path("a") == f"{data}/splits/a.json"
+    assert paths.split_path("a", seed=2) == f"{data}/splits/a.seed-2.json"
+    assert paths.rollout_path("a", "success") == f"{data}/rollouts/a/success_rollouts.pkl"
+    assert paths.data_log_path("split_dataset", "a") == f"{data}/logs/split_dataset/a.log"
+    assert paths.model_dir("a") == "results/experiments/e/models/a"
+    assert paths.log_path("train_model", "a") == "results/experiments/e/logs/train_model/a.log"
 
 
 def test_all_adds_one_detection_figure_per_single_model_for_its_report():

@@ -223,14 +223,10 @@ def results_files(project: Path) -> dict[str, dict]:
 
 # ------------------------------------------------------ resource callables
 def _load_resources_module() -> dict:
-    """src/vlarisk/planning.py (RESOURCE_TABLE, mem_mb_for, runtime_for), loaded standalone as
-    the Snakefile loads it."""
-    import importlib.util
+    """vlarisk.planning's resource callables (RESOURCE_TABLE, mem_mb_for, runtime_for), as the Snakefile imports them."""
+    from vlarisk import planning
 
-    spec = importlib.util.spec_from_file_location("vlarisk_planning", ROOT / "src" / "vlarisk" / "planning.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return vars(module)
+    return vars(planning)
 
 
 class _FakeInput(list):

@@ -4,14 +4,16 @@ The rule files (``rules/*.smk``) hold the rules only; every decision about *whic
 *what settings* a job gets is made here, from the validated pipeline config, so it can be tested by
 calling functions (``tests/test_planning.py``) rather than by reading dry runs.
 
-* Path helpers (:func:`dataset_path`, :func:`split_path`, :func:`model_dir`, ...) return the path
-  of one file, or its pattern when given wildcards: ``dataset_path("{source}")``.
-* :class:`Plan` answers the config's questions: sources, multi-model groups, each job's training
+* :class:`Paths` says where one config's files go (``results/`` or an experiment's folder): each
+  method returns the path of one file, or its pattern when given wildcards:
+  ``paths.dataset_path("{source}")``.
+* :class:`Plan` (its paths: ``plan.paths``) answers the config's questions: sources, multi-model groups, each job's training
   settings, the ablation cells, the tables and figures, the targets of ``all`` and ``paper``.
 * :func:`mem_mb_for` and :func:`runtime_for` size the cluster jobs (:data:`RESOURCE_TABLE`).
 
-Like :mod:`vlarisk.config_checks`, this module imports nothing of the package but
-:mod:`vlarisk.settings` (and not torch), so the Snakefile loads it on every run at no cost.
+The module keeps no state: everything a config decides lives on its :class:`Plan`. Like
+:mod:`vlarisk.config_checks`, it imports nothing of the package but :mod:`vlarisk.settings` (and not
+torch), so the Snakefile imports it on every run at no cost.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ import json
 import os
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from vlarisk.settings import DetectionSettings, SplitSettings, TrainingConfig, block_flags, defaults
 
 RESULTS_BASE = "results"
-RESULTS = RESULTS_BASE  # where the path helpers put files: results/, or an experiment's folder
-DATA = RESULTS_BASE  # where rollouts, datasets and splits go: results/, or an experiment's folder that changes them
 EXPERIMENTS = "experiments"
 DATA_BLOCKS = ("sources", "split")  # what rollouts, datasets and splits are made from, with detection.alpha
 ALL_SOURCES = "all"  # a multi-model group listed as `all`: every configured source
+BEST_MODEL, LATEST_MODEL, RESULTS_JSON = "best_model.pt", "latest.pt", "results.json"
+TABLE_FORMATS = ("md", "tex", "csv", "json", "html")  # html last: the copy shown in the report
 
 
 def results_root(config: Mapping) -> str:
@@ -49,133 +52,126 @@ def data_root(config: Mapping) -> str:
     return results_root(config) if changes_data else RESULTS_BASE
 
 
-def set_results_root(root: str, data: str = RESULTS_BASE) -> None:
-    """Make the path helpers below put files under ``root``, and rollouts, datasets and splits
-    under ``data`` (the Snakefile calls it once, with :func:`results_root` and :func:`data_root`
-    of its config, before any rule is defined)."""
-    global RESULTS, DATA
-    RESULTS, DATA = root, data
-
-
-def comparison_path(extension: str) -> str:
-    """The table comparing every run found under results/ (all experiments), in one format."""
-    return f"{RESULTS_BASE}/comparison/runs.{extension}"
-
-
 # ---------------------------------------------------------------------------------------- paths
-BEST_MODEL, LATEST_MODEL, RESULTS_JSON = "best_model.pt", "latest.pt", "results.json"
+@dataclass(frozen=True)
+class Paths:
+    """Where one config's files go: each method returns the path of one file, or its pattern when
+    given wildcards (``paths.dataset_path("{source}")``). ``results`` holds the outputs (``results``
+    or an experiment's folder), ``data`` the rollouts, datasets and splits (:func:`data_root`)."""
 
+    results: str = RESULTS_BASE
+    data: str = RESULTS_BASE
 
-def rollout_path(source: str, outcome: str) -> str:
-    """Simulated rollouts of one outcome (``success`` or ``failure``)."""
-    return f"{DATA}/rollouts/{source}/{outcome}_rollouts.pkl"
+    @classmethod
+    def for_config(cls, config: Mapping) -> Paths:
+        return cls(results_root(config), data_root(config))
 
+    @staticmethod
+    def comparison_path(extension: str) -> str:
+        """The table comparing every run found under results/ (all experiments), in one format."""
+        return f"{RESULTS_BASE}/comparison/runs.{extension}"
 
-def planting_path(source: str) -> str:
-    """The planted directions of a simulated source (for the planted-direction scorer)."""
-    return f"{DATA}/rollouts/{source}/planting.npz"
+    @property
+    def summary(self) -> str:
+        """The verdict of the run (vlarisk.summary), as Markdown."""
+        return f"{self.results}/summary.md"
 
+    @property
+    def summary_html(self) -> str:
+        """The same verdict as a page, shown in the report."""
+        return f"{self.results}/summary.html"
 
-def collected_path(source: str, name: str) -> str:
-    """A file of a collected physics source: its rollout pickles, ``collection.json``, ``policy.pt``."""
-    return f"{DATA}/physics/{source}/{name}"
+    def rollout_path(self, source: str, outcome: str) -> str:
+        """Simulated rollouts of one outcome (``success`` or ``failure``)."""
+        return f"{self.data}/rollouts/{source}/{outcome}_rollouts.pkl"
 
+    def planting_path(self, source: str) -> str:
+        """The planted directions of a simulated source (for the planted-direction scorer)."""
+        return f"{self.data}/rollouts/{source}/planting.npz"
 
-def dataset_path(source: str, variant: str = "dataset") -> str:
-    """A prepared dataset: ``dataset`` (the source's own labels) or ``heuristic`` (heuristic labels)."""
-    return f"{DATA}/datasets/{source}/{variant}.vlarisk"
+    def collected_path(self, source: str, name: str) -> str:
+        """A file of a collected physics source: its rollout pickles, ``collection.json``, ``policy.pt``."""
+        return f"{self.data}/physics/{source}/{name}"
 
+    def dataset_path(self, source: str, variant: str = "dataset") -> str:
+        """A prepared dataset: ``dataset`` (the source's own labels) or ``heuristic`` (heuristic labels)."""
+        return f"{self.data}/datasets/{source}/{variant}.vlarisk"
 
-def same_rollouts_path(source: str) -> str:
-    """The record that the heuristic dataset numbers the source's rollouts alike."""
-    return f"{DATA}/datasets/{source}/heuristic.same_rollouts.txt"
+    def same_rollouts_path(self, source: str) -> str:
+        """The record that the heuristic dataset numbers the source's rollouts alike."""
+        return f"{self.data}/datasets/{source}/heuristic.same_rollouts.txt"
 
+    def split_path(self, source: str, seed=None, task_split=None) -> str:
+        """The source's split; with ``seed``, the split an ablation seed trains on (seeds vary the split
+        too); with ``task_split``, one of the extra leave-tasks-out splits (1, 2, ...)."""
+        if task_split is not None:
+            return f"{self.data}/splits/{source}.task-split-{task_split}.json"
+        return f"{self.data}/splits/{source}.json" if seed is None else f"{self.data}/splits/{source}.seed-{seed}.json"
 
-def split_path(source: str, seed=None, task_split=None) -> str:
-    """The source's split; with ``seed``, the split an ablation seed trains on (seeds vary the split
-    too); with ``task_split``, one of the extra leave-tasks-out splits (1, 2, ...)."""
-    if task_split is not None:
-        return f"{DATA}/splits/{source}.task-split-{task_split}.json"
-    return f"{DATA}/splits/{source}.json" if seed is None else f"{DATA}/splits/{source}.seed-{seed}.json"
+    def model_dir(self, source: str, task_split=None) -> str:
+        """The single-source model's directory (checkpoints, results, test predictions); with
+        ``task_split``, the directory of the model trained on that extra task split."""
+        folder = f"{self.results}/models/{source}"
+        return folder if task_split is None else f"{folder}/task-split-{task_split}"
 
+    def multi_dir(self, group: str) -> str:
+        """A multi-model group's directory (data config, checkpoints, results)."""
+        return f"{self.results}/multi/{group}"
 
-def model_dir(source: str, task_split=None) -> str:
-    """The single-source model's directory (checkpoints, results, test predictions); with
-    ``task_split``, the directory of the model trained on that extra task split."""
-    return f"{RESULTS}/models/{source}" if task_split is None else f"{RESULTS}/models/{source}/task-split-{task_split}"
+    def ablation_dir(self, source: str, cell: str, seed) -> str:
+        """One ablation cell and seed's directory (checkpoints, results)."""
+        return f"{self.results}/ablations/{source}/{cell}/seed-{seed}"
 
+    @staticmethod
+    def best_model(run_dir: str) -> str:
+        return f"{run_dir}/{BEST_MODEL}"
 
-def multi_dir(group: str) -> str:
-    """A multi-model group's directory (data config, checkpoints, results)."""
-    return f"{RESULTS}/multi/{group}"
+    @staticmethod
+    def latest_model(run_dir: str) -> str:
+        return f"{run_dir}/{LATEST_MODEL}"
 
+    @staticmethod
+    def results_json(run_dir: str) -> str:
+        return f"{run_dir}/{RESULTS_JSON}"
 
-def ablation_dir(source: str, cell: str, seed) -> str:
-    """One ablation cell and seed's directory (checkpoints, results)."""
-    return f"{RESULTS}/ablations/{source}/{cell}/seed-{seed}"
+    @staticmethod
+    def test_predictions(run_dir: str) -> str:
+        return f"{run_dir}/test_predictions.npz"
 
+    def data_config_path(self, group: str) -> str:
+        return f"{self.multi_dir(group)}/data_config.json"
 
-def best_model(run_dir: str) -> str:
-    return f"{run_dir}/{BEST_MODEL}"
+    def log_path(self, rule: str, name: str) -> str:
+        return f"{self.results}/logs/{rule}/{name}.log"
 
+    def benchmark_path(self, rule: str, name: str) -> str:
+        return f"{self.results}/benchmarks/{rule}/{name}.tsv"
 
-def latest_model(run_dir: str) -> str:
-    return f"{run_dir}/{LATEST_MODEL}"
+    def data_log_path(self, rule: str, name: str) -> str:
+        """The log of a rule making rollouts, datasets or splits: beside them (shared by experiments)."""
+        return f"{self.data}/logs/{rule}/{name}.log"
 
+    def data_benchmark_path(self, rule: str, name: str) -> str:
+        return f"{self.data}/benchmarks/{rule}/{name}.tsv"
 
-def results_json(run_dir: str) -> str:
-    return f"{run_dir}/{RESULTS_JSON}"
+    def resume_dir(self, rule: str, name: str) -> str:
+        """Where a training job keeps its per-epoch checkpoints while it runs (``--resume-dir``).
 
+        Not a declared output: Snakemake deletes a failed job's outputs, but not this, so a retry
+        (after a TIMEOUT or a kill) continues from the last finished epoch. Emptied when training ends.
+        """
+        return f"{self.results}/.resume/{rule}/{name}"
 
-def test_predictions(run_dir: str) -> str:
-    return f"{run_dir}/test_predictions.npz"
+    def table_prefix(self, name: str) -> str:
+        """A table's path without extension; :data:`TABLE_FORMATS` are its files."""
+        return f"{self.results}/paper/tables/{name}"
 
+    def table_path(self, name: str, extension: str) -> str:
+        return f"{self.table_prefix(name)}.{extension}"
 
-def data_config_path(group: str) -> str:
-    return f"{multi_dir(group)}/data_config.json"
-
-
-def log_path(rule: str, name: str) -> str:
-    return f"{RESULTS}/logs/{rule}/{name}.log"
-
-
-def benchmark_path(rule: str, name: str) -> str:
-    return f"{RESULTS}/benchmarks/{rule}/{name}.tsv"
-
-
-def data_log_path(rule: str, name: str) -> str:
-    """The log of a rule making rollouts, datasets or splits: beside them (shared by experiments)."""
-    return f"{DATA}/logs/{rule}/{name}.log"
-
-
-def data_benchmark_path(rule: str, name: str) -> str:
-    return f"{DATA}/benchmarks/{rule}/{name}.tsv"
-
-
-def resume_dir(rule: str, name: str) -> str:
-    """Where a training job keeps its per-epoch checkpoints while it runs (``--resume-dir``).
-
-    Not a declared output: Snakemake deletes a failed job's outputs, but not this, so a retry
-    (after a TIMEOUT or a kill) continues from the last finished epoch. Emptied when training ends.
-    """
-    return f"{RESULTS}/.resume/{rule}/{name}"
-
-
-TABLE_FORMATS = ("md", "tex", "csv", "json", "html")  # html last: the copy shown in the report
-
-
-def table_prefix(name: str) -> str:
-    """A table's path without extension; :data:`TABLE_FORMATS` are its files."""
-    return f"{RESULTS}/paper/tables/{name}"
-
-
-def table_path(name: str, extension: str) -> str:
-    return f"{table_prefix(name)}.{extension}"
-
-
-def figure_path(kind: str, name: str) -> str:
-    """A figure: ``roc_pr``/``training`` per source, ``ablation`` per factor."""
-    return f"{RESULTS}/paper/figures/{kind}/{name}.png"
+    def figure_path(self, kind: str, name: str) -> str:
+        """A figure: ``roc_pr``/``training`` per source, ``ablation`` per factor."""
+        return f"{self.results}/paper/figures/{kind}/{name}.png"
 
 
 # ---------------------------------------------------------------------------- the ablation grid
@@ -219,6 +215,7 @@ class Plan:
 
     def __init__(self, config: Mapping):
         self.config = config
+        self.paths = Paths.for_config(config)
         self.sources = list(config["sources"])
         multi_model = config.get("multi_model") or {}
         self.multi_groups = {
@@ -279,15 +276,15 @@ class Plan:
     def rollout_files(self, source: str) -> dict:
         """The source's rollout pickles: simulated or collected under results/, or the user's own files."""
         if self.is_simulated(source):
-            return {outcome: rollout_path(source, outcome) for outcome in ("success", "failure")}
+            return {outcome: self.paths.rollout_path(source, outcome) for outcome in ("success", "failure")}
         if self.is_collected(source):
-            return {outcome: collected_path(source, f"{outcome}_rollouts.pkl") for outcome in ("success", "failure")}
+            return {outcome: self.paths.collected_path(source, f"{outcome}_rollouts.pkl") for outcome in ("success", "failure")}
         entry = self.source_config(source)
         return {"success": entry["success"], "failure": entry["failure"]}
 
     def planting_file(self, source: str) -> dict:
         """``{"planting": path}`` for a simulated source, ``{}`` for real data."""
-        return {"planting": planting_path(source)} if self.is_simulated(source) else {}
+        return {"planting": self.paths.planting_path(source)} if self.is_simulated(source) else {}
 
     def labelling_flag(self, source: str, variant: str) -> str:
         """prepare_training_data.py's labelling flag for a dataset variant of the source."""
@@ -371,20 +368,20 @@ class Plan:
     def task_split_results(self, source: str) -> list[str]:
         """results.json of the source's extra task splits: inputs of its main evaluation, which adds
         their detection numbers (per split, mean and SD) to the main results.json."""
-        return [results_json(model_dir(source, k)) for k in self.extra_task_splits()]
+        return [self.paths.results_json(self.paths.model_dir(source, k)) for k in self.extra_task_splits()]
 
     def split_files(self, source: str) -> list[str]:
         """Every split file the source's models train on: the plain split, then the extra task splits."""
-        return [split_path(source), *(split_path(source, task_split=k) for k in self.extra_task_splits())]
+        return [self.paths.split_path(source), *(self.paths.split_path(source, task_split=k) for k in self.extra_task_splits())]
 
     # -------------------------------------------------------------------------- multi-model
     def multi_member_files(self, group: str) -> dict:
         """Each member's dataset and split, and the planting records of simulated members."""
         members = self.multi_groups[group]
         return {
-            "data": [dataset_path(source) for source in members],
-            "splits": [split_path(source) for source in members],
-            "plantings": [planting_path(source) for source in members if self.is_simulated(source)],
+            "data": [self.paths.dataset_path(source) for source in members],
+            "splits": [self.paths.split_path(source) for source in members],
+            "plantings": [self.paths.planting_path(source) for source in members if self.is_simulated(source)],
         }
 
     def multi_data_config(self, group: str) -> list[dict]:
@@ -393,12 +390,12 @@ class Plan:
         for source in self.multi_groups[group]:
             entry = {
                 "model_name": source,
-                "data_path": dataset_path(source),
-                "split_path": split_path(source),
+                "data_path": self.paths.dataset_path(source),
+                "split_path": self.paths.split_path(source),
                 "description": f"source {source} of multi-model group {group}",
             }
             if self.is_simulated(source):
-                entry["planting_path"] = planting_path(source)
+                entry["planting_path"] = self.paths.planting_path(source)
             entries.append(entry)
         return entries
 
@@ -437,7 +434,7 @@ class Plan:
             (
                 source,
                 f"{ablation_value_slug(factor, value)}{' (default)' if cell == 'default' else ''}",
-                results_json(ablation_dir(source, cell, seed)),
+                self.paths.results_json(self.paths.ablation_dir(source, cell, seed)),
             )
             for source in self.ablation_sources
             for value, cell in self.ablation_factor_cells(source, factor)
@@ -470,21 +467,21 @@ class Plan:
     def ablation_training_data(self, source: str, cell: str) -> dict:
         """The source's dataset, or for labels-heuristic its heuristic-labelled twin (checked)."""
         if self.ablation_cells(source)[cell] != ("labels", "heuristic"):
-            return {"data": dataset_path(source)}
-        return {"data": dataset_path(source, "heuristic"), "same_rollouts": same_rollouts_path(source)}
+            return {"data": self.paths.dataset_path(source)}
+        return {"data": self.paths.dataset_path(source, "heuristic"), "same_rollouts": self.paths.same_rollouts_path(source)}
 
     # ------------------------------------------------------------------------------ paper
     def single_results(self) -> dict:
         """Source -> results.json of its single-source model."""
-        return {source: results_json(model_dir(source)) for source in self.sources}
+        return {source: self.paths.results_json(self.paths.model_dir(source)) for source in self.sources}
 
     def multi_results(self) -> dict:
         """Group -> results.json of each configured multi-model group (none without `multi_model`)."""
-        return {group: results_json(multi_dir(group)) for group in self.multi_groups}
+        return {group: self.paths.results_json(self.paths.multi_dir(group)) for group in self.multi_groups}
 
     def test_predictions(self) -> dict:
         """Source -> test predictions of its single-source model."""
-        return {source: test_predictions(model_dir(source)) for source in self.sources}
+        return {source: self.paths.test_predictions(self.paths.model_dir(source)) for source in self.sources}
 
     def table_input(self, table: str) -> dict:
         """Input files of one main table."""
@@ -505,12 +502,12 @@ class Plan:
     def paper_tables(self) -> list[str]:
         """Every table file: the main tables and one per ablated factor, in each format."""
         names = [*PAPER_TABLES, *(f"ablation_{factor}" for factor in self.ablation_factors())]
-        return [table_path(name, extension) for name in names for extension in TABLE_FORMATS]
+        return [self.paths.table_path(name, extension) for name in names for extension in TABLE_FORMATS]
 
     def paper_figures(self) -> list[str]:
         """Every figure: curves and failure detection of each single model, a bar chart per ablated factor."""
-        curves = [figure_path(kind, source) for kind in ("roc_pr", "training", "detection") for source in self.sources]
-        return curves + [figure_path("ablation", factor) for factor in self.ablation_factors()]
+        curves = [self.paths.figure_path(kind, source) for kind in ("roc_pr", "training", "detection") for source in self.sources]
+        return curves + [self.paths.figure_path("ablation", factor) for factor in self.ablation_factors()]
 
     # ------------------------------------------------------------------------- comparison
     def comparison_runs(self, found: list[str]) -> list[str]:
@@ -553,7 +550,7 @@ class Plan:
 
     def report_figures(self) -> list[str]:
         """The figures `all` adds for its report (cheap, one per single model): failure detection."""
-        return [figure_path("detection", source) for source in self.sources]
+        return [self.paths.figure_path("detection", source) for source in self.sources]
 
     def paper_targets(self) -> dict[str, list[str]]:
         """The `paper` target's inputs by kind: models, ablations, tables, figures."""
@@ -572,7 +569,8 @@ class Plan:
 
     def attribution_outputs(self) -> list[str]:
         """The paper's attribution table (every format) and figure, over the collected sources."""
-        return [table_path("attribution", extension) for extension in TABLE_FORMATS] + [figure_path("attribution", "attribution")]
+        tables = [self.paths.table_path("attribution", extension) for extension in TABLE_FORMATS]
+        return [*tables, self.paths.figure_path("attribution", "attribution")]
 
 
 # ------------------------------------------------------------------------------------ resources
