@@ -36,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from run import GiB, REPO, TreeMemorySampler, machine, run_stage  # noqa: E402
+from run import REPO, GiB, TreeMemorySampler, machine, run_stage  # noqa: E402
 
 # the guide's command line (TRAINING_GUIDE.md, "Train on data from one VLA model"); --epochs is added
 GUIDE_FLAGS = ["--batch-size", "256", "--lr", "1e-3", "--normalize"]

@@ -17,6 +17,7 @@ from vlarisk.intervals import (
     percentile_interval,
     refitted_thresholds,
     resample_weights,
+    roc_auc,
     weighted_auc,
     weighted_average_precision,
     weighted_rates,
@@ -42,6 +43,15 @@ def test_weighted_auc_and_ap_match_sklearn_on_the_repeated_sample():
         repeated = np.repeat(np.arange(30), weights[row])
         assert auc[row] == pytest.approx(roc_auc_score(positive[repeated], scores[repeated]))
         assert ap[row] == pytest.approx(average_precision_score(positive[repeated], scores[repeated]))
+
+
+def test_roc_auc_matches_sklearn_with_and_without_ties():
+    """The validation AUC: scikit-learn's value, float32 scores, ties counting one half."""
+    rng = np.random.default_rng(3)
+    for scores in (rng.random(500).astype(np.float32), rng.integers(0, 4, 500).astype(np.float32)):
+        positive = rng.random(500) < 0.1
+        assert roc_auc(scores, positive) == pytest.approx(roc_auc_score(positive, scores), abs=1e-12)
+    assert roc_auc(np.array([0.2, 0.2, 0.9]), np.array([False, True, True])) == 0.75
 
 
 def test_weighted_rates_and_refitted_thresholds_match_plain_loops():

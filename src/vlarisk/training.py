@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from vlarisk.batches import BatchStream, MixedBatchStream
@@ -31,6 +30,7 @@ from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.device import autocast, flush_denormals, resolve_device
 from vlarisk.errors import InputError
 from vlarisk.inference import predict_rows
+from vlarisk.intervals import roc_auc
 from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
 from vlarisk.settings import LOSS_TYPES, TrainingConfig  # noqa: F401  (defined there, torch-free; re-exported)
 from vlarisk.sources import Source, TrainingSource
@@ -124,7 +124,7 @@ def validation_metrics(prediction: np.ndarray, labels: np.ndarray, thresholds: n
     aucs = []
     for dim, name in enumerate(ACTION_DIMENSIONS):
         column = positives[:, dim]
-        auc = float(roc_auc_score(column, prediction[:, dim])) if 0 < column.sum() < len(column) else None
+        auc = roc_auc(prediction[:, dim], column) if 0 < column.sum() < len(column) else None
         metrics[f"auc_{name}"] = auc
         if auc is not None:
             aucs.append(auc)
