@@ -189,17 +189,19 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     info = machine()
     print(f"machine: {info}", flush=True)
-    records = [record for scale in args.scale for record in measure_scale(scale, args)]
-    info["loadavg_end"] = os.getloadavg()
-    text = (
-        f"{args.epochs} epochs, {args.threads} threads; load average at start {info['loadavg_start'][0]:.2f}, "
-        f"at end {info['loadavg_end'][0]:.2f}\n\n{table(records)}\n\n{targets(records)}\n"
-    )
+    records: list[dict] = []
+    for scale in args.scale:
+        records += measure_scale(scale, args)
+        info["loadavg_end"] = os.getloadavg()
+        text = (
+            f"{args.epochs} epochs, {args.threads} threads; load average at start {info['loadavg_start'][0]:.2f}, "
+            f"at end {info['loadavg_end'][0]:.2f}\n\n{table(records)}\n\n{targets(records)}\n"
+        )
+        if args.output:  # after every scale, so that a long run's finished scales are kept
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps({"machine": info, "records": records}, indent=1, default=str) + "\n")
+            args.output.with_suffix(".md").write_text(text)
     print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps({"machine": info, "records": records}, indent=1, default=str) + "\n")
-        args.output.with_suffix(".md").write_text(text)
 
 
 if __name__ == "__main__":
