@@ -49,6 +49,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--scale", type=float, nargs="+", default=[0.5, 1.0], help="multiples of the seed0 pool (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=50, help="the guide's epochs, for both (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of every run (default: %(default)s)")
+    parser.add_argument(
+        "--skip-reference-above",
+        type=float,
+        default=None,
+        help="above this scale run only the project's commands (the reference's 50 epochs are the long part)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where rollouts and datasets go (default: a new /tmp directory)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
     parser.add_argument("--output", type=Path, default=None, help="also write the records (JSON) and the table (.md beside it)")
@@ -85,6 +91,7 @@ def guide_command(workdir: Path, name: str, extra: list[str], args: argparse.Nam
     record = {
         "impl": name,
         "process_seconds": seconds,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "peak_bytes": max(usage.ru_maxrss * 1024, sampler.peak_pss),
         "mean_auc": results["test_metrics"]["mean_auc"],
         "logistic_mean_auc": results["baselines"]["logistic"]["mean_auc"],
@@ -111,11 +118,14 @@ def measure_scale(scale: float, args: argparse.Namespace) -> list[dict]:
     print(f"== scale {scale} in {workdir}", flush=True)
     try:
         generated = run_stage("generate", "rollouts", workdir, args)
-        for impl in ("reference", "project", "project-perstep"):
+        with_reference = args.skip_reference_above is None or scale <= args.skip_reference_above
+        records = []
+        for impl in ("reference", "project", "project-perstep") if with_reference else ("project",):
             run_stage("prepare", impl, workdir, args)
-        reference = run_stage("train3", "reference", workdir, args)
-        reference.update(impl="reference", epochs_run=args.epochs)
-        records = [reference] + [guide_command(workdir, name, extra, args) for name, extra in PROJECT_RUNS.items()]
+        if with_reference:
+            records.append(run_stage("train3", "reference", workdir, args))
+            records[0].update(impl="reference", epochs_run=args.epochs)
+        records += [guide_command(workdir, name, extra, args) for name, extra in PROJECT_RUNS.items()]
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -150,22 +160,26 @@ def table(records: list[dict]) -> str:
 
 
 def targets(records: list[dict]) -> str:
-    """The time-to-quality targets at every scale that has the three runs."""
+    """The time-to-quality targets at every scale (those against the reference where it ran)."""
     index = {(r["scale"], r["impl"]): r for r in records if not r.get("failed")}
     lines = []
     for scale in sorted({r["scale"] for r in records}):
         reference, project, every = (index.get((scale, name)) for name in ("reference", *PROJECT_RUNS))
-        if not (reference and project):
+        if not project:
             continue
-        speed = reference["process_seconds"] / project["process_seconds"]
-        memory = project["peak_bytes"] / reference["peak_bytes"]
-        checks = [
-            (f"{speed:.2f}x faster (>= {TARGET_SPEEDUP:g}x)", speed >= TARGET_SPEEDUP),
-            (f"peak memory {memory:.2f}x (<= {TARGET_MEMORY:g}x)", memory <= TARGET_MEMORY),
-            (
-                f"held-out AUC {project['mean_auc']:.4f} vs reference {reference['mean_auc']:.4f}",
-                project["mean_auc"] >= reference["mean_auc"],
-            ),
+        checks = []
+        if reference:
+            speed = reference["process_seconds"] / project["process_seconds"]
+            memory = project["peak_bytes"] / reference["peak_bytes"]
+            checks += [
+                (f"{speed:.2f}x faster (>= {TARGET_SPEEDUP:g}x)", speed >= TARGET_SPEEDUP),
+                (f"peak memory {memory:.2f}x (<= {TARGET_MEMORY:g}x)", memory <= TARGET_MEMORY),
+                (
+                    f"held-out AUC {project['mean_auc']:.4f} vs reference {reference['mean_auc']:.4f}",
+                    project["mean_auc"] >= reference["mean_auc"],
+                ),
+            ]
+        checks += [
             (
                 f"vs logistic {project['logistic_mean_auc']:.4f} - {LOGISTIC_MARGIN:g}",
                 project["mean_auc"] >= project["logistic_mean_auc"] - LOGISTIC_MARGIN,
