@@ -61,10 +61,7 @@ def test_run_finds_the_checkouts_profiles_from_any_directory(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     slurm = str(ROOT / "profiles" / "slurm")
     command = run_command.snakemake_command(["--profile", "slurm", "--profile=slurm-test", "--profile", "mysite", "all"])
-    assert command[-8:] == ["--profile", slurm, f"--profile={ROOT / 'profiles' / 'slurm-test'}", "--profile", "mysite", "all"] + [
-        "--workflow-profile",
-        "none",
-    ]
+    assert command[-6:] == ["--profile", slurm, f"--profile={ROOT / 'profiles' / 'slurm-test'}", "--profile", "mysite", "all"]
     (tmp_path / "slurm").mkdir()
     assert run_command.snakemake_command(["--profile", "slurm"])[-2:] == ["--profile", "slurm"]
 
@@ -99,16 +96,6 @@ def test_run_refuses_an_empty_experiments_option():
         run_command.experiment_runs(["all", "--experiments"])
     with pytest.raises(InputError, match=r"^--config experiments_to_run=\{a: 1\}: expected a list of experiment names"):
         run_command.experiment_runs(["all", "--config", "experiments_to_run={a: 1}"])
-
-
-def test_run_keeps_the_local_workflow_profile_off_cluster_jobs(tmp_path, monkeypatch):
-    """profiles/default's `cores` would cap every SLURM job's threads: a cluster profile's run gets
-    --workflow-profile none (unless one is given); a local run keeps it."""
-    monkeypatch.chdir(tmp_path)
-    assert run_command.snakemake_command(["--profile", "slurm", "all"])[-2:] == ["--workflow-profile", "none"]
-    assert run_command.snakemake_command(["--profile", "slurm", "--workflow-profile", "mine", "all"])[-2:] == ["mine", "all"]
-    assert "--workflow-profile" not in run_command.snakemake_command(["--profile", "slurm-test", "--cores", "2", "all"])
-    assert "--workflow-profile" not in run_command.snakemake_command(["--cores", "2", "all"])
 
 
 def test_run_prints_one_line_and_starts_nothing(tmp_path):

@@ -3,9 +3,7 @@
 ``vlarisk-run [snakemake arguments]`` is ``snakemake -s <checkout>/Snakefile [arguments]`` (no
 ``-s`` is added when one is given). ``--profile NAME`` names one of the checkout's profiles
 (``slurm``, ``slurm-test``, ...) from any working directory: it becomes
-``--profile <checkout>/profiles/NAME`` unless NAME is a folder here; with a profile that submits to
-a cluster, ``--workflow-profile none`` is added, so that the local workflow profile's ``cores``
-caps no cluster job's threads. ``--experiments a,b`` runs
+``--profile <checkout>/profiles/NAME`` unless NAME is a folder here. ``--experiments a,b`` runs
 Snakemake once per named experiment of the config (``--config experiment=a``, then ``b``; also
 given as ``--config 'experiments_to_run=[a, b]'``), the
 same targets each time, stopping at the first that fails; experiments that change no data
@@ -30,7 +28,6 @@ from vlarisk.errors import InputError
 SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"  # src/vlarisk/ -> the checkout
 PROFILES = SNAKEFILE.parent / "profiles"
 PROFILE_OPTION = "--profile"
-WORKFLOW_PROFILE_OPTION = "--workflow-profile"
 EXPERIMENTS_OPTION = "--experiments"
 CONFIG_FILE_OPTIONS = ("--configfile", "--configfiles")
 CONFIG_OPTIONS = ("--config", "-C")
@@ -81,27 +78,6 @@ def with_checkout_profiles(argv: list[str]) -> list[str]:
         resolved.append(token)
         previous = token
     return resolved
-
-
-def runs_on_a_cluster(profiles: list[str]) -> bool:
-    """Whether one of the profile folders sets a remote ``executor`` (profiles/slurm's ``slurm``)."""
-    import yaml  # only with --profile: --help stays fast
-
-    for folder in profiles:
-        config = Path(folder) / "config.yaml"
-        settings = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
-        if isinstance(settings, dict) and settings.get("executor") not in (None, "local"):
-            return True
-    return False
-
-
-def without_workflow_profile_on_a_cluster(argv: list[str]) -> list[str]:
-    """``argv`` plus ``--workflow-profile none`` when a --profile submits to a cluster: the workflow
-    profile (profiles/default, loaded by Snakemake after every --profile) sets ``cores`` for local
-    runs, which would cap every cluster job's threads; the cluster profile sets all else it needs."""
-    if any(token == WORKFLOW_PROFILE_OPTION or token.startswith(WORKFLOW_PROFILE_OPTION + "=") for token in argv):
-        return argv
-    return [*argv, WORKFLOW_PROFILE_OPTION, "none"] if runs_on_a_cluster(option_values(argv, (PROFILE_OPTION,))) else argv
 
 
 def config_key(token: str) -> str:
@@ -163,8 +139,7 @@ def snakemake_command(argv: list[str]) -> list[str]:
         raise InputError(
             f"{SNAKEFILE}: not found; vlarisk-run needs the package installed from a checkout (pip install -e .), or -s <Snakefile>"
         )
-    arguments = without_workflow_profile_on_a_cluster(with_checkout_profiles(argv))
-    return [sys.executable, "-m", "snakemake", *([] if given else ["-s", str(SNAKEFILE)]), *arguments]
+    return [sys.executable, "-m", "snakemake", *([] if given else ["-s", str(SNAKEFILE)]), *with_checkout_profiles(argv)]
 
 
 def main(argv: list[str] | None = None) -> None:
