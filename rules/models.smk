@@ -28,7 +28,7 @@ rule train_model:
         "python {input.code[0]:q} --data {input.data:q}"
         " --split {input.split:q} --output-dir {params.output_dir:q}"
         " --model-name {wildcards.source:q} {params.flags} {params.detection} --threads {threads}"
-        " --resume --resume-dir {params.resume_dir:q} --no-test > {log:q} 2>&1"
+        " --resume --resume-dir {params.resume_dir:q} --no-test --progress-fd 3 3>&2 > {log:q} 2>&1"
 
 
 rule evaluate_model:

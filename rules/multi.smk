@@ -53,7 +53,7 @@ rule train_multi_model:
         "python {input.code[0]:q} --data-config {input.data_config:q}"
         " --output-dir {params.output_dir:q} --model-name {wildcards.group:q}"
         " {params.flags} {params.detection} --threads {threads}"
-        " --resume --resume-dir {params.resume_dir:q} --no-test > {log:q} 2>&1"
+        " --resume --resume-dir {params.resume_dir:q} --no-test --progress-fd 3 3>&2 > {log:q} 2>&1"
 
 
 rule evaluate_multi_model:

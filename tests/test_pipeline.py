@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,17 @@ CONFIG = ("--configfile", "tests/data/tiny_config.yaml")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
+def built_run(tmp_path_factory) -> tuple[Path, str]:
+    """The tiny pipeline built once: its folder and what Snakemake printed to the terminal."""
     workdir = copy_project(tmp_path_factory.mktemp("pipeline"))
     result = snakemake(workdir, "--cores", "2", *CONFIG)
     assert result.returncode == 0, result.stderr[-5000:]
-    return workdir
+    return workdir, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def built(built_run) -> Path:
+    return built_run[0]
 
 
 def expected_outputs(source: str) -> list[str]:
@@ -60,6 +67,17 @@ def test_the_verdict_names_every_model(built):
     assert all(f"| model {source} |" in text for source in SOURCES), text
     results = json.loads((built / f"results/models/{SOURCES[0]}/results.json").read_text())
     assert results["summary"]["step_mean_auc"] == results["baselines"]["model_vs_logistic"]["model_mean_auc"]
+
+
+def test_training_shows_each_epoch_on_the_terminal_and_in_its_log(built_run):
+    """The rule's log keeps the full epoch lines; the terminal gets one short line per epoch."""
+    workdir, terminal = built_run
+    epochs = yaml.safe_load((workdir / CONFIG[1]).read_text())["training"]["epochs"]
+    for source in SOURCES:
+        shown = re.findall(rf"^{source}: epoch (\d+)/{epochs}  train loss [\d.]+  val loss [\d.]+  val AUC \S+  [\d.]+ s$", terminal, re.M)
+        assert [int(epoch) for epoch in shown] == list(range(1, epochs + 1)), terminal[-3000:]
+        logged = (workdir / f"results/logs/train_model/{source}.log").read_text()
+        assert len(re.findall(r"^epoch +\d+/", logged, re.M)) == epochs
 
 
 def test_second_run_has_nothing_to_do(built):

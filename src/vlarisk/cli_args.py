@@ -38,6 +38,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         "copied to --output-dir and this directory is emptied (default: none, checkpoints go to --output-dir)",
     )
     parser.add_argument("--no-test", action="store_true", help="skip scoring the test split and writing results.json")
+    parser.add_argument(
+        "--progress-fd",
+        type=int,
+        default=None,
+        help="also write one short line per epoch to this open file descriptor (the pipeline's training rules "
+        "pass the terminal's, their output going to the rule's log)",
+    )
     return parser
 
 
@@ -63,8 +70,18 @@ def parse_training_args(parser: argparse.ArgumentParser, argv: list[str] | None)
     args.model_name = args.model_name or Path(args.output_dir).name
     if args.resume_dir is not None and Path(args.resume_dir).resolve() == Path(args.output_dir).resolve():
         parser.error(f"--resume-dir {args.resume_dir}: must differ from --output-dir (it is emptied when training ends)")
+    args.progress = None if args.progress_fd is None else epoch_lines(parser, args.progress_fd)
     limit_threads(args.threads)
     return args
+
+
+def epoch_lines(parser: argparse.ArgumentParser, descriptor: int):
+    """A function writing a line to the open file ``descriptor`` at once (``--progress-fd``)."""
+    try:
+        stream = os.fdopen(descriptor, "w", buffering=1, closefd=False)
+    except OSError:
+        parser.error(f"--progress-fd {descriptor}: not an open file descriptor")
+    return lambda line: print(line, file=stream)
 
 
 def limit_threads(threads: int | None) -> None:

@@ -38,7 +38,7 @@ def main(argv=None):
         test_fraction=args.test_fraction,
         seed=args.seed,
     )
-    trainer = Trainer([source], args.config, args.output_dir, args.model_name, log=log, state_dir=args.resume_dir)
+    trainer = Trainer([source], args.config, args.output_dir, args.model_name, log=log, state_dir=args.resume_dir, progress=args.progress)
     outcome = fit_trainer(trainer, args)
     log(alarm_summary(attach_alarms(Path(args.output_dir) / "best_model.pt", outcome.model, [source], outcome.device, args.alpha)))
     if not args.no_test:

@@ -29,7 +29,16 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     sources = load_sources(args.data_config, args.val_fraction, args.test_fraction, args.seed)
-    trainer = Trainer(sources, args.config, args.output_dir, args.model_name, log=log, multi_source=True, state_dir=args.resume_dir)
+    trainer = Trainer(
+        sources,
+        args.config,
+        args.output_dir,
+        args.model_name,
+        log=log,
+        multi_source=True,
+        state_dir=args.resume_dir,
+        progress=args.progress,
+    )
     outcome = fit_trainer(trainer, args)
     log(alarm_summary(attach_alarms(Path(args.output_dir) / "best_model.pt", outcome.model, sources, outcome.device, args.alpha)))
     if not args.no_test:

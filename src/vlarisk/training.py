@@ -186,8 +186,10 @@ class Trainer:
         log: Callable[[str], None] = print,
         multi_source: bool | None = None,
         state_dir: str | os.PathLike | None = None,
+        progress: Callable[[str], None] | None = None,
     ):
         self.config, self.model_name, self.log = config, model_name, log
+        self.progress = progress  # also given each epoch's short line (vlarisk-train --progress-fd)
         self.output_dir = Path(output_dir)
         # where the per-epoch checkpoints go and resume() reads them: the output directory, or a
         # directory outside a workflow's declared outputs (see vlarisk.cli_args.publish_checkpoints)
@@ -377,6 +379,12 @@ class Trainer:
             f"val_mean_auc {auc}  pred_std_min {metrics['prediction_std_min']:.4f}  "
             f"{rate:,.0f} samples/s  {seconds:.1f}s{'  *best*' if improved else ''}"
         )
+        if self.progress is not None:
+            short_auc = "n/a" if metrics["mean_auc"] is None else f"{metrics['mean_auc']:.3f}"
+            self.progress(
+                f"{self.model_name}: epoch {epoch}/{self.config.epochs}  train loss {train_loss:.4f}  "
+                f"val loss {metrics['loss']:.4f}  val AUC {short_auc}  {seconds:.1f} s"
+            )
         if metrics["collapse"]:
             self.log(
                 f"WARNING: epoch {epoch} looks collapsed ({'; '.join(metrics['collapse'])}); it is only chosen as best if every epoch is"
