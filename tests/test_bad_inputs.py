@@ -475,8 +475,8 @@ def test_no_positives_in_the_scored_split_only():
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--epochs", "0"], "epochs and batch_size must be >= 1 and lr > 0"),
-        (["--lr", "0"], "epochs and batch_size must be >= 1 and lr > 0"),
+        (["--epochs", "0"], "epochs must be >= 1, got 0"),
+        (["--lr", "0"], "lr must be > 0, got 0.0"),
         (["--activation", "sigmoidal"], "activation must be one of ['gelu', 'leaky_relu', 'relu', 'silu', 'tanh'], got 'sigmoidal'"),
         (["--device", "tpu"], "device must be one of auto, cpu, cuda, mps or cuda:N, got 'tpu'"),
     ],
