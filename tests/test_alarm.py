@@ -131,6 +131,15 @@ def test_monitor_without_a_calibrated_threshold_warns_and_uses_half(guide_run):
     assert float(monitor.threshold[0]) == 0.5
 
 
+def test_monitor_says_why_a_checkpoint_holds_no_threshold(guide_run, tmp_path):
+    checkpoint = torch.load(guide_run / "model" / "best_model.pt", weights_only=True)
+    too_few = "3 calibration successes are too few for alpha 0.1: at least 9 are needed for a finite threshold"
+    checkpoint["alarm"] = {**checkpoint["alarm"], "threshold": None, "warning": too_few}
+    torch.save(checkpoint, tmp_path / "best_model.pt")
+    with pytest.warns(UserWarning, match=f"no calibrated alarm threshold \\({too_few}\\): alarming at 0.5"):
+        RiskMonitor(tmp_path / "best_model.pt")
+
+
 def test_multi_model_detection_is_per_source_with_each_sources_alarm(guide_run, tmp_path):
     """Scores of different input layers are not ranked together: detection and alarms are per source."""
     config = tmp_path / "data.json"

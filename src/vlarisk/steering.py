@@ -92,9 +92,13 @@ class RiskMonitor:
         model = load_predictor(predictor, device) if is_path else predictor.to(device)
         self.band = calibrated_band(predictor, source) if alarm == "band" else None
         if threshold is None and self.band is None:
-            threshold = stored_alarm(predictor, source).get("threshold") if is_path else None
+            stored = stored_alarm(predictor, source) if is_path else {}
+            threshold = stored.get("threshold")
             if threshold is None:
-                warnings.warn("no calibrated alarm threshold (a checkpoint trained by vlarisk stores one): alarming at 0.5", stacklevel=2)
+                why = stored.get("warning") or stored.get("reason") or "a checkpoint trained by vlarisk stores one"
+                warnings.warn(
+                    f"no calibrated alarm threshold ({why}): alarming at {FALLBACK_THRESHOLD}, with no false-alarm bound", stacklevel=2
+                )
                 threshold = FALLBACK_THRESHOLD
         if isinstance(model, NormalizedMultiRiskPredictor):
             if source is None:
