@@ -26,12 +26,13 @@ BLOCK = re.compile(rf"^{re.escape(MARKER)}\n```bash\n(.*?)^```$", re.M | re.S)
 def runnable_blocks(text: str) -> list[str]:
     """The bash blocks marked runnable, in order; a marker not followed by a bash block is an error."""
     blocks = BLOCK.findall(text)
-    assert len(blocks) == text.count(MARKER), f"every {MARKER} must stand on the line just before a ```bash fence"
+    markers = re.findall(rf"^{re.escape(MARKER)}$", text, re.M)  # a marker is a line of its own; prose may name it
+    assert len(blocks) == len(markers), f"every {MARKER} must stand on the line just before a ```bash fence"
     return blocks
 
 
 def test_markers_select_exactly_the_marked_bash_blocks():
-    text = f"```bash\nnot this\n```\n{MARKER}\n```bash\necho one\necho two\n```\n\n{MARKER}\n```bash\necho three\n```\n"
+    text = f"```bash\nnot this\n```\nprose naming `{MARKER}`\n{MARKER}\n```bash\necho one\necho two\n```\n\n{MARKER}\n```bash\necho three\n```\n"
     assert runnable_blocks(text) == ["echo one\necho two\n", "echo three\n"]
     with pytest.raises(AssertionError, match="just before"):
         runnable_blocks(f"{MARKER}\n\n```bash\necho one\n```\n")
