@@ -477,7 +477,10 @@ def test_no_positives_in_the_scored_split_only():
     [
         (["--epochs", "0"], "epochs must be >= 1, got 0"),
         (["--lr", "0"], "lr must be > 0, got 0.0"),
-        (["--activation", "sigmoidal"], "activation must be one of ['gelu', 'leaky_relu', 'relu', 'silu', 'tanh'], got 'sigmoidal'"),
+        (
+            ["--activation", "sigmoidal"],
+            "argument --activation: invalid choice: 'sigmoidal' (choose from 'relu', 'gelu', 'tanh', 'silu', 'leaky_relu')",
+        ),
         (["--device", "tpu"], "device must be one of auto, cpu, cuda, mps or cuda:N, got 'tpu'"),
     ],
     ids=["epochs-0", "lr-0", "activation", "device"],
