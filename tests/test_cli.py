@@ -127,6 +127,24 @@ def test_entry_points_run_help(name, monkeypatch, capsys):
     assert capsys.readouterr().out.startswith(f"usage: {name} ")
 
 
+HEAVY_LIBRARIES = ("torch", "sklearn", "matplotlib")  # each takes a second or more to import
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_loads_no_heavy_library(name):
+    """A command's ``--help`` (and so its usage errors) comes without importing torch,
+    scikit-learn or matplotlib: those load in ``main`` once the flags are parsed."""
+    module_name, function = COMMANDS[name][0].split(":")
+    probe = (
+        f"import sys, contextlib, io; sys.argv = [{name!r}, '--help']; from {module_name} import {function}\n"
+        f"with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()): {function}()\n"
+        f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & {set(HEAVY_LIBRARIES)!r})))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.split() == []
+
+
 def test_installed_commands_run():
     """``pip install -e .`` put the commands beside the interpreter; they start and print their help."""
     installed = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="console_scripts") if ep.name.startswith("vlarisk")}

@@ -273,12 +273,12 @@ def test_every_key_is_its_own_flag_and_the_old_spellings_still_work():
 
 
 def test_the_split_and_detection_commands_take_the_settings_flags():
-    from vlarisk import alarm, split_command
+    from vlarisk import detection_flags, split_command
 
     assert "add_arguments(parser, SplitSettings)" in Path(split_command.__file__).read_text()
     parser = argparse.ArgumentParser()
-    alarm.add_detection_arguments(parser)
-    assert alarm.detection_options(parser.parse_args([])) == alarm.DetectionOptions()
+    detection_flags.add_detection_arguments(parser)
+    assert detection_flags.detection_options(parser.parse_args([])) == detection_flags.DetectionOptions()
 
 
 # ------------------------------------------------------------------------------ no hand copies

@@ -4,10 +4,10 @@
 Each source's split is its data-config entry's ``split_path``, else the one saved in the checkpoint.
 """
 
-from vlarisk.alarm import add_detection_arguments, detection_options
 from vlarisk.checkpoints import multi_predictor_from_checkpoint
 from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.cli_args import add_scoring_arguments, checkpoint_and_history, parse_scoring_args
+from vlarisk.detection_flags import add_detection_arguments, detection_options
 from vlarisk.evaluation import checkpoint_thresholds, evaluate_sources, per_source_summary, write_results
 from vlarisk.sources import load_sources
 

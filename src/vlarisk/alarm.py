@@ -11,14 +11,12 @@ up to each task's shortest rollout, which the detection metrics use.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
 from vlarisk.checkpoints import read_checkpoint
 from vlarisk.detection import (
-    DEFAULT_ALPHA_GRID,
     HEADLINE_METRICS,
     StepArrays,
     band_shape,
@@ -30,45 +28,14 @@ from vlarisk.detection import (
     standardised_risk,
     too_few_calibration_successes,
 )
+from vlarisk.detection_flags import DetectionOptions
 from vlarisk.inference import predict_rows
 from vlarisk.io_utils import atomic_path
 from vlarisk.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
-from vlarisk.settings import DetectionSettings, add_arguments, config_from_args
 from vlarisk.sources import Source
 from vlarisk.splits import test_sets
 
 BASELINE_FOR_DETECTION = {"step_index": "episode_length"}  # a running max of the step index is the steps elapsed
-
-
-@dataclass(frozen=True)
-class DetectionOptions:
-    """How detection is measured: alarm level ``alpha`` (and a grid for tables), the horizon
-    (``None``: from the calibration rollouts), the bootstrap's resamples and seed, and which
-    threshold the deployed monitor uses (``constant``, or the functional ``band``); the defaults
-    are :class:`~vlarisk.settings.DetectionSettings`'."""
-
-    alpha: float = DetectionSettings.alpha
-    alpha_grid: tuple[float, ...] = field(default=DEFAULT_ALPHA_GRID)
-    horizon: int | None = DetectionSettings.horizon
-    n_boot: int = DetectionSettings.n_boot
-    seed: int = DetectionSettings.seed
-    threshold: str = DetectionSettings.threshold
-
-    def report_options(self) -> dict:
-        """Keyword arguments of :func:`vlarisk.detection.detection_report` (the band itself is passed apart)."""
-        options = asdict(self)
-        del options["threshold"]
-        return options
-
-
-def add_detection_arguments(parser) -> None:
-    """The detection flags of the evaluation commands: one per :class:`~vlarisk.settings.DetectionSettings` field."""
-    add_arguments(parser, DetectionSettings)
-
-
-def detection_options(args) -> DetectionOptions:
-    """The options of parsed :func:`add_detection_arguments` flags."""
-    return DetectionOptions(**asdict(config_from_args(args, DetectionSettings)))
 
 
 def step_arrays(source: Source, rows: np.ndarray, risk: np.ndarray) -> StepArrays:

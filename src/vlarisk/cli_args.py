@@ -57,10 +57,10 @@ def parse_training_args(parser: argparse.ArgumentParser, argv: list[str] | None)
     """Parse ``argv``, attach ``args.config``, default ``--model-name`` to the output directory's
     name and apply ``--threads``. Settings argparse cannot check alone (architecture, schedule,
     device) end as a usage error (exit 2), not a traceback."""
+    args = parser.parse_args(argv)  # before torch loads: --help and usage errors come at once
     from vlarisk.device import resolve_device
     from vlarisk.models import RiskPredictor
 
-    args = parser.parse_args(argv)
     try:
         args.config = training_config(args)
         RiskPredictor(1, args.hidden_dims, dropout=args.dropout, activation=args.activation)
@@ -172,9 +172,9 @@ def add_scoring_arguments(parser: argparse.ArgumentParser, output_help: str, his
 def parse_scoring_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Parse ``argv``, resolve ``--device`` into ``args.torch_device`` (a usage error when it is
     unavailable) and apply ``--threads``."""
+    args = parser.parse_args(argv)  # before torch loads: --help and usage errors come at once
     from vlarisk.device import resolve_device
 
-    args = parser.parse_args(argv)
     try:
         args.torch_device = resolve_device(args.device)
     except (ValueError, RuntimeError) as exc:

@@ -1,9 +1,12 @@
 """The package modules a command imports, read from the source with ``ast``: a rule's code inputs.
 
 Each rule lists, as inputs, the script it runs and every ``vlarisk`` module that script reaches
-through module-level imports, at any depth, so a change to one module re-runs exactly the steps
-that load it. Imports inside functions are the package's deliberately lazy ones (torch and the
-model API on first use) and are not followed. Nothing is listed by hand, so the lists cannot drift.
+through imports, at any depth (the commands import torch and the training code inside ``main``, so
+that ``--help`` is quick: those imports count like module-level ones), so a change to one module
+re-runs exactly the steps that load it. An import whose line ends with the comment
+``# code inputs: not of <step>`` is left out: it serves only a mode the pipeline's rules never run
+(scoring the test split in the training commands, which the pipeline does in its own rule).
+Nothing is listed by hand, so the lists cannot drift.
 
 Like :mod:`vlarisk.config_checks`, this module imports nothing of the package, so the Snakefile can
 load it on every run at no cost.
@@ -18,28 +21,26 @@ from pathlib import Path
 PACKAGE = "vlarisk"
 
 
-def imported_modules(path: str | os.PathLike, lazy: bool = False) -> set[str]:
+NOT_A_CODE_INPUT = "# code inputs: not of"  # the comment that leaves an import out
+
+
+def imported_modules(path: str | os.PathLike, marked: bool = False) -> set[str]:
     """Names of the ``vlarisk`` modules that the file at ``path`` imports (``vlarisk.x`` -> ``x``)
-    at module level, and with ``lazy`` inside functions too."""
-    tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=str(path))
+    anywhere in it, without those marked :data:`NOT_A_CODE_INPUT` unless ``marked``."""
+    source = Path(path).read_text(encoding="utf-8")
+    lines = source.splitlines()
     found = set()
-    for node in ast.walk(tree) if lazy else _module_level(tree):
+    for node in ast.walk(ast.parse(source, filename=str(path))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
         else:
             continue
+        if not marked and NOT_A_CODE_INPUT in lines[node.end_lineno - 1]:
+            continue
         found.update(name.split(".")[1] for name in names if name.startswith(PACKAGE + ".") and name.count(".") >= 1)
     return found
-
-
-def _module_level(tree: ast.AST):
-    """Every node of ``tree`` outside function bodies."""
-    for node in ast.iter_child_nodes(tree):
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
-            yield node
-            yield from _module_level(node)
 
 
 def module_closure(script: str | os.PathLike, package_dir: str | os.PathLike) -> list[str]:

@@ -8,10 +8,8 @@ from pathlib import Path
 
 from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.errors import InputError
-from vlarisk.physics_collect import POLICY_FILE, CollectionSettings, collect, load_checkpoint
 from vlarisk.physics_env import ENVIRONMENTS, check_tasks
 from vlarisk.physics_perturbations import DEFAULT_MIX, check_mix
-from vlarisk.physics_policy import PolicySettings, save_policy, train_policy
 from vlarisk.spec_options import json_object
 
 
@@ -41,6 +39,10 @@ def parser() -> ArgumentParser:
 
 def main(argv=None) -> None:
     args = parser().parse_args(argv)
+    # torch and the collection code load after parsing: --help and usage errors come at once
+    from vlarisk.physics_collect import POLICY_FILE, CollectionSettings, collect, load_checkpoint
+    from vlarisk.physics_policy import PolicySettings, save_policy, train_policy
+
     tasks = check_tasks(args.tasks, args.env)
     if args.episodes < 1 or args.horizon < 2:
         raise InputError(f"--episodes must be >= 1 and --horizon >= 2 (got {args.episodes}, {args.horizon})")

@@ -7,15 +7,10 @@ The ``vlarisk-evaluate`` command; ``python workflow_scripts/evaluate_risk_predic
 
 import time
 
-from vlarisk.alarm import add_detection_arguments, detection_options
-from vlarisk.checkpoints import predictor_from_checkpoint
 from vlarisk.cli import ArgumentParser, log, read_json, run
 from vlarisk.cli_args import add_scoring_arguments, checkpoint_and_history, parse_scoring_args
+from vlarisk.detection_flags import add_detection_arguments, detection_options
 from vlarisk.errors import InputError
-from vlarisk.evaluation import checkpoint_thresholds, score_source, single_source_report, write_results
-from vlarisk.predictions import save_predictions, test_predictions
-from vlarisk.sources import open_source
-from vlarisk.task_splits import add_task_splits
 
 
 def main(argv=None):
@@ -33,6 +28,13 @@ def main(argv=None):
     )
     add_detection_arguments(parser)
     args = parse_scoring_args(parser, argv)
+    # torch, scikit-learn and the scoring code load after parsing: --help and usage errors come at once
+    from vlarisk.checkpoints import predictor_from_checkpoint
+    from vlarisk.evaluation import checkpoint_thresholds, score_source, single_source_report, write_results
+    from vlarisk.predictions import save_predictions, test_predictions
+    from vlarisk.sources import open_source
+    from vlarisk.task_splits import add_task_splits
+
     checkpoint, history = checkpoint_and_history(args)
     if "sources" in checkpoint:
         raise InputError(f"{args.checkpoint}: is a multi-model checkpoint; score it with evaluate_multi_model.py")

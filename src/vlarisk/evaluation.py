@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 import vlarisk
-from vlarisk.alarm import DetectionOptions, source_detection, training_band
+from vlarisk.alarm import source_detection, training_band
 from vlarisk.attribution import attribution_report, collection_of, not_applicable
 from vlarisk.baselines import baseline_report, baseline_scores
 from vlarisk.checkpoints import saved_thresholds
 from vlarisk.constants import ACTION_DIMENSIONS
+from vlarisk.detection_flags import DetectionOptions
 from vlarisk.device import describe
 from vlarisk.distance_baselines import distance_scores
 from vlarisk.errors import InputError

@@ -10,11 +10,9 @@ The ``vlarisk-train`` command; ``python workflow_scripts/train_risk_predictor.py
 from dataclasses import asdict
 from pathlib import Path
 
-from vlarisk.alarm import add_detection_arguments, alarm_summary, attach_alarms, detection_options
 from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.cli_args import add_training_arguments, clear_resume_state, fit_trainer, parse_training_args
-from vlarisk.sources import open_source
-from vlarisk.training import Trainer
+from vlarisk.detection_flags import add_detection_arguments, detection_options
 
 
 def parse_args(argv=None):
@@ -29,6 +27,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    # torch and the training code load after parsing: --help and usage errors come at once
+    from vlarisk.alarm import alarm_summary, attach_alarms
+    from vlarisk.sources import open_source
+    from vlarisk.training import Trainer
+
     source = open_source(
         args.model_name,
         args.data,
@@ -52,7 +55,7 @@ def score_test_split(args, source, outcome):
     The evaluation code is imported here, so that the pipeline's training step (``--no-test``)
     does not depend on it: a change to a metric re-runs evaluation only.
     """
-    from vlarisk.evaluation import evaluate, write_results
+    from vlarisk.evaluation import evaluate, write_results  # code inputs: not of training (--no-test)
 
     report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device, log=log, options=detection_options(args))
     write_results(

@@ -11,11 +11,9 @@ The ``vlarisk-train-multi`` command; ``python workflow_scripts/train_multi_model
 from dataclasses import asdict
 from pathlib import Path
 
-from vlarisk.alarm import add_detection_arguments, alarm_summary, attach_alarms, detection_options
 from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.cli_args import add_training_arguments, clear_resume_state, fit_trainer, parse_training_args
-from vlarisk.sources import load_sources
-from vlarisk.training import Trainer
+from vlarisk.detection_flags import add_detection_arguments, detection_options
 
 
 def parse_args(argv=None):
@@ -28,6 +26,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    # torch and the training code load after parsing: --help and usage errors come at once
+    from vlarisk.alarm import alarm_summary, attach_alarms
+    from vlarisk.sources import load_sources
+    from vlarisk.training import Trainer
+
     sources = load_sources(args.data_config, args.val_fraction, args.test_fraction, args.seed)
     trainer = Trainer(
         sources,
@@ -49,7 +52,7 @@ def main(argv=None):
 def score_test_splits(args, sources, outcome):
     """Write ``results.json``: pooled and per-source test metrics (the evaluation code is imported
     here, as in train_risk_predictor.py, so that training with ``--no-test`` does not depend on it)."""
-    from vlarisk.evaluation import evaluate_sources, per_source_summary, write_results
+    from vlarisk.evaluation import evaluate_sources, per_source_summary, write_results  # code inputs: not of training (--no-test)
 
     report = {
         **evaluate_sources(outcome.model, sources, outcome.thresholds, outcome.device, log=log, options=detection_options(args)),
