@@ -30,9 +30,9 @@ import torch
 
 from vlarisk.detection import DEFAULT_ALPHA
 from vlarisk.generator_family import GENERATOR_FAMILY, prepare_member, scaled_member, score_prepared
+from vlarisk.settings import TrainingConfig
 from vlarisk.splits import TEST_SETS
 from vlarisk.task_splits import SPLIT_METRICS, fpr_within_alpha, scorer_summaries
-from vlarisk.training import TrainingConfig
 
 # Scorers compared, as named in a detection block ("model": the block itself), with their labels.
 SCORERS = {"model": "model", "logistic": "logistic", "knn": "cosine kNN", "mahalanobis": "Mahalanobis", "episode_length": "steps elapsed"}

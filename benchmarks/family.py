@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from vlarisk.generator_family import GENERATOR_FAMILY, scaled_member, score_member
-from vlarisk.training import LOSS_TYPES, TrainingConfig
+from vlarisk.settings import LOSS_TYPES, TrainingConfig
 
 SCORERS = ("logistic", "step_index", "abs_action", "planted_direction")
 

@@ -370,8 +370,9 @@ def train_bare(args) -> dict:
 
 def train_project(args) -> dict:
     """The Trainer's own epoch loop over its BatchStream, for ``--train-steps`` batches."""
+    from vlarisk.settings import TrainingConfig
     from vlarisk.sources import Source
-    from vlarisk.training import Trainer, TrainingConfig
+    from vlarisk.training import Trainer
 
     dataset, split, rows = _train_setup(args)
     config = TrainingConfig(epochs=1, batch_size=args.batch_size, device="cpu", bf16=args.bf16, seed=0)
@@ -388,8 +389,9 @@ def train_project(args) -> dict:
 
 def train_project_fit(args) -> dict:
     """``Trainer.fit()`` for one full epoch, end to end (statistics, validation, checkpoints)."""
+    from vlarisk.settings import TrainingConfig
     from vlarisk.sources import Source
-    from vlarisk.training import Trainer, TrainingConfig
+    from vlarisk.training import Trainer
 
     dataset, split, rows = _train_setup(args)
     config = TrainingConfig(epochs=1, batch_size=args.batch_size, device="cpu", bf16=args.bf16, seed=0)
@@ -562,8 +564,9 @@ def train3_project(args, name: str = "dataset") -> dict:
 
     from vlarisk.inference import predict_rows
     from vlarisk.metrics import test_metrics
+    from vlarisk.settings import TrainingConfig
     from vlarisk.sources import Source
-    from vlarisk.training import Trainer, TrainingConfig
+    from vlarisk.training import Trainer
 
     dataset, split, rows = _train_setup(args, name)
     config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, loss_type="bce", device="cpu", seed=0)
@@ -595,7 +598,8 @@ def _evaluation_model(args, dataset):
     """The fit stage's best model when it exists (else a seeded fresh one with training statistics)."""
     import torch
 
-    from vlarisk.checkpoints import predictor_from_checkpoint, read_checkpoint
+    from vlarisk.checkpoints import predictor_from_checkpoint
+    from vlarisk.documents import read_checkpoint
     from vlarisk.normalization import feature_statistics
 
     checkpoint_path = paths(args.workdir)["model_dir"] / "best_model.pt"

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from pipeline_utils import copy_project, load_script, planned_jobs, planned_wildcards, snakemake
 
-from vlarisk.checkpoints import read_checkpoint
 from vlarisk.dataset import load_dataset
+from vlarisk.documents import read_checkpoint
 from vlarisk.errors import InputError
 from vlarisk.prepare import prepare_dataset
 

@@ -15,8 +15,9 @@ import torch
 from sklearn.metrics import roc_auc_score
 from test_detection import CONTRACT, DEPLOYED
 
-from vlarisk.checkpoints import load_predictor, read_checkpoint
+from vlarisk.checkpoints import load_predictor
 from vlarisk.dataset import load_dataset
+from vlarisk.documents import read_checkpoint
 from vlarisk.steering import RiskMonitor
 from vlarisk.synthetic import SimulationSpec, write_synthetic_source
 

@@ -28,10 +28,11 @@ from vlarisk.dataset import load_dataset, write_legacy_pickle
 from vlarisk.evaluation import evaluate
 from vlarisk.metrics import test_metrics
 from vlarisk.prepare import prepare_dataset
+from vlarisk.settings import TrainingConfig
 from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts
 from vlarisk.synthetic import RolloutSimulator, SimulationSpec
-from vlarisk.training import Trainer, TrainingConfig
+from vlarisk.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "workflow_scripts"

@@ -21,10 +21,11 @@ from vlarisk.inference import predict_rows
 from vlarisk.models import MultiRiskPredictor, RiskPredictor
 from vlarisk.normalization import feature_statistics
 from vlarisk.prepare import prepare_dataset
+from vlarisk.settings import TrainingConfig
 from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts, split_rows
 from vlarisk.synthetic import SimulationSpec, write_synthetic_source
-from vlarisk.training import HUBER_DELTA, Trainer, TrainingConfig, training_loss
+from vlarisk.training import HUBER_DELTA, Trainer, training_loss
 
 SEED = 3
 LOSSES = ("bce", "mse", "mae", "huber")

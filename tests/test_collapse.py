@@ -8,9 +8,10 @@ from sklearn.metrics import roc_auc_score
 
 from vlarisk.collapse import collapse_reasons
 from vlarisk.dataset import load_dataset
+from vlarisk.settings import TrainingConfig
 from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts
-from vlarisk.training import Trainer, TrainingConfig
+from vlarisk.training import Trainer
 
 
 def sigmoid(x):

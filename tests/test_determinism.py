@@ -13,9 +13,10 @@ import torch
 from vlarisk.dataset import load_dataset
 from vlarisk.evaluation import evaluate
 from vlarisk.prepare import prepare_dataset
+from vlarisk.settings import TrainingConfig
 from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts
-from vlarisk.training import Trainer, TrainingConfig
+from vlarisk.training import Trainer
 
 TIMING = re.compile(r"(seconds|per_second)")
 

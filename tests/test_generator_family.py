@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vlarisk.generator_family import GENERATOR_FAMILY, prepare_member, scaled_member, score_prepared
-from vlarisk.training import TrainingConfig
+from vlarisk.settings import TrainingConfig
 
 # Within this much mean AUC of the logistic baseline, or above it: the done-criterion's margin.
 LOGISTIC_MARGIN = 0.03

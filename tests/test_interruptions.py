@@ -29,16 +29,17 @@ import pytest
 import torch
 from pipeline_utils import copy_project, without
 
-from vlarisk.checkpoints import read_checkpoint
 from vlarisk.cli import run
 from vlarisk.dataset import load_dataset
+from vlarisk.documents import read_checkpoint
 from vlarisk.evaluation import evaluate
 from vlarisk.io_utils import FOREIGN_PARTIAL_MAX_AGE_S, atomic_path, write_json
 from vlarisk.prepare import prepare_dataset
+from vlarisk.settings import TrainingConfig
 from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts
 from vlarisk.synthetic import SimulationSpec, write_synthetic_source
-from vlarisk.training import Trainer, TrainingConfig
+from vlarisk.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "workflow_scripts" / "train_risk_predictor.py"

@@ -22,10 +22,11 @@ from vlarisk.dataset import load_dataset
 from vlarisk.generator_family import scaled_member
 from vlarisk.inference import predict_rows
 from vlarisk.prepare import prepare_dataset
+from vlarisk.settings import TrainingConfig
 from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts, split_rows
 from vlarisk.synthetic import write_synthetic_source
-from vlarisk.training import Trainer, TrainingConfig
+from vlarisk.training import Trainer
 
 # Margins, set against values measured on this data (embedded member at a quarter of its rollouts:
 # 50 successes, 100 failures; test split about 3,700 steps with 27-91 positives per dimension).

@@ -25,10 +25,11 @@ from vlarisk.inference import gather_rows, predict_rows
 from vlarisk.models import RiskPredictor
 from vlarisk.normalization import MIN_STD, feature_statistics
 from vlarisk.prepare import prepare_dataset
+from vlarisk.settings import TrainingConfig
 from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts, split_rows
 from vlarisk.thresholds import positive_thresholds
-from vlarisk.training import Trainer, TrainingConfig, validation_metrics
+from vlarisk.training import Trainer, validation_metrics
 
 SEED = 7
 

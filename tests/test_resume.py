@@ -31,9 +31,9 @@ import pytest
 import torch
 from pipeline_utils import without
 
-from vlarisk.checkpoints import read_checkpoint
 from vlarisk.cli import run
 from vlarisk.dataset import load_dataset
+from vlarisk.documents import read_checkpoint
 from vlarisk.io_utils import write_json
 from vlarisk.splits import split_rollouts
 

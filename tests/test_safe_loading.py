@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 import torch
 
-from vlarisk.checkpoints import read_checkpoint
 from vlarisk.dataset import load_dataset
+from vlarisk.documents import read_checkpoint
 from vlarisk.errors import InputError, UnsafePickleError
 from vlarisk.prepare import prepare_dataset
 from vlarisk.rollouts import load_rollouts

@@ -225,12 +225,6 @@ def test_rule_flags_leave_an_unset_field_to_its_default_and_refuse_unknown_ones(
 
 
 # ------------------------------------------------------------------------------- one definition
-def test_training_reexports_the_one_definition():
-    from vlarisk import training
-
-    assert training.TrainingConfig is TrainingConfig and training.LOSS_TYPES is LOSS_TYPES
-
-
 @pytest.mark.parametrize("module", ["settings", "config_schema", "planning"])
 def test_module_loads_without_torch_or_the_rest_of_the_package(module):
     """As the Snakefile and every command's --help load it, on every dry run."""

@@ -679,6 +679,6 @@ def test_training_job_killed_on_slurm_resumes_from_the_last_finished_epoch(slurm
 
 
 def read_checkpoint(path: Path) -> dict:
-    from vlarisk.checkpoints import read_checkpoint as read
+    from vlarisk.documents import read_checkpoint as read
 
     return read(path)

@@ -16,10 +16,11 @@ from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.dataset import load_dataset
 from vlarisk.evaluation import evaluate
 from vlarisk.predictions import failure_relation, load_predictions
+from vlarisk.settings import TrainingConfig
 from vlarisk.sources import Source
 from vlarisk.splits import split_rollouts
 from vlarisk.tables import Summary, ablation_table, per_dimension_table, single_vs_multi_table, to_latex, write_table
-from vlarisk.training import Trainer, TrainingConfig
+from vlarisk.training import Trainer
 
 
 def metrics(auc: float | None, ap: float | None = 0.2) -> dict:

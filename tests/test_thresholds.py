@@ -25,9 +25,10 @@ from vlarisk.dataset import STEP_FIELDS, DatasetWriter, load_dataset
 from vlarisk.evaluation import evaluate, evaluate_sources
 from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
 from vlarisk.predictions import load_predictions
+from vlarisk.settings import TrainingConfig
 from vlarisk.sources import Source
 from vlarisk.thresholds import binarize, positive_thresholds, thresholds_by_dimension
-from vlarisk.training import Trainer, TrainingConfig, validation_metrics
+from vlarisk.training import Trainer, validation_metrics
 
 NAN = float("nan")
 CPU = torch.device("cpu")

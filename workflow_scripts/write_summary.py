@@ -8,7 +8,8 @@ whether predictions collapsed; a n/a cell has a footnote with the reason (vlaris
     python workflow_scripts/write_summary.py results/models/*/results.json --output results/summary.md
 """
 
-from vlarisk.cli import ArgumentParser, read_json, run
+from vlarisk.cli import ArgumentParser, run
+from vlarisk.documents import read_results
 from vlarisk.io_utils import atomic_path
 from vlarisk.runs import PLAIN_RUN, archive_run, locate
 from vlarisk.summary import summary_html, summary_markdown, summary_of, summary_rows
@@ -34,7 +35,7 @@ def main(argv=None):
     if args.archive:
         for path in args.results:
             archive_run(path, args.root)
-    rows = [row for path in args.results for row in summary_rows(run_name(path, args.root), summary_of(read_json(path)))]
+    rows = [row for path in args.results for row in summary_rows(run_name(path, args.root), summary_of(read_results(path)))]
     text = summary_markdown(rows)
     for output, content in ((args.output, text), (args.html, summary_html(text) if args.html else "")):
         if output:

@@ -15,7 +15,6 @@ import math
 import numpy as np
 import torch
 
-from vlarisk.checkpoints import read_checkpoint
 from vlarisk.detection import (
     HEADLINE_METRICS,
     StepArrays,
@@ -29,8 +28,8 @@ from vlarisk.detection import (
     too_few_calibration_successes,
 )
 from vlarisk.detection_flags import DetectionOptions
+from vlarisk.documents import Alarm, save_with_alarms
 from vlarisk.inference import predict_rows
-from vlarisk.io_utils import atomic_path
 from vlarisk.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
 from vlarisk.sources import Source
 from vlarisk.splits import test_sets
@@ -78,7 +77,7 @@ def conformal_validity(source: Source) -> dict:
     }
 
 
-def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str, validity: dict, band: dict | None = None) -> dict:
+def fit_alarm(calibration: StepArrays, alpha: float, calibration_set: str, validity: dict, band: dict | None = None) -> Alarm:
     """The checkpoint's ``alarm``: split-conformal thresholds on the overall risk (max over dimensions).
 
     ``threshold`` bounds false alarms over whole successful episodes (a running monitor's case);
@@ -142,7 +141,7 @@ def training_band(source: Source, predictor: NormalizedRiskPredictor, device: to
         return None
 
 
-def source_alarm(source: Source, predictor: NormalizedRiskPredictor, device: torch.device, alpha: float) -> dict:
+def source_alarm(source: Source, predictor: NormalizedRiskPredictor, device: torch.device, alpha: float) -> Alarm:
     """:func:`fit_alarm` on ``source``'s calibration rows scored by ``predictor`` (on raw hidden states), constant and band."""
     name, rows = source.calibration_rows()
     risk = predict_rows(predictor.predictor, source.dataset.hidden, rows, predictor.mean, predictor.std, device)
@@ -220,24 +219,14 @@ def source_detection(
     return blocks
 
 
-def attach_alarms(checkpoint_path, model, sources: list[Source], device, alpha: float) -> dict[str, dict]:
-    """Fit every source's alarm with the trained ``model`` and store it in the checkpoint, atomically.
-
-    A single-source checkpoint keeps it as ``alarm``; a multi-source one under
-    ``sources[<name>]["alarm"]``. Returns the alarms by source name.
-    """
+def attach_alarms(checkpoint_path, model, sources: list[Source], device, alpha: float) -> dict[str, Alarm]:
+    """Fit every source's alarm with the trained ``model`` and store it with the checkpoint's
+    other facts (:func:`vlarisk.documents.save_with_alarms`). Returns the alarms by source name."""
     alarms = {}
     for source in sources:
         head = model.source_predictor(source.name) if isinstance(model, NormalizedMultiRiskPredictor) else model
         alarms[source.name] = source_alarm(source, head, device, alpha)
-    checkpoint = read_checkpoint(checkpoint_path)
-    if "sources" in checkpoint:
-        for name, alarm in alarms.items():
-            checkpoint["sources"][name]["alarm"] = alarm
-    else:
-        (checkpoint["alarm"],) = alarms.values()
-    with atomic_path(checkpoint_path) as tmp:
-        torch.save(checkpoint, tmp)
+    save_with_alarms(checkpoint_path, alarms)
     return alarms
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
-from vlarisk.tables import Row, Summary, Table, read_results
+from vlarisk.documents import BASELINES, read_results
+from vlarisk.tables import Row, Summary, Table
 
 SCORERS = {"model": "model", "logistic": "logistic regression", "abs_action": "|action|", "blame_labels": "blame labels"}
 COLUMNS = ("accuracy", "ci95_low", "ci95_high", "n_rollouts", "chance", "acc_x", "acc_y", "acc_z")
@@ -14,7 +15,7 @@ COLUMNS = ("accuracy", "ci95_low", "ci95_high", "n_rollouts", "chance", "acc_x",
 def attribution_blocks(results: dict) -> dict[str, dict]:
     """Each scorer's accuracy block from one results.json (the model's is the top level)."""
     attribution = results["attribution"]
-    return {"model": attribution, **{name: attribution["baselines"][name] for name in SCORERS if name in attribution["baselines"]}}
+    return {"model": attribution, **{name: attribution[BASELINES][name] for name in SCORERS if name in attribution[BASELINES]}}
 
 
 def _cells(block: dict, chance: float) -> tuple[Summary, ...]:

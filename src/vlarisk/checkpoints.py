@@ -1,20 +1,12 @@
 """Checkpoint files: writing them during training, reading them safely, rebuilding their models.
 
-A single-source checkpoint holds the training guide's keys (``epoch``, ``model_state_dict``,
-``optimizer_state_dict``, ``val_loss``, ``val_metrics``, ``model_config``, ``normalization``) and
-ties the weights to their data with ``split``, ``data_sha256`` and ``thresholds`` (the positive
-thresholds of the training split), then ``training_config``, ``model_name``, ``history``, ``best``
-and ``versions``. A multi-source checkpoint keeps its per-source facts under
-``sources[<name>]`` (``input_dim``, ``dataset``, ``normalization``, ``thresholds``), and ``split``
-and ``data_sha256`` become ``{source: ...}``.
+The layout itself, the file names and the one reader and writer are :mod:`vlarisk.documents`'.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,50 +15,22 @@ from torch import nn
 
 import vlarisk
 from vlarisk.deploy import deployed
-from vlarisk.errors import InputError, UnsafePickleError
-from vlarisk.io_utils import atomic_path
+from vlarisk.documents import (
+    LABEL_CUTOFFS,
+    SOURCES,
+    Checkpoint,
+    is_multi_source,
+    read_checkpoint,
+    save_checkpoint,
+    source_entry,
+    stored_label_cutoffs,
+)
+from vlarisk.errors import InputError
 from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
-from vlarisk.safe_pickle import numpy_safe_globals
 from vlarisk.thresholds import thresholds_by_dimension, thresholds_from_dimensions
 
-CHECKPOINT_FORMAT = 1
 # The training guide's checkpoints carry no output_activation: their head was a ReLU.
 GUIDE_OUTPUT_ACTIVATION = "relu"
-
-
-def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``: tensors and plain data only, no code runs.
-
-    numpy scalars, dtypes and arrays are allowed too (the guide's checkpoints hold numpy floats
-    in ``val_metrics``); they rebuild data only, exactly as in :mod:`vlarisk.safe_pickle`.
-    """
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, expected a checkpoint file")
-    try:
-        with numpy_safe_globals(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # a plain pickle: refused below anyway
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: checkpoint not found") from None
-    except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        refused = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        if refused:
-            name = refused.group(1) if "." in refused.group(1) else f"builtins.{refused.group(1)}"  # torch drops "builtins."
-            raise UnsafePickleError(
-                f"{path}: refusing to load global '{name}': checkpoints are read with weights_only=True (tensors and plain data only)"
-            ) from None
-        raise InputError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {_torch_error_detail(exc)})") from None
-    if not isinstance(checkpoint, dict):
-        raise InputError(f"{path}: not a checkpoint (expected a dict, got {type(checkpoint).__name__})")
-    return checkpoint
-
-
-def _torch_error_detail(exc: Exception) -> str:
-    """The informative part of a ``torch.load`` error, on one line (torch's own spans paragraphs)."""
-    text = str(exc)
-    inner = re.search(r"WeightsUnpickler error:\s*(.*?)\s*(?:Check the documentation|$)", text, re.S)
-    detail = inner.group(1) if inner else text.split("This is an internal")[0]
-    return " ".join(detail.split())[:300]
 
 
 @contextlib.contextmanager
@@ -99,7 +63,7 @@ def multi_predictor_from_checkpoint(checkpoint: dict, path: str = "checkpoint") 
         network.load_state_dict(checkpoint["model_state_dict"])
         statistics = {
             name: (torch.as_tensor(info["normalization"]["mean"]), torch.as_tensor(info["normalization"]["std"]))
-            for name, info in checkpoint["sources"].items()
+            for name, info in checkpoint[SOURCES].items()
         }
         return NormalizedMultiRiskPredictor(network, statistics).eval()
 
@@ -115,12 +79,12 @@ def load_predictor(path: str | os.PathLike, device: str | torch.device = "cpu") 
     >>> risk = model(np.zeros(64, np.float32))  # [7] numpy, normalisation applied inside
     """
     checkpoint = read_checkpoint(path)
-    rebuild = multi_predictor_from_checkpoint if "sources" in checkpoint else predictor_from_checkpoint
+    rebuild = multi_predictor_from_checkpoint if is_multi_source(checkpoint) else predictor_from_checkpoint
     return deployed(rebuild(checkpoint, str(path)), str(path)).to(device)
 
 
 def data_fields(parts: list, normalize: bool, multi_source: bool) -> dict:
-    """Checkpoint fields tying the weights to their data: normalisation, thresholds, split, data hash.
+    """Checkpoint fields tying the weights to their data: normalisation, label cut-offs, split, data hash.
 
     ``parts`` are :class:`~vlarisk.sources.TrainingSource`; a single-source checkpoint has one,
     at the top level, a multi-source one has them per source under ``sources``.
@@ -133,16 +97,16 @@ def data_fields(parts: list, normalize: bool, multi_source: bool) -> dict:
         for p in parts
     }
     return {
-        "sources": sources,
+        SOURCES: sources,
         "split": {p.source.name: p.source.split for p in parts},
         "data_sha256": {p.source.name: p.source.dataset.content_hash for p in parts},
     }
 
 
 def _source_facts(part, normalize: bool) -> dict:
-    """One source's normalisation statistics and positive thresholds, as saved."""
+    """One source's normalisation statistics and positive-label cut-offs, as saved."""
     normalization = {"mean": part.mean.tolist(), "std": part.std.tolist(), "enabled": normalize}
-    return {"normalization": normalization, "thresholds": thresholds_by_dimension(part.thresholds)}
+    return {"normalization": normalization, LABEL_CUTOFFS: thresholds_by_dimension(part.thresholds)}
 
 
 def write_checkpoint(
@@ -151,8 +115,7 @@ def write_checkpoint(
     """Save weights ``state`` of ``model``'s architecture, with the optimiser, the epoch's
     validation ``metrics`` and ``fields`` (:func:`data_fields`, ``training_config``, ``model_name``,
     ``history``, ``best``), atomically."""
-    checkpoint = {
-        "format_version": CHECKPOINT_FORMAT,
+    checkpoint: Checkpoint = {
         "epoch": epoch,
         "model_state_dict": state,
         "optimizer_state_dict": optimizer.state_dict(),
@@ -162,8 +125,7 @@ def write_checkpoint(
         **fields,
         "versions": {"vlarisk": vlarisk.__version__, "torch": str(torch.__version__)},
     }
-    with atomic_path(path) as tmp:  # a full disk: OutputError naming path (torch's "unexpected pos" included)
-        torch.save(checkpoint, tmp)
+    save_checkpoint(path, checkpoint)
 
 
 @dataclass
@@ -179,12 +141,11 @@ class SavedThresholds:
 def saved_thresholds(checkpoint: dict, source: str) -> SavedThresholds | None:
     """``source``'s saved thresholds (any name for a single-source checkpoint); ``None`` when the
     checkpoint saves none (the guide's and those written before thresholds were saved)."""
-    multi = "sources" in checkpoint
-    entry = checkpoint["sources"].get(source, {}) if multi else checkpoint
-    if "thresholds" not in entry:
+    multi, cutoffs = is_multi_source(checkpoint), stored_label_cutoffs(source_entry(checkpoint, source))
+    if cutoffs is None:
         return None
     data_sha256, split = checkpoint.get("data_sha256"), checkpoint.get("split")
     if multi:
         data_sha256, split = (data_sha256 or {}).get(source), (split or {}).get(source)
     fraction = (checkpoint.get("training_config") or {}).get("positive_fraction_of_max")
-    return SavedThresholds(thresholds_from_dimensions(entry["thresholds"]), data_sha256, split, fraction)
+    return SavedThresholds(thresholds_from_dimensions(cutoffs), data_sha256, split, fraction)

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from vlarisk.documents import CHECKPOINT_NAMES, LATEST_CHECKPOINT, RESULTS_FILE, read_checkpoint
 from vlarisk.errors import InputError
 from vlarisk.io_utils import atomic_path, remove_stale_partials
 from vlarisk.settings import SplitSettings, TrainingConfig, add_arguments, config_from_args
@@ -120,16 +121,12 @@ def fit_trainer(trainer, args: argparse.Namespace):
         clear_resume_state(args.resume_dir)  # training starts afresh: no older epoch may be mixed in
     # results.json describes the checkpoints beside it; from here on they change, so an old one
     # must not outlive an interrupted run and pass for this run's results.
-    (Path(args.output_dir) / "results.json").unlink(missing_ok=True)
+    (Path(args.output_dir) / RESULTS_FILE).unlink(missing_ok=True)
     outcome = trainer.fit()
     if args.resume_dir is not None:
         publish_checkpoints(args.resume_dir, args.output_dir)
     trainer.log(f"best epoch {outcome.best_epoch}; training took {outcome.wall_seconds:.1f}s")
     return outcome
-
-
-LATEST_CHECKPOINT = "latest.pt"  # the last finished epoch's state, resumed from
-CHECKPOINT_NAMES = ("best_model.pt", LATEST_CHECKPOINT)
 
 
 def publish_checkpoints(state_dir: str | Path, output_dir: str | Path) -> None:
@@ -188,8 +185,6 @@ def checkpoint_and_history(args: argparse.Namespace) -> tuple[dict, dict]:
 
     The guide's checkpoints carry no history: it is then reported as empty.
     """
-    from vlarisk.checkpoints import read_checkpoint
-
     checkpoint = read_checkpoint(args.checkpoint)
     source = read_checkpoint(args.history) if args.history else checkpoint
     return checkpoint, source.get("history") or {}

@@ -7,9 +7,10 @@ The ``vlarisk-evaluate`` command; ``python workflow_scripts/evaluate_risk_predic
 
 import time
 
-from vlarisk.cli import ArgumentParser, log, read_json, run
+from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.cli_args import add_scoring_arguments, checkpoint_and_history, parse_scoring_args
 from vlarisk.detection_flags import add_detection_arguments, detection_options
+from vlarisk.documents import BASELINES, DETECTION, SOURCES, TEST_METRICS, read_results
 from vlarisk.errors import InputError
 
 
@@ -36,7 +37,7 @@ def main(argv=None):
     from vlarisk.task_splits import add_task_splits
 
     checkpoint, history = checkpoint_and_history(args)
-    if "sources" in checkpoint:
+    if SOURCES in checkpoint:
         raise InputError(f"{args.checkpoint}: is a multi-model checkpoint; score it with evaluate_multi_model.py")
     source = open_source(checkpoint.get("model_name", ""), args.data, args.split, args.planting)
     predictor = predictor_from_checkpoint(checkpoint, args.checkpoint)
@@ -51,14 +52,14 @@ def main(argv=None):
     report = single_source_report(scored, args.torch_device, started, detection_options(args), log)
     report["best_epoch"] = checkpoint.get("epoch")
     if args.task_split_results:
-        others = [read_json(path) for path in args.task_split_results]
-        add_task_splits(report["detection"], others, [args.output, *args.task_split_results])
+        others = [read_results(path) for path in args.task_split_results]
+        add_task_splits(report[DETECTION], others, [args.output, *args.task_split_results])
     if args.predictions:
         save_predictions(args.predictions, test_predictions(scored, args.checkpoint, args.positive_fraction_of_max))
     # the guide's checkpoints carry no training_config: reported as empty
     write_results(args.output, checkpoint.get("model_name", ""), report, history, checkpoint.get("training_config", {}))
     log(
-        f"{args.output}: test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}; logistic baseline mean AUC {report['baselines']['logistic']['mean_auc']}"
+        f"{args.output}: test mean AUC {report[TEST_METRICS]['mean_auc']}, mean AP {report[TEST_METRICS]['mean_ap']}; logistic baseline mean AUC {report[BASELINES]['logistic']['mean_auc']}"
     )
 
 

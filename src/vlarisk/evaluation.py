@@ -29,9 +29,9 @@ from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.detection_flags import DetectionOptions
 from vlarisk.device import describe
 from vlarisk.distance_baselines import distance_scores
+from vlarisk.documents import BASELINES, DETECTION, LABEL_CUTOFFS, PER_SOURCE, SUMMARY, TEST_METRICS, Results, write_results_file
 from vlarisk.errors import InputError
 from vlarisk.inference import predict_rows
-from vlarisk.io_utils import write_json
 from vlarisk.metrics import regression_metrics, step_target_metrics, test_metrics
 from vlarisk.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
 from vlarisk.sources import Source
@@ -135,15 +135,13 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
     every = baseline_scores(dataset, train_rows, both, scored.thresholds, source.planting_path)
     every.update(distance_scores(dataset.hidden, train_rows, np.asarray(dataset.arrays["success"][train_rows], dtype=bool), both))
     tested = len(scored.rows)
-    report["baselines"] = baseline_report(
-        {k: v[:tested] for k, v in every.items()}, scored.labels, scored.thresholds, report["test_metrics"]
-    )
+    report[BASELINES] = baseline_report({k: v[:tested] for k, v in every.items()}, scored.labels, scored.thresholds, report[TEST_METRICS])
     pairs = {name: (values[:tested], values[tested:]) for name, values in every.items()}
     band = scored.band if options.threshold == "band" else None
     if options.threshold == "band" and band is None:
         raise InputError(f"{dataset.path}: --alarm-threshold band: too few successful training rollouts to shape a band")
-    report["detection"] = source_detection(source, scored.rows, scored.prediction, scored.calibration_prediction, pairs, options, band)
-    invalid = next((block for block in report["detection"].values() if not block["conformal_valid"]), None)
+    report[DETECTION] = source_detection(source, scored.rows, scored.prediction, scored.calibration_prediction, pairs, options, band)
+    invalid = next((block for block in report[DETECTION].values() if not block["conformal_valid"]), None)
     if invalid is not None:
         log(f"{dataset.path}: detection thresholds are NOT conformally valid ({invalid['conformal_reason']})")
     collection = collection_of(dataset)
@@ -152,7 +150,7 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
         test_sets = {name: source.rows[name] for name in TEST_SETS if name in source.rows}
         report["attribution"] = attribution_report(dataset, scored.rows, scorers, collection, test_sets)
         report["undefined"].update(not_applicable(collection))
-    versus = report["baselines"]["model_vs_logistic"]
+    versus = report[BASELINES]["model_vs_logistic"]
     if versus["beats_logistic"] is False:
         log(
             f"{dataset.path}: the model does NOT beat the logistic baseline: mean {scored.subset} AUC {versus['model_mean_auc']:.4f} "
@@ -196,8 +194,8 @@ def pooled_report(scored: list[ScoredSplit]) -> dict:
     positives = np.concatenate([binarize(s.labels, s.thresholds) for s in scored]).astype(np.float32)
     any_threshold = ~np.all(np.isnan([s.thresholds for s in scored]), axis=0)
     report = test_metrics(prediction, positives, np.where(any_threshold, 1.0, np.nan))
-    report["test_metrics"].update(regression_metrics(prediction, labels))
-    del report["thresholds"]  # per source only: see per_source[<name>]["thresholds"]
+    report[TEST_METRICS].update(regression_metrics(prediction, labels))
+    del report[LABEL_CUTOFFS]  # per source only: see per_source[<name>]["label_cutoffs"]
     return report
 
 
@@ -210,7 +208,7 @@ def multi_source_report(
     sources, and scores from different input layers are not comparable rollout by rollout.
     """
     report = pooled_report(scored)
-    report["per_source"] = {s.source.name: {**source_report(s, options, log), **_dataset_fields(s.source)} for s in scored}
+    report[PER_SOURCE] = {s.source.name: {**source_report(s, options, log), **_dataset_fields(s.source)} for s in scored}
     report["pooling"] = "rows of all sources concatenated; positives by each row's own source's training-split thresholds"
     report["provenance"] = run_provenance(device, started)
     return report
@@ -248,11 +246,11 @@ def per_source_summary(report: dict) -> str:
     """One line, per source first: its mean test AUC beside its logistic baseline's and its unseen-task
     rollout AUC when tasks were held out; then the pooled mean AUC (rows of different sources mixed)."""
     parts = []
-    for name, entry in report["per_source"].items():
-        unseen = entry.get("detection", {}).get("test_unseen", {}).get("rollout_auc")
+    for name, entry in report[PER_SOURCE].items():
+        unseen = entry.get(DETECTION, {}).get("test_unseen", {}).get("rollout_auc")
         detection = "" if unseen is None else f", unseen-task rollout AUC {unseen:.4f}"
-        parts.append(f"{name} {entry['test_metrics']['mean_auc']} (logistic {entry['baselines']['logistic']['mean_auc']}{detection})")
-    return "test mean AUC per source: " + ", ".join(parts) + f"; pooled {report['test_metrics']['mean_auc']}"
+        parts.append(f"{name} {entry[TEST_METRICS]['mean_auc']} (logistic {entry[BASELINES]['logistic']['mean_auc']}{detection})")
+    return "test mean AUC per source: " + ", ".join(parts) + f"; pooled {report[TEST_METRICS]['mean_auc']}"
 
 
 def write_results(
@@ -264,10 +262,10 @@ def write_results(
 
     ``training_seconds`` defaults to the sum of the history's epoch times (none for a history without them).
     """
-    document = {"model_name": model_name, **report, "history": history, "config": config}
+    document: Results = {"model_name": model_name, **report, "history": history, "config": config}
     if training_seconds is None and history.get("epoch_seconds"):
         training_seconds = float(sum(history["epoch_seconds"]))
     document["provenance"]["training_seconds"] = training_seconds
     document["dimensions"] = list(ACTION_DIMENSIONS)
-    document["summary"] = summary_of(document)
-    write_json(path, document)
+    document[SUMMARY] = summary_of(document)
+    write_results_file(path, document)

@@ -15,9 +15,10 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.detection import detection_scores, group_rollouts, rollout_horizons
+from vlarisk.documents import BASELINES, DETECTION, read_results
 from vlarisk.io_utils import atomic_path
 from vlarisk.predictions import load_predictions
-from vlarisk.tables import ablation_table, read_results
+from vlarisk.tables import ablation_table
 
 DPI = 120
 
@@ -116,7 +117,7 @@ def detection_figure(predictions_path: str, results_path: str, title: str) -> Fi
     failures, the accuracy-vs-detection-time curve of the deployed monitor (model and baselines)
     on each of the first two test sets, risk over time of a few rollouts of the first set with the
     alarm threshold, and a reliability diagram of per-step risk against its soft label."""
-    data, detection = load_predictions(predictions_path), read_results(results_path)["detection"]
+    data, detection = load_predictions(predictions_path), read_results(results_path)[DETECTION]
     order = sorted(detection, key=lambda name: (name != "test_unseen", name))
     figure = Figure(figsize=(16, 8.5), layout="constrained")
     (roc, lead, first_curve), (traces, reliability, second_curve) = figure.subplots(2, 3)
@@ -161,7 +162,7 @@ def accuracy_vs_detection_time(block: dict) -> dict[str, list[tuple[float, float
     """Per scorer (the model first, then each baseline with a grid), the deployed monitor's
     ``(relative detection time, balanced accuracy, alpha)`` at each alpha where both are defined."""
     scorers = {"model": block.get("alpha_grid", [])}
-    scorers.update({name: entry["alpha_grid"] for name, entry in block.get("baselines", {}).items() if "alpha_grid" in entry})
+    scorers.update({name: entry["alpha_grid"] for name, entry in block.get(BASELINES, {}).items() if "alpha_grid" in entry})
     curves = {}
     for name, grid in scorers.items():
         points = [

@@ -12,6 +12,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vlarisk.collapse import collapse_reasons
 from vlarisk.constants import ACTION_DIMENSIONS
+from vlarisk.documents import LABEL_CUTOFFS, TEST_METRICS
 from vlarisk.thresholds import binarize, thresholds_by_dimension
 
 
@@ -68,10 +69,10 @@ def test_metrics(prediction: np.ndarray, target: np.ndarray, thresholds: np.ndar
     spread = np.asarray(prediction).std(axis=0) if len(prediction) else np.zeros(len(ACTION_DIMENSIONS))
     collapse = collapse_reasons(prediction, metrics["mean_auc"])
     return {
-        "test_metrics": metrics,
+        TEST_METRICS: metrics,
         "positives": counts,
         "num_samples": int(len(target)),
-        "thresholds": thresholds_by_dimension(thresholds),
+        LABEL_CUTOFFS: thresholds_by_dimension(thresholds),
         "undefined": undefined,
         "mean_over": [name for name in ACTION_DIMENSIONS if metrics[f"auc_{name}"] is not None],
         "prediction_std": {name: float(s) for name, s in zip(ACTION_DIMENSIONS, spread, strict=True)},

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from vlarisk.checkpoints import load_predictor, read_checkpoint
+from vlarisk.checkpoints import load_predictor
 from vlarisk.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
+from vlarisk.documents import read_checkpoint
 from vlarisk.models import NormalizedMultiRiskPredictor
 
 FALLBACK_THRESHOLD = 0.5

@@ -16,21 +16,23 @@ import math
 import re
 from collections.abc import Mapping
 
+from vlarisk.documents import BASELINES, DETECTION, PER_SOURCE
+
 PREFERRED_DETECTION_SET = "test_unseen"  # the headline: tasks the model never saw
 ALARM_KEYS = ("fpr", "tpr")  # null exactly when the alarm has no finite threshold
 
 
 def summary_of(report: Mapping) -> dict:
     """The ``summary`` block of a results.json report: one model's values, or ``per_source`` ones."""
-    if "per_source" in report:
-        return {"per_source": {name: model_summary(entry) for name, entry in report["per_source"].items()}}
+    if PER_SOURCE in report:
+        return {PER_SOURCE: {name: model_summary(entry) for name, entry in report[PER_SOURCE].items()}}
     return model_summary(report)
 
 
 def model_summary(report: Mapping) -> dict:
     """One model's (or one source's) verdict values, with the reason for each that is null."""
-    versus = (report.get("baselines") or {}).get("model_vs_logistic") or {}
-    detection = report.get("detection") or {}
+    versus = (report.get(BASELINES) or {}).get("model_vs_logistic") or {}
+    detection = report.get(DETECTION) or {}
     detection_set = PREFERRED_DETECTION_SET if PREFERRED_DETECTION_SET in detection else next(iter(detection), None)
     block = detection.get(detection_set) or {}
     deployed = block.get("deployed") or {}  # the monitor a user runs: the stored threshold on full episodes
@@ -71,8 +73,8 @@ COLUMNS = ("run", "step AUC (logistic)", "beats logistic", "rollout AUC [95% CI]
 
 def summary_rows(name: str, summary: Mapping) -> list[tuple[str, Mapping]]:
     """``(row name, model summary)`` for a summary block: one row, or one per source."""
-    if "per_source" in summary:
-        return [(f"{name} / {source}", entry) for source, entry in summary["per_source"].items()]
+    if PER_SOURCE in summary:
+        return [(f"{name} / {source}", entry) for source, entry in summary[PER_SOURCE].items()]
     return [(name, summary)]
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vlarisk.constants import ACTION_DIMENSIONS
+from vlarisk.documents import BASELINES, DETECTION, PER_SOURCE, TEST_METRICS, read_results
 from vlarisk.io_utils import atomic_path
 from vlarisk.predictions import failure_relation, load_predictions
 from vlarisk.task_splits import SPLIT_METRICS
@@ -92,12 +93,6 @@ class Table:
     rows: list[Row] = field(default_factory=list)
 
 
-def read_results(path: str | Path) -> dict:
-    """A ``results.json`` document."""
-    with open(path) as handle:
-        return json.load(handle)
-
-
 def metric_columns(prefix: str) -> tuple[str, ...]:
     """Keys ``<prefix>_<d>`` for every dimension, then the mean over dimensions."""
     return tuple(f"{prefix}_{name}" for name in ACTION_DIMENSIONS) + (f"mean_{prefix}",)
@@ -111,7 +106,7 @@ def summarise(metric_dicts: Sequence[dict], keys: Iterable[str], signed: Iterabl
 
 def logistic_comparison(results: dict) -> dict:
     """A run's logistic-baseline mean AUC and the model's margin over it (empty without baselines)."""
-    baselines = results.get("baselines", {})
+    baselines = results.get(BASELINES, {})
     if "logistic" not in baselines:
         return {}
     return {"logistic_auc": baselines["logistic"]["mean_auc"], "delta_vs_logistic": baselines["model_vs_logistic"]["margin"]}
@@ -126,14 +121,14 @@ def per_dimension_table(prefix: str, single: dict[str, str], multi: dict[str, st
     multi_results = {group: read_results(path) for group, path in sorted(multi.items())}
     for source, path in sorted(single.items()):
         results = read_results(path)
-        table.rows.append(Row((source, collapse_marked("single", results)), summarise([results["test_metrics"]], keys), (path,)))
+        table.rows.append(Row((source, collapse_marked("single", results)), summarise([results[TEST_METRICS]], keys), (path,)))
         for group, grouped in multi_results.items():
-            if source in grouped.get("per_source", {}):
-                block = grouped["per_source"][source]
+            if source in grouped.get(PER_SOURCE, {}):
+                block = grouped[PER_SOURCE][source]
                 table.rows.append(
-                    Row((source, collapse_marked(f"multi ({group})", block)), summarise([block["test_metrics"]], keys), (multi[group],))
+                    Row((source, collapse_marked(f"multi ({group})", block)), summarise([block[TEST_METRICS]], keys), (multi[group],))
                 )
-        baselines = results.get("baselines", {})
+        baselines = results.get(BASELINES, {})
         for name, label in BASELINE_ROWS.items():
             if name in baselines:
                 table.rows.append(Row((source, label), summarise([baselines[name]], keys), (path,)))
@@ -150,11 +145,11 @@ def single_vs_multi_table(single: dict[str, str], multi: dict[str, str]) -> Tabl
     multi_results = {group: read_results(path) for group, path in sorted(multi.items())}
     for source, path in sorted(single.items()):
         results = read_results(path)
-        own, logistic = results["test_metrics"], Summary((logistic_comparison(results).get("logistic_auc"),))
+        own, logistic = results[TEST_METRICS], Summary((logistic_comparison(results).get("logistic_auc"),))
         groups = [
-            (group, grouped["per_source"][source]["test_metrics"], (path, multi[group]))
+            (group, grouped[PER_SOURCE][source][TEST_METRICS], (path, multi[group]))
             for group, grouped in multi_results.items()
-            if source in grouped.get("per_source", {})
+            if source in grouped.get(PER_SOURCE, {})
         ]
         for group, shared, files in groups or [("(no multi-model group)", {}, (path,))]:
             auc, ap = (_single_multi_delta(own.get(key), shared.get(key)) for key in ("mean_auc", "mean_ap"))
@@ -207,7 +202,7 @@ def ablation_table(factor: str, runs: Sequence[tuple[str, str, str]]) -> Table:
 def _run_metrics(results: dict) -> dict:
     """A run's test metrics, its comparison with the logistic baseline, and its smallest prediction spread."""
     spread = results.get("prediction_std")
-    return {**results["test_metrics"], **logistic_comparison(results), "min_prediction_std": min(spread.values()) if spread else None}
+    return {**results[TEST_METRICS], **logistic_comparison(results), "min_prediction_std": min(spread.values()) if spread else None}
 
 
 def failure_correlation_table(predictions: dict[str, str], bins: int = 5) -> Table:
@@ -264,11 +259,11 @@ def _detection_models(single: dict[str, str], multi: dict[str, str]) -> list[tup
     multi_results = {group: read_results(path) for group, path in sorted(multi.items())}
     for source, path in sorted(single.items()):
         results = read_results(path)
-        models.append((source, collapse_marked("single", results), results.get("detection", {}), path))
+        models.append((source, collapse_marked("single", results), results.get(DETECTION, {}), path))
         for group, grouped in multi_results.items():
-            block = grouped.get("per_source", {}).get(source)
+            block = grouped.get(PER_SOURCE, {}).get(source)
             if block is not None:
-                models.append((source, collapse_marked(f"multi ({group})", block), block.get("detection", {}), multi[group]))
+                models.append((source, collapse_marked(f"multi ({group})", block), block.get(DETECTION, {}), multi[group]))
     return models
 
 
@@ -321,8 +316,8 @@ def detection_table(single: dict[str, str], multi: dict[str, str]) -> Table:
             if label != "single":
                 continue
             for name, scorer in DETECTION_SCORERS.items():
-                if name in block.get("baselines", {}):
-                    cells = _detection_cells(block["baselines"][name])
+                if name in block.get(BASELINES, {}):
+                    cells = _detection_cells(block[BASELINES][name])
                     table.rows.append(Row((source, test_set, _validity_marked(scorer, block)), cells, (path,)))
     return table
 

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vlarisk.documents import BASELINES, DETECTION
+
 # The summarised metrics and where each lives in a detection block.
 SPLIT_METRICS = {"rollout_auc": ("rollout_auc",), "balanced_accuracy": ("deployed", "balanced_accuracy")}
 
@@ -61,7 +63,7 @@ def scorer_summaries(blocks: Sequence[dict | None], scorers: Sequence[str], metr
     otherwise its baseline of that name) and metric, with each split's rollout counts."""
     per_scorer = {}
     for scorer in scorers:
-        scorer_blocks = [block if scorer == "model" else (block or {}).get("baselines", {}).get(scorer) for block in blocks]
+        scorer_blocks = [block if scorer == "model" else (block or {}).get(BASELINES, {}).get(scorer) for block in blocks]
         per_scorer[scorer] = splits_block(scorer_blocks, [], metrics)
     return {"scorers": per_scorer, "n_rollouts": [(block or {}).get("n_rollouts") for block in blocks]}
 
@@ -83,9 +85,9 @@ def add_task_splits(detection: dict, others: Sequence[dict], paths: Sequence[str
     if len(paths) != len(others) + 1:
         raise ValueError(f"{len(paths)} paths for {len(others) + 1} splits")
     for name, block in detection.items():
-        blocks = [block, *(other.get("detection", {}).get(name) for other in others)]
+        blocks = [block, *(other.get(DETECTION, {}).get(name) for other in others)]
         block["splits"] = splits_block(blocks, paths)
-        for scorer, baseline in block.get("baselines", {}).items():
+        for scorer, baseline in block.get(BASELINES, {}).items():
             if isinstance(baseline, dict):
-                baseline_blocks = [(b or {}).get("baselines", {}).get(scorer) for b in blocks]
+                baseline_blocks = [(b or {}).get(BASELINES, {}).get(scorer) for b in blocks]
                 baseline["splits"] = splits_block(baseline_blocks, paths)

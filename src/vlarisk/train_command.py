@@ -13,6 +13,7 @@ from pathlib import Path
 from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.cli_args import add_training_arguments, clear_resume_state, fit_trainer, parse_training_args
 from vlarisk.detection_flags import add_detection_arguments, detection_options
+from vlarisk.documents import BASELINES, TEST_METRICS
 
 
 def parse_args(argv=None):
@@ -62,7 +63,7 @@ def score_test_split(args, source, outcome):
         Path(args.output_dir) / "results.json", args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds
     )
     log(
-        f"test mean AUC {report['test_metrics']['mean_auc']}, mean AP {report['test_metrics']['mean_ap']}; logistic baseline mean AUC {report['baselines']['logistic']['mean_auc']}"
+        f"test mean AUC {report[TEST_METRICS]['mean_auc']}, mean AP {report[TEST_METRICS]['mean_ap']}; logistic baseline mean AUC {report[BASELINES]['logistic']['mean_auc']}"
     )
 
 

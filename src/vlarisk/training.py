@@ -25,15 +25,16 @@ from torch import nn
 
 from vlarisk.adam import FUSED_DEVICES, FusedAdam
 from vlarisk.batches import BatchStream, MixedBatchStream
-from vlarisk.checkpoints import data_fields, read_checkpoint, write_checkpoint
+from vlarisk.checkpoints import data_fields, write_checkpoint
 from vlarisk.collapse import collapse_reasons
 from vlarisk.constants import ACTION_DIMENSIONS
 from vlarisk.device import autocast, flush_denormals, resolve_device
+from vlarisk.documents import BEST_MODEL, LATEST_CHECKPOINT, read_checkpoint
 from vlarisk.errors import InputError
 from vlarisk.inference import predict_rows
 from vlarisk.intervals import roc_auc
 from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
-from vlarisk.settings import LOSS_TYPES, TrainingConfig  # noqa: F401  (defined there, torch-free; re-exported)
+from vlarisk.settings import TrainingConfig
 from vlarisk.sources import Source, TrainingSource
 from vlarisk.thresholds import binarize
 from vlarisk.tracking import record_epoch
@@ -233,7 +234,7 @@ class Trainer:
         may change, so that a resumed run ends exactly where an uninterrupted one would (bit for
         bit on CPU). A refusal leaves the trainer as it was, ready to start from epoch 1.
         """
-        path = self.state_dir / "latest.pt"
+        path = self.state_dir / LATEST_CHECKPOINT
         if not path.exists():
             self.log(f"--resume: {path} not found, starting from epoch 1")
             return
@@ -272,7 +273,7 @@ class Trainer:
         epoch ahead; that epoch is then trained again and, seeded by ``(seed, epoch)``, improves on
         the best again and overwrites it.
         """
-        best_path = self.state_dir / "best_model.pt"
+        best_path = self.state_dir / BEST_MODEL
         if not best_path.exists():
             if latest_best["epoch"] > 0:
                 raise InputError(f"{best_path}: missing, but latest.pt names epoch {latest_best['epoch']} as the best; cannot resume")
@@ -369,12 +370,12 @@ class Trainer:
         if improved:
             self.best = {"epoch": epoch, "score": score, "healthy": healthy}
             self.best_state = copy.deepcopy(self.model.state_dict())
-            self._save("best_model.pt", epoch, metrics)
+            self._save(BEST_MODEL, epoch, metrics)
         history.pop("stop", None)
         stop = stop_record(epoch, self.best["epoch"], self.config.epochs, self.config.patience)
         if stop:
             history["stop"] = stop
-        self._save("latest.pt", epoch, metrics)
+        self._save(LATEST_CHECKPOINT, epoch, metrics)
         record_epoch(self.output_dir, history, self.log)  # history.csv (and TensorBoard) beside the checkpoints
         auc = "n/a" if metrics["mean_auc"] is None else f"{metrics['mean_auc']:.4f}"
         self.log(
@@ -396,7 +397,7 @@ class Trainer:
             self.log(f"stopping after epoch {epoch}: {stop['detail']}")
 
     def _save(self, name: str, epoch: int, metrics: dict) -> None:
-        state = self.model.state_dict() if name == "latest.pt" else self.best_state
+        state = self.model.state_dict() if name == LATEST_CHECKPOINT else self.best_state
         fields = {
             **self._data_fields(),
             "training_config": asdict(self.config),

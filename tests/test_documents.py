@@ -1,0 +1,60 @@
+"""The checkpoint and results.json layouts: versions stamped, earlier layouts still read, names in one place."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vlarisk import planning, runs
+from vlarisk.checkpoints import saved_thresholds
+from vlarisk.documents import (
+    BEST_MODEL,
+    CHECKPOINT_FORMAT,
+    LATEST_CHECKPOINT,
+    RESULTS_FILE,
+    RESULTS_FORMAT,
+    read_checkpoint,
+    read_results,
+    save_checkpoint,
+    save_with_alarms,
+    write_results_file,
+)
+from vlarisk.thresholds import thresholds_by_dimension
+
+
+def test_a_format_1_checkpoint_still_gives_its_label_cutoffs(tmp_path):
+    """Before format 2 the positive-label cut-offs were stored as ``thresholds``."""
+    path = tmp_path / BEST_MODEL
+    cutoffs = np.array([0.25, np.nan, 0.5, 0.5, 0.5, 0.5, 0.5])
+    torch.save({"format_version": 1, "thresholds": thresholds_by_dimension(cutoffs), "data_sha256": "abc", "split": None}, path)
+    saved = saved_thresholds(read_checkpoint(path), "any")
+    np.testing.assert_array_equal(saved.thresholds, cutoffs)
+    assert saved.data_sha256 == "abc"
+
+
+def test_a_checkpoint_without_cutoffs_or_version_reads(tmp_path):
+    """The guide's checkpoints: no version, no cut-offs."""
+    path = tmp_path / BEST_MODEL
+    torch.save({"epoch": 3, "model_state_dict": {}}, path)
+    assert read_checkpoint(path)["epoch"] == 3 and saved_thresholds(read_checkpoint(path), "any") is None
+
+
+def test_the_alarm_is_stored_without_touching_the_rest(tmp_path):
+    path = tmp_path / BEST_MODEL
+    save_checkpoint(path, {"epoch": 2, "sources": {"a": {"label_cutoffs": {}}, "b": {}}})
+    save_with_alarms(path, {"a": {"threshold": 0.5}, "b": {"threshold": None}})
+    checkpoint = read_checkpoint(path)
+    assert checkpoint["format_version"] == CHECKPOINT_FORMAT and checkpoint["epoch"] == 2
+    assert checkpoint["sources"] == {"a": {"label_cutoffs": {}, "alarm": {"threshold": 0.5}}, "b": {"alarm": {"threshold": None}}}
+    assert list(tmp_path.iterdir()) == [path]  # written through a temporary file, none left behind
+
+
+def test_results_carry_their_format(tmp_path):
+    write_results_file(tmp_path / RESULTS_FILE, {"model_name": "m"})
+    assert read_results(tmp_path / RESULTS_FILE) == {"format_version": RESULTS_FORMAT, "model_name": "m"}
+
+
+def test_modules_loaded_standalone_name_the_same_files():
+    """planning and runs load without the package (rules/common.smk), so they spell the names themselves."""
+    assert (planning.BEST_MODEL, planning.LATEST_MODEL, planning.RESULTS_JSON) == (BEST_MODEL, LATEST_CHECKPOINT, RESULTS_FILE)
+    assert runs.RESULTS_FILE == RESULTS_FILE
