@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Failure detection on every member of the generator family, over several leave-tasks-out splits.
 
-For each member of :data:`vlarisk.generator_family.GENERATOR_FAMILY` (or those named), simulate and
+For each member of ``GENERATOR_FAMILY`` in ``benchmarks/generator_family.py`` (or those named), simulate and
 prepare the rollouts once, then, for each of ``--task-splits`` splits (``unseen_task_fraction`` of
 the tasks unseen, as ``config/paper.yaml``; :func:`vlarisk.splits.split_rollouts`), train the default
 recipe and score detection as ``results.json["detection"]`` does. Two tables, per member and test
@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 import torch
+from generator_family import GENERATOR_FAMILY, prepare_member, scaled_member, score_prepared
 
 from vlarisk.detection import DEFAULT_ALPHA
-from vlarisk.generator_family import GENERATOR_FAMILY, prepare_member, scaled_member, score_prepared
 from vlarisk.settings import TrainingConfig
 from vlarisk.splits import TEST_SETS
 from vlarisk.task_splits import SPLIT_METRICS, fpr_within_alpha, scorer_summaries

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from generator_family import GENERATOR_FAMILY, scaled_member
 
 from vlarisk.device import limit_threads
-from vlarisk.generator_family import GENERATOR_FAMILY, scaled_member
 from vlarisk.settings import TrainingConfig
 
 TOLERANCE = 0.005  # the largest held-out AUC loss early stopping may cost

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The default recipe on every member of the generator family, beside the baselines it must beat.
 
-For each member of :data:`vlarisk.generator_family.GENERATOR_FAMILY` (or those named), simulate the
+For each member of ``GENERATOR_FAMILY`` in ``benchmarks/generator_family.py`` (or those named), simulate the
 rollouts, prepare them, split by rollout (the project's default split with test_seen at 30%, so that enough failures are held out), train
 with the default :class:`~vlarisk.training.TrainingConfig` (bar ``--epochs``), and print two tables:
 the model's held-out mean per-step AUC beside the class-balanced logistic regression's, the
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from generator_family import GENERATOR_FAMILY, scaled_member, score_member
 
-from vlarisk.generator_family import GENERATOR_FAMILY, scaled_member, score_member
 from vlarisk.settings import LOSS_TYPES, TrainingConfig
 
 SCORERS = ("logistic", "step_index", "abs_action", "planted_direction")

@@ -22,7 +22,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from vlarisk.generator_family import GENERATOR_FAMILY
+from generator_family import GENERATOR_FAMILY
+
 from vlarisk.prepare import prepare_dataset
 from vlarisk.synthetic import write_synthetic_source
 

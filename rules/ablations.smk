@@ -70,7 +70,7 @@ use rule evaluate_model as evaluate_ablation with:
         code=code_for("evaluate_risk_predictor"),
     output:
         results=paths.results_json(paths.ablation_dir("{source}", "{cell}", "{seed}")),
-        predictions=paths.test_predictions(
+        predictions=paths.predictions_path(
             paths.ablation_dir("{source}", "{cell}", "{seed}")
         ),
     log:

@@ -42,7 +42,7 @@ rule evaluate_model:
         code=code_for("evaluate_risk_predictor"),
     output:
         results=paths.results_json(paths.model_dir("{source}")),
-        predictions=paths.test_predictions(paths.model_dir("{source}")),
+        predictions=paths.predictions_path(paths.model_dir("{source}")),
     log:
         paths.log_path("evaluate_model", "{source}"),
     benchmark:
@@ -100,7 +100,7 @@ use rule evaluate_model as evaluate_task_split with:
         code=code_for("evaluate_risk_predictor"),
     output:
         results=paths.results_json(paths.model_dir("{source}", "{task_split}")),
-        predictions=paths.test_predictions(paths.model_dir("{source}", "{task_split}")),
+        predictions=paths.predictions_path(paths.model_dir("{source}", "{task_split}")),
     log:
         paths.log_path("evaluate_model", "{source}/task-split-{task_split}"),
     benchmark:

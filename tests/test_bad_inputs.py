@@ -452,7 +452,7 @@ def test_a_dimension_without_positives_reports_null_with_the_reason(tmp_path):
     report = evaluate(outcome.model, source, outcome.thresholds["m"], outcome.device)
     assert report["test_metrics"]["auc_gripper"] is None and report["test_metrics"]["ap_gripper"] is None
     assert report["undefined"]["gripper"] == "no positive labels in the training split, so no threshold exists"
-    assert report["thresholds"]["gripper"] is None
+    assert report["label_cutoffs"]["gripper"] is None
     assert report["test_metrics"]["mean_auc"] == pytest.approx(
         np.mean(
             [

@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vlarisk import planning, runs
 from vlarisk.checkpoints import saved_thresholds
 from vlarisk.documents import (
     BEST_MODEL,
     CHECKPOINT_FORMAT,
-    LATEST_CHECKPOINT,
     RESULTS_FILE,
     RESULTS_FORMAT,
     read_checkpoint,
@@ -52,9 +50,3 @@ def test_the_alarm_is_stored_without_touching_the_rest(tmp_path):
 def test_results_carry_their_format(tmp_path):
     write_results_file(tmp_path / RESULTS_FILE, {"model_name": "m"})
     assert read_results(tmp_path / RESULTS_FILE) == {"format_version": RESULTS_FORMAT, "model_name": "m"}
-
-
-def test_modules_loaded_standalone_name_the_same_files():
-    """planning and runs load without the package (rules/common.smk), so they spell the names themselves."""
-    assert (planning.BEST_MODEL, planning.LATEST_MODEL, planning.RESULTS_JSON) == (BEST_MODEL, LATEST_CHECKPOINT, RESULTS_FILE)
-    assert runs.RESULTS_FILE == RESULTS_FILE

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from generator_family import GENERATOR_FAMILY
 
-from vlarisk.generator_family import GENERATOR_FAMILY
 from vlarisk.synthetic import RolloutSimulator, SimulationSpec
 
 ONSET = (0.2, 0.8)

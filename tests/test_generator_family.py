@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from generator_family import GENERATOR_FAMILY, prepare_member, scaled_member, score_prepared
 
-from vlarisk.generator_family import GENERATOR_FAMILY, prepare_member, scaled_member, score_prepared
 from vlarisk.settings import TrainingConfig
 
 # Within this much mean AUC of the logistic baseline, or above it: the done-criterion's margin.

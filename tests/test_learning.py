@@ -16,10 +16,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from generator_family import scaled_member
 from sklearn.metrics import roc_auc_score
 
 from vlarisk.dataset import load_dataset
-from vlarisk.generator_family import scaled_member
 from vlarisk.inference import predict_rows
 from vlarisk.prepare import prepare_dataset
 from vlarisk.settings import TrainingConfig

@@ -39,7 +39,7 @@ def test_single_class_dimension_is_undefined_not_half():
     assert report["test_metrics"]["auc_z"] is None and report["test_metrics"]["ap_z"] is None
     assert report["undefined"]["z"] == "no positives in the scored split"
     assert report["test_metrics"]["auc_yaw"] is None and "training split" in report["undefined"]["yaw"]
-    assert report["thresholds"]["yaw"] is None
+    assert report["label_cutoffs"]["yaw"] is None
     assert report["test_metrics"]["auc_x"] is not None
 
 

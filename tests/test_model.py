@@ -81,7 +81,7 @@ def test_checkpoint_rebuilds_the_model_as_in_the_guide(trained, dataset_path):
     expected_thresholds = positive_thresholds(
         np.asarray(dataset.labels[train_rows]), checkpoint["training_config"]["positive_fraction_of_max"]
     )
-    np.testing.assert_array_equal(thresholds_from_dimensions(checkpoint["thresholds"]), expected_thresholds)
+    np.testing.assert_array_equal(thresholds_from_dimensions(checkpoint["label_cutoffs"]), expected_thresholds)
     hidden = torch.from_numpy(np.array(dataset.hidden[:5]))
     with torch.no_grad():
         expected = model((hidden - torch.tensor(checkpoint["normalization"]["mean"])) / torch.tensor(checkpoint["normalization"]["std"]))

@@ -119,7 +119,7 @@ def test_each_sources_thresholds_are_saved_at_training(trained):
     checkpoint = read_checkpoint(output_dir / "best_model.pt")
     for source in sources:
         expected = positive_thresholds(np.asarray(source.dataset.labels[split_rows(source.dataset.rollout_id, source.split)["train"]]))
-        np.testing.assert_array_equal(thresholds_from_dimensions(checkpoint["sources"][source.name]["thresholds"]), expected)
+        np.testing.assert_array_equal(thresholds_from_dimensions(checkpoint["sources"][source.name]["label_cutoffs"]), expected)
         np.testing.assert_array_equal(outcome.thresholds[source.name], expected)
 
 

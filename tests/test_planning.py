@@ -59,7 +59,7 @@ def test_path_helpers_give_files_and_patterns():
     assert paths.best_model(paths.model_dir("a")) == "results/models/a/best_model.pt"
     assert paths.results_json(paths.multi_dir("g")) == "results/multi/g/results.json"
     assert paths.results_json(paths.ablation_dir("a", "dropout-0.3", 2)) == "results/ablations/a/dropout-0.3/seed-2/results.json"
-    assert paths.test_predictions(paths.model_dir("a")) == "results/models/a/test_predictions.npz"
+    assert paths.predictions_path(paths.model_dir("a")) == "results/models/a/test_predictions.npz"
     assert paths.log_path("train_ablation", "a/default/seed-0") == "results/logs/train_ablation/a/default/seed-0.log"
     assert paths.table_path("ablation_labels", "csv") == "results/paper/tables/ablation_labels.csv"
     assert paths.figure_path("roc_pr", "a") == "results/paper/figures/roc_pr/a.png"

@@ -98,7 +98,8 @@ def test_a_false_alarm_rate_is_consistent_with_alpha_while_its_exact_interval_re
 
 
 def test_a_generated_source_opens_on_the_task_split_and_unseen_share_asked(tmp_path):
-    from vlarisk.generator_family import prepare_member, scaled_member
+    from generator_family import prepare_member, scaled_member
+
     from vlarisk.sources import open_source
     from vlarisk.splits import split_rollouts, unseen_tasks
 

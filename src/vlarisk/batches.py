@@ -117,9 +117,6 @@ class BatchStream:
         """Positions (into ``rows``) of the epoch's steps, batch after batch."""
         return self.plan(seed, epoch).steps
 
-    def num_batches(self, seed: int, epoch: int) -> int:
-        return len(self.plan(seed, epoch))
-
     def epoch(self, seed: int, epoch: int, plan: EpochPlan | None = None):
         """Yield ``(hidden, target, inverse)`` batches in the order fixed by ``(seed, epoch)``."""
         plan = plan or self.plan(seed, epoch)

@@ -17,7 +17,7 @@ data in the order of :data:`ARRAY_ORDER`.
 
 A ``.pkl`` path instead holds the training guide's pickle layout (``{"dataset": [...],
 "metadata": {...}}``) with rollout/task/step ids added, for older tools. :func:`load_dataset`
-reads both, and single-file ``.vlarisk`` containers written by earlier versions.
+reads both.
 """
 
 from __future__ import annotations
@@ -48,9 +48,6 @@ FORMAT_VERSION = 2
 METADATA_FILE = "metadata.json"
 NPY_HEADER_BYTES = 128  # fixed, so the header of the streamed states.npy can be written last
 PARTIAL_DIR_SUFFIX = ".partial-dir"
-# The single-file container of format version 1 (read only).
-MAGIC = b"VLARISK\x01"
-FOOTER_MAGIC = b"VLRFOOT1"
 
 # Per-step arrays besides the hidden states, with their on-disk dtypes.
 STEP_FIELDS = {
@@ -394,35 +391,6 @@ class _Flusher:
             raise self.error
 
 
-def _read_footer(path: Path) -> dict:
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        if size < len(MAGIC) + 16 or handle.read(len(MAGIC)) != MAGIC:
-            raise InputError(f"{path}: not a vlarisk dataset (bad magic)")
-        handle.seek(size - 16)
-        length_bytes, closing = handle.read(8), handle.read(8)
-        if closing != FOOTER_MAGIC:
-            raise InputError(f"{path}: dataset is truncated or incomplete (no footer)")
-        (length,) = struct.unpack("<Q", length_bytes)
-        if length > size - len(MAGIC) - 16:
-            raise InputError(f"{path}: dataset footer is corrupt (length {length} exceeds the file)")
-        handle.seek(size - 16 - length)
-        try:
-            footer = json.loads(handle.read(length))
-            entries = footer["arrays"]
-            end = size - 16 - length
-            for name, entry in entries.items():
-                nbytes = int(np.dtype(entry["dtype"]).itemsize * np.prod(entry["shape"], dtype=np.int64))
-                if entry["offset"] < len(MAGIC) or entry["offset"] + nbytes > end:
-                    raise InputError(f"{path}: dataset is corrupt (array {name!r} lies outside the data section)")
-            missing = {"hidden", *STEP_FIELDS} - set(entries)
-            if missing or not isinstance(footer.get("metadata"), dict):
-                raise InputError(f"{path}: dataset footer lacks {sorted(missing) or ['metadata']}")
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise InputError(f"{path}: dataset footer is corrupt ({type(exc).__name__}: {exc})") from None
-        return footer
-
-
 def _load_directory(path: Path) -> RiskDataset:
     """Open a dataset directory: every array memory-mapped, checked against ``metadata.json``."""
     meta_path = path / METADATA_FILE
@@ -454,20 +422,6 @@ def _load_directory(path: Path) -> RiskDataset:
     if len(index) and (int(index.min()) < 0 or int(index.max()) >= len(states)):
         raise InputError(f"{path / 'state_index.npy'}: indices outside the {len(states)} rows of states.npy")
     return RiskDataset(states=states, state_index=index, arrays=arrays, metadata=metadata, path=str(path))
-
-
-def _load_container(path: Path) -> RiskDataset:
-    """Open a single-file ``.vlarisk`` container of format version 1 (one hidden state per step)."""
-    footer = _read_footer(path)
-    arrays = {}
-    for name, entry in footer["arrays"].items():
-        shape = tuple(entry["shape"])
-        if 0 in shape:
-            arrays[name] = np.zeros(shape, dtype=entry["dtype"])
-        else:
-            arrays[name] = np.memmap(path, dtype=entry["dtype"], mode="r", offset=entry["offset"], shape=shape)
-    hidden = arrays.pop("hidden")
-    return RiskDataset(states=hidden, state_index=np.arange(len(hidden)), arrays=arrays, metadata=footer["metadata"], path=str(path))
 
 
 def _load_legacy_pickle(path: Path) -> RiskDataset:
@@ -554,15 +508,19 @@ def _rollout_table_from_arrays(arrays: dict[str, np.ndarray]) -> list[dict]:
 
 
 def load_dataset(path: str | os.PathLike) -> RiskDataset:
-    """Open a prepared dataset: a dataset directory (memory-mapped), a guide-style ``.pkl``, or a
-    single-file ``.vlarisk`` container of earlier versions."""
+    """Open a prepared dataset: a dataset directory (memory-mapped) or a guide-style ``.pkl``."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: dataset file not found")
     if path.is_dir():
         dataset = _load_directory(path)
+    elif path.suffix == ".pkl":
+        dataset = _load_legacy_pickle(path)
     else:
-        dataset = _load_legacy_pickle(path) if path.suffix == ".pkl" else _load_container(path)
+        raise InputError(
+            f"{path}: a file, but a prepared dataset is a directory (or a guide-style .pkl); "
+            "single-file datasets of vlarisk 0.1 are no longer read: prepare the data again"
+        )
     _check_labels(dataset.labels, path)
     return dataset
 

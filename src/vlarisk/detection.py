@@ -784,8 +784,3 @@ def detection_report(
         },
         "undefined": _undefined_reasons(ranking, thresholds[0], lead_median, warning),
     }
-
-
-def detection_reports(test_sets: Mapping, calibration: StepArrays | Mapping, **options) -> dict:
-    """One :func:`detection_report` per named test set (e.g. ``val_seen``, ``val_unseen``), one calibration set for all."""
-    return {name: detection_report(steps, calibration, **options) for name, steps in test_sets.items()}

@@ -32,7 +32,7 @@ def main(argv=None):
     # torch, scikit-learn and the scoring code load after parsing: --help and usage errors come at once
     from vlarisk.checkpoints import predictor_from_checkpoint
     from vlarisk.evaluation import checkpoint_thresholds, score_source, single_source_report, write_results
-    from vlarisk.predictions import save_predictions, test_predictions
+    from vlarisk.predictions import prediction_arrays, save_predictions
     from vlarisk.sources import open_source
     from vlarisk.task_splits import add_task_splits
 
@@ -55,7 +55,7 @@ def main(argv=None):
         others = [read_results(path) for path in args.task_split_results]
         add_task_splits(report[DETECTION], others, [args.output, *args.task_split_results])
     if args.predictions:
-        save_predictions(args.predictions, test_predictions(scored, args.checkpoint, args.positive_fraction_of_max))
+        save_predictions(args.predictions, prediction_arrays(scored, args.checkpoint, args.positive_fraction_of_max))
     # the guide's checkpoints carry no training_config: reported as empty
     write_results(args.output, checkpoint.get("model_name", ""), report, history, checkpoint.get("training_config", {}))
     log(

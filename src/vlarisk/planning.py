@@ -24,13 +24,13 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from vlarisk.documents import BEST_MODEL, LATEST_CHECKPOINT, RESULTS_FILE
 from vlarisk.settings import DetectionSettings, SplitSettings, TrainingConfig, block_flags, defaults
 
 RESULTS_BASE = "results"
 EXPERIMENTS = "experiments"
 DATA_BLOCKS = ("sources", "split")  # what rollouts, datasets and splits are made from, with detection.alpha
 ALL_SOURCES = "all"  # a multi-model group listed as `all`: every configured source
-BEST_MODEL, LATEST_MODEL, RESULTS_JSON = "best_model.pt", "latest.pt", "results.json"
 TABLE_FORMATS = ("md", "tex", "csv", "json", "html")  # html last: the copy shown in the report
 
 
@@ -128,14 +128,14 @@ class Paths:
 
     @staticmethod
     def latest_model(run_dir: str) -> str:
-        return f"{run_dir}/{LATEST_MODEL}"
+        return f"{run_dir}/{LATEST_CHECKPOINT}"
 
     @staticmethod
     def results_json(run_dir: str) -> str:
-        return f"{run_dir}/{RESULTS_JSON}"
+        return f"{run_dir}/{RESULTS_FILE}"
 
     @staticmethod
-    def test_predictions(run_dir: str) -> str:
+    def predictions_path(run_dir: str) -> str:
         return f"{run_dir}/test_predictions.npz"
 
     def data_config_path(self, group: str) -> str:
@@ -479,20 +479,20 @@ class Plan:
         """Group -> results.json of each configured multi-model group (none without `multi_model`)."""
         return {group: self.paths.results_json(self.paths.multi_dir(group)) for group in self.multi_groups}
 
-    def test_predictions(self) -> dict:
+    def predictions_by_source(self) -> dict:
         """Source -> test predictions of its single-source model."""
-        return {source: self.paths.test_predictions(self.paths.model_dir(source)) for source in self.sources}
+        return {source: self.paths.predictions_path(self.paths.model_dir(source)) for source in self.sources}
 
     def table_input(self, table: str) -> dict:
         """Input files of one main table."""
         if table == "failure_correlation":
-            return {"predictions": list(self.test_predictions().values())}
+            return {"predictions": list(self.predictions_by_source().values())}
         return {"single": list(self.single_results().values()), "multi": list(self.multi_results().values())}
 
     def table_command(self, table: str) -> str:
         """make_tables.py subcommand and inputs of one main table."""
         if table == "failure_correlation":
-            return f"failure-correlation {cli_pairs('--predictions', self.test_predictions())}"
+            return f"failure-correlation {cli_pairs('--predictions', self.predictions_by_source())}"
         single = cli_pairs("--single", self.single_results())
         multi = cli_pairs("--multi", self.multi_results())
         if table in ("single_vs_multi", "detection", "detection_per_dimension"):

@@ -19,7 +19,7 @@ from vlarisk.splits import test_sets
 from vlarisk.thresholds import binarize
 
 
-def test_predictions(scored, checkpoint_path: str, fraction_of_max: float) -> dict:
+def prediction_arrays(scored, checkpoint_path: str, fraction_of_max: float) -> dict:
     """The file's arrays for a :class:`~vlarisk.evaluation.ScoredSplit` of ``checkpoint_path``'s model."""
     dataset, rows = scored.source.dataset, scored.rows
     label = np.asarray(scored.labels, dtype=np.float32)
@@ -45,9 +45,6 @@ def test_predictions(scored, checkpoint_path: str, fraction_of_max: float) -> di
     }
 
 
-test_predictions.__test__ = False  # not a pytest test despite its name
-
-
 def test_set_of_rows(source, rows: np.ndarray) -> np.ndarray:
     """Each row's named test set (``test_seen``/``test_unseen``, or ``test`` without held-out tasks)."""
     names = np.full(len(rows), "test", dtype="<U11")
@@ -60,7 +57,7 @@ test_set_of_rows.__test__ = False
 
 
 def save_predictions(path: str | os.PathLike, arrays: dict) -> None:
-    """Write the arrays of :func:`test_predictions` as a compressed ``.npz``, atomically."""
+    """Write the arrays of :func:`prediction_arrays` as a compressed ``.npz``, atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)
 

@@ -13,7 +13,7 @@ A re-run overwrites a results.json; :func:`archive_run` keeps each version under
 ``results/history/`` (the summary step of ``all`` archives every run it reports), and
 ``vlarisk-compare --history`` tables them beside the current runs.
 
-This module imports only the standard library, so the Snakefile can load it on every run.
+This module imports no torch or numpy, so the Snakefile can load it on every run.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-RESULTS_FILE = "results.json"
+from vlarisk.documents import RESULTS_FILE, TEST_METRICS
+
 EXPERIMENTS = "experiments"
 HISTORY = "history"  # results/history/<where the run lies>/<UTC time>_<run id>.json: every version kept
 PLAIN_RUN = "(plain)"  # the experiment column of runs outside results/experiments/ (no experiment's name has parentheses)
@@ -127,7 +128,7 @@ def _number(value):
 def run_row(path: str | os.PathLike, results: dict, root: str | os.PathLike) -> dict:
     """One run's row: where it lies, its settings and its headline metrics (blank when absent)."""
     settings = results.get("config") or {}
-    metrics = results.get("test_metrics") or {}
+    metrics = results.get(TEST_METRICS) or {}
     versus = (results.get("baselines") or {}).get("model_vs_logistic") or {}
     history = results.get("history") or {}
     row = {

@@ -8,7 +8,7 @@ window; the hidden state (repeated over action chunks, as a real VLA's is) moves
 risky. The culprit's action magnitude grows with its risk by ``action_coupling`` (0: the action
 says nothing about the risk, so the model must read it from the hidden state).
 
-Knobs make the family of data real hidden states come in (see :mod:`vlarisk.generator_family`):
+Knobs make the family of data real hidden states come in (see ``benchmarks/generator_family.py``):
 a few massive-activation features and log-normal feature scales, risk windows from 0.5% to 10% of
 the steps, dimensions whose signal needs a nonlinearity (the shift's sign is drawn per rollout, so
 its mean is zero), task-specific directions, weak or strong signals and any chunk size. The
