@@ -13,7 +13,7 @@ from pathlib import Path
 from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.cli_args import add_training_arguments, clear_resume_state, fit_trainer, parse_training_args
 from vlarisk.detection_flags import add_detection_arguments, detection_options
-from vlarisk.documents import BASELINES, TEST_METRICS
+from vlarisk.documents import BASELINES, BEST_MODEL, RESULTS_FILE, TEST_METRICS
 
 
 def parse_args(argv=None):
@@ -44,7 +44,7 @@ def main(argv=None):
     )
     trainer = Trainer([source], args.config, args.output_dir, args.model_name, log=log, state_dir=args.resume_dir, progress=args.progress)
     outcome = fit_trainer(trainer, args)
-    log(alarm_summary(attach_alarms(Path(args.output_dir) / "best_model.pt", outcome.model, [source], outcome.device, args.alpha)))
+    log(alarm_summary(attach_alarms(Path(args.output_dir) / BEST_MODEL, outcome.model, [source], outcome.device, args.alpha)))
     if not args.no_test:
         score_test_split(args, source, outcome)
     clear_resume_state(args.resume_dir)
@@ -59,9 +59,7 @@ def score_test_split(args, source, outcome):
     from vlarisk.evaluation import evaluate, write_results  # code inputs: not of training (--no-test)
 
     report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device, log=log, options=detection_options(args))
-    write_results(
-        Path(args.output_dir) / "results.json", args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds
-    )
+    write_results(Path(args.output_dir) / RESULTS_FILE, args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds)
     log(
         f"test mean AUC {report[TEST_METRICS]['mean_auc']}, mean AP {report[TEST_METRICS]['mean_ap']}; logistic baseline mean AUC {report[BASELINES]['logistic']['mean_auc']}"
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from vlarisk.cli import ArgumentParser, log, run
 from vlarisk.cli_args import add_training_arguments, clear_resume_state, fit_trainer, parse_training_args
 from vlarisk.detection_flags import add_detection_arguments, detection_options
+from vlarisk.documents import BEST_MODEL, RESULTS_FILE
 
 
 def parse_args(argv=None):
@@ -43,7 +44,7 @@ def main(argv=None):
         progress=args.progress,
     )
     outcome = fit_trainer(trainer, args)
-    log(alarm_summary(attach_alarms(Path(args.output_dir) / "best_model.pt", outcome.model, sources, outcome.device, args.alpha)))
+    log(alarm_summary(attach_alarms(Path(args.output_dir) / BEST_MODEL, outcome.model, sources, outcome.device, args.alpha)))
     if not args.no_test:
         score_test_splits(args, sources, outcome)
     clear_resume_state(args.resume_dir)
@@ -58,9 +59,7 @@ def score_test_splits(args, sources, outcome):
         **evaluate_sources(outcome.model, sources, outcome.thresholds, outcome.device, log=log, options=detection_options(args)),
         "best_epoch": outcome.best_epoch,
     }
-    write_results(
-        Path(args.output_dir) / "results.json", args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds
-    )
+    write_results(Path(args.output_dir) / RESULTS_FILE, args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds)
     log(per_source_summary(report))
 
 
