@@ -343,7 +343,7 @@ def test_rollout_pickle_given_as_the_dataset(tmp_path):
 def test_dataset_that_is_not_one(tmp_path):
     other = tmp_path / "dataset.vlarisk"
     other.write_text("hello")
-    assert train_error(other, tmp_path) == f"error: {other}: not a vlarisk dataset (bad magic)"
+    assert train_error(other, tmp_path).startswith(f"error: {other}: a file, but a prepared dataset is a directory")
 
 
 def test_missing_dataset(tmp_path):
