@@ -188,7 +188,7 @@ def test_evaluate_uses_training_split_thresholds(data):
     """evaluate's thresholds, positive counts, AUC and AP follow the training maxima, not the test split's."""
     source = Source("a", load_dataset(data[0]), SPLIT)
     report = evaluate(identity_on_raw_inputs(), source, source.thresholds(0.5), CPU)
-    assert_thresholds(report["thresholds"], THRESHOLDS)
+    assert_thresholds(report["label_cutoffs"], THRESHOLDS)
     assert_report(report)
 
 
@@ -239,7 +239,7 @@ def evaluate_checkpoint(checkpoint: dict, data_path, tmp_path) -> tuple[dict, di
 def test_guide_checkpoint_is_scored_by_training_split_thresholds(data, tmp_path):
     """A checkpoint that saves no thresholds is scored by the training split's, in results and predictions alike."""
     results, arrays = evaluate_checkpoint({}, data[0], tmp_path)
-    assert_thresholds(results["thresholds"], THRESHOLDS)
+    assert_thresholds(results["label_cutoffs"], THRESHOLDS)
     assert_report(results)
     np.testing.assert_array_equal(arrays["thresholds"], np.array(THRESHOLDS))
     expected = np.zeros((6, 7), dtype=bool)
@@ -254,18 +254,18 @@ def test_saved_thresholds_are_used_only_for_their_own_data_split_and_fraction(da
     (here: the checkpoint names other data) the training split's are computed again."""
     saved = [0.5, 0.25, 0.5, NAN, NAN, NAN, NAN]  # x's threshold moved from 0.375: only rows 1 (0.5) stay positive
     training = {
-        "thresholds": thresholds_by_dimension(np.array(saved)),
+        "thresholds": thresholds_by_dimension(np.array(saved)),  # the name before checkpoint format 2, still read
         "split": SPLIT,
         "training_config": {"positive_fraction_of_max": 0.5},
     }
     own = {**training, "data_sha256": load_dataset(data[0]).content_hash}
     results, arrays = evaluate_checkpoint(own, data[0], tmp_path / "own")
-    assert_thresholds(results["thresholds"], saved)
+    assert_thresholds(results["label_cutoffs"], saved)
     assert results["positives"]["x"] == 1 and int(arrays["positive"][:, 0].sum()) == 1
     results, _ = evaluate_checkpoint({**training, "data_sha256": "another dataset"}, data[0], tmp_path / "other")
-    assert_thresholds(results["thresholds"], THRESHOLDS)
+    assert_thresholds(results["label_cutoffs"], THRESHOLDS)
     results, _ = evaluate_checkpoint({**own, "training_config": {"positive_fraction_of_max": 0.25}}, data[0], tmp_path / "fraction")
-    assert_thresholds(results["thresholds"], THRESHOLDS)
+    assert_thresholds(results["label_cutoffs"], THRESHOLDS)
 
 
 def test_validation_metrics_with_training_thresholds():
@@ -344,8 +344,8 @@ def test_multi_source_evaluation_uses_each_sources_training_thresholds(data):
     report = evaluate_sources(model, sources, {source.name: source.thresholds(0.5) for source in sources}, CPU)
     # Source b's labels are halved, so its training thresholds are too (x 0.1875, y 0.125, z 0.25) and
     # the same rows are positives; with source a's thresholds source b would have none.
-    assert_thresholds(report["per_source"]["a"]["thresholds"], THRESHOLDS)
-    assert_thresholds(report["per_source"]["b"]["thresholds"], THRESHOLDS, scale=0.5)
+    assert_thresholds(report["per_source"]["a"]["label_cutoffs"], THRESHOLDS)
+    assert_thresholds(report["per_source"]["b"]["label_cutoffs"], THRESHOLDS, scale=0.5)
     assert_report(report["per_source"]["a"])
     assert_report(report["per_source"]["b"])
     # Pooled: both sources' rows, each binarised by its own thresholds: counts double; with identical
