@@ -9,8 +9,8 @@ holds the guide's keys (``model_name``, ``test_metrics``, ``history``, ``config`
 the evaluation (:class:`Results`). Both carry a ``format_version``; files without one (the guide's,
 and those written before versions) still read, as do keys stored under their earlier names.
 
-torch and numpy are imported when a checkpoint is read or written, so that the names and layouts
-cost a command nothing to import.
+What reads and writes the files (torch, numpy, the package's IO helpers) is imported when a file
+is read or written, so that the names and layouts cost the plan and a command's ``--help`` nothing.
 """
 
 from __future__ import annotations
@@ -19,10 +19,6 @@ import os
 import re
 import warnings
 from typing import TYPE_CHECKING, Any, TypedDict
-
-from vlarisk.cli import read_json
-from vlarisk.errors import InputError, UnsafePickleError
-from vlarisk.io_utils import atomic_path, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -136,6 +132,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """
     import torch
 
+    from vlarisk.errors import InputError, UnsafePickleError
     from vlarisk.safe_pickle import numpy_safe_globals
 
     if os.path.isdir(path):
@@ -172,6 +169,8 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     :class:`~vlarisk.errors.OutputError` naming ``path``), stamped with :data:`CHECKPOINT_FORMAT`
     unless it carries its own version (a checkpoint read and written back keeps its layout)."""
     import torch
+
+    from vlarisk.io_utils import atomic_path
 
     if "format_version" not in checkpoint:
         checkpoint = {"format_version": CHECKPOINT_FORMAT, **checkpoint}
@@ -210,9 +209,13 @@ def save_with_alarms(path: str | os.PathLike, alarms: dict[str, Alarm]) -> None:
 
 def write_results_file(path: str | os.PathLike, results: Results) -> None:
     """Write ``results.json`` atomically, stamped with :data:`RESULTS_FORMAT`."""
+    from vlarisk.io_utils import write_json
+
     write_json(path, {"format_version": RESULTS_FORMAT, **results})
 
 
 def read_results(path: str | os.PathLike) -> Results:
     """A ``results.json`` document (any format version); a missing or malformed file is an :class:`InputError`."""
+    from vlarisk.cli import read_json
+
     return read_json(path)
