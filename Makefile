@@ -64,9 +64,9 @@ lint: setup
 format: setup
 	$(ACTIVATE) && ruff check --fix . && ruff format . && snakefmt Snakefile rules/
 
-# The config schema and docs/settings.md's tables, generated from src/vlarisk/settings.py.
+# The config schema and docs/settings.md's tables, generated from src/vlarisk/core/settings.py.
 schema: setup
-	$(ACTIVATE) && PYTHONPATH=src python -m vlarisk.config_schema && PYTHONPATH=src python -m vlarisk.config_schema --docs
+	$(ACTIVATE) && PYTHONPATH=src python -m vlarisk.workflow.config_schema && PYTHONPATH=src python -m vlarisk.workflow.config_schema --docs
 
 clean:
 	rm -rf results .snakemake

@@ -12,7 +12,7 @@
 #
 # The config: config/config.yaml holds the defaults; --configfile files and --config values merge
 # over them, and `--config experiment=<name>` selects one of `experiments`, whose outputs go to
-# results/experiments/<name>/ (rules/common.smk, vlarisk.config_checks). Code, scripts and the
+# results/experiments/<name>/ (rules/common.smk, vlarisk.workflow.config_checks). Code, scripts and the
 # defaults are read beside this file, outputs written under the working directory, so
 # `snakemake -s <repo>/Snakefile --directory <scratch>` and use as a module work (docs/anywhere.md).
 
@@ -20,7 +20,7 @@
 report: "report/workflow.rst"
 
 
-# common.smk validates the config and loads the plan (src/vlarisk/planning.py); then one file per stage.
+# common.smk validates the config and loads the plan (src/vlarisk/workflow/planning.py); then one file per stage.
 include: "rules/common.smk"
 include: "rules/summary.smk"
 include: "rules/collect.smk"

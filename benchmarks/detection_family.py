@@ -3,7 +3,7 @@
 
 For each member of ``GENERATOR_FAMILY`` in ``benchmarks/generator_family.py`` (or those named), simulate and
 prepare the rollouts once, then, for each of ``--task-splits`` splits (``unseen_task_fraction`` of
-the tasks unseen, as ``config/paper.yaml``; :func:`vlarisk.splits.split_rollouts`), train the default
+the tasks unseen, as ``config/paper.yaml``; :func:`vlarisk.data.splits.split_rollouts`), train the default
 recipe and score detection as ``results.json["detection"]`` does. Two tables, per member and test
 set (unseen tasks first), mean ± SD over the splits for the model and the logistic, cosine kNN,
 Mahalanobis and steps-elapsed baselines:
@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 from generator_family import GENERATOR_FAMILY, prepare_member, scaled_member, score_prepared
 
-from vlarisk.detection import DEFAULT_ALPHA
-from vlarisk.settings import TrainingConfig
-from vlarisk.splits import TEST_SETS
-from vlarisk.task_splits import SPLIT_METRICS, fpr_within_alpha, scorer_summaries
+from vlarisk.core.settings import TrainingConfig
+from vlarisk.data.splits import TEST_SETS
+from vlarisk.data.task_splits import SPLIT_METRICS, fpr_within_alpha, scorer_summaries
+from vlarisk.score.detection import DEFAULT_ALPHA
 
 # Scorers compared, as named in a detection block ("model": the block itself), with their labels.
 SCORERS = {"model": "model", "logistic": "logistic", "knn": "cosine kNN", "mahalanobis": "Mahalanobis", "episode_length": "steps elapsed"}

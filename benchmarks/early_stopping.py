@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from generator_family import GENERATOR_FAMILY, scaled_member
 
-from vlarisk.device import limit_threads
-from vlarisk.settings import TrainingConfig
+from vlarisk.core.device import limit_threads
+from vlarisk.core.settings import TrainingConfig
 
 TOLERANCE = 0.005  # the largest held-out AUC loss early stopping may cost
 
@@ -43,12 +43,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def full_run_scores(name: str, args: argparse.Namespace, seed: int, workdir: Path) -> dict:
     """Every epoch's validation selection score and held-out mean AUC for one member and seed."""
-    from vlarisk.inference import predict_rows
-    from vlarisk.metrics import test_metrics
-    from vlarisk.prepare import prepare_dataset
-    from vlarisk.sources import open_source
-    from vlarisk.synthetic import write_synthetic_source
-    from vlarisk.training import Trainer, selection_score
+    from vlarisk.data.prepare import prepare_dataset
+    from vlarisk.data.synthetic import write_synthetic_source
+    from vlarisk.model.inference import predict_rows
+    from vlarisk.score.metrics import test_metrics
+    from vlarisk.train.sources import open_source
+    from vlarisk.train.training import Trainer, selection_score
 
     spec = scaled_member(name, rollouts=args.rollouts)
     paths = [workdir / file for file in ("success_rollouts.pkl", "failure_rollouts.pkl", "planting.npz")]

@@ -3,7 +3,7 @@
 
 For each member of ``GENERATOR_FAMILY`` in ``benchmarks/generator_family.py`` (or those named), simulate the
 rollouts, prepare them, split by rollout (the project's default split with test_seen at 30%, so that enough failures are held out), train
-with the default :class:`~vlarisk.training.TrainingConfig` (bar ``--epochs``), and print two tables:
+with the default :class:`~vlarisk.train.training.TrainingConfig` (bar ``--epochs``), and print two tables:
 the model's held-out mean per-step AUC beside the class-balanced logistic regression's, the
 shortcut scorers' (step index, |action|) and the planted-direction scorer's, on the same rows; and
 rollout-level failure detection per test set (unseen tasks first) beside the baselines.
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from generator_family import GENERATOR_FAMILY, scaled_member, score_member
 
-from vlarisk.settings import LOSS_TYPES, TrainingConfig
+from vlarisk.core.settings import LOSS_TYPES, TrainingConfig
 
 SCORERS = ("logistic", "step_index", "abs_action", "planted_direction")
 

@@ -11,8 +11,8 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from vlarisk.splits import DEFAULTS as SPLIT_DEFAULTS
-from vlarisk.synthetic import SimulationSpec
+from vlarisk.data.splits import DEFAULTS as SPLIT_DEFAULTS
+from vlarisk.data.synthetic import SimulationSpec
 
 EVEN_LENGTHS = {"success_steps": (30, 150), "failure_steps": (30, 150)}
 EMBEDDED_STRENGTH = [3.0, 4.0, 3.5, 4.0, 3.5, 4.0, 3.0]
@@ -107,8 +107,8 @@ def scaled_member(name: str, rollouts: float = 1.0, hidden_dim: int | None = Non
 def prepare_member(spec: SimulationSpec, workdir: str | os.PathLike) -> tuple[Path, Path]:
     """Simulate ``spec`` into ``workdir`` and prepare its dataset: ``(dataset, planting record)``.
     Several trainings (seeds, losses) can then share one simulation."""
-    from vlarisk.prepare import prepare_dataset
-    from vlarisk.synthetic import write_synthetic_source
+    from vlarisk.data.prepare import prepare_dataset
+    from vlarisk.data.synthetic import write_synthetic_source
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -133,9 +133,9 @@ def score_prepared(
 ) -> dict:
     """Split a prepared member by rollout (seeded by ``config.seed``), train with ``config`` into
     ``workdir`` and evaluate on held-out rollouts (see :func:`score_member`)."""
-    from vlarisk.evaluation import evaluate
-    from vlarisk.sources import open_source
-    from vlarisk.training import Trainer
+    from vlarisk.score.evaluation import evaluate
+    from vlarisk.train.sources import open_source
+    from vlarisk.train.training import Trainer
 
     workdir = Path(workdir)
     source = open_source(

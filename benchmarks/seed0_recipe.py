@@ -24,8 +24,8 @@ from pathlib import Path
 
 from generator_family import GENERATOR_FAMILY
 
-from vlarisk.prepare import prepare_dataset
-from vlarisk.synthetic import write_synthetic_source
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.data.synthetic import write_synthetic_source
 
 REPO = Path(__file__).resolve().parents[1]
 SEED0 = {"num_success": 200, "num_failure": 374, "success_steps": (80, 114), "failure_steps": 220, "risk_window_fraction": 0.05}

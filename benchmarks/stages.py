@@ -9,11 +9,11 @@ children) to ``--result``. Stages and implementations:
 ``prepare reference``   the reference code's recipe: both pickles loaded whole, a sample dict per step (its own
                         copy of the hidden state), the list pickled to the guide's ``*_dataset.pkl``
 ``prepare naive``       load both pickles whole, build per-step samples, ``np.array`` all hidden states, ``np.save``
-``prepare project``     :func:`vlarisk.prepare.prepare_dataset` (distinct states streamed into the ``.npy`` dataset directory)
+``prepare project``     :func:`vlarisk.data.prepare.prepare_dataset` (distinct states streamed into the ``.npy`` dataset directory)
 ``prepare project-perstep``  the same with ``deduplicate=False`` (one stored state per step), for the per-step training rows
 ``train dataloader``    TensorDataset + DataLoader(batch 256, shuffle, 0 workers on <=2 cores) over the training rows in RAM
 ``train bare``          the training rows in one normalised tensor, batches by ``index_select`` on a permutation
-``train project``       :class:`vlarisk.training.Trainer` epoch loop (BatchStream over the memory-mapped dataset)
+``train project``       :class:`vlarisk.train.training.Trainer` epoch loop (BatchStream over the memory-mapped dataset)
 ``train project-fit``   ``Trainer.fit()`` for one epoch: statistics, epoch, validation, checkpoints, end to end
 ``train3 reference``    whole command, 3 epochs (``--epochs``), the reference code's recipe: the ``*_dataset.pkl`` loaded whole and
                         copied into arrays, a per-sample Dataset and DataLoader, validation every epoch, then test AUC
@@ -22,7 +22,7 @@ children) to ``--result``. Stages and implementations:
 ``train3 project``      whole command, 3 epochs: ``Trainer.fit()`` on the deduplicated dataset, then test AUC
 ``train3 project-perstep``  the same on the per-step dataset
 ``evaluate naive``      test rows loaded into a tensor, scored in batches of 256, metrics once
-``evaluate project``    :func:`vlarisk.evaluation.evaluate` (large no-grad batches from the memory map)
+``evaluate project``    :func:`vlarisk.score.evaluation.evaluate` (large no-grad batches from the memory map)
 
 ``train`` implementations ending in ``-bf16`` use bfloat16 autocast.
 """
@@ -79,12 +79,12 @@ def paths(workdir: Path) -> dict[str, Path]:
 def generate(args) -> dict:
     """Write seed0-shaped rollouts at ``args.scale``; each step gets its own hidden-state array.
 
-    :class:`vlarisk.synthetic.RolloutSimulator` repeats one array object over an action chunk, which
+    :class:`vlarisk.data.synthetic.RolloutSimulator` repeats one array object over an action chunk, which
     pickle stores once; real files store every step's array, so each is copied here to give files
     of the real size (about 0.4 + 1.6 GB at scale 1).
     """
-    from vlarisk.io_utils import atomic_path
-    from vlarisk.synthetic import RolloutSimulator, SimulationSpec
+    from vlarisk.core.io_utils import atomic_path
+    from vlarisk.data.synthetic import RolloutSimulator, SimulationSpec
 
     p = paths(args.workdir)
     spec = SimulationSpec(
@@ -142,7 +142,7 @@ def prepare_reference(args) -> dict:
     """The reference code's preparation (REFERENCE.md): both pickles loaded whole (plain ``pickle``),
     one sample dict per step holding its own float32 copy of the hidden state, and the list pickled
     to the guide's ``*_dataset.pkl`` (``{"dataset": [...], "metadata": {...}}``)."""
-    from vlarisk.labels import failure_window, heuristic_risk_labels
+    from vlarisk.data.labels import failure_window, heuristic_risk_labels
 
     p = paths(args.workdir)
     loaded = _load_whole(p)
@@ -183,7 +183,7 @@ def prepare_reference(args) -> dict:
 
 def prepare_naive(args) -> dict:
     """The straightforward preparation: everything in memory at once, then one big ``np.array``."""
-    from vlarisk.labels import heuristic_risk_labels
+    from vlarisk.data.labels import heuristic_risk_labels
 
     p = paths(args.workdir)
     samples = []
@@ -212,7 +212,7 @@ def prepare_naive(args) -> dict:
 
 def prepare_load_only(args) -> dict:
     """Only unpickle both files (safely, one after the other): the floor any preparation pays."""
-    from vlarisk.rollouts import load_rollouts
+    from vlarisk.data.rollouts import load_rollouts
 
     p = paths(args.workdir)
     steps = 0
@@ -231,8 +231,8 @@ def _tree_bytes(path: Path) -> int:
 
 
 def prepare_project(args, deduplicate: bool = True) -> dict:
-    from vlarisk.prepare import prepare_dataset
-    from vlarisk.splits import split_rollouts
+    from vlarisk.data.prepare import prepare_dataset
+    from vlarisk.data.splits import split_rollouts
 
     p = paths(args.workdir)
     output = p["dataset"] if deduplicate else p["dataset_perstep"]
@@ -260,8 +260,8 @@ def prepare_project_nosync(args) -> dict:
 def _train_setup(args, name: str = "dataset"):
     import torch
 
-    from vlarisk.dataset import load_dataset
-    from vlarisk.splits import split_rows
+    from vlarisk.data.dataset import load_dataset
+    from vlarisk.data.splits import split_rows
 
     torch.set_num_threads(args.threads)
     p = paths(args.workdir)
@@ -274,7 +274,7 @@ def _train_setup(args, name: str = "dataset"):
 def _model_and_optimizer(hidden_dim: int, seed: int = 0):
     import torch
 
-    from vlarisk.models import RiskPredictor
+    from vlarisk.model.models import RiskPredictor
 
     torch.manual_seed(seed)
     model = RiskPredictor(hidden_dim, [512, 256], dropout=0.1, activation="relu")
@@ -322,7 +322,7 @@ def train_dataloader(args) -> dict:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from vlarisk.normalization import feature_statistics
+    from vlarisk.train.normalization import feature_statistics
 
     dataset, _, rows = _train_setup(args)
     mean, std = (torch.from_numpy(s) for s in feature_statistics(dataset.hidden, rows["train"]))
@@ -348,7 +348,7 @@ def train_dataloader(args) -> dict:
 def train_bare(args) -> dict:
     import torch
 
-    from vlarisk.normalization import feature_statistics
+    from vlarisk.train.normalization import feature_statistics
 
     dataset, _, rows = _train_setup(args)
     mean, std = (torch.from_numpy(s) for s in feature_statistics(dataset.hidden, rows["train"]))
@@ -370,9 +370,9 @@ def train_bare(args) -> dict:
 
 def train_project(args) -> dict:
     """The Trainer's own epoch loop over its BatchStream, for ``--train-steps`` batches."""
-    from vlarisk.settings import TrainingConfig
-    from vlarisk.sources import Source
-    from vlarisk.training import Trainer
+    from vlarisk.core.settings import TrainingConfig
+    from vlarisk.train.sources import Source
+    from vlarisk.train.training import Trainer
 
     dataset, split, rows = _train_setup(args)
     config = TrainingConfig(epochs=1, batch_size=args.batch_size, device="cpu", bf16=args.bf16, seed=0)
@@ -389,9 +389,9 @@ def train_project(args) -> dict:
 
 def train_project_fit(args) -> dict:
     """``Trainer.fit()`` for one full epoch, end to end (statistics, validation, checkpoints)."""
-    from vlarisk.settings import TrainingConfig
-    from vlarisk.sources import Source
-    from vlarisk.training import Trainer
+    from vlarisk.core.settings import TrainingConfig
+    from vlarisk.train.sources import Source
+    from vlarisk.train.training import Trainer
 
     dataset, split, rows = _train_setup(args)
     config = TrainingConfig(epochs=1, batch_size=args.batch_size, device="cpu", bf16=args.bf16, seed=0)
@@ -411,7 +411,7 @@ def train_project_fit(args) -> dict:
 
 
 def _collapse_facts(prediction: np.ndarray, report: dict) -> dict:
-    from vlarisk.collapse import collapse_reasons
+    from vlarisk.model.collapse import collapse_reasons
 
     return {
         "mean_auc": report["test_metrics"]["mean_auc"],
@@ -424,8 +424,8 @@ def _test_auc_facts(model, hidden, labels, train_labels) -> dict:
     """Score ``hidden`` (normalised) in blocks and report the test AUC as every train3 row does."""
     import torch
 
-    from vlarisk.metrics import test_metrics
-    from vlarisk.thresholds import positive_thresholds
+    from vlarisk.data.thresholds import positive_thresholds
+    from vlarisk.score.metrics import test_metrics
 
     model.eval()
     with torch.no_grad():
@@ -471,7 +471,7 @@ def train3_reference(args) -> dict:
     from sklearn.metrics import roc_auc_score
     from torch.utils.data import DataLoader, Dataset
 
-    from vlarisk.splits import split_rows
+    from vlarisk.data.splits import split_rows
 
     torch.set_num_threads(args.threads)
     p = paths(args.workdir)
@@ -530,7 +530,7 @@ def train3_reference_tuned(args) -> dict:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
-    from vlarisk.splits import split_rows
+    from vlarisk.data.splits import split_rows
 
     torch.set_num_threads(args.threads)
     p = paths(args.workdir)
@@ -562,11 +562,11 @@ def train3_project(args, name: str = "dataset") -> dict:
     and checkpoints included), then the test rows scored and the test AUC, as the reference does."""
     import torch
 
-    from vlarisk.inference import predict_rows
-    from vlarisk.metrics import test_metrics
-    from vlarisk.settings import TrainingConfig
-    from vlarisk.sources import Source
-    from vlarisk.training import Trainer
+    from vlarisk.core.settings import TrainingConfig
+    from vlarisk.model.inference import predict_rows
+    from vlarisk.score.metrics import test_metrics
+    from vlarisk.train.sources import Source
+    from vlarisk.train.training import Trainer
 
     dataset, split, rows = _train_setup(args, name)
     config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, loss_type="bce", device="cpu", seed=0)
@@ -598,9 +598,9 @@ def _evaluation_model(args, dataset):
     """The fit stage's best model when it exists (else a seeded fresh one with training statistics)."""
     import torch
 
-    from vlarisk.checkpoints import predictor_from_checkpoint
-    from vlarisk.documents import read_checkpoint
-    from vlarisk.normalization import feature_statistics
+    from vlarisk.data.documents import read_checkpoint
+    from vlarisk.model.checkpoints import predictor_from_checkpoint
+    from vlarisk.train.normalization import feature_statistics
 
     checkpoint_path = paths(args.workdir)["model_dir"] / "best_model.pt"
     if checkpoint_path.exists():
@@ -608,7 +608,7 @@ def _evaluation_model(args, dataset):
         return wrapped.predictor, wrapped.mean, wrapped.std
     model, _ = _model_and_optimizer(dataset.hidden_dim)
     split = json.loads(paths(args.workdir)["split"].read_text())
-    from vlarisk.splits import split_rows
+    from vlarisk.data.splits import split_rows
 
     mean, std = feature_statistics(dataset.hidden, split_rows(dataset.rollout_id, split)["train"])
     return model, torch.from_numpy(mean), torch.from_numpy(std)
@@ -617,8 +617,8 @@ def _evaluation_model(args, dataset):
 def evaluate_naive(args) -> dict:
     import torch
 
-    from vlarisk.metrics import test_metrics
-    from vlarisk.thresholds import positive_thresholds
+    from vlarisk.data.thresholds import positive_thresholds
+    from vlarisk.score.metrics import test_metrics
 
     dataset, split, rows = _train_setup(args)
     model, mean, std = _evaluation_model(args, dataset)
@@ -638,9 +638,9 @@ def evaluate_naive(args) -> dict:
 def evaluate_project(args) -> dict:
     import torch
 
-    from vlarisk.evaluation import evaluate
-    from vlarisk.models import NormalizedRiskPredictor
-    from vlarisk.sources import Source
+    from vlarisk.model.models import NormalizedRiskPredictor
+    from vlarisk.score.evaluation import evaluate
+    from vlarisk.train.sources import Source
 
     dataset, split, rows = _train_setup(args)
     model, mean, std = _evaluation_model(args, dataset)

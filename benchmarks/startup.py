@@ -45,11 +45,11 @@ def first(*args, **kwargs):
 torch.autograd.backward = first
 """
 OPTIMISERS = {
-    "project (vlarisk.adam.FusedAdam)": "",
-    "torch.optim.Adam(fused=True)": "import torch, vlarisk.training as t; t.adam = lambda p, d, **o: torch.optim.Adam(p, fused=True, **o)\n",
-    "torch.optim.Adam(foreach=True)": "import torch, vlarisk.training as t; t.adam = lambda p, d, **o: torch.optim.Adam(p, foreach=True, **o)\n",
+    "project (vlarisk.train.adam.FusedAdam)": "",
+    "torch.optim.Adam(fused=True)": "import torch, vlarisk.train.training as t; t.adam = lambda p, d, **o: torch.optim.Adam(p, fused=True, **o)\n",
+    "torch.optim.Adam(foreach=True)": "import torch, vlarisk.train.training as t; t.adam = lambda p, d, **o: torch.optim.Adam(p, foreach=True, **o)\n",
 }
-RUN_MAIN = "sys.argv = ['vlarisk-train', *sys.argv[1:]]\nfrom vlarisk.train_command import cli\ncli()\n"
+RUN_MAIN = "sys.argv = ['vlarisk-train', *sys.argv[1:]]\nfrom vlarisk.commands.train import cli\ncli()\n"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -76,8 +76,8 @@ def help_seconds(name: str, env: dict) -> float:
 
 def tiny_dataset(directory: Path) -> Path:
     """A small prepared dataset (64-D states, 100 rollouts): training itself takes a fraction of a second."""
-    from vlarisk.prepare import prepare_dataset
-    from vlarisk.synthetic import SimulationSpec, write_synthetic_source
+    from vlarisk.data.prepare import prepare_dataset
+    from vlarisk.data.synthetic import SimulationSpec, write_synthetic_source
 
     paths = [directory / name for name in ("success.pkl", "failure.pkl", "planting.npz")]
     spec = SimulationSpec(hidden_dim=64, num_success=50, num_failure=50, success_steps=(20, 30), failure_steps=40, num_tasks=4)

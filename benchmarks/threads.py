@@ -2,7 +2,7 @@
 """A training step on an idle and on a busy machine, by thread count: why jobs are held to their threads.
 
 Each row times a plain 64-512-256-7 MLP training step (batch 256, Adam) in a fresh process held to
-its threads by :func:`vlarisk.device.limit_threads` (torch, OpenMP, BLAS), its idle OpenMP threads
+its threads by :func:`vlarisk.core.device.limit_threads` (torch, OpenMP, BLAS), its idle OpenMP threads
 spinning (OpenMP's default) or sleeping (``OMP_WAIT_POLICY=PASSIVE``, which ``import vlarisk``
 sets); ``torch default`` is a process left alone, as a command run without ``--threads`` or
 ``OMP_NUM_THREADS`` was before. The
@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def time_steps(threads: int, steps: int) -> float:
     """Median seconds of one training step with ``threads`` (0: torch's own choice)."""
-    from vlarisk.device import limit_threads
+    from vlarisk.core.device import limit_threads
 
     limit_threads(threads)
     import torch

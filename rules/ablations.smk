@@ -1,6 +1,6 @@
 # Ablations: one factor of the training recipe varied at a time around the default, per seed.
 # Cells train and score exactly like the single models (train_model, evaluate_model), on the
-# source's own split. The grid (cells, their settings and data, the targets): vlarisk.planning.Plan
+# source's own split. The grid (cells, their settings and data, the targets): vlarisk.workflow.planning.Plan
 # (ablation_*). A cell is `default` or `<factor>-<value slug>` (loss_type-bce, hidden_dims-linear,
 # normalize-off, labels-heuristic, ...); each cell x seed is its own target
 #   results/ablations/{source}/{cell}/seed-{seed}/results.json

@@ -1,6 +1,6 @@
 # Config validation, and the Python behind the rules. What is built, from which files and with
-# which settings is planned in src/vlarisk/planning.py (paths, settings, the ablation grid, the
-# targets, resources); the training flags come from src/vlarisk/settings.py (TrainingConfig).
+# which settings is planned in src/vlarisk/workflow/planning.py (paths, settings, the ablation grid, the
+# targets, resources); the training flags come from src/vlarisk/core/settings.py (TrainingConfig).
 # The other files in rules/ hold one stage's rules each and no functions.
 import json
 import os
@@ -24,15 +24,21 @@ AS_MODULE = not os.path.samefile(
 # imported here use the standard library and yaml only, so parsing never loads torch.
 sys.path.insert(0, os.path.join(WORKFLOW_DIR, "src"))
 # YAML keeps only the last of two equal keys (e.g. two sources of one name): refuse them.
-from vlarisk import config_checks
+from vlarisk.workflow import config_checks
 
 # Which package modules each workflow script imports: a rule's code inputs.
-from vlarisk import code_inputs
+from vlarisk.workflow import code_inputs
 
-# The settings blocks (vlarisk.settings) and the flags that pass them.
-from vlarisk import settings
-from vlarisk import calibration_counts, runs
-from vlarisk.planning import ABLATION_CELL_PATTERN, PAPER_TABLES, RESULTS_BASE, Plan
+# The settings blocks (vlarisk.core.settings) and the flags that pass them.
+from vlarisk.core import settings
+from vlarisk.data import calibration_counts
+from vlarisk.workflow import runs
+from vlarisk.workflow.planning import (
+    ABLATION_CELL_PATTERN,
+    PAPER_TABLES,
+    RESULTS_BASE,
+    Plan,
+)
 
 
 def _read_yaml(path):
@@ -42,7 +48,7 @@ def _read_yaml(path):
 
 # The config: config/config.yaml's defaults, the user's config files and --config values merged
 # over them, a selected experiment over that, --config again last; strings of --config read as
-# the schema's types; unknown top-level keys refused (vlarisk.config_checks.resolve_config).
+# the schema's types; unknown top-level keys refused (vlarisk.workflow.config_checks.resolve_config).
 # --replace-workflow-config drops the defaults. Used as a module, the config handed over is the
 # user's layer.
 _settings_of_run = getattr(workflow, "config_settings", None)
@@ -70,7 +76,7 @@ try:
     )
 except config_checks.ConfigError as _error:
     sys.exit(f"error: {_error}")
-# The schema (generated from vlarisk.settings) also fills in every setting left out with its default.
+# The schema (generated from vlarisk.core.settings) also fills in every setting left out with its default.
 validate(config, schema="../config/schema/config.schema.yaml")
 # Fails here, before any job, on what the schema cannot check (e.g. a group of unknown sources).
 PLAN = Plan(config)

@@ -1,6 +1,6 @@
 # The comparison of runs: every results.json under results/ (the plain run's, each experiment's,
 # multi-models and ablation cells) in one table with its settings and headline metrics
-# (vlarisk.runs), like DVC's `exp show`. `snakemake compare` first builds the current config's
+# (vlarisk.workflow.runs), like DVC's `exp show`. `snakemake compare` first builds the current config's
 # `all`, so `snakemake compare --config experiment=<name>` runs an experiment and tables it beside
 # the others. Runs the current config does not build are read as found: they are params, not
 # inputs (Snakemake never rebuilds another experiment's run), and `stamp` changes whenever one is

@@ -4,7 +4,7 @@
 #   results/multi/{group}/best_model.pt      trained on every member's train/val rollouts
 #   results/multi/{group}/results.json       pooled and per-source test metrics (docs/multi_model.md)
 #
-# Groups, their members' files and settings: vlarisk.planning.Plan (multi_*).
+# Groups, their members' files and settings: vlarisk.workflow.planning.Plan (multi_*).
 
 
 wildcard_constraints:

@@ -1,5 +1,5 @@
 # The paper: tables, figures and the `paper` target (which tables and figures,
-# from which results: vlarisk.planning.Plan). Every rule here is cheap and runs where Snakemake
+# from which results: vlarisk.workflow.planning.Plan). Every rule here is cheap and runs where Snakemake
 # runs (never submitted to a cluster); outputs under results/paper/ are marked for
 # `snakemake paper --report results/report.html`.
 

@@ -1,6 +1,6 @@
-# The verdict of the run (vlarisk.summary): one row per model of `all` (per source of a
+# The verdict of the run (vlarisk.report.summary): one row per model of `all` (per source of a
 # multi-model) in results/summary.md, which `all` and `paper` build last and which is printed when
-# the run ends. It also keeps a copy of each results.json under results/history/ (vlarisk.runs), so
+# the run ends. It also keeps a copy of each results.json under results/history/ (vlarisk.workflow.runs), so
 # a re-run overwrites no earlier version. A cheap local job: it reads the results.json files only.
 import time
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vlarisk.device import limit_threads
-from vlarisk.prepare import prepare_dataset
-from vlarisk.synthetic import SimulationSpec, write_synthetic_source
+from vlarisk.core.device import limit_threads
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.data.synthetic import SimulationSpec, write_synthetic_source
 
 TINY = dict(hidden_dim=16, num_success=30, num_failure=40, success_steps=(20, 30), failure_steps=40, num_tasks=4)
 # Threads of each test process (a pytest-xdist worker is one of `make test`'s processes, one per

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from pipeline_utils import copy_project, load_script, planned_jobs, planned_wildcards, snakemake
 
-from vlarisk.dataset import load_dataset
-from vlarisk.documents import read_checkpoint
-from vlarisk.errors import InputError
-from vlarisk.prepare import prepare_dataset
+from vlarisk.core.errors import InputError
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.documents import read_checkpoint
+from vlarisk.data.prepare import prepare_dataset
 
 TABLES = ("results/paper/tables/ablation_loss_type.json", "results/paper/tables/ablation_labels.json")
 GRID = {

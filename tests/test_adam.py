@@ -1,4 +1,4 @@
-"""vlarisk.adam.FusedAdam takes torch.optim.Adam's fused steps exactly, and resumes from its state (and back)."""
+"""vlarisk.train.adam.FusedAdam takes torch.optim.Adam's fused steps exactly, and resumes from its state (and back)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from vlarisk.adam import FusedAdam
+from vlarisk.train.adam import FusedAdam
 
 OPTIONS = dict(lr=1e-2, weight_decay=1e-3)
 

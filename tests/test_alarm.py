@@ -15,11 +15,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 from test_detection import CONTRACT, DEPLOYED
 
-from vlarisk.checkpoints import load_predictor
-from vlarisk.dataset import load_dataset
-from vlarisk.documents import read_checkpoint
-from vlarisk.steering import RiskMonitor
-from vlarisk.synthetic import SimulationSpec, write_synthetic_source
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.documents import read_checkpoint
+from vlarisk.data.synthetic import SimulationSpec, write_synthetic_source
+from vlarisk.model.checkpoints import load_predictor
+from vlarisk.model.steering import RiskMonitor
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow_scripts"
 SPEC = dict(hidden_dim=16, num_success=90, num_failure=90, success_steps=(20, 40), failure_steps=(20, 40), num_tasks=8, seed=3)

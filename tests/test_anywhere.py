@@ -14,7 +14,7 @@ import pytest
 import yaml
 from pipeline_utils import copy_project, planned_jobs, snakemake
 
-from vlarisk.synthetic import SimulationSpec, write_synthetic_source
+from vlarisk.data.synthetic import SimulationSpec, write_synthetic_source
 
 # A folder name a shell would split, unquote or expand.
 AWKWARD = "my data/it's $HOME (v1)"

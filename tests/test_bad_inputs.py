@@ -24,15 +24,15 @@ import pytest
 import torch
 from pipeline_utils import copy_project
 
-from vlarisk.dataset import load_dataset, write_legacy_pickle
-from vlarisk.evaluation import evaluate
-from vlarisk.metrics import test_metrics
-from vlarisk.prepare import prepare_dataset
-from vlarisk.settings import TrainingConfig
-from vlarisk.sources import Source
-from vlarisk.splits import split_rollouts
-from vlarisk.synthetic import RolloutSimulator, SimulationSpec
-from vlarisk.training import Trainer
+from vlarisk.core.settings import TrainingConfig
+from vlarisk.data.dataset import load_dataset, write_legacy_pickle
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.data.splits import split_rollouts
+from vlarisk.data.synthetic import RolloutSimulator, SimulationSpec
+from vlarisk.score.evaluation import evaluate
+from vlarisk.score.metrics import test_metrics
+from vlarisk.train.sources import Source
+from vlarisk.train.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "workflow_scripts"

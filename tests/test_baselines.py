@@ -9,16 +9,23 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-import vlarisk.baselines as baselines
-from vlarisk.baselines import LOGISTIC_MAX_ITER, LOGISTIC_TOLERANCE, baseline_report, baseline_scores, logistic_scores, model_vs_logistic
-from vlarisk.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
-from vlarisk.dataset import load_dataset
-from vlarisk.evaluation import evaluate
-from vlarisk.metrics import ranking_metrics
-from vlarisk.models import NormalizedRiskPredictor
-from vlarisk.sources import Source
-from vlarisk.splits import split_rollouts, split_rows
-from vlarisk.thresholds import binarize, positive_thresholds
+import vlarisk.score.baselines as baselines
+from vlarisk.core.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.splits import split_rollouts, split_rows
+from vlarisk.data.thresholds import binarize, positive_thresholds
+from vlarisk.model.models import NormalizedRiskPredictor
+from vlarisk.score.baselines import (
+    LOGISTIC_MAX_ITER,
+    LOGISTIC_TOLERANCE,
+    baseline_report,
+    baseline_scores,
+    logistic_scores,
+    model_vs_logistic,
+)
+from vlarisk.score.evaluation import evaluate
+from vlarisk.score.metrics import ranking_metrics
+from vlarisk.train.sources import Source
 
 TRAIN, SCORED = np.arange(0, 400), np.arange(400, 600)
 

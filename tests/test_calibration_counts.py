@@ -9,10 +9,10 @@ import pytest
 from pipeline_utils import load_script
 from test_planning import load
 
-from vlarisk.calibration_counts import calibration_count, min_calibration_successes, plan_warnings
-from vlarisk.dataset import load_dataset
-from vlarisk.detection import conformal_rank
-from vlarisk.planning import Plan
+from vlarisk.data.calibration_counts import calibration_count, min_calibration_successes, plan_warnings
+from vlarisk.data.dataset import load_dataset
+from vlarisk.score.detection import conformal_rank
+from vlarisk.workflow.planning import Plan
 
 
 @pytest.mark.parametrize("alpha", [0.5, 0.25, 0.2, 0.1, 0.05, 0.01, 0.3, 0.15, 1 / 3, 1 / 6, 1 / 14])  # 1/3 ...: float noise

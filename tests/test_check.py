@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlarisk.check import check_rollouts, detection_outlook, min_calibration_successes
-from vlarisk.check_command import main
-from vlarisk.errors import InputError
-from vlarisk.prepare import prepare_dataset
-from vlarisk.splits import DEFAULTS
+from vlarisk.commands.check import main
+from vlarisk.core.errors import InputError
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.data.splits import DEFAULTS
+from vlarisk.workflow.check import check_rollouts, detection_outlook, min_calibration_successes
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,17 +15,17 @@ import numpy as np
 import pytest
 import torch
 
-from vlarisk.batches import BatchStream
-from vlarisk.dataset import StepStates, load_dataset
-from vlarisk.inference import predict_rows
-from vlarisk.models import MultiRiskPredictor, RiskPredictor
-from vlarisk.normalization import feature_statistics
-from vlarisk.prepare import prepare_dataset
-from vlarisk.settings import TrainingConfig
-from vlarisk.sources import Source
-from vlarisk.splits import split_rollouts, split_rows
-from vlarisk.synthetic import SimulationSpec, write_synthetic_source
-from vlarisk.training import HUBER_DELTA, Trainer, training_loss
+from vlarisk.core.settings import TrainingConfig
+from vlarisk.data.dataset import StepStates, load_dataset
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.data.splits import split_rollouts, split_rows
+from vlarisk.data.synthetic import SimulationSpec, write_synthetic_source
+from vlarisk.model.inference import predict_rows
+from vlarisk.model.models import MultiRiskPredictor, RiskPredictor
+from vlarisk.train.batches import BatchStream
+from vlarisk.train.normalization import feature_statistics
+from vlarisk.train.sources import Source
+from vlarisk.train.training import HUBER_DELTA, Trainer, training_loss
 
 SEED = 3
 LOSSES = ("bce", "mse", "mae", "huber")

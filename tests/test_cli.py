@@ -13,22 +13,22 @@ from pathlib import Path
 
 import pytest
 
-from vlarisk.cli import HelpFormatter
+from vlarisk.core.cli import HelpFormatter
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "workflow_scripts").glob("*.py"))
 # The installed commands and the scripts that run the same code.
 COMMANDS = {
-    "vlarisk-prepare": ("vlarisk.prepare_command:cli", "prepare_training_data"),
-    "vlarisk-train": ("vlarisk.train_command:cli", "train_risk_predictor"),
-    "vlarisk-train-multi": ("vlarisk.train_multi_command:cli", "train_multi_model"),
-    "vlarisk-evaluate": ("vlarisk.evaluate_command:cli", "evaluate_risk_predictor"),
-    "vlarisk-check": ("vlarisk.check_command:cli", None),
-    "vlarisk-compare": ("vlarisk.compare_command:cli", "compare_runs"),
-    "vlarisk-simulate": ("vlarisk.simulate_command:cli", "simulate_rollouts"),
-    "vlarisk-split": ("vlarisk.split_command:cli", "split_dataset"),
-    "vlarisk-run": ("vlarisk.run_command:cli", None),
-    "vlarisk-collect": ("vlarisk.collect_command:cli", "collect_rollouts"),
+    "vlarisk-prepare": ("vlarisk.commands.prepare:cli", "prepare_training_data"),
+    "vlarisk-train": ("vlarisk.commands.train:cli", "train_risk_predictor"),
+    "vlarisk-train-multi": ("vlarisk.commands.train_multi:cli", "train_multi_model"),
+    "vlarisk-evaluate": ("vlarisk.commands.evaluate:cli", "evaluate_risk_predictor"),
+    "vlarisk-check": ("vlarisk.commands.check:cli", None),
+    "vlarisk-compare": ("vlarisk.commands.compare:cli", "compare_runs"),
+    "vlarisk-simulate": ("vlarisk.commands.simulate:cli", "simulate_rollouts"),
+    "vlarisk-split": ("vlarisk.commands.split:cli", "split_dataset"),
+    "vlarisk-run": ("vlarisk.commands.run:cli", None),
+    "vlarisk-collect": ("vlarisk.commands.collect:cli", "collect_rollouts"),
 }
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from vlarisk.collapse import collapse_reasons
-from vlarisk.dataset import load_dataset
-from vlarisk.settings import TrainingConfig
-from vlarisk.sources import Source
-from vlarisk.splits import split_rollouts
-from vlarisk.training import Trainer
+from vlarisk.core.settings import TrainingConfig
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.splits import split_rollouts
+from vlarisk.model.collapse import collapse_reasons
+from vlarisk.train.sources import Source
+from vlarisk.train.training import Trainer
 
 
 def sigmoid(x):
@@ -70,7 +70,7 @@ def test_forced_collapse_is_flagged_and_a_healthy_run_is_not(dataset_path, tmp_p
 
 def test_a_collapsed_epoch_is_never_chosen_over_a_healthy_one(dataset_path, tmp_path, monkeypatch):
     """Epoch 1 has the best AUC but is marked collapsed: the best epoch must be a healthy one."""
-    import vlarisk.training as training
+    import vlarisk.train.training as training
 
     real, epochs = training.validation_metrics, []
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from vlarisk import run_command
-from vlarisk.errors import InputError
-from vlarisk.prepare_command import main as prepare_main
+from vlarisk.commands import run as run_command
+from vlarisk.commands.prepare import main as prepare_main
+from vlarisk.core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def test_prepare_refuses_an_output_name_that_says_another_form(tmp_path, name):
 
 
 def test_split_refuses_an_output_name_that_is_not_json(tmp_path):
-    from vlarisk.split_command import main as split_main
+    from vlarisk.commands.split import main as split_main
 
     with pytest.raises(InputError, match=rf"^--output {tmp_path / 'split.npz'}: a split is written as JSON: give a name ending in .json$"):
         split_main(["--data", str(tmp_path / "missing.vlarisk"), "--output", str(tmp_path / "split.npz")])
@@ -99,7 +99,7 @@ def test_run_refuses_an_empty_experiments_option():
 
 
 def test_run_prints_one_line_and_starts_nothing(tmp_path):
-    command = [sys.executable, "-c", "from vlarisk.run_command import cli; cli()", "all", "--config", "training={epochs: 3}", "compare"]
+    command = [sys.executable, "-c", "from vlarisk.commands.run import cli; cli()", "all", "--config", "training={epochs: 3}", "compare"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 2 and not list(tmp_path.iterdir())
     assert result.stderr.splitlines() == [

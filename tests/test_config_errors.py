@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vlarisk.config_checks import ConfigError, check_schema, resolve_config
+from vlarisk.workflow.config_checks import ConfigError, check_schema, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "config" / "schema" / "config.schema.yaml").read_text())

@@ -1,4 +1,4 @@
-"""The pipeline config's layers (vlarisk.config_checks): defaults, a user's files and --config
+"""The pipeline config's layers (vlarisk.workflow.config_checks): defaults, a user's files and --config
 merged in order, --config strings read as the schema's types, unknown keys refused, experiments."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from vlarisk.config_checks import ConfigError, coerce, merge_configs, resolve_config, select_experiment
-from vlarisk.planning import Plan
-from vlarisk.settings import SplitSettings, TrainingConfig, default_of, defaults, settings_of
+from vlarisk.core.settings import SplitSettings, TrainingConfig, default_of, defaults, settings_of
+from vlarisk.workflow.config_checks import ConfigError, coerce, merge_configs, resolve_config, select_experiment
+from vlarisk.workflow.planning import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "config" / "schema" / "config.schema.yaml"

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from vlarisk.checkpoints import load_predictor
-from vlarisk.errors import InputError
-from vlarisk.models import RiskPredictor
+from vlarisk.core.errors import InputError
+from vlarisk.model.checkpoints import load_predictor
+from vlarisk.model.models import RiskPredictor
 
 DIM = 6
 
@@ -75,6 +75,6 @@ def test_risk_monitor_is_exported_lazily():
         "import sys, vlarisk\n"
         "assert 'torch' not in sys.modules\n"
         "from vlarisk import RiskMonitor\n"
-        "assert RiskMonitor.__module__ == 'vlarisk.steering' and 'RiskMonitor' in vlarisk.__all__\n"
+        "assert RiskMonitor.__module__ == 'vlarisk.model.steering' and 'RiskMonitor' in vlarisk.__all__\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from vlarisk.detection import (
+from vlarisk.score.detection import (
     alarm_rates,
     alarm_steps,
     attribution,

@@ -10,13 +10,13 @@ import re
 
 import torch
 
-from vlarisk.dataset import load_dataset
-from vlarisk.evaluation import evaluate
-from vlarisk.prepare import prepare_dataset
-from vlarisk.settings import TrainingConfig
-from vlarisk.sources import Source
-from vlarisk.splits import split_rollouts
-from vlarisk.training import Trainer
+from vlarisk.core.settings import TrainingConfig
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.data.splits import split_rollouts
+from vlarisk.score.evaluation import evaluate
+from vlarisk.train.sources import Source
+from vlarisk.train.training import Trainer
 
 TIMING = re.compile(r"(seconds|per_second)")
 

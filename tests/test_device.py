@@ -9,11 +9,11 @@ import warnings
 import pytest
 import torch
 
-from vlarisk import device as device_module
-from vlarisk.cli import ArgumentParser
-from vlarisk.cli_args import add_scoring_arguments, parse_scoring_args
-from vlarisk.device import assigned_gpus, resolve_device
-from vlarisk.errors import DeviceError, InputError
+from vlarisk.commands.cli_args import add_scoring_arguments, parse_scoring_args
+from vlarisk.core import device as device_module
+from vlarisk.core.cli import ArgumentParser
+from vlarisk.core.device import assigned_gpus, resolve_device
+from vlarisk.core.errors import DeviceError, InputError
 
 GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
 
@@ -124,7 +124,7 @@ def test_the_module_lists_mps_among_the_choices():
 
 THREAD_PROBE = """
 import json, os, sys
-from vlarisk.device import THREAD_VARIABLES, limit_threads
+from vlarisk.core.device import THREAD_VARIABLES, limit_threads
 limit_threads(int(sys.argv[1]))
 import sklearn.metrics  # an OpenMP library loaded after the limit
 import torch
@@ -145,7 +145,7 @@ def test_limit_threads_holds_torch_openmp_and_blas_to_the_count():
     import subprocess
     import sys
 
-    from vlarisk.device import THREAD_VARIABLES
+    from vlarisk.core.device import THREAD_VARIABLES
 
     environ = {name: value for name, value in os.environ.items() if name not in THREAD_VARIABLES}
     probe = subprocess.run([sys.executable, "-c", THREAD_PROBE, "1"], env=environ, capture_output=True, text=True, check=True)

@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 import torch
 
-from vlarisk import cli, io_utils
-from vlarisk.checkpoints import write_checkpoint
-from vlarisk.errors import OutputError
-from vlarisk.io_utils import atomic_path, translate_disk_errors, write_json
-from vlarisk.models import RiskPredictor
-from vlarisk.prepare import prepare_dataset
+from vlarisk.core import cli, io_utils
+from vlarisk.core.errors import OutputError
+from vlarisk.core.io_utils import atomic_path, translate_disk_errors, write_json
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.model.checkpoints import write_checkpoint
+from vlarisk.model.models import RiskPredictor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,9 +211,9 @@ def test_a_checkpoint_on_a_real_full_file_system(tmp_path):
     program = textwrap.dedent(
         f"""
         import torch
-        from vlarisk.checkpoints import write_checkpoint
-        from vlarisk.cli import run
-        from vlarisk.models import RiskPredictor
+        from vlarisk.model.checkpoints import write_checkpoint
+        from vlarisk.core.cli import run
+        from vlarisk.model.models import RiskPredictor
 
         def main(argv):
             model = RiskPredictor(64, [512])  # 130 KiB of weights for a 64 KiB file system

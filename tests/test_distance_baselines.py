@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.covariance import LedoitWolf
 
-import vlarisk.distance_baselines as distance_baselines
-from vlarisk.distance_baselines import distance_scores
+import vlarisk.score.distance_baselines as distance_baselines
+from vlarisk.score.distance_baselines import distance_scores
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vlarisk.checkpoints import saved_thresholds
-from vlarisk.documents import (
+from vlarisk.data.documents import (
     BEST_MODEL,
     CHECKPOINT_FORMAT,
     RESULTS_FILE,
@@ -17,7 +16,8 @@ from vlarisk.documents import (
     save_with_alarms,
     write_results_file,
 )
-from vlarisk.thresholds import thresholds_by_dimension
+from vlarisk.data.thresholds import thresholds_by_dimension
+from vlarisk.model.checkpoints import saved_thresholds
 
 
 def test_a_format_1_checkpoint_still_gives_its_label_cutoffs(tmp_path):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vlarisk.settings import DEFAULT_PATIENCE, TrainingConfig
-from vlarisk.sources import open_source
-from vlarisk.training import Trainer, selection_score, stop_record
+from vlarisk.core.settings import DEFAULT_PATIENCE, TrainingConfig
+from vlarisk.train.sources import open_source
+from vlarisk.train.training import Trainer, selection_score, stop_record
 
 EPOCHS = 12
 PATIENCE = 2

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from generator_family import GENERATOR_FAMILY
 
-from vlarisk.synthetic import RolloutSimulator, SimulationSpec
+from vlarisk.data.synthetic import RolloutSimulator, SimulationSpec
 
 ONSET = (0.2, 0.8)
 SMALL = dict(hidden_dim=16, num_tasks=3, success_steps=(30, 60), failure_steps=(60, 120), action_coupling=0.0)

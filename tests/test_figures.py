@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vlarisk.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
-from vlarisk.figures import ablation_figure, accuracy_vs_detection_time, roc_pr_figure, save_figure, training_figure
-from vlarisk.predictions import save_predictions
+from vlarisk.core.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
+from vlarisk.report.figures import ablation_figure, accuracy_vs_detection_time, roc_pr_figure, save_figure, training_figure
+from vlarisk.score.predictions import save_predictions
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from generator_family import GENERATOR_FAMILY, prepare_member, scaled_member, score_prepared
 
-from vlarisk.settings import TrainingConfig
+from vlarisk.core.settings import TrainingConfig
 
 # Within this much mean AUC of the logistic baseline, or above it: the done-criterion's margin.
 LOGISTIC_MARGIN = 0.03
@@ -82,7 +82,7 @@ def test_the_embedded_default_is_the_familys_embedded_member():
     """config/config.yaml's labelled source is the member the tests hold to the shortcuts."""
     import yaml
 
-    from vlarisk.synthetic import SimulationSpec
+    from vlarisk.data.synthetic import SimulationSpec
 
     config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
     assert SimulationSpec(**config["sources"]["synthetic_a"]["simulate"]) == GENERATOR_FAMILY["embedded"]

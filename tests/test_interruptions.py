@@ -1,7 +1,7 @@
 """Interruptions never leave a file that passes for good, and re-running gives the uninterrupted result.
 
-* :func:`vlarisk.io_utils.atomic_path`: an output is complete or absent; SIGTERM (through
-  :func:`vlarisk.cli.run`) removes the temporary file; a SIGKILLed writer's temporary file is
+* :func:`vlarisk.core.io_utils.atomic_path`: an output is complete or absent; SIGTERM (through
+  :func:`vlarisk.core.cli.run`) removes the temporary file; a SIGKILLed writer's temporary file is
   removed by the next write of the same target;
 * a training process killed mid-epoch (SIGTERM, SIGKILL) after its first checkpoint leaves only
   complete checkpoints and no results.json; a fresh re-run, or ``--resume``, reproduces the
@@ -29,17 +29,17 @@ import pytest
 import torch
 from pipeline_utils import copy_project, without
 
-from vlarisk.cli import run
-from vlarisk.dataset import load_dataset
-from vlarisk.documents import read_checkpoint
-from vlarisk.evaluation import evaluate
-from vlarisk.io_utils import FOREIGN_PARTIAL_MAX_AGE_S, atomic_path, write_json
-from vlarisk.prepare import prepare_dataset
-from vlarisk.settings import TrainingConfig
-from vlarisk.sources import Source
-from vlarisk.splits import split_rollouts
-from vlarisk.synthetic import SimulationSpec, write_synthetic_source
-from vlarisk.training import Trainer
+from vlarisk.core.cli import run
+from vlarisk.core.io_utils import FOREIGN_PARTIAL_MAX_AGE_S, atomic_path, write_json
+from vlarisk.core.settings import TrainingConfig
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.documents import read_checkpoint
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.data.splits import split_rollouts
+from vlarisk.data.synthetic import SimulationSpec, write_synthetic_source
+from vlarisk.score.evaluation import evaluate
+from vlarisk.train.sources import Source
+from vlarisk.train.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "workflow_scripts" / "train_risk_predictor.py"

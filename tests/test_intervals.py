@@ -11,8 +11,7 @@ import pytest
 from scipy.stats import binomtest, norm
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from vlarisk.detection import deployed_operating_point, detection_report, group_rollouts
-from vlarisk.intervals import (
+from vlarisk.core.intervals import (
     clopper_pearson,
     percentile_interval,
     refitted_thresholds,
@@ -22,6 +21,7 @@ from vlarisk.intervals import (
     weighted_average_precision,
     weighted_rates,
 )
+from vlarisk.score.detection import deployed_operating_point, detection_report, group_rollouts
 
 
 def test_clopper_pearson_matches_the_exact_binomial_interval():

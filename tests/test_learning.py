@@ -19,14 +19,14 @@ import pytest
 from generator_family import scaled_member
 from sklearn.metrics import roc_auc_score
 
-from vlarisk.dataset import load_dataset
-from vlarisk.inference import predict_rows
-from vlarisk.prepare import prepare_dataset
-from vlarisk.settings import TrainingConfig
-from vlarisk.sources import Source
-from vlarisk.splits import split_rollouts, split_rows
-from vlarisk.synthetic import write_synthetic_source
-from vlarisk.training import Trainer
+from vlarisk.core.settings import TrainingConfig
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.data.splits import split_rollouts, split_rows
+from vlarisk.data.synthetic import write_synthetic_source
+from vlarisk.model.inference import predict_rows
+from vlarisk.train.sources import Source
+from vlarisk.train.training import Trainer
 
 # Margins, set against values measured on this data (embedded member at a quarter of its rollouts:
 # 50 successes, 100 failures; test split about 3,700 steps with 27-91 positives per dimension).

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, mean_absolute_error, mean_squared_error, roc_auc_score
 
-from vlarisk.constants import ACTION_DIMENSIONS
-from vlarisk.metrics import test_metrics as compute_test_metrics
-from vlarisk.thresholds import binarize, positive_thresholds
+from vlarisk.core.constants import ACTION_DIMENSIONS
+from vlarisk.data.thresholds import binarize, positive_thresholds
+from vlarisk.score.metrics import test_metrics as compute_test_metrics
 
 
 def test_metrics_match_scikit_learn():

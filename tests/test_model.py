@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from vlarisk import RiskPredictor, load_predictor
-from vlarisk.dataset import load_dataset
-from vlarisk.normalization import feature_statistics
-from vlarisk.splits import split_rollouts, split_rows
-from vlarisk.thresholds import positive_thresholds, thresholds_from_dimensions
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.splits import split_rollouts, split_rows
+from vlarisk.data.thresholds import positive_thresholds, thresholds_from_dimensions
+from vlarisk.train.normalization import feature_statistics
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE_CHECKPOINT_KEYS = {"epoch", "model_state_dict", "optimizer_state_dict", "val_loss", "val_metrics", "model_config", "normalization"}

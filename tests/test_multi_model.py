@@ -12,21 +12,21 @@ import torch
 import yaml
 from pipeline_utils import copy_project, planned_jobs, snakemake
 
-from vlarisk.checkpoints import load_predictor
-from vlarisk.dataset import load_dataset
-from vlarisk.documents import read_checkpoint
-from vlarisk.errors import InputError
-from vlarisk.evaluation import evaluate, evaluate_sources
-from vlarisk.metrics import test_metrics
-from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor
-from vlarisk.normalization import feature_statistics
-from vlarisk.prepare import prepare_dataset
-from vlarisk.settings import TrainingConfig
-from vlarisk.sources import load_sources, read_data_config
-from vlarisk.splits import split_rows
-from vlarisk.synthetic import SimulationSpec, write_synthetic_source
-from vlarisk.thresholds import positive_thresholds, thresholds_from_dimensions
-from vlarisk.training import Trainer
+from vlarisk.core.errors import InputError
+from vlarisk.core.settings import TrainingConfig
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.documents import read_checkpoint
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.data.splits import split_rows
+from vlarisk.data.synthetic import SimulationSpec, write_synthetic_source
+from vlarisk.data.thresholds import positive_thresholds, thresholds_from_dimensions
+from vlarisk.model.checkpoints import load_predictor
+from vlarisk.model.models import MultiRiskPredictor, NormalizedMultiRiskPredictor
+from vlarisk.score.evaluation import evaluate, evaluate_sources
+from vlarisk.score.metrics import test_metrics
+from vlarisk.train.normalization import feature_statistics
+from vlarisk.train.sources import load_sources, read_data_config
+from vlarisk.train.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = dict(epochs=2, batch_size=128, hidden_dims=[16], dropout=0.1, device="cpu", seed=3)

@@ -18,18 +18,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vlarisk import rollouts as rollouts_module
-from vlarisk.batches import BatchStream
-from vlarisk.dataset import load_dataset
-from vlarisk.inference import gather_rows, predict_rows
-from vlarisk.models import RiskPredictor
-from vlarisk.normalization import MIN_STD, feature_statistics
-from vlarisk.prepare import prepare_dataset
-from vlarisk.settings import TrainingConfig
-from vlarisk.sources import Source
-from vlarisk.splits import split_rollouts, split_rows
-from vlarisk.thresholds import positive_thresholds
-from vlarisk.training import Trainer, validation_metrics
+from vlarisk.core.settings import TrainingConfig
+from vlarisk.data import rollouts as rollouts_module
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.data.splits import split_rollouts, split_rows
+from vlarisk.data.thresholds import positive_thresholds
+from vlarisk.model.inference import gather_rows, predict_rows
+from vlarisk.model.models import RiskPredictor
+from vlarisk.train.batches import BatchStream
+from vlarisk.train.normalization import MIN_STD, feature_statistics
+from vlarisk.train.sources import Source
+from vlarisk.train.training import Trainer, validation_metrics
 
 SEED = 7
 
@@ -258,7 +258,7 @@ def test_dataset_hash_covers_the_bytes_in_order(dataset_path, tmp_path):
     the step arrays) is the sha256 of the arrays' bytes in that order, as a one-pass hash gives."""
     import hashlib
 
-    from vlarisk.dataset import STEP_FIELDS, DatasetWriter
+    from vlarisk.data.dataset import STEP_FIELDS, DatasetWriter
 
     dataset = load_dataset(dataset_path)
     expected = hashlib.sha256(np.ascontiguousarray(dataset.states).tobytes())
@@ -269,7 +269,7 @@ def test_dataset_hash_covers_the_bytes_in_order(dataset_path, tmp_path):
     # the arrays are plain .npy files
     np.testing.assert_array_equal(np.load(dataset_path / "states.npy", mmap_mode="r"), dataset.states)
     # many small blocks and several flushes: same digest
-    import vlarisk.dataset as dataset_module
+    import vlarisk.data.dataset as dataset_module
 
     original = dataset_module._Flusher.__init__
 

@@ -16,13 +16,13 @@ import pytest
 
 pytest.importorskip("metaworld", reason='the simulator extra is not installed: pip install -e ".[sim]"')
 
-from vlarisk.errors import InputError  # noqa: E402
-from vlarisk.physics_collect import COLLECTION_FILE, FAILURE_FILE, SUCCESS_FILE, CollectionSettings, collect  # noqa: E402
-from vlarisk.physics_env import TaskEnv, check_tasks  # noqa: E402
-from vlarisk.physics_episodes import replay  # noqa: E402
-from vlarisk.physics_policy import PolicySettings, train_policy  # noqa: E402
-from vlarisk.prepare import prepare_dataset  # noqa: E402
-from vlarisk.rollouts import load_rollouts  # noqa: E402
+from vlarisk.core.errors import InputError  # noqa: E402
+from vlarisk.data.prepare import prepare_dataset  # noqa: E402
+from vlarisk.data.rollouts import load_rollouts  # noqa: E402
+from vlarisk.physics.collect import COLLECTION_FILE, FAILURE_FILE, SUCCESS_FILE, CollectionSettings, collect  # noqa: E402
+from vlarisk.physics.env import TaskEnv, check_tasks  # noqa: E402
+from vlarisk.physics.episodes import replay  # noqa: E402
+from vlarisk.physics.policy import PolicySettings, train_policy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK, HORIZON = "reach-v3", 60
@@ -110,7 +110,7 @@ def test_the_command_reports_a_wrong_task_in_one_line(tmp_path):
     ],
 )
 def test_bad_collection_flags_fail_in_one_line(flags, message, tmp_path):
-    from vlarisk.collect_command import main
+    from vlarisk.commands.collect import main
 
     with pytest.raises(InputError, match=message):
         main(["--tasks", TASK, "--episodes", "1", "--out", str(tmp_path), "--train-only", *flags])

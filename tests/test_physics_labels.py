@@ -10,14 +10,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vlarisk import attribution, physics_env
-from vlarisk.attribution_paper import attribution_table
-from vlarisk.errors import InputError
-from vlarisk.intervals import clopper_pearson
-from vlarisk.physics_episodes import Episode, bisect_first_failure, blame, point_of_no_return
-from vlarisk.physics_labels import deviation_labels
-from vlarisk.physics_perturbations import draw_perturbation
-from vlarisk.planning import Plan
+from vlarisk.core.errors import InputError
+from vlarisk.core.intervals import clopper_pearson
+from vlarisk.physics import env as physics_env
+from vlarisk.physics.episodes import Episode, bisect_first_failure, blame, point_of_no_return
+from vlarisk.physics.labels import deviation_labels
+from vlarisk.physics.perturbations import draw_perturbation
+from vlarisk.report.attribution_paper import attribution_table
+from vlarisk.score import attribution
+from vlarisk.workflow.planning import Plan
 
 
 def test_deviation_labels_ramp_into_t_star_where_a_dimension_deviates():

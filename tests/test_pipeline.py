@@ -114,7 +114,7 @@ def test_changing_one_sources_rollouts_rebuilds_only_its_chain(built, tmp_path):
 
 
 def test_changing_metric_code_reruns_evaluation_only(built):
-    metrics = built / "src/vlarisk/metrics.py"
+    metrics = built / "src/vlarisk/score/metrics.py"
     original = metrics.read_text()
     try:
         metrics.write_text(original + "\n# a change to the metric code\n")

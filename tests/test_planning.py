@@ -1,4 +1,4 @@
-"""The pipeline's plan, by direct calls into vlarisk.planning (no dry runs): paths, settings, the
+"""The pipeline's plan, by direct calls into vlarisk.workflow.planning (no dry runs): paths, settings, the
 ablation grid, multi-model groups, tables, figures and the targets of `all` and `paper`."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from vlarisk import planning
-from vlarisk.config_checks import resolve_config
-from vlarisk.planning import Plan
+from vlarisk.workflow import planning
+from vlarisk.workflow.config_checks import resolve_config
+from vlarisk.workflow.planning import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "config" / "schema" / "config.schema.yaml")

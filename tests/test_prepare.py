@@ -7,10 +7,10 @@ import pickle
 import numpy as np
 import pytest
 
-from vlarisk.dataset import load_dataset
-from vlarisk.labels import failure_window, heuristic_risk_labels
-from vlarisk.prepare import prepare_dataset
-from vlarisk.rollouts import load_rollouts
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.labels import failure_window, heuristic_risk_labels
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.data.rollouts import load_rollouts
 
 
 def test_heuristic_labels_follow_the_reference_rule():
@@ -65,7 +65,7 @@ def test_unlabelled_rollouts_get_heuristic_labels(unlabelled_rollout_files, tmp_
 
 
 def test_require_labels_drops_unlabelled_steps(unlabelled_rollout_files, tmp_path):
-    from vlarisk.errors import InputError
+    from vlarisk.core.errors import InputError
 
     with pytest.raises(InputError, match="no usable successful rollouts"):
         prepare_dataset(unlabelled_rollout_files[0], unlabelled_rollout_files[1], tmp_path / "d.vlarisk", labelling="require")
@@ -114,7 +114,7 @@ def test_dataset_is_plain_numpy_files(dataset_path):
 
 
 def test_failed_preparation_leaves_nothing_and_keeps_the_old_dataset(rollout_files, tmp_path, monkeypatch):
-    import vlarisk.prepare as prepare_module
+    import vlarisk.data.prepare as prepare_module
 
     output = tmp_path / "d.vlarisk"
     prepare_dataset(rollout_files[0], rollout_files[1], output)

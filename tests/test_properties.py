@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sklearn.metrics import average_precision_score, mean_absolute_error, mean_squared_error, roc_auc_score
 
-from vlarisk.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
-from vlarisk.errors import InputError
-from vlarisk.labels import failure_window, heuristic_risk_labels
-from vlarisk.metrics import ranking_metrics, regression_metrics
-from vlarisk.normalization import MIN_STD, feature_statistics
-from vlarisk.splits import SPLIT_NAMES, split_rollouts
-from vlarisk.thresholds import binarize, positive_thresholds
+from vlarisk.core.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
+from vlarisk.core.errors import InputError
+from vlarisk.data.labels import failure_window, heuristic_risk_labels
+from vlarisk.data.splits import SPLIT_NAMES, split_rollouts
+from vlarisk.data.thresholds import binarize, positive_thresholds
+from vlarisk.score.metrics import ranking_metrics, regression_metrics
+from vlarisk.train.normalization import MIN_STD, feature_statistics
 
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -31,11 +31,11 @@ import pytest
 import torch
 from pipeline_utils import without
 
-from vlarisk.cli import run
-from vlarisk.dataset import load_dataset
-from vlarisk.documents import read_checkpoint
-from vlarisk.io_utils import write_json
-from vlarisk.splits import split_rollouts
+from vlarisk.core.cli import run
+from vlarisk.core.io_utils import write_json
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.documents import read_checkpoint
+from vlarisk.data.splits import split_rollouts
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
@@ -47,8 +47,8 @@ VOLATILE = re.compile(r"(seconds|per_second)")
 # and history were written: deterministic, no timing involved.
 KILLER = """
 import os, signal, sys
-import vlarisk.training as training
-from vlarisk.cli import run
+import vlarisk.train.training as training
+from vlarisk.core.cli import run
 
 kill_after = int(os.environ["KILL_AFTER_EPOCH"])
 record = training.Trainer._record
@@ -79,7 +79,7 @@ def data(dataset_path, tmp_path_factory):
     return {"single": ["--data", str(dataset_path), "--split", str(split)], "multi": ["--data-config", str(config)]}
 
 
-COMMANDS = {"single": "vlarisk.train_command", "multi": "vlarisk.train_multi_command"}
+COMMANDS = {"single": "vlarisk.commands.train", "multi": "vlarisk.commands.train_multi"}
 
 
 def settings(epochs: int = EPOCHS, lr: str = "0.003") -> list[str]:

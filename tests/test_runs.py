@@ -1,4 +1,4 @@
-"""Comparing runs (vlarisk.runs, workflow_scripts/compare_runs.py) and per-epoch tracking (vlarisk.tracking)."""
+"""Comparing runs (vlarisk.workflow.runs, workflow_scripts/compare_runs.py) and per-epoch tracking (vlarisk.train.tracking)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from pipeline_utils import load_script
 
-from vlarisk import runs, tracking
-from vlarisk.errors import InputError
+from vlarisk.core.errors import InputError
+from vlarisk.train import tracking
+from vlarisk.workflow import runs
 
 
 def results(lr: float, auc: float | None, epochs: int = 2) -> dict:

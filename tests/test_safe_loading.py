@@ -25,13 +25,13 @@ import numpy as np
 import pytest
 import torch
 
-from vlarisk.dataset import load_dataset
-from vlarisk.documents import read_checkpoint
-from vlarisk.errors import InputError, UnsafePickleError
-from vlarisk.prepare import prepare_dataset
-from vlarisk.rollouts import load_rollouts
-from vlarisk.safe_pickle import load_pickle
-from vlarisk.synthetic import RolloutSimulator, SimulationSpec
+from vlarisk.core.errors import InputError, UnsafePickleError
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.documents import read_checkpoint
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.data.rollouts import load_rollouts
+from vlarisk.data.safe_pickle import load_pickle
+from vlarisk.data.synthetic import RolloutSimulator, SimulationSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -280,10 +280,10 @@ def test_loading_leaves_the_garbage_collector_as_it_was(tmp_path, collector_on):
 def test_preparing_data_does_not_import_torch():
     """Preparation and dataset reading stay free of torch (0.2 GiB and a second); the model API still imports."""
     code = (
-        "import sys, vlarisk, vlarisk.prepare, vlarisk.dataset, vlarisk.splits, vlarisk.cli\n"
+        "import sys, vlarisk, vlarisk.data.prepare, vlarisk.data.dataset, vlarisk.data.splits, vlarisk.core.cli\n"
         "assert 'torch' not in sys.modules, 'torch imported by data preparation'\n"
         "from vlarisk import RiskPredictor, load_predictor\n"
-        "assert 'torch' in sys.modules and RiskPredictor.__module__ == 'vlarisk.models'\n"
+        "assert 'torch' in sys.modules and RiskPredictor.__module__ == 'vlarisk.model.models'\n"
         "try:\n    vlarisk.no_such_name\nexcept AttributeError:\n    pass\nelse:\n    raise SystemExit('no AttributeError')\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,4 @@
-"""Each setting is defined once, a field of vlarisk.settings (TrainingConfig, SplitSettings,
+"""Each setting is defined once, a field of vlarisk.core.settings (TrainingConfig, SplitSettings,
 DetectionSettings): the generated schema and docs tables, the configs, the commands' flags and the
 flags the rules pass are all held to it, and no hand copy of a default may reappear."""
 
@@ -17,8 +17,8 @@ import jsonschema
 import pytest
 import yaml
 
-from vlarisk import config_schema, settings
-from vlarisk.settings import (
+from vlarisk.core import settings
+from vlarisk.core.settings import (
     BLOCKS,
     LOSS_TYPES,
     DetectionSettings,
@@ -32,6 +32,7 @@ from vlarisk.settings import (
     knobs,
     training_flags,
 )
+from vlarisk.workflow import config_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "config" / "schema" / "config.schema.yaml").read_text())
@@ -54,7 +55,7 @@ def resolved(path: str) -> dict:
     """A shipped config as the workflow sees it: over config/config.yaml, the defaults filled in."""
     from snakemake.utils import validate
 
-    from vlarisk.config_checks import resolve_config
+    from vlarisk.workflow.config_checks import resolve_config
 
     config = resolve_config(load_config(path), SCHEMA, defaults=load_config("config/config.yaml"))
     validate(config, schema=str(ROOT / "config" / "schema" / "config.schema.yaml"))
@@ -62,7 +63,7 @@ def resolved(path: str) -> dict:
 
 
 def training_parser() -> argparse.ArgumentParser:
-    from vlarisk.cli_args import add_training_arguments
+    from vlarisk.commands.cli_args import add_training_arguments
 
     return add_training_arguments(argparse.ArgumentParser(prog="train"))
 
@@ -162,14 +163,14 @@ def test_every_field_and_guide_flag_is_a_training_flag():
 
 
 def test_flag_defaults_are_the_field_defaults():
-    from vlarisk.cli_args import training_config
+    from vlarisk.commands.cli_args import training_config
 
     args = training_parser().parse_args(["--output-dir", "out"])
     assert training_config(args) == TrainingConfig()
 
 
 def test_guide_style_plain_flags_still_work():
-    from vlarisk.cli_args import training_config
+    from vlarisk.commands.cli_args import training_config
 
     args = training_parser().parse_args(
         shlex.split("--output-dir o --normalize --bf16 --hidden-dims --grad-clip 0.5 --positive-fraction 0.3")
@@ -210,7 +211,7 @@ def config_settings():
 
 @pytest.mark.parametrize("training, evaluation", config_settings())
 def test_rule_flags_give_the_command_exactly_the_settings(training, evaluation):
-    from vlarisk.cli_args import training_config
+    from vlarisk.commands.cli_args import training_config
 
     flags = training_flags(training, evaluation=evaluation)
     args = training_parser().parse_args(["--output-dir", "o", *shlex.split(flags)])
@@ -236,8 +237,14 @@ print(sorted(name for name in sys.modules if name.split(".")[0] in ("torch", "vl
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    # vlarisk.documents: the output file names the plan uses (its IO is imported when a file is read)
-    assert set(eval(result.stdout)) <= {"vlarisk", "vlarisk.constants", "vlarisk.settings", "vlarisk.documents", f"vlarisk.{module}"}
+    # vlarisk.data.documents: the output file names the plan uses (its IO is imported when a file is read)
+    assert set(eval(result.stdout)) <= {
+        "vlarisk",
+        "vlarisk.core.constants",
+        "vlarisk.core.settings",
+        "vlarisk.data.documents",
+        f"vlarisk.{module}",
+    }
 
 
 # ---------------------------------------------------------------- split and detection flags
@@ -268,7 +275,8 @@ def test_every_key_is_its_own_flag_and_the_old_spellings_still_work():
 
 
 def test_the_split_and_detection_commands_take_the_settings_flags():
-    from vlarisk import detection_flags, split_command
+    from vlarisk.commands import split as split_command
+    from vlarisk.score import detection_flags
 
     assert "add_arguments(parser, SplitSettings)" in Path(split_command.__file__).read_text()
     parser = argparse.ArgumentParser()
@@ -292,7 +300,7 @@ def _literal(value) -> str:
 
 
 def hand_copies() -> list[str]:
-    """Lines outside vlarisk.settings that give a setting's key its default value, or make its flag by
+    """Lines outside vlarisk.core.settings that give a setting's key its default value, or make its flag by
     hand: declare it (``add_argument("--n-boot"``) or write it into the rules' flags (messages may name it)."""
     found = []
     for kind in BLOCKS:

@@ -1,4 +1,4 @@
-"""The SLURM cluster path: profiles/slurm, the resource table (src/vlarisk/planning.py), tests/slurm/*.sh.
+"""The SLURM cluster path: profiles/slurm, the resource table (src/vlarisk/workflow/planning.py), tests/slurm/*.sh.
 
 Without a scheduler (always run):
   * the resource callables grow with input size and attempt;
@@ -223,8 +223,8 @@ def results_files(project: Path) -> dict[str, dict]:
 
 # ------------------------------------------------------ resource callables
 def _load_resources_module() -> dict:
-    """vlarisk.planning's resource callables (RESOURCE_TABLE, mem_mb_for, runtime_for), as the Snakefile imports them."""
-    from vlarisk import planning
+    """vlarisk.workflow.planning's resource callables (RESOURCE_TABLE, mem_mb_for, runtime_for), as the Snakefile imports them."""
+    from vlarisk.workflow import planning
 
     return vars(planning)
 
@@ -679,6 +679,6 @@ def test_training_job_killed_on_slurm_resumes_from_the_last_finished_epoch(slurm
 
 
 def read_checkpoint(path: Path) -> dict:
-    from vlarisk.documents import read_checkpoint as read
+    from vlarisk.data.documents import read_checkpoint as read
 
     return read(path)

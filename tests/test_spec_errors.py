@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from vlarisk.errors import InputError
-from vlarisk.spec_options import dataclass_from_json
-from vlarisk.synthetic import SimulationSpec
+from vlarisk.core.errors import InputError
+from vlarisk.core.spec_options import dataclass_from_json
+from vlarisk.data.synthetic import SimulationSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELD_LIST = ", ".join(field.name for field in fields(SimulationSpec))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vlarisk.dataset import load_dataset
-from vlarisk.errors import InputError
-from vlarisk.splits import calibration_tasks_of, split_rollouts, split_rows, task_split_seed, test_sets, unseen_tasks, validate_split
+from vlarisk.core.errors import InputError
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.splits import calibration_tasks_of, split_rollouts, split_rows, task_split_seed, test_sets, unseen_tasks, validate_split
 
 
 def test_no_rollout_in_two_splits(dataset_path):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from vlarisk.models import MultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
-from vlarisk.steering import RiskMonitor, add_steering_hook
+from vlarisk.model.models import MultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
+from vlarisk.model.steering import RiskMonitor, add_steering_hook
 
 
 class Block(nn.Module):

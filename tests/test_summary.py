@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from vlarisk.evaluation import write_results
-from vlarisk.summary import model_summary, summary_html, summary_markdown, summary_of, summary_rows
+from vlarisk.report.summary import summary_html, summary_markdown, summary_rows
+from vlarisk.score.evaluation import write_results
+from vlarisk.score.verdict import model_summary, summary_of
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow_scripts"))

@@ -12,15 +12,15 @@ import torch
 from pipeline_utils import load_script
 from sklearn.metrics import roc_auc_score
 
-from vlarisk.constants import ACTION_DIMENSIONS
-from vlarisk.dataset import load_dataset
-from vlarisk.evaluation import evaluate
-from vlarisk.predictions import failure_relation, load_predictions
-from vlarisk.settings import TrainingConfig
-from vlarisk.sources import Source
-from vlarisk.splits import split_rollouts
-from vlarisk.tables import Summary, ablation_table, per_dimension_table, single_vs_multi_table, to_latex, write_table
-from vlarisk.training import Trainer
+from vlarisk.core.constants import ACTION_DIMENSIONS
+from vlarisk.core.settings import TrainingConfig
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.splits import split_rollouts
+from vlarisk.report.tables import Summary, ablation_table, per_dimension_table, single_vs_multi_table, to_latex, write_table
+from vlarisk.score.evaluation import evaluate
+from vlarisk.score.predictions import failure_relation, load_predictions
+from vlarisk.train.sources import Source
+from vlarisk.train.training import Trainer
 
 
 def metrics(auc: float | None, ap: float | None = 0.2) -> dict:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from vlarisk.tables import detection_table
-from vlarisk.task_splits import add_task_splits, fpr_within_alpha, scorer_summaries
+from vlarisk.data.task_splits import add_task_splits, fpr_within_alpha, scorer_summaries
+from vlarisk.report.tables import detection_table
 
 
 def _block(auc, balanced=None, logistic=None):
@@ -100,8 +100,8 @@ def test_a_false_alarm_rate_is_consistent_with_alpha_while_its_exact_interval_re
 def test_a_generated_source_opens_on_the_task_split_and_unseen_share_asked(tmp_path):
     from generator_family import prepare_member, scaled_member
 
-    from vlarisk.sources import open_source
-    from vlarisk.splits import split_rollouts, unseen_tasks
+    from vlarisk.data.splits import split_rollouts, unseen_tasks
+    from vlarisk.train.sources import open_source
 
     dataset, _ = prepare_member(scaled_member("embedded", 0.15), tmp_path)
     first, second = (open_source("m", str(dataset), unseen_task_fraction=0.3, task_split=k) for k in (0, 1))

@@ -20,15 +20,15 @@ import pytest
 import torch
 from pipeline_utils import load_script
 
-from vlarisk.constants import ACTION_DIMENSIONS
-from vlarisk.dataset import STEP_FIELDS, DatasetWriter, load_dataset
-from vlarisk.evaluation import evaluate, evaluate_sources
-from vlarisk.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
-from vlarisk.predictions import load_predictions
-from vlarisk.settings import TrainingConfig
-from vlarisk.sources import Source
-from vlarisk.thresholds import binarize, positive_thresholds, thresholds_by_dimension
-from vlarisk.training import Trainer, validation_metrics
+from vlarisk.core.constants import ACTION_DIMENSIONS
+from vlarisk.core.settings import TrainingConfig
+from vlarisk.data.dataset import STEP_FIELDS, DatasetWriter, load_dataset
+from vlarisk.data.thresholds import binarize, positive_thresholds, thresholds_by_dimension
+from vlarisk.model.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
+from vlarisk.score.evaluation import evaluate, evaluate_sources
+from vlarisk.score.predictions import load_predictions
+from vlarisk.train.sources import Source
+from vlarisk.train.training import Trainer, validation_metrics
 
 NAN = float("nan")
 CPU = torch.device("cpu")

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from vlarisk.dataset import load_dataset
-from vlarisk.errors import UnsafePickleError
-from vlarisk.prepare import prepare_dataset
-from vlarisk.rollouts import load_rollouts
-from vlarisk.safe_pickle import load_pickle
+from vlarisk.core.errors import UnsafePickleError
+from vlarisk.data.dataset import load_dataset
+from vlarisk.data.prepare import prepare_dataset
+from vlarisk.data.rollouts import load_rollouts
+from vlarisk.data.safe_pickle import load_pickle
 
 
 class Payload:

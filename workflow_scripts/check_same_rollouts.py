@@ -6,10 +6,10 @@ dataset; that is only sound when rollout ids mean the same rollouts in both (``-
 can drop a whole unlabelled rollout from one of them and shift the ids after it).
 """
 
-from vlarisk.cli import ArgumentParser, log, run
-from vlarisk.dataset import load_dataset
-from vlarisk.errors import InputError
-from vlarisk.io_utils import atomic_path
+from vlarisk.core.cli import ArgumentParser, log, run
+from vlarisk.core.errors import InputError
+from vlarisk.core.io_utils import atomic_path
+from vlarisk.data.dataset import load_dataset
 
 
 def rollout_keys(path: str) -> list[tuple]:

@@ -4,12 +4,12 @@
 Each source's split is its data-config entry's ``split_path``, else the one saved in the checkpoint.
 """
 
-from vlarisk.checkpoints import multi_predictor_from_checkpoint
-from vlarisk.cli import ArgumentParser, log, run
-from vlarisk.cli_args import add_scoring_arguments, checkpoint_and_history, parse_scoring_args
-from vlarisk.detection_flags import add_detection_arguments, detection_options
-from vlarisk.evaluation import checkpoint_thresholds, evaluate_sources, per_source_summary, write_results
-from vlarisk.sources import load_sources
+from vlarisk.commands.cli_args import add_scoring_arguments, checkpoint_and_history, parse_scoring_args
+from vlarisk.core.cli import ArgumentParser, log, run
+from vlarisk.model.checkpoints import multi_predictor_from_checkpoint
+from vlarisk.score.detection_flags import add_detection_arguments, detection_options
+from vlarisk.score.evaluation import checkpoint_thresholds, evaluate_sources, per_source_summary, write_results
+from vlarisk.train.sources import load_sources
 
 
 def main(argv=None):

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """The paper's attribution table (md/tex/csv/html/json) and figure (PNG) from collected sources' results.json."""
 
-from vlarisk.attribution_paper import attribution_figure, attribution_table
-from vlarisk.cli import ArgumentParser, log, run
-from vlarisk.figures import save_figure
-from vlarisk.tables import write_table
+from vlarisk.core.cli import ArgumentParser, log, run
+from vlarisk.report.attribution_paper import attribution_figure, attribution_table
+from vlarisk.report.figures import save_figure
+from vlarisk.report.tables import write_table
 
 
 def main(argv=None):

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Draw one paper figure as PNG: ROC/PR curves, training curves, failure detection or an ablation bar chart."""
 
-from vlarisk.cli import ArgumentParser, log, run
-from vlarisk.figures import ablation_figure, detection_figure, roc_pr_figure, save_figure, training_figure
+from vlarisk.core.cli import ArgumentParser, log, run
+from vlarisk.report.figures import ablation_figure, detection_figure, roc_pr_figure, save_figure, training_figure
 
 
 def parse_args(argv=None):

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Write one paper table (Markdown, LaTeX, CSV, HTML and a JSON sidecar) from results files."""
 
-from vlarisk.cli import ArgumentParser, log, run
-from vlarisk.tables import (
+from vlarisk.core.cli import ArgumentParser, log, run
+from vlarisk.report.tables import (
     ablation_table,
     detection_per_dimension_table,
     detection_table,

@@ -3,16 +3,17 @@
 
 Each row: per-step mean test AUC beside the logistic baseline's, whether it beats it, the rollout
 AUC with its 95% interval (unseen tasks, else seen ones), the alarm's FPR / TPR at alpha, and
-whether predictions collapsed; a n/a cell has a footnote with the reason (vlarisk.summary).
+whether predictions collapsed; a n/a cell has a footnote with the reason (vlarisk.report.summary).
 
     python workflow_scripts/write_summary.py results/models/*/results.json --output results/summary.md
 """
 
-from vlarisk.cli import ArgumentParser, run
-from vlarisk.documents import read_results
-from vlarisk.io_utils import atomic_path
-from vlarisk.runs import PLAIN_RUN, archive_run, locate
-from vlarisk.summary import summary_html, summary_markdown, summary_of, summary_rows
+from vlarisk.core.cli import ArgumentParser, run
+from vlarisk.core.io_utils import atomic_path
+from vlarisk.data.documents import read_results
+from vlarisk.report.summary import summary_html, summary_markdown, summary_rows
+from vlarisk.score.verdict import summary_of
+from vlarisk.workflow.runs import PLAIN_RUN, archive_run, locate
 
 
 def run_name(path: str, root: str) -> str:

@@ -7,7 +7,7 @@ never loads torch: importing it costs about 0.2 GiB of memory and a second of st
 import importlib
 import os
 
-from vlarisk.constants import ACTION_DIMENSIONS
+from vlarisk.core.constants import ACTION_DIMENSIONS
 
 # OpenMP threads waiting for work sleep instead of spinning: on cores shared with other jobs a
 # spinning pool takes the cores from the work itself (benchmarks/threads.py: a 2-thread training
@@ -19,7 +19,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 __version__ = "0.1.0"
 __all__ = ["ACTION_DIMENSIONS", "RiskMonitor", "RiskPredictor", "load_predictor", "__version__"]
 
-_MODEL_API = {"RiskPredictor": "vlarisk.models", "load_predictor": "vlarisk.checkpoints", "RiskMonitor": "vlarisk.steering"}
+_MODEL_API = {
+    "RiskPredictor": "vlarisk.model.models",
+    "load_predictor": "vlarisk.model.checkpoints",
+    "RiskMonitor": "vlarisk.model.steering",
+}
 
 
 def __getattr__(name: str):

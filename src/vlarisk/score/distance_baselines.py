@@ -1,0 +1,114 @@
+"""Training-free failure detectors on the model's own hidden states: the field's strongest baselines (SAFE's).
+
+* ``knn``: the mean cosine distance of a state to its ``k`` nearest training-success states minus
+  that to its ``k`` nearest training-failure states. Higher is more failure-like.
+* ``mahalanobis``: the Mahalanobis distance of a state to the training-success states, with a
+  Ledoit-Wolf shrinkage covariance (a 4096-D covariance from a few thousand states is singular
+  without shrinkage), through its Cholesky factor (a triangular solve per block, no ``D x D``
+  inverse). Higher is further from success.
+
+Both are fitted on training rollouts only: at most ``max_states`` distinct states per outcome
+(a state repeated over an action chunk counts once), drawn with a seed, z-scored with the
+statistics of the drawn training states. Rows are scored ``BLOCK_ROWS`` at a time, so a 4096-D
+dataset of 100k steps is never held in memory at once, and the similarity matrix of one block is
+the largest temporary.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import cho_factor, solve_triangular
+from sklearn.covariance import ledoit_wolf
+
+from vlarisk.core.constants import NUM_DIMENSIONS
+from vlarisk.model.inference import gather_rows
+from vlarisk.score.baselines import BLOCK_ROWS, repeats_previous
+
+KNN_NEIGHBOURS = 5
+MAX_REFERENCE_STATES = 5000
+COVARIANCE_RIDGE = 1e-6  # on z-scored features (unit variance): negligible beside any real spread
+
+
+def reference_states(hidden: np.ndarray, rows: np.ndarray, max_states: int, seed: int) -> np.ndarray:
+    """``float32 [n, D]`` distinct states among ``rows`` (sorted), at most ``max_states`` drawn with ``seed``."""
+    rows = np.asarray(rows)
+    distinct = rows[~repeats_previous(hidden, rows, np.zeros((len(rows), 1)))]
+    if len(distinct) > max_states:
+        distinct = np.sort(np.random.default_rng(seed).choice(distinct, size=max_states, replace=False))
+    return gather_rows(hidden, distinct, np.empty((len(distinct), hidden.shape[1]), dtype=np.float32))
+
+
+def _standardiser(*states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (1 where constant) of the training states pooled, in float32."""
+    pooled = np.concatenate(states).astype(np.float64)
+    std = pooled.std(axis=0)
+    return pooled.mean(axis=0).astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+
+def _unit_rows(states: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero)."""
+    norms = np.linalg.norm(states, axis=1, keepdims=True)
+    return states / np.where(norms > 0, norms, 1.0)
+
+
+def _mean_nearest_distance(queries: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+    """Mean cosine distance of each unit query row to its ``k`` nearest unit reference rows."""
+    k = min(k, len(reference))
+    similarity = queries @ reference.T
+    nearest = -np.partition(-similarity, k - 1, axis=1)[:, :k]
+    return 1.0 - nearest.mean(axis=1)
+
+
+def _covariance_factor(states: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor (float32) of the Ledoit-Wolf covariance of z-scored ``states`` (at least
+    two), with a ridge of ``COVARIANCE_RIDGE`` so identical states still give a positive-definite matrix."""
+    covariance = ledoit_wolf(states)[0].astype(np.float64)
+    covariance[np.diag_indices_from(covariance)] += COVARIANCE_RIDGE
+    return np.tril(cho_factor(covariance, lower=True)[0]).astype(np.float32)
+
+
+def _blocks(hidden: np.ndarray, rows: np.ndarray, mean: np.ndarray, std: np.ndarray):
+    """``(start, z-scored block)`` of ``hidden[rows]``, ``BLOCK_ROWS`` rows at a time."""
+    buffer = np.empty((min(BLOCK_ROWS, len(rows)), hidden.shape[1]), dtype=np.float32)
+    for start in range(0, len(rows), BLOCK_ROWS):
+        block = gather_rows(hidden, rows[start : start + BLOCK_ROWS], buffer)
+        block -= mean
+        block /= std
+        yield start, block
+
+
+def distance_scores(
+    hidden: np.ndarray,
+    train_rows: np.ndarray,
+    train_success: np.ndarray,
+    scored_rows: np.ndarray,
+    k: int = KNN_NEIGHBOURS,
+    max_states: int = MAX_REFERENCE_STATES,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """``knn`` and ``mahalanobis`` scores ``[len(scored_rows), 7]`` (one score repeated per dimension, as a
+    rollout-level detector gives one number); ``knn`` is NaN when the training split lacks an outcome,
+    ``mahalanobis`` when it has fewer than two distinct success states."""
+    train_rows, train_success = np.asarray(train_rows), np.asarray(train_success, bool)
+    successes = reference_states(hidden, train_rows[train_success], max_states, seed)
+    failures = reference_states(hidden, train_rows[~train_success], max_states, seed + 1)
+    mean, std = _standardiser(successes, failures)
+    successes = (successes - mean) / std
+    failures = (failures - mean) / std
+    centre = successes.mean(axis=0)
+    factor = _covariance_factor(successes) if len(successes) >= 2 else None
+    success_unit, failure_unit = _unit_rows(successes), _unit_rows(failures)
+    scored_rows = np.asarray(scored_rows)
+    knn = np.full(len(scored_rows), np.nan)
+    mahalanobis = np.empty(len(scored_rows))
+    for start, block in _blocks(hidden, scored_rows, mean, std):
+        stop = start + len(block)
+        if factor is None:
+            mahalanobis[start:stop] = np.nan
+        else:
+            whitened = solve_triangular(factor, (block - centre).T, lower=True, check_finite=False)
+            mahalanobis[start:stop] = np.sqrt(np.einsum("ij,ij->j", whitened, whitened))
+        if len(failure_unit) and len(success_unit):
+            unit = _unit_rows(block)
+            knn[start:stop] = _mean_nearest_distance(unit, success_unit, k) - _mean_nearest_distance(unit, failure_unit, k)
+    return {name: np.repeat(values[:, None], NUM_DIMENSIONS, axis=1) for name, values in (("knn", knn), ("mahalanobis", mahalanobis))}
