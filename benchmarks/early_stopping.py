@@ -63,7 +63,7 @@ def full_run_scores(name: str, args: argparse.Namespace, seed: int, workdir: Pat
     def record_and_score(epoch, train_loss, metrics, seconds, rate):
         record(epoch, train_loss, metrics, seconds, rate)
         prediction = predict_rows(trainer.model, source.dataset.hidden, test_rows, part.mean, part.std, trainer.device)
-        held_out.append(test_metrics(prediction, source.labels("test"), part.thresholds)["test_metrics"]["mean_auc"])
+        held_out.append(test_metrics(prediction, source.labels("test"), part.label_cutoffs)["test_metrics"]["mean_auc"])
 
     trainer._record = record_and_score
     started = time.perf_counter()

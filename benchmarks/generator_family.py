@@ -150,7 +150,7 @@ def score_prepared(
         task_split=task_split,
     )
     outcome = Trainer([source], config, workdir / "model", workdir.name, log=log).fit()
-    report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device)
+    report = evaluate(outcome.model, source, outcome.label_cutoffs[source.name], outcome.device)
     report["history"] = outcome.history
     report["best_epoch"] = outcome.best_epoch
     return report

@@ -424,13 +424,13 @@ def _test_auc_facts(model, hidden, labels, train_labels) -> dict:
     """Score ``hidden`` (normalised) in blocks and report the test AUC as every train3 row does."""
     import torch
 
-    from vlarisk.data.thresholds import positive_thresholds
+    from vlarisk.data.label_cutoffs import positive_label_cutoffs
     from vlarisk.score.metrics import test_metrics
 
     model.eval()
     with torch.no_grad():
         prediction = torch.cat([model(hidden[i : i + 4096]) for i in range(0, len(hidden), 4096)]).numpy()
-    report = test_metrics(prediction, labels, positive_thresholds(train_labels, 0.5))
+    report = test_metrics(prediction, labels, positive_label_cutoffs(train_labels, 0.5))
     return _collapse_facts(prediction, report)
 
 
@@ -575,7 +575,7 @@ def train3_project(args, name: str = "dataset") -> dict:
     outcome = trainer.fit()
     model = outcome.model
     prediction = predict_rows(model.predictor, dataset.hidden, rows["test"], model.mean, model.std, torch.device("cpu"))
-    report = test_metrics(prediction, np.asarray(dataset.labels[rows["test"]]), outcome.thresholds[source.name])
+    report = test_metrics(prediction, np.asarray(dataset.labels[rows["test"]]), outcome.label_cutoffs[source.name])
     return {
         "samples": args.epochs * len(rows["train"]),
         "epochs": args.epochs,
@@ -617,7 +617,7 @@ def _evaluation_model(args, dataset):
 def evaluate_naive(args) -> dict:
     import torch
 
-    from vlarisk.data.thresholds import positive_thresholds
+    from vlarisk.data.label_cutoffs import positive_label_cutoffs
     from vlarisk.score.metrics import test_metrics
 
     dataset, split, rows = _train_setup(args)
@@ -625,13 +625,13 @@ def evaluate_naive(args) -> dict:
     start = _start()
     hidden = torch.from_numpy(np.array(dataset.hidden[rows["test"]], dtype=np.float32))
     labels = np.asarray(dataset.labels[rows["test"]], dtype=np.float32)
-    thresholds = positive_thresholds(np.asarray(dataset.labels[rows["train"]]), 0.5)
+    label_cutoffs = positive_label_cutoffs(np.asarray(dataset.labels[rows["train"]]), 0.5)
     model.eval()
     outputs = []
     with torch.no_grad():
         for first in range(0, len(hidden), 256):
             outputs.append(model((hidden[first : first + 256] - mean) / std))
-    report = test_metrics(torch.cat(outputs).numpy(), labels, thresholds)
+    report = test_metrics(torch.cat(outputs).numpy(), labels, label_cutoffs)
     return {"samples": len(labels), **_since(start), "mean_auc": report["test_metrics"]["mean_auc"]}
 
 
@@ -646,7 +646,7 @@ def evaluate_project(args) -> dict:
     model, mean, std = _evaluation_model(args, dataset)
     source = Source("bench", dataset, split)
     start = _start()
-    report = evaluate(NormalizedRiskPredictor(model, mean, std), source, source.thresholds(0.5), torch.device("cpu"))
+    report = evaluate(NormalizedRiskPredictor(model, mean, std), source, source.label_cutoffs(0.5), torch.device("cpu"))
     return {"samples": report["num_samples"], **_since(start), "mean_auc": report["test_metrics"]["mean_auc"]}
 
 

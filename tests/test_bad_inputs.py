@@ -449,9 +449,9 @@ def test_a_dimension_without_positives_reports_null_with_the_reason(tmp_path):
     split = split_rollouts(dataset.metadata["rollouts"], 0.25, 0.25, seed=0)
     source = Source("m", dataset, split)
     outcome = Trainer([source], TrainingConfig(epochs=1, hidden_dims=[8], device="cpu"), tmp_path / "m", "m", log=lambda _: None).fit()
-    report = evaluate(outcome.model, source, outcome.thresholds["m"], outcome.device)
+    report = evaluate(outcome.model, source, outcome.label_cutoffs["m"], outcome.device)
     assert report["test_metrics"]["auc_gripper"] is None and report["test_metrics"]["ap_gripper"] is None
-    assert report["undefined"]["gripper"] == "no positive labels in the training split, so no threshold exists"
+    assert report["undefined"]["gripper"] == "no positive labels in the training split, so no label cut-off exists"
     assert report["label_cutoffs"]["gripper"] is None
     assert report["test_metrics"]["mean_auc"] == pytest.approx(
         np.mean(

@@ -34,7 +34,7 @@ def _train(dataset, split, directory, seed=0):
     config = TrainingConfig(epochs=3, batch_size=64, hidden_dims=[32, 16], dropout=0.2, seed=seed, device="cpu")
     source = Source("m", dataset, split)
     outcome = Trainer([source], config, directory, "m", log=lambda _: None).fit()
-    return outcome, evaluate(outcome.model, source, outcome.thresholds["m"], torch.device("cpu"))
+    return outcome, evaluate(outcome.model, source, outcome.label_cutoffs["m"], torch.device("cpu"))
 
 
 def test_same_config_and_seed_give_identical_metrics_twice(dataset_path, tmp_path):

@@ -16,17 +16,17 @@ from vlarisk.data.documents import (
     save_with_alarms,
     write_results_file,
 )
-from vlarisk.data.thresholds import thresholds_by_dimension
-from vlarisk.model.checkpoints import saved_thresholds
+from vlarisk.data.label_cutoffs import label_cutoffs_by_dimension
+from vlarisk.model.checkpoints import saved_label_cutoffs
 
 
 def test_a_format_1_checkpoint_still_gives_its_label_cutoffs(tmp_path):
     """Before format 2 the positive-label cut-offs were stored as ``thresholds``."""
     path = tmp_path / BEST_MODEL
     cutoffs = np.array([0.25, np.nan, 0.5, 0.5, 0.5, 0.5, 0.5])
-    torch.save({"format_version": 1, "thresholds": thresholds_by_dimension(cutoffs), "data_sha256": "abc", "split": None}, path)
-    saved = saved_thresholds(read_checkpoint(path), "any")
-    np.testing.assert_array_equal(saved.thresholds, cutoffs)
+    torch.save({"format_version": 1, "thresholds": label_cutoffs_by_dimension(cutoffs), "data_sha256": "abc", "split": None}, path)
+    saved = saved_label_cutoffs(read_checkpoint(path), "any")
+    np.testing.assert_array_equal(saved.label_cutoffs, cutoffs)
     assert saved.data_sha256 == "abc"
 
 
@@ -34,7 +34,7 @@ def test_a_checkpoint_without_cutoffs_or_version_reads(tmp_path):
     """The guide's checkpoints: no version, no cut-offs."""
     path = tmp_path / BEST_MODEL
     torch.save({"epoch": 3, "model_state_dict": {}}, path)
-    assert read_checkpoint(path)["epoch"] == 3 and saved_thresholds(read_checkpoint(path), "any") is None
+    assert read_checkpoint(path)["epoch"] == 3 and saved_label_cutoffs(read_checkpoint(path), "any") is None
 
 
 def test_the_alarm_is_stored_without_touching_the_rest(tmp_path):

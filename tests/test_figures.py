@@ -29,7 +29,7 @@ def predictions(tmp_path) -> str:
             "prediction": prediction,
             "label": positive.astype(np.float32),
             "positive": positive,
-            "thresholds": np.full(NUM_DIMENSIONS, 0.5),
+            "label_cutoffs": np.full(NUM_DIMENSIONS, 0.5),
             "fail_within_k": positive.any(axis=1).astype(np.uint8),
             "success": np.zeros(200, dtype=np.uint8),
             "rollout_id": np.arange(200, dtype=np.int32) // 20,

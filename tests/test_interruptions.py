@@ -250,7 +250,7 @@ def test_two_epochs_then_resume_to_four_equals_four_straight(dataset_path, tmp_p
         a, b = read_checkpoint(tmp_path / "straight" / path), read_checkpoint(tmp_path / "resumed" / path)
         assert a["epoch"] == b["epoch"] and stable(a["history"]) == stable(b["history"])
     device = torch.device("cpu")
-    metrics = [evaluate(o.model, source, o.thresholds["m"], device)["test_metrics"] for o in (straight, resumed)]
+    metrics = [evaluate(o.model, source, o.label_cutoffs["m"], device)["test_metrics"] for o in (straight, resumed)]
     assert metrics[0] == metrics[1]
 
 

@@ -68,10 +68,10 @@ def _auc_per_dimension(positives: np.ndarray, scores: np.ndarray, columns=None) 
     }
 
 
-def learning_measurements(prediction, labels, thresholds, failed_rollout) -> dict:
+def learning_measurements(prediction, labels, label_cutoffs, failed_rollout) -> dict:
     """The three quantities :func:`learning_failures` judges, for reports and assertion messages."""
     prediction = np.asarray(prediction, dtype=np.float64)
-    positives = np.asarray(labels) >= np.where(np.isnan(thresholds), np.inf, np.asarray(thresholds))
+    positives = np.asarray(labels) >= np.where(np.isnan(label_cutoffs), np.inf, np.asarray(label_cutoffs))
     failed = np.asarray(failed_rollout, dtype=bool)
     overall = _auc_per_dimension(positives, prediction)
     within_failure = _auc_per_dimension(positives[failed], prediction[failed])
@@ -87,13 +87,13 @@ def learning_measurements(prediction, labels, thresholds, failed_rollout) -> dic
     }
 
 
-def learning_failures(prediction, labels, thresholds, failed_rollout) -> list[str]:
+def learning_failures(prediction, labels, label_cutoffs, failed_rollout) -> list[str]:
     """Reasons a scorer ``[N, 7]`` fails to show per-dimension learning; empty when it passes.
 
-    ``thresholds`` come from the training split; ``failed_rollout`` marks steps of failed rollouts.
+    ``label_cutoffs`` come from the training split; ``failed_rollout`` marks steps of failed rollouts.
     Each reason starts with :data:`MEAN_AUC`, :data:`WITHIN_FAILURE` or :data:`SPECIFICITY`.
     """
-    m = learning_measurements(prediction, labels, thresholds, failed_rollout)
+    m = learning_measurements(prediction, labels, label_cutoffs, failed_rollout)
     reasons = []
     if not m["auc"]:
         return [f"{MEAN_AUC}: no dimension has both positives and negatives"]
@@ -131,13 +131,13 @@ def trained(tmp_path_factory):
     return SimpleNamespace(
         prediction=np.asarray(prediction, dtype=np.float64),
         labels=labels[rows["test"]],
-        thresholds=np.where(train_peak > 0, 0.5 * train_peak, np.nan),
+        label_cutoffs=np.where(train_peak > 0, 0.5 * train_peak, np.nan),
         failed=~np.asarray(dataset.arrays["success"][rows["test"]]).astype(bool),
     )
 
 
 def _judge(trained, scores):
-    args = (scores, trained.labels, trained.thresholds, trained.failed)
+    args = (scores, trained.labels, trained.label_cutoffs, trained.failed)
     return learning_failures(*args), learning_measurements(*args)
 
 

@@ -13,8 +13,8 @@ import torch
 
 from vlarisk import RiskPredictor, load_predictor
 from vlarisk.data.dataset import load_dataset
+from vlarisk.data.label_cutoffs import label_cutoffs_from_dimensions, positive_label_cutoffs
 from vlarisk.data.splits import split_rollouts, split_rows
-from vlarisk.data.thresholds import positive_thresholds, thresholds_from_dimensions
 from vlarisk.train.normalization import feature_statistics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,10 +78,10 @@ def test_checkpoint_rebuilds_the_model_as_in_the_guide(trained, dataset_path):
     train_rows = split_rows(dataset.rollout_id, split)["train"]
     mean, std = feature_statistics(dataset.hidden, train_rows)
     np.testing.assert_allclose(checkpoint["normalization"]["mean"], mean, rtol=1e-6)
-    expected_thresholds = positive_thresholds(
+    expected_cutoffs = positive_label_cutoffs(
         np.asarray(dataset.labels[train_rows]), checkpoint["training_config"]["positive_fraction_of_max"]
     )
-    np.testing.assert_array_equal(thresholds_from_dimensions(checkpoint["label_cutoffs"]), expected_thresholds)
+    np.testing.assert_array_equal(label_cutoffs_from_dimensions(checkpoint["label_cutoffs"]), expected_cutoffs)
     hidden = torch.from_numpy(np.array(dataset.hidden[:5]))
     with torch.no_grad():
         expected = model((hidden - torch.tensor(checkpoint["normalization"]["mean"])) / torch.tensor(checkpoint["normalization"]["std"]))

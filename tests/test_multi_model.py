@@ -16,10 +16,10 @@ from vlarisk.core.errors import InputError
 from vlarisk.core.settings import TrainingConfig
 from vlarisk.data.dataset import load_dataset
 from vlarisk.data.documents import read_checkpoint
+from vlarisk.data.label_cutoffs import label_cutoffs_from_dimensions, positive_label_cutoffs
 from vlarisk.data.prepare import prepare_dataset
 from vlarisk.data.splits import split_rows
 from vlarisk.data.synthetic import SimulationSpec, write_synthetic_source
-from vlarisk.data.thresholds import positive_thresholds, thresholds_from_dimensions
 from vlarisk.model.checkpoints import load_predictor
 from vlarisk.model.models import MultiRiskPredictor, NormalizedMultiRiskPredictor
 from vlarisk.score.evaluation import evaluate, evaluate_sources
@@ -114,37 +114,37 @@ def test_each_source_is_normalised_with_its_own_training_rows(trained, tmp_path)
         np.testing.assert_array_equal(np.asarray(saved["std"], dtype=np.float32), std)
 
 
-def test_each_sources_thresholds_are_saved_at_training(trained):
+def test_each_sources_label_cutoffs_are_saved_at_training(trained):
     sources, outcome, output_dir = trained
     checkpoint = read_checkpoint(output_dir / "best_model.pt")
     for source in sources:
-        expected = positive_thresholds(np.asarray(source.dataset.labels[split_rows(source.dataset.rollout_id, source.split)["train"]]))
-        np.testing.assert_array_equal(thresholds_from_dimensions(checkpoint["sources"][source.name]["label_cutoffs"]), expected)
-        np.testing.assert_array_equal(outcome.thresholds[source.name], expected)
+        expected = positive_label_cutoffs(np.asarray(source.dataset.labels[split_rows(source.dataset.rollout_id, source.split)["train"]]))
+        np.testing.assert_array_equal(label_cutoffs_from_dimensions(checkpoint["sources"][source.name]["label_cutoffs"]), expected)
+        np.testing.assert_array_equal(outcome.label_cutoffs[source.name], expected)
 
 
 def test_per_source_metrics_equal_scoring_each_source_alone(trained):
     sources, outcome, _ = trained
-    report = evaluate_sources(outcome.model, sources, outcome.thresholds, torch.device("cpu"))
+    report = evaluate_sources(outcome.model, sources, outcome.label_cutoffs, torch.device("cpu"))
     for source in sources:
         rows = split_rows(source.dataset.rollout_id, source.split)
         labels = np.asarray(source.dataset.labels[rows["test"]])
-        thresholds = positive_thresholds(np.asarray(source.dataset.labels[rows["train"]]))
+        label_cutoffs = positive_label_cutoffs(np.asarray(source.dataset.labels[rows["train"]]))
         with torch.inference_mode():
             states, inverse = np.unique(source.dataset.state_index[rows["test"]], return_inverse=True)  # scored once per state
             prediction = outcome.model(torch.from_numpy(source.dataset.states[states]), source.name).numpy()[inverse]
-        alone = test_metrics(prediction, labels, thresholds)
+        alone = test_metrics(prediction, labels, label_cutoffs)
         entry = report["per_source"][source.name]
         assert entry["test_metrics"] == alone["test_metrics"]
         assert entry["positives"] == alone["positives"] and entry["undefined"] == alone["undefined"]
         predictor = outcome.model.source_predictor(source.name)
-        single = evaluate(predictor, source, thresholds, torch.device("cpu"))
+        single = evaluate(predictor, source, label_cutoffs, torch.device("cpu"))
         assert entry["baselines"] == single["baselines"]
 
 
 def test_pooled_positives_are_the_union_of_per_source_positives(trained):
     sources, outcome, _ = trained
-    report = evaluate_sources(outcome.model, sources, outcome.thresholds, torch.device("cpu"))
+    report = evaluate_sources(outcome.model, sources, outcome.label_cutoffs, torch.device("cpu"))
     for dim, count in report["positives"].items():
         assert count == sum(entry["positives"][dim] for entry in report["per_source"].values())
     assert report["num_samples"] == sum(entry["num_samples"] for entry in report["per_source"].values())

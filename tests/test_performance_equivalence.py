@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from vlarisk.core.settings import TrainingConfig
 from vlarisk.data import rollouts as rollouts_module
 from vlarisk.data.dataset import load_dataset
+from vlarisk.data.label_cutoffs import positive_label_cutoffs
 from vlarisk.data.prepare import prepare_dataset
 from vlarisk.data.splits import split_rollouts, split_rows
-from vlarisk.data.thresholds import positive_thresholds
 from vlarisk.model.inference import gather_rows, predict_rows
 from vlarisk.model.models import RiskPredictor
 from vlarisk.train.batches import BatchStream
@@ -52,7 +52,7 @@ def plain_training(dataset, split: dict, config: TrainingConfig) -> dict:
     """Trainer.fit's recipe written out plainly: fresh tensors per batch, no reused buffers."""
     rows = split_rows(dataset.rollout_id, split)
     mean, std = (torch.from_numpy(s) for s in plain_statistics(dataset.hidden, rows["train"]))
-    thresholds = positive_thresholds(dataset.labels[rows["train"]], config.positive_fraction_of_max)
+    label_cutoffs = positive_label_cutoffs(dataset.labels[rows["train"]], config.positive_fraction_of_max)
     torch.manual_seed(config.seed)
     model = RiskPredictor(dataset.hidden_dim, config.hidden_dims, dropout=config.dropout, activation=config.activation)
     prior = np.clip(np.asarray(dataset.labels[rows["train"]], dtype=np.float64).mean(axis=0), 1e-4, 1 - 1e-4)
@@ -84,7 +84,9 @@ def plain_training(dataset, split: dict, config: TrainingConfig) -> dict:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
             val = (torch.from_numpy(np.array(dataset.hidden[rows["val"]])) - mean) / std
             prediction = model(val).float().numpy()
-        history["val_metrics"].append(validation_metrics(prediction, np.asarray(dataset.labels[rows["val"]]), thresholds, config.loss_type))
+        history["val_metrics"].append(
+            validation_metrics(prediction, np.asarray(dataset.labels[rows["val"]]), label_cutoffs, config.loss_type)
+        )
     return {"history": history, "state": model.state_dict()}
 
 

@@ -22,9 +22,9 @@ from sklearn.metrics import average_precision_score, mean_absolute_error, mean_s
 
 from vlarisk.core.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
 from vlarisk.core.errors import InputError
+from vlarisk.data.label_cutoffs import binarize, positive_label_cutoffs
 from vlarisk.data.labels import failure_window, heuristic_risk_labels
 from vlarisk.data.splits import SPLIT_NAMES, split_rollouts
-from vlarisk.data.thresholds import binarize, positive_thresholds
 from vlarisk.score.metrics import ranking_metrics, regression_metrics
 from vlarisk.train.normalization import MIN_STD, feature_statistics
 
@@ -169,20 +169,20 @@ def scored_split(draw):
     prediction = draw(hnp.arrays(np.float32, (count, NUM_DIMENSIONS), elements=st.one_of(grid, st.floats(0, 1, width=32))))
     target = draw(hnp.arrays(np.float32, (count, NUM_DIMENSIONS), elements=grid))
     train = draw(hnp.arrays(np.float32, (draw(st.integers(1, 20)), NUM_DIMENSIONS), elements=grid))
-    return prediction, target, positive_thresholds(train, draw(st.sampled_from([0.25, 0.5, 1.0])))
+    return prediction, target, positive_label_cutoffs(train, draw(st.sampled_from([0.25, 0.5, 1.0])))
 
 
 @PROPERTY_SETTINGS
 @given(data=scored_split())
 def test_metrics_equal_scikit_learn(data):
-    prediction, target, thresholds = data
+    prediction, target, label_cutoffs = data
     errors = regression_metrics(prediction, target)
     prediction, target = prediction.astype(np.float64), target.astype(np.float64)  # sklearn sums in the input dtype
     assert errors["mse"] == pytest.approx(mean_squared_error(target, prediction), rel=1e-9, abs=1e-12)
     assert errors["mae"] == pytest.approx(mean_absolute_error(target, prediction), rel=1e-9, abs=1e-12)
     assert errors["rmse"] == pytest.approx(np.sqrt(mean_squared_error(target, prediction)), rel=1e-9, abs=1e-12)
-    ranking, counts, undefined = ranking_metrics(prediction, target, thresholds)
-    positives = binarize(target, thresholds)
+    ranking, counts, undefined = ranking_metrics(prediction, target, label_cutoffs)
+    positives = binarize(target, label_cutoffs)
     for dim, name in enumerate(ACTION_DIMENSIONS):
         assert errors[f"mse_{name}"] == pytest.approx(mean_squared_error(target[:, dim], prediction[:, dim]), abs=1e-12)
         assert errors[f"mae_{name}"] == pytest.approx(mean_absolute_error(target[:, dim], prediction[:, dim]), abs=1e-12)

@@ -202,7 +202,7 @@ def trained_model(dataset_path, tmp_path_factory):
     config = TrainingConfig(epochs=2, batch_size=128, hidden_dims=[16], device="cpu")
     source = Source("tiny", dataset, split)
     outcome = Trainer([source], config, output_dir, "tiny", log=lambda _: None).fit()
-    report = evaluate(outcome.model, source, outcome.thresholds["tiny"], torch.device("cpu"))
+    report = evaluate(outcome.model, source, outcome.label_cutoffs["tiny"], torch.device("cpu"))
     return output_dir / "best_model.pt", output_dir / "split.json", report
 
 

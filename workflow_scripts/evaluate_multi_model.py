@@ -8,7 +8,7 @@ from vlarisk.commands.cli_args import add_scoring_arguments, checkpoint_and_hist
 from vlarisk.core.cli import ArgumentParser, log, run
 from vlarisk.model.checkpoints import multi_predictor_from_checkpoint
 from vlarisk.score.detection_flags import add_detection_arguments, detection_options
-from vlarisk.score.evaluation import checkpoint_thresholds, evaluate_sources, per_source_summary, write_results
+from vlarisk.score.evaluation import checkpoint_label_cutoffs, evaluate_sources, per_source_summary, write_results
 from vlarisk.train.sources import load_sources
 
 
@@ -21,8 +21,8 @@ def main(argv=None):
     checkpoint, history = checkpoint_and_history(args)
     model = multi_predictor_from_checkpoint(checkpoint, args.checkpoint).to(args.torch_device)
     sources = load_sources(args.data_config, saved_splits=checkpoint.get("split"))
-    thresholds = {source.name: checkpoint_thresholds(checkpoint, source, args.positive_fraction_of_max, log) for source in sources}
-    report = evaluate_sources(model, sources, thresholds, args.torch_device, log=log, options=detection_options(args))
+    label_cutoffs = {source.name: checkpoint_label_cutoffs(checkpoint, source, args.positive_fraction_of_max, log) for source in sources}
+    report = evaluate_sources(model, sources, label_cutoffs, args.torch_device, log=log, options=detection_options(args))
     report["best_epoch"] = checkpoint["epoch"]
     write_results(args.output, checkpoint.get("model_name", ""), report, history, checkpoint["training_config"])
     log(f"{args.output}: {per_source_summary(report)}")

@@ -32,7 +32,7 @@ def main(argv=None):
     # torch, scikit-learn and the scoring code load after parsing: --help and usage errors come at once
     from vlarisk.data.task_splits import add_task_splits
     from vlarisk.model.checkpoints import predictor_from_checkpoint
-    from vlarisk.score.evaluation import checkpoint_thresholds, score_source, single_source_report, write_results
+    from vlarisk.score.evaluation import checkpoint_label_cutoffs, score_source, single_source_report, write_results
     from vlarisk.score.predictions import prediction_arrays, save_predictions
     from vlarisk.train.sources import open_source
 
@@ -47,8 +47,8 @@ def main(argv=None):
             f"{source.dataset.hidden_dim}-D ones (a checkpoint of another model's data?)"
         )
     started = time.perf_counter()
-    thresholds = checkpoint_thresholds(checkpoint, source, args.positive_fraction_of_max, log)
-    scored = score_source(predictor.to(args.torch_device), source, thresholds, args.torch_device)
+    label_cutoffs = checkpoint_label_cutoffs(checkpoint, source, args.positive_fraction_of_max, log)
+    scored = score_source(predictor.to(args.torch_device), source, label_cutoffs, args.torch_device)
     report = single_source_report(scored, args.torch_device, started, detection_options(args), log)
     report["best_epoch"] = checkpoint.get("epoch")
     if args.task_split_results:

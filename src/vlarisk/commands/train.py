@@ -58,7 +58,7 @@ def score_test_split(args, source, outcome):
     """
     from vlarisk.score.evaluation import evaluate, write_results  # code inputs: not of training (--no-test)
 
-    report = evaluate(outcome.model, source, outcome.thresholds[source.name], outcome.device, log=log, options=detection_options(args))
+    report = evaluate(outcome.model, source, outcome.label_cutoffs[source.name], outcome.device, log=log, options=detection_options(args))
     write_results(Path(args.output_dir) / RESULTS_FILE, args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds)
     log(
         f"test mean AUC {report[TEST_METRICS]['mean_auc']}, mean AP {report[TEST_METRICS]['mean_ap']}; logistic baseline mean AUC {report[BASELINES]['logistic']['mean_auc']}"

@@ -56,7 +56,7 @@ def score_test_splits(args, sources, outcome):
     from vlarisk.score.evaluation import evaluate_sources, per_source_summary, write_results  # code inputs: not of training (--no-test)
 
     report = {
-        **evaluate_sources(outcome.model, sources, outcome.thresholds, outcome.device, log=log, options=detection_options(args)),
+        **evaluate_sources(outcome.model, sources, outcome.label_cutoffs, outcome.device, log=log, options=detection_options(args)),
         "best_epoch": outcome.best_epoch,
     }
     write_results(Path(args.output_dir) / RESULTS_FILE, args.model_name, report, outcome.history, asdict(args.config), outcome.wall_seconds)

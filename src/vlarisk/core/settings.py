@@ -89,7 +89,7 @@ class TrainingConfig:
     seed : seeds weights, data order and dropout.
     device : ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (see :func:`vlarisk.core.device.resolve_device`); ``bf16`` turns on bfloat16 autocast.
     grad_clip : the largest gradient norm; larger gradients are scaled down to it.
-    positive_fraction_of_max : label threshold for validation AUC (see :mod:`vlarisk.data.thresholds`).
+    positive_fraction_of_max : fraction of the training maximum that sets the label cut-offs for validation AUC (see :mod:`vlarisk.data.label_cutoffs`).
     """
 
     BLOCK: typing.ClassVar[str] = "training"

@@ -25,7 +25,7 @@ from vlarisk.data.documents import (
     source_entry,
     stored_label_cutoffs,
 )
-from vlarisk.data.thresholds import thresholds_by_dimension, thresholds_from_dimensions
+from vlarisk.data.label_cutoffs import label_cutoffs_by_dimension, label_cutoffs_from_dimensions
 from vlarisk.model.deploy import deployed
 from vlarisk.model.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
 
@@ -106,7 +106,7 @@ def data_fields(parts: list, normalize: bool, multi_source: bool) -> dict:
 def _source_facts(part, normalize: bool) -> dict:
     """One source's normalisation statistics and positive-label cut-offs, as saved."""
     normalization = {"mean": part.mean.tolist(), "std": part.std.tolist(), "enabled": normalize}
-    return {"normalization": normalization, LABEL_CUTOFFS: thresholds_by_dimension(part.thresholds)}
+    return {"normalization": normalization, LABEL_CUTOFFS: label_cutoffs_by_dimension(part.label_cutoffs)}
 
 
 def write_checkpoint(
@@ -129,18 +129,18 @@ def write_checkpoint(
 
 
 @dataclass
-class SavedThresholds:
-    """A source's positive thresholds as saved at training, with the data, split and fraction they came from."""
+class SavedLabelCutoffs:
+    """A source's positive-label cut-offs as saved at training, with the data, split and fraction they came from."""
 
-    thresholds: np.ndarray
+    label_cutoffs: np.ndarray
     data_sha256: str | None
     split: dict | None
     fraction_of_max: float | None
 
 
-def saved_thresholds(checkpoint: dict, source: str) -> SavedThresholds | None:
-    """``source``'s saved thresholds (any name for a single-source checkpoint); ``None`` when the
-    checkpoint saves none (the guide's and those written before thresholds were saved)."""
+def saved_label_cutoffs(checkpoint: dict, source: str) -> SavedLabelCutoffs | None:
+    """``source``'s saved label cut-offs (any name for a single-source checkpoint); ``None`` when the
+    checkpoint saves none (the guide's and those written before label cut-offs were saved)."""
     multi, cutoffs = is_multi_source(checkpoint), stored_label_cutoffs(source_entry(checkpoint, source))
     if cutoffs is None:
         return None
@@ -148,4 +148,4 @@ def saved_thresholds(checkpoint: dict, source: str) -> SavedThresholds | None:
     if multi:
         data_sha256, split = (data_sha256 or {}).get(source), (split or {}).get(source)
     fraction = (checkpoint.get("training_config") or {}).get("positive_fraction_of_max")
-    return SavedThresholds(thresholds_from_dimensions(cutoffs), data_sha256, split, fraction)
+    return SavedLabelCutoffs(label_cutoffs_from_dimensions(cutoffs), data_sha256, split, fraction)

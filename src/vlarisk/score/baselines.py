@@ -1,4 +1,4 @@
-"""Reference scorers a risk predictor must beat, scored on the model's rows with the model's thresholds.
+"""Reference scorers a risk predictor must beat, scored on the model's rows with the model's label cut-offs.
 
 * ``logistic``: per dimension, a class-balanced logistic regression on the z-scored hidden state.
   A predictor that does not beat it has learned nothing a linear read-out would not.
@@ -20,8 +20,8 @@ from threadpoolctl import threadpool_limits
 
 from vlarisk.core.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
 from vlarisk.data.dataset import RiskDataset
+from vlarisk.data.label_cutoffs import binarize
 from vlarisk.data.synthetic import load_planting, planted_direction_scores
-from vlarisk.data.thresholds import binarize
 from vlarisk.model.inference import gather_rows
 from vlarisk.score.metrics import mean_defined, ranking_metrics
 from vlarisk.train.normalization import feature_statistics
@@ -37,7 +37,7 @@ def logistic_scores(
     hidden: np.ndarray,
     train_rows: np.ndarray,
     train_labels: np.ndarray,
-    thresholds: np.ndarray,
+    label_cutoffs: np.ndarray,
     scored_rows: np.ndarray,
     C: float = 0.05,
     max_train_rows: int = 20000,
@@ -51,8 +51,8 @@ def logistic_scores(
         Hidden states, possibly memory-mapped; read ``BLOCK_ROWS`` rows at a time.
     train_rows, train_labels : arrays [M], [M, 7]
         Training rows (sorted, as :func:`~vlarisk.data.splits.split_rows` gives them) and their labels.
-    thresholds : array [7]
-        Training-split thresholds; ``binarize(train_labels, thresholds)`` are the targets.
+    label_cutoffs : array [7]
+        Training-split label cut-offs; ``binarize(train_labels, label_cutoffs)`` are the targets.
     scored_rows : array [K]
         Rows to score.
     C : float
@@ -66,7 +66,7 @@ def logistic_scores(
         Scores (only their ranking matters); a NaN column where the fitted targets hold one class.
     """
     train_rows = np.asarray(train_rows)
-    targets = binarize(train_labels, thresholds)
+    targets = binarize(train_labels, label_cutoffs)
     chosen = fitting_positions(hidden, train_rows, targets, max_train_rows, seed)
     features = gather_rows(hidden, train_rows[chosen], np.empty((len(chosen), hidden.shape[1]), dtype=np.float32))
     mean, std = feature_statistics(features, np.arange(len(features)))
@@ -151,9 +151,9 @@ def planted_direction_scores_of(dataset: RiskDataset, rows: np.ndarray, planting
     return planted_direction_scores(dataset.hidden[rows], planting["directions"], heuristic, nonlinear)
 
 
-def scorer_metrics(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> dict:
+def scorer_metrics(scores: np.ndarray, labels: np.ndarray, label_cutoffs: np.ndarray) -> dict:
     """Per-dimension ``auc_<d>``/``ap_<d>``, their means, and why any is undefined."""
-    metrics, _, undefined = ranking_metrics(scores, labels, thresholds)
+    metrics, _, undefined = ranking_metrics(scores, labels, label_cutoffs)
     metrics["mean_auc"] = mean_defined(metrics, "auc")
     metrics["mean_ap"] = mean_defined(metrics, "ap")
     metrics["undefined"] = undefined
@@ -180,7 +180,7 @@ def model_vs_logistic(model_metrics: dict, logistic_metrics: dict) -> dict:
 
 
 def baseline_scores(
-    dataset: RiskDataset, train_rows: np.ndarray, scored_rows: np.ndarray, thresholds: np.ndarray, planting_path: str | None = None
+    dataset: RiskDataset, train_rows: np.ndarray, scored_rows: np.ndarray, label_cutoffs: np.ndarray, planting_path: str | None = None
 ) -> dict[str, np.ndarray]:
     """Every baseline's scores ``[len(scored_rows), 7]``.
 
@@ -192,14 +192,14 @@ def baseline_scores(
         The training split's rows: the logistic regression is fitted on them.
     scored_rows : array
         The rows to score (e.g. the test split's, followed by the calibration split's).
-    thresholds : array [7]
-        The training-split thresholds the model was scored with (the logistic fit's targets).
+    label_cutoffs : array [7]
+        The training-split label cut-offs the model was scored with (the logistic fit's targets).
     planting_path : str, optional
         Planting record of synthetic data: adds the ``planted_direction`` scorer.
     """
     train_labels = np.asarray(dataset.labels[train_rows])
     scores = {
-        "logistic": logistic_scores(dataset.hidden, train_rows, train_labels, thresholds, scored_rows),
+        "logistic": logistic_scores(dataset.hidden, train_rows, train_labels, label_cutoffs, scored_rows),
         **shortcut_scores(dataset, scored_rows),
     }
     if planting_path:
@@ -207,9 +207,9 @@ def baseline_scores(
     return scores
 
 
-def baseline_report(scores: dict[str, np.ndarray], labels: np.ndarray, thresholds: np.ndarray, model_metrics: dict) -> dict:
+def baseline_report(scores: dict[str, np.ndarray], labels: np.ndarray, label_cutoffs: np.ndarray, model_metrics: dict) -> dict:
     """Every baseline's metrics (:func:`baseline_scores` on the scored rows, whose ``labels`` are
     given), and the model's mean AUC (``model_metrics``, its ``test_metrics``) against the logistic one."""
-    report = {name: scorer_metrics(values, labels, thresholds) for name, values in scores.items()}
+    report = {name: scorer_metrics(values, labels, label_cutoffs) for name, values in scores.items()}
     report["model_vs_logistic"] = model_vs_logistic(model_metrics, report["logistic"])
     return report

@@ -1,9 +1,9 @@
 """Scoring a trained predictor on the test split of one source or several, and the ``results.json`` payload.
 
-Each source is scored with the positive thresholds of its own training split, saved in the
+Each source is scored with the positive-label cut-offs of its own training split, saved in the
 checkpoint at training time. Several sources are reported each on its own, exactly as scoring it
 alone would, and pooled: predictions and labels concatenated, a row a positive when its label
-reaches *its own source's* threshold (label scales differ between sources).
+reaches *its own source's* cut-off (label scales differ between sources).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from vlarisk.core.constants import ACTION_DIMENSIONS
 from vlarisk.core.device import describe
 from vlarisk.core.errors import InputError
 from vlarisk.data.documents import BASELINES, DETECTION, LABEL_CUTOFFS, PER_SOURCE, SUMMARY, TEST_METRICS, Results, write_results_file
+from vlarisk.data.label_cutoffs import binarize
 from vlarisk.data.splits import TEST_SETS
-from vlarisk.data.thresholds import binarize
-from vlarisk.model.checkpoints import saved_thresholds
+from vlarisk.model.checkpoints import saved_label_cutoffs
 from vlarisk.model.inference import predict_rows
 from vlarisk.model.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
 from vlarisk.score.alarm import source_detection, training_band
@@ -50,31 +50,31 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def checkpoint_thresholds(checkpoint: dict, source: Source, fraction_of_max: float, log: Callable[[str], None] = print) -> np.ndarray:
-    """The thresholds to score ``source`` by: those saved at training when they were fixed on this
+def checkpoint_label_cutoffs(checkpoint: dict, source: Source, fraction_of_max: float, log: Callable[[str], None] = print) -> np.ndarray:
+    """The label cut-offs to score ``source`` by: those saved at training when they were fixed on this
     very dataset and split at this fraction, else computed from the source's training split."""
-    saved = saved_thresholds(checkpoint, source.name)
+    saved = saved_label_cutoffs(checkpoint, source.name)
     if saved is not None and (saved.data_sha256, saved.split, saved.fraction_of_max) == (
         source.dataset.content_hash,
         source.split,
         fraction_of_max,
     ):
-        return saved.thresholds
+        return saved.label_cutoffs
     why = "the checkpoint saves none" if saved is None else "the checkpoint's were fixed on other data, another split or fraction"
-    log(f"{source.dataset.path}: positive thresholds computed from the training split ({why})")
-    return source.thresholds(fraction_of_max)
+    log(f"{source.dataset.path}: positive-label cut-offs computed from the training split ({why})")
+    return source.label_cutoffs(fraction_of_max)
 
 
 @dataclass
 class ScoredSplit:
-    """A model's predictions on one subset of a source's split, with the thresholds they are scored
+    """A model's predictions on one subset of a source's split, with the label cut-offs they are scored
     by, on the calibration rows (:meth:`~vlarisk.train.sources.Source.calibration_rows`) for detection,
     and the band shape of its risk on the training successes (:func:`~vlarisk.score.alarm.training_band`)."""
 
     source: Source
     subset: str
     prediction: np.ndarray
-    thresholds: np.ndarray
+    label_cutoffs: np.ndarray
     calibration_prediction: np.ndarray
     band: dict
 
@@ -90,7 +90,7 @@ class ScoredSplit:
 
 
 def score_source(
-    predictor: NormalizedRiskPredictor, source: Source, thresholds: np.ndarray, device: torch.device, subset: str = "test"
+    predictor: NormalizedRiskPredictor, source: Source, label_cutoffs: np.ndarray, device: torch.device, subset: str = "test"
 ) -> ScoredSplit:
     """Predict ``subset`` and the calibration rows of ``source`` with a predictor that normalises its inputs itself."""
 
@@ -98,11 +98,11 @@ def score_source(
         return predict_rows(predictor.predictor, source.dataset.hidden, rows, predictor.mean, predictor.std, device)
 
     calibration = predict(source.calibration_rows()[1])
-    return ScoredSplit(source, subset, predict(source.rows[subset]), thresholds, calibration, training_band(source, predictor, device))
+    return ScoredSplit(source, subset, predict(source.rows[subset]), label_cutoffs, calibration, training_band(source, predictor, device))
 
 
 def score_sources(
-    model: NormalizedMultiRiskPredictor, sources: list[Source], thresholds: dict[str, np.ndarray], device: torch.device
+    model: NormalizedMultiRiskPredictor, sources: list[Source], label_cutoffs: dict[str, np.ndarray], device: torch.device
 ) -> list[ScoredSplit]:
     """Each source's test split scored through its own input layer."""
     scored = []
@@ -114,7 +114,7 @@ def score_sources(
             raise InputError(
                 f"{source.dataset.path}: source {source.name!r} has {source.dataset.hidden_dim}-D hidden states, the model expects {predictor.mean.numel()}-D"
             )
-        scored.append(score_source(predictor, source, thresholds[source.name], device))
+        scored.append(score_source(predictor, source, label_cutoffs[source.name], device))
     return scored
 
 
@@ -127,15 +127,17 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
     detection thresholds are not conformally valid.
     """
     source, dataset = scored.source, scored.source.dataset
-    report = test_metrics(scored.prediction, scored.labels, scored.thresholds)
+    report = test_metrics(scored.prediction, scored.labels, scored.label_cutoffs)
     fail_soon = np.asarray(dataset.arrays["fail_within_k"][scored.rows])
-    report["step_targets"] = step_target_metrics(scored.prediction, scored.labels, fail_soon, scored.thresholds)
+    report["step_targets"] = step_target_metrics(scored.prediction, scored.labels, fail_soon, scored.label_cutoffs)
     calibration_rows = source.calibration_rows()[1]
     train_rows, both = source.rows["train"], np.concatenate([scored.rows, calibration_rows])
-    every = baseline_scores(dataset, train_rows, both, scored.thresholds, source.planting_path)
+    every = baseline_scores(dataset, train_rows, both, scored.label_cutoffs, source.planting_path)
     every.update(distance_scores(dataset.hidden, train_rows, np.asarray(dataset.arrays["success"][train_rows], dtype=bool), both))
     tested = len(scored.rows)
-    report[BASELINES] = baseline_report({k: v[:tested] for k, v in every.items()}, scored.labels, scored.thresholds, report[TEST_METRICS])
+    report[BASELINES] = baseline_report(
+        {k: v[:tested] for k, v in every.items()}, scored.labels, scored.label_cutoffs, report[TEST_METRICS]
+    )
     pairs = {name: (values[:tested], values[tested:]) for name, values in every.items()}
     band = scored.band if options.threshold == "band" else None
     if options.threshold == "band" and band is None:
@@ -184,16 +186,16 @@ def single_source_report(
 
 
 def pooled_report(scored: list[ScoredSplit]) -> dict:
-    """Metrics over every source's rows at once; a row's positives follow its own source's thresholds.
+    """Metrics over every source's rows at once; a row's positives follow its own source's label cut-offs.
 
-    The per-source binarisations are concatenated and scored as 0/1 labels with threshold 1; the
+    The per-source binarisations are concatenated and scored as 0/1 labels with cut-off 1; the
     error metrics are then recomputed on the raw labels.
     """
     prediction = np.concatenate([s.prediction for s in scored])
     labels = np.concatenate([s.labels for s in scored])
-    positives = np.concatenate([binarize(s.labels, s.thresholds) for s in scored]).astype(np.float32)
-    any_threshold = ~np.all(np.isnan([s.thresholds for s in scored]), axis=0)
-    report = test_metrics(prediction, positives, np.where(any_threshold, 1.0, np.nan))
+    positives = np.concatenate([binarize(s.labels, s.label_cutoffs) for s in scored]).astype(np.float32)
+    any_cutoff = ~np.all(np.isnan([s.label_cutoffs for s in scored]), axis=0)
+    report = test_metrics(prediction, positives, np.where(any_cutoff, 1.0, np.nan))
     report[TEST_METRICS].update(regression_metrics(prediction, labels))
     del report[LABEL_CUTOFFS]  # per source only: see per_source[<name>]["label_cutoffs"]
     return report
@@ -209,7 +211,7 @@ def multi_source_report(
     """
     report = pooled_report(scored)
     report[PER_SOURCE] = {s.source.name: {**source_report(s, options, log), **_dataset_fields(s.source)} for s in scored}
-    report["pooling"] = "rows of all sources concatenated; positives by each row's own source's training-split thresholds"
+    report["pooling"] = "rows of all sources concatenated; positives by each row's own source's training-split label cut-offs"
     report["provenance"] = run_provenance(device, started)
     return report
 
@@ -217,7 +219,7 @@ def multi_source_report(
 def evaluate(
     predictor: NormalizedRiskPredictor,
     source: Source,
-    thresholds: np.ndarray,
+    label_cutoffs: np.ndarray,
     device: torch.device,
     subset: str = "test",
     log: Callable[[str], None] = print,
@@ -225,21 +227,21 @@ def evaluate(
 ) -> dict:
     """Metrics of ``predictor`` and its baselines on ``subset`` of one source, and detection."""
     started = time.perf_counter()
-    scored = score_source(predictor, source, thresholds, device, subset)
+    scored = score_source(predictor, source, label_cutoffs, device, subset)
     return single_source_report(scored, device, started, options or DetectionOptions(), log)
 
 
 def evaluate_sources(
     model: NormalizedMultiRiskPredictor,
     sources: list[Source],
-    thresholds: dict[str, np.ndarray],
+    label_cutoffs: dict[str, np.ndarray],
     device: torch.device,
     log: Callable[[str], None] = print,
     options: DetectionOptions | None = None,
 ) -> dict:
     """Per-source and pooled test metrics and per-source detection of a multi-source model (see :func:`multi_source_report`)."""
     started = time.perf_counter()
-    return multi_source_report(score_sources(model, sources, thresholds, device), device, started, options or DetectionOptions(), log)
+    return multi_source_report(score_sources(model, sources, label_cutoffs, device), device, started, options or DetectionOptions(), log)
 
 
 def per_source_summary(report: dict) -> str:

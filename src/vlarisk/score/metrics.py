@@ -12,7 +12,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vlarisk.core.constants import ACTION_DIMENSIONS
 from vlarisk.data.documents import LABEL_CUTOFFS, TEST_METRICS
-from vlarisk.data.thresholds import binarize, thresholds_by_dimension
+from vlarisk.data.label_cutoffs import binarize, label_cutoffs_by_dimension
 from vlarisk.model.collapse import collapse_reasons
 
 
@@ -27,16 +27,16 @@ def regression_metrics(prediction: np.ndarray, target: np.ndarray) -> dict[str, 
     return metrics
 
 
-def ranking_metrics(scores: np.ndarray, target: np.ndarray, thresholds: np.ndarray) -> tuple[dict, dict, dict]:
+def ranking_metrics(scores: np.ndarray, target: np.ndarray, label_cutoffs: np.ndarray) -> tuple[dict, dict, dict]:
     """Per-dimension ``auc_<d>``/``ap_<d>``, positive counts, and reasons for undefined values."""
-    positives = binarize(target, thresholds)
+    positives = binarize(target, label_cutoffs)
     metrics, counts, undefined = {}, {}, {}
     for dim, name in enumerate(ACTION_DIMENSIONS):
         column = positives[:, dim]
         count = int(column.sum())
         counts[name] = count
-        if np.isnan(thresholds[dim]):
-            reason = "no positive labels in the training split, so no threshold exists"
+        if np.isnan(label_cutoffs[dim]):
+            reason = "no positive labels in the training split, so no label cut-off exists"
         elif count == 0:
             reason = "no positives in the scored split"
         elif count == len(column):
@@ -60,9 +60,9 @@ def mean_defined(metrics: dict, prefix: str) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def test_metrics(prediction: np.ndarray, target: np.ndarray, thresholds: np.ndarray) -> dict:
+def test_metrics(prediction: np.ndarray, target: np.ndarray, label_cutoffs: np.ndarray) -> dict:
     """Everything reported for one scored split (the guide's keys plus means, counts, reasons)."""
-    ranking, counts, undefined = ranking_metrics(prediction, target, thresholds)
+    ranking, counts, undefined = ranking_metrics(prediction, target, label_cutoffs)
     metrics = {**regression_metrics(prediction, target), **ranking}
     metrics["mean_auc"] = mean_defined(metrics, "auc")
     metrics["mean_ap"] = mean_defined(metrics, "ap")
@@ -72,7 +72,7 @@ def test_metrics(prediction: np.ndarray, target: np.ndarray, thresholds: np.ndar
         TEST_METRICS: metrics,
         "positives": counts,
         "num_samples": int(len(target)),
-        LABEL_CUTOFFS: thresholds_by_dimension(thresholds),
+        LABEL_CUTOFFS: label_cutoffs_by_dimension(label_cutoffs),
         "undefined": undefined,
         "mean_over": [name for name in ACTION_DIMENSIONS if metrics[f"auc_{name}"] is not None],
         "prediction_std": {name: float(s) for name, s in zip(ACTION_DIMENSIONS, spread, strict=True)},
@@ -92,14 +92,14 @@ def _ranking_or_reason(positive: np.ndarray, scores: np.ndarray) -> tuple[float 
     return float(roc_auc_score(positive, scores)), float(average_precision_score(positive, scores)), None
 
 
-def step_target_metrics(prediction: np.ndarray, labels: np.ndarray, fail_within_k: np.ndarray, thresholds: np.ndarray) -> dict:
+def step_target_metrics(prediction: np.ndarray, labels: np.ndarray, fail_within_k: np.ndarray, label_cutoffs: np.ndarray) -> dict:
     """Per-step targets that do not hang on the largest training label.
 
     * ``fail_within_k``: the overall risk (largest of the dimensions) against "the rollout fails
       within the next k steps".
     * ``label_above_zero``: per dimension, any label above 0 is a positive, so the early part of a
       risk ramp counts as a hit; means over all 7 dimensions, ``None`` unless every one is defined.
-    * ``ambiguous_steps``: per dimension, the steps with ``0 < label < threshold``, which the
+    * ``ambiguous_steps``: per dimension, the steps with ``0 < label < cut-off``, which the
       guide's rule (``test_metrics``) counts as negatives.
     """
     prediction, labels = np.asarray(prediction, dtype=np.float64), np.asarray(labels, dtype=np.float64)
@@ -111,7 +111,7 @@ def step_target_metrics(prediction: np.ndarray, labels: np.ndarray, fail_within_
             undefined[name] = why
     for prefix in ("auc", "ap"):
         above_zero[f"mean_{prefix}"] = None if undefined else mean_defined(above_zero, prefix)
-    ambiguous = (labels > 0) & (labels < np.where(np.isnan(thresholds), np.inf, thresholds))
+    ambiguous = (labels > 0) & (labels < np.where(np.isnan(label_cutoffs), np.inf, label_cutoffs))
     return {
         "fail_within_k": {"auc": auc, "ap": ap, "positives": int(np.asarray(fail_within_k).astype(bool).sum()), "reason": reason},
         "label_above_zero": {**above_zero, "mean_over": list(ACTION_DIMENSIONS), "undefined": undefined},

@@ -1,7 +1,7 @@
 """The test-predictions file: per test step of one source, what the evaluation scored.
 
 The file (``.npz``, no pickles) holds per test step the predicted risk, the label, the positives
-used for AUC/AP (by the training-split thresholds the evaluation used), ``fail_within_k``, the
+used for AUC/AP (by the training-split label cut-offs the evaluation used), ``fail_within_k``, the
 outcome, the rollout, step and task, and the named test set of the row, plus a JSON record of the checkpoint, dataset and fraction it came
 from, so each curve and correlation traces back to one trained model and its ``results.json``.
 """
@@ -15,8 +15,9 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
 from vlarisk.core.io_utils import atomic_path, file_sha256
+from vlarisk.data.documents import EARLIER_LABEL_CUTOFFS, LABEL_CUTOFFS
+from vlarisk.data.label_cutoffs import binarize
 from vlarisk.data.splits import test_sets
-from vlarisk.data.thresholds import binarize
 
 
 def prediction_arrays(scored, checkpoint_path: str, fraction_of_max: float) -> dict:
@@ -33,8 +34,8 @@ def prediction_arrays(scored, checkpoint_path: str, fraction_of_max: float) -> d
     return {
         "prediction": scored.prediction,
         "label": label,
-        "positive": binarize(label, scored.thresholds),
-        "thresholds": scored.thresholds,
+        "positive": binarize(label, scored.label_cutoffs),
+        LABEL_CUTOFFS: scored.label_cutoffs,
         "fail_within_k": np.asarray(dataset.arrays["fail_within_k"][rows], dtype=np.uint8),
         "success": np.asarray(dataset.arrays["success"][rows], dtype=np.uint8),
         "rollout_id": np.asarray(dataset.rollout_id[rows], dtype=np.int32),
@@ -63,9 +64,12 @@ def save_predictions(path: str | os.PathLike, arrays: dict) -> None:
 
 
 def load_predictions(path: str | os.PathLike) -> dict:
-    """Arrays of a predictions file, ``provenance`` decoded to a dict."""
+    """Arrays of a predictions file, ``provenance`` decoded to a dict; the label cut-offs of a file
+    written under their earlier name are read as ``label_cutoffs``."""
     with np.load(path, allow_pickle=False) as record:
         arrays = {name: record[name] for name in record.files}
+    if EARLIER_LABEL_CUTOFFS in arrays:
+        arrays.setdefault(LABEL_CUTOFFS, arrays.pop(EARLIER_LABEL_CUTOFFS))
     arrays["provenance"] = json.loads(str(arrays["provenance"]))
     return arrays
 

@@ -2,7 +2,7 @@
 
 One source is one dataset (``--data``), several come from a data config, the guide's
 ``{"datasets": [{"model_name", "data_path", ...}]}`` with optional ``split_path`` and
-``planting_path`` per entry. A source's positive thresholds and normalisation statistics come
+``planting_path`` per entry. A source's positive-label cut-offs and normalisation statistics come
 from its own training rows only (:class:`TrainingSource`).
 """
 
@@ -19,8 +19,8 @@ import torch
 from vlarisk.core.cli import read_json
 from vlarisk.core.errors import InputError
 from vlarisk.data.dataset import RiskDataset, load_dataset
+from vlarisk.data.label_cutoffs import positive_label_cutoffs
 from vlarisk.data.splits import DEFAULTS, calibration_tasks_of, split_rollouts, split_rows, validate_split
-from vlarisk.data.thresholds import positive_thresholds
 from vlarisk.train.normalization import feature_statistics, identity_statistics
 
 ENTRY_FIELDS = {"model_name", "data_path", "description", "split_path", "planting_path"}
@@ -44,9 +44,9 @@ class Source:
         """Risk labels of ``subset``'s rows."""
         return np.asarray(self.dataset.labels[self.rows[subset]])
 
-    def thresholds(self, fraction_of_max: float) -> np.ndarray:
-        """Positive thresholds ``[7]`` from the training rows' labels (see :mod:`vlarisk.data.thresholds`)."""
-        return positive_thresholds(self.labels("train"), fraction_of_max)
+    def label_cutoffs(self, fraction_of_max: float) -> np.ndarray:
+        """Positive-label cut-offs ``[7]`` from the training rows' labels (see :mod:`vlarisk.data.label_cutoffs`)."""
+        return positive_label_cutoffs(self.labels("train"), fraction_of_max)
 
     def calibration_rows(self) -> tuple[str, np.ndarray]:
         """The rows the alarm threshold is fitted on, and their name: the ``calibration`` split, or,
@@ -162,24 +162,24 @@ def load_sources(
 
 @dataclass
 class TrainingSource:
-    """A source as training sees it: normalisation statistics and positive thresholds of its training rows."""
+    """A source as training sees it: normalisation statistics and positive-label cut-offs of its training rows."""
 
     source: Source
     mean: torch.Tensor
     std: torch.Tensor
-    thresholds: np.ndarray
+    label_cutoffs: np.ndarray
     val_labels: np.ndarray
 
     @classmethod
     def build(cls, source: Source, normalize: bool, fraction_of_max: float) -> TrainingSource:
-        """Check that the training and validation rows exist, then fix statistics and thresholds on the training rows."""
+        """Check that the training and validation rows exist, then fix statistics and label cut-offs on the training rows."""
         for subset in ("train", "val"):
             if len(source.rows[subset]) == 0:
                 raise InputError(f"{source.dataset.path}: the {subset} split of source {source.name!r} has no steps")
         dataset = source.dataset
         stats = feature_statistics(dataset.hidden, source.rows["train"]) if normalize else identity_statistics(dataset.hidden_dim)
         mean, std = (torch.from_numpy(s) for s in stats)
-        return cls(source, mean, std, source.thresholds(fraction_of_max), np.asarray(source.labels("val"), dtype=np.float32))
+        return cls(source, mean, std, source.label_cutoffs(fraction_of_max), np.asarray(source.labels("val"), dtype=np.float32))
 
     @property
     def name(self) -> str:

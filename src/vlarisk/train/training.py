@@ -29,7 +29,7 @@ from vlarisk.core.errors import InputError
 from vlarisk.core.intervals import roc_auc
 from vlarisk.core.settings import TrainingConfig
 from vlarisk.data.documents import BEST_MODEL, LATEST_CHECKPOINT, read_checkpoint
-from vlarisk.data.thresholds import binarize
+from vlarisk.data.label_cutoffs import binarize
 from vlarisk.model.checkpoints import data_fields, write_checkpoint
 from vlarisk.model.collapse import collapse_reasons
 from vlarisk.model.inference import predict_rows
@@ -49,10 +49,10 @@ class TrainingOutcome:
     """What a finished run hands to evaluation: the best epoch's model on raw hidden states
     (:class:`~vlarisk.model.models.NormalizedRiskPredictor`, or
     :class:`~vlarisk.model.models.NormalizedMultiRiskPredictor` for a multi-source run) and each
-    source's positive thresholds."""
+    source's positive-label cut-offs."""
 
     model: nn.Module
-    thresholds: dict[str, np.ndarray]
+    label_cutoffs: dict[str, np.ndarray]
     history: dict
     best_epoch: int
     device: torch.device
@@ -121,9 +121,9 @@ def label_prior(train_labels: np.ndarray) -> np.ndarray:
     return np.asarray(train_labels, dtype=np.float64).mean(axis=0) if len(train_labels) else np.zeros(len(ACTION_DIMENSIONS))
 
 
-def validation_metrics(prediction: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, loss_type: str) -> dict:
+def validation_metrics(prediction: np.ndarray, labels: np.ndarray, label_cutoffs: np.ndarray, loss_type: str) -> dict:
     """Validation loss, per-dimension AUC, their mean (over dimensions with both classes) and collapse signs."""
-    positives = binarize(labels, thresholds)
+    positives = binarize(labels, label_cutoffs)
     metrics = {"loss": float(output_loss(torch.from_numpy(prediction), torch.from_numpy(labels), loss_type))}
     aucs = []
     for dim, name in enumerate(ACTION_DIMENSIONS):
@@ -303,10 +303,10 @@ class Trainer:
                     break  # patience spent after the previous epoch (also a resumed run that had stopped)
                 self._run_epoch(stream, epoch)
         self.model.load_state_dict(self.best_state)
-        thresholds = {part.name: part.thresholds for part in self.parts}
+        label_cutoffs = {part.name: part.label_cutoffs for part in self.parts}
         return TrainingOutcome(
             self._normalized().to(self.device).eval(),
-            thresholds,
+            label_cutoffs,
             self.history,
             self.best["epoch"],
             self.device,
@@ -353,7 +353,7 @@ class Trainer:
             prediction = predict_rows(
                 head, part.source.dataset.hidden, part.rows["val"], part.mean, part.std, self.device, bf16=self.config.bf16
             )
-            per_source[part.name] = validation_metrics(prediction, part.val_labels, part.thresholds, self.config.loss_type)
+            per_source[part.name] = validation_metrics(prediction, part.val_labels, part.label_cutoffs, self.config.loss_type)
         if not self.multi_source:
             return per_source[self.parts[0].name]
         return combined_validation(per_source, {part.name: len(part.rows["val"]) for part in self.parts})
