@@ -117,6 +117,21 @@ def test_scripts_are_the_commands(name):
     assert load_script(ROOT / "workflow_scripts" / f"{script}.py").main is module.main
 
 
+SHIM = re.compile(
+    r'#!/usr/bin/env python\n"""[^"]+"""\n\nfrom vlarisk\.commands\.(\w+) import main\nfrom vlarisk\.core\.cli import run\n\n'
+    r'if __name__ == "__main__":\n    run\(main\)\n'
+)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+def test_every_script_is_the_same_thin_shim(script):
+    """One convention for every command: a script only runs the ``main`` of a module in
+    ``vlarisk.commands``, so its logic is importable and tested like the rest of the package."""
+    shim = SHIM.fullmatch(script.read_text(encoding="utf-8"))
+    assert shim, f"{script.name}: not the thin shim over vlarisk.commands.<name>.main"
+    assert (ROOT / "src" / "vlarisk" / "commands" / f"{shim[1]}.py").is_file()
+
+
 @pytest.mark.parametrize("name", COMMANDS)
 def test_entry_points_run_help(name, monkeypatch, capsys):
     module_name, function = COMMANDS[name][0].split(":")

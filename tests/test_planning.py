@@ -4,12 +4,15 @@ ablation grid, multi-model groups, tables, figures and the targets of `all` and 
 from __future__ import annotations
 
 import copy
+import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 from snakemake.utils import validate
 
+from vlarisk.commands.tables import parse_args as parse_table_args
+from vlarisk.report.tables import BUILDERS, PAPER_TABLES
 from vlarisk.workflow import planning
 from vlarisk.workflow.config_checks import resolve_config
 from vlarisk.workflow.planning import Plan
@@ -297,6 +300,15 @@ def test_table_inputs_and_commands():
     assert plan.table_command("ap_per_dimension") == f"per-dimension --metric ap {single} {multi}"
     assert plan.table_command("single_vs_multi") == f"single-vs-multi {single} {multi}"
     assert plan.table_command("failure_correlation").startswith("failure-correlation --predictions synthetic_a ")
+
+
+def test_every_planned_table_command_reaches_its_builder():
+    """The registry is read on both sides: the command line the plan writes for each main table
+    parses with make_tables.py's parser to the subcommand whose builder the registry names."""
+    plan = Plan(load())
+    for name, made in PAPER_TABLES.items():
+        args = parse_table_args(["--output-prefix", "t", *shlex.split(plan.table_command(name))])
+        assert BUILDERS[args.table] is made.builder, name
 
 
 # ------------------------------------------------------------------------ own sources only

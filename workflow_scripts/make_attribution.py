@@ -1,25 +1,11 @@
 #!/usr/bin/env python
-"""The paper's attribution table (md/tex/csv/html/json) and figure (PNG) from collected sources' results.json."""
+"""The paper's attribution table (md/tex/csv/html/json) and figure (PNG) from collected sources' results.json.
 
-from vlarisk.core.cli import ArgumentParser, log, run
-from vlarisk.report.attribution_paper import attribution_figure, attribution_table
-from vlarisk.report.figures import save_figure
-from vlarisk.report.tables import write_table
+The code is :mod:`vlarisk.commands.attribution`.
+"""
 
-
-def main(argv=None):
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--single", nargs=2, action="append", required=True, metavar=("SOURCE", "RESULTS"), help="a collected source's results.json"
-    )
-    parser.add_argument("--table-prefix", required=True, help="table path without extension")
-    parser.add_argument("--figure", required=True, help="PNG to write")
-    args = parser.parse_args(argv)
-    single = dict(args.single)
-    paths = write_table(attribution_table(single), args.table_prefix)
-    save_figure(attribution_figure(single), args.figure)
-    log(f"wrote {', '.join(map(str, paths))} and {args.figure}")
-
+from vlarisk.commands.attribution import main
+from vlarisk.core.cli import run
 
 if __name__ == "__main__":
     run(main)

@@ -16,7 +16,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,6 @@ import numpy as np
 from vlarisk.core.constants import ACTION_DIMENSIONS
 from vlarisk.data.documents import BASELINES, DETECTION, PER_SOURCE, TEST_METRICS, read_results
 from vlarisk.core.io_utils import atomic_path
-from vlarisk.score.predictions import failure_relation, load_predictions
 from vlarisk.data.task_splits import SPLIT_METRICS
 
 MISSING = "n/a"
@@ -207,6 +206,9 @@ def _run_metrics(results: dict) -> dict:
 
 def failure_correlation_table(predictions: dict[str, str], bins: int = 5) -> Table:
     """(e) Per dimension: rank/linear correlation of predicted risk with failure, and failure rate by risk bin."""
+    # scipy loads only here: planning reads this module's registry without it
+    from vlarisk.score.predictions import failure_relation, load_predictions
+
     bin_columns = tuple(f"fail rate {label}" for label in risk_bin_labels(bins))
     table = Table(
         "failure_correlation",
@@ -340,6 +342,35 @@ def detection_per_dimension_table(single: dict[str, str], multi: dict[str, str])
             values = (*per_dim, block.get("rollout_auc"), attribution.get("hit_rate"), attribution.get("chance_rate"))
             table.rows.append(Row((source, test_set, label), tuple(Summary((v,)) for v in values), (path,)))
     return table
+
+
+# --------------------------------------------------------------------------- the registry
+RESULTS_INPUTS = "results"  # --single/--multi results.json files
+PREDICTIONS_INPUTS = "predictions"  # --predictions test predictions (.npz)
+
+
+@dataclass(frozen=True)
+class PaperTable:
+    """A main table of the paper: the make_tables.py subcommand that writes it, with its fixed flags,
+    the function that builds it, and which files it reads."""
+
+    subcommand: str
+    builder: Callable[..., Table]
+    flags: tuple[str, ...] = ()
+    inputs: str = RESULTS_INPUTS
+
+
+# Table name (its files' stem under results/paper/tables) -> how it is made; the workflow plans from it.
+PAPER_TABLES = {
+    "auc_per_dimension": PaperTable("per-dimension", per_dimension_table, ("--metric", "auc")),
+    "ap_per_dimension": PaperTable("per-dimension", per_dimension_table, ("--metric", "ap")),
+    "single_vs_multi": PaperTable("single-vs-multi", single_vs_multi_table),
+    "failure_correlation": PaperTable("failure-correlation", failure_correlation_table, inputs=PREDICTIONS_INPUTS),
+    "detection": PaperTable("detection", detection_table),
+    "detection_per_dimension": PaperTable("detection-per-dimension", detection_per_dimension_table),
+}
+# make_tables.py subcommand -> builder: the main tables' and the per-factor ablation table's.
+BUILDERS = {**{table.subcommand: table.builder for table in PAPER_TABLES.values()}, "ablation": ablation_table}
 
 
 def risk_bin_labels(bins: int) -> list[str]:

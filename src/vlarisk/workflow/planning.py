@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from vlarisk.core.settings import DetectionSettings, SplitSettings, TrainingConfig, block_flags, defaults
 from vlarisk.data.documents import BEST_MODEL, LATEST_CHECKPOINT, RESULTS_FILE
+from vlarisk.report.tables import PAPER_TABLES, PREDICTIONS_INPUTS
 
 RESULTS_BASE = "results"
 EXPERIMENTS = "experiments"
@@ -179,7 +180,6 @@ class Paths:
 # it changes the training data.
 TRAINING_FACTORS = ("loss_type", "hidden_dims", "dropout", "normalize")
 ABLATION_CELL_PATTERN = r"default|[a-z_]+-[A-Za-z0-9_.]+"
-PAPER_TABLES = ("auc_per_dimension", "ap_per_dimension", "single_vs_multi", "failure_correlation", "detection", "detection_per_dimension")
 
 
 def ablation_value_slug(factor: str, value) -> str:
@@ -485,19 +485,18 @@ class Plan:
 
     def table_input(self, table: str) -> dict:
         """Input files of one main table."""
-        if table == "failure_correlation":
+        if PAPER_TABLES[table].inputs == PREDICTIONS_INPUTS:
             return {"predictions": list(self.predictions_by_source().values())}
         return {"single": list(self.single_results().values()), "multi": list(self.multi_results().values())}
 
     def table_command(self, table: str) -> str:
-        """make_tables.py subcommand and inputs of one main table."""
-        if table == "failure_correlation":
-            return f"failure-correlation {cli_pairs('--predictions', self.predictions_by_source())}"
-        single = cli_pairs("--single", self.single_results())
-        multi = cli_pairs("--multi", self.multi_results())
-        if table in ("single_vs_multi", "detection", "detection_per_dimension"):
-            return f"{table.replace('_', '-')} {single} {multi}"
-        return f"per-dimension --metric {table.split('_')[0]} {single} {multi}"
+        """make_tables.py subcommand, fixed flags and inputs of one main table (:data:`PAPER_TABLES`)."""
+        made = PAPER_TABLES[table]
+        if made.inputs == PREDICTIONS_INPUTS:
+            inputs = cli_pairs("--predictions", self.predictions_by_source())
+        else:
+            inputs = f"{cli_pairs('--single', self.single_results())} {cli_pairs('--multi', self.multi_results())}"
+        return " ".join([made.subcommand, *made.flags, inputs])
 
     def paper_tables(self) -> list[str]:
         """Every table file: the main tables and one per ablated factor, in each format."""
