@@ -21,7 +21,8 @@ AS_MODULE = not os.path.samefile(
 
 
 # This workflow's own package first on the path (not whatever vlarisk is installed): the modules
-# imported here use the standard library and yaml only, so parsing never loads torch.
+# imported here use the standard library, yaml and numpy only (numpy: the table registry), so
+# parsing never loads torch.
 sys.path.insert(0, os.path.join(WORKFLOW_DIR, "src"))
 # YAML keeps only the last of two equal keys (e.g. two sources of one name): refuse them.
 from vlarisk.workflow import config_checks

@@ -95,13 +95,30 @@ class Checkpoint(TypedDict, total=False):
     alarm: Alarm
 
 
+class DetectionBlock(TypedDict, total=False):
+    """One test set's rollout-level detection in ``results.json`` (``detection[<test set>]``), made by
+    :func:`vlarisk.score.detection.detection_report`; its ``rollout_auc``/``rollout_ap`` (and each
+    ``per_dimension`` entry's) are :func:`vlarisk.score.detection.rollout_ranking` of the earliest-stop
+    scores. The tables read only the keys below."""
+
+    rollout_auc: float | None
+    rollout_ap: float | None
+    ci95: dict
+    deployed: dict
+    per_dimension: dict[str, dict]
+    attribution: dict
+    splits: dict  # with several task splits: mean and SD over them (vlarisk.data.task_splits)
+    conformal_valid: bool
+    baselines: dict[str, dict]  # each scorer's headline numbers, scored the same way
+
+
 class Results(TypedDict, total=False):
     """``results.json`` of one model (:func:`vlarisk.score.evaluation.write_results`). A multi-source
     model's pooled metrics sit at the top level and each source's report under ``per_source``."""
 
     format_version: int
     model_name: str
-    test_metrics: dict
+    test_metrics: dict  # vlarisk.score.metrics.test_metrics: auc_<d>/ap_<d> from ranking_metrics, their means
     positives: dict
     num_samples: int
     label_cutoffs: dict[str, float | None]
@@ -112,7 +129,7 @@ class Results(TypedDict, total=False):
     collapse: list[str]
     step_targets: dict
     baselines: dict
-    detection: dict
+    detection: dict[str, DetectionBlock]  # per test set: test_seen/test_unseen, or test
     attribution: dict
     per_source: dict[str, dict]
     pooling: str
