@@ -1,11 +1,13 @@
 # Ablations: one factor of the training recipe varied at a time around the default, per seed.
-# Cells train and score exactly like the single models (train_model, evaluate_model), on the
-# source's own split. The grid (cells, their settings and data, the targets): vlarisk.workflow.planning.Plan
-# (ablation_*). A cell is `default` or `<factor>-<value slug>` (loss_type-bce, hidden_dims-linear,
-# normalize-off, labels-heuristic, ...); each cell x seed is its own target
+# Each seed trains and is scored on its own split of the source (seeds vary the split too). The
+# grid (cells, their settings and data, the targets): vlarisk.workflow.planning.Plan (ablation_*). A cell
+# is `default` or `<factor>-<value slug>` (loss_type-bce, hidden_dims-linear, normalize-off,
+# labels-heuristic, ...); each seed of a cell has its own files
 #   results/ablations/{source}/{cell}/seed-{seed}/results.json
-# whose params hold only that cell's settings, so adding a value or a seed runs only the new
-# cells. A value equal to the default setting is the `default` cell, trained once for all factors.
+# and one job per cell trains (then scores) all its seeds. Its params hold only that cell's
+# settings and the seeds, so adding a value runs only the new cell, a changed cell reruns alone,
+# and adding a seed reruns every cell. A value equal to the default setting is the `default`
+# cell, trained once for all factors.
 
 
 localrules:
@@ -28,58 +30,107 @@ rule check_same_rollouts:
         " --output {output:q} > {log:q} 2>&1"
 
 
-use rule train_model as train_ablation with:
+# A cell's seeds run in one job, one after another in one process (train_ablation_cell.py and
+# evaluate_ablation_cell.py run the single-model commands once per seed), so the commands'
+# start-up is paid once per cell; each seed keeps its own files under seed-<seed>/. Cells train
+# and score exactly like the single models (train_model, evaluate_model), with the same flags.
+rule train_ablation:
     input:
         unpack(
             lambda wildcards: PLAN.ablation_training_data(
                 wildcards.source, wildcards.cell
             )
         ),
-        split=paths.split_path("{source}", "{seed}"),
-        code=code_for("train_risk_predictor"),
+        splits=expand(
+            paths.split_path("{source}", "{seed}"),
+            seed=PLAN.ablation_seeds,
+            allow_missing=True,
+        ),
+        code=code_for("train_ablation_cell"),
     output:
-        best=paths.best_model(paths.ablation_dir("{source}", "{cell}", "{seed}")),
-        latest=paths.latest_model(paths.ablation_dir("{source}", "{cell}", "{seed}")),
+        best=expand(
+            paths.best_model(paths.ablation_dir("{source}", "{cell}", "{seed}")),
+            seed=PLAN.ablation_seeds,
+            allow_missing=True,
+        ),
+        latest=expand(
+            paths.latest_model(paths.ablation_dir("{source}", "{cell}", "{seed}")),
+            seed=PLAN.ablation_seeds,
+            allow_missing=True,
+        ),
     log:
-        paths.log_path("train_ablation", "{source}/{cell}/seed-{seed}"),
+        paths.log_path("train_ablation", "{source}/{cell}"),
     benchmark:
-        paths.benchmark_path("train_ablation", "{source}/{cell}/seed-{seed}")
+        paths.benchmark_path("train_ablation", "{source}/{cell}")
     wildcard_constraints:
         cell=ABLATION_CELL_PATTERN,
-        seed=r"\d+",
+    conda:
+        "../envs/vlarisk.yaml"
+    threads: 2
     resources:
         mem_mb=PLAN.mem_mb("train", "train_ablation"),
-        runtime=PLAN.runtime("train", "train_ablation", PLAN.ablation_epochs),
+        runtime=PLAN.runtime(
+            "train", "train_ablation", PLAN.ablation_epochs, len(PLAN.ablation_seeds)
+        ),
     params:
+        seeds=PLAN.ablation_seeds,
+        per_seed=lambda wildcards: PLAN.ablation_seed_flags(
+            wildcards.source, wildcards.cell, "train"
+        ),
         flags=lambda wildcards: training_flags(
-            PLAN.ablation_settings(wildcards.source, wildcards.cell, wildcards.seed)
+            PLAN.ablation_cell_settings(wildcards.source, wildcards.cell)
         ),
         detection=PLAN.detection_flags,
-        output_dir=subpath(output.best, parent=True),
-        resume_dir=paths.resume_dir("train_ablation", "{source}/{cell}/seed-{seed}"),
+    shell:
+        "python {input.code[0]:q} --seeds {params.seeds} -- --data {input.data:q}"
+        " {params.per_seed} --model-name {wildcards.source:q} {params.flags}"
+        " {params.detection} --threads {threads} --resume --no-test --progress-fd 3 3>&2"
+        " > {log:q} 2>&1"
 
 
 # Scored like every single model: on the source's own dataset (provided labels are the truth).
-use rule evaluate_model as evaluate_ablation with:
+rule evaluate_ablation:
     input:
         unpack(lambda wildcards: PLAN.planting_file(wildcards.source)),
-        checkpoint=rules.train_ablation.output.best,
+        checkpoints=rules.train_ablation.output.best,
         latest=rules.train_ablation.output.latest,
         data=paths.dataset_path("{source}"),
-        split=paths.split_path("{source}", "{seed}"),
-        code=code_for("evaluate_risk_predictor"),
+        splits=rules.train_ablation.input.splits,
+        code=code_for("evaluate_ablation_cell"),
     output:
-        results=paths.results_json(paths.ablation_dir("{source}", "{cell}", "{seed}")),
-        predictions=paths.predictions_path(
-            paths.ablation_dir("{source}", "{cell}", "{seed}")
+        results=expand(
+            paths.results_json(paths.ablation_dir("{source}", "{cell}", "{seed}")),
+            seed=PLAN.ablation_seeds,
+            allow_missing=True,
+        ),
+        predictions=expand(
+            paths.predictions_path(paths.ablation_dir("{source}", "{cell}", "{seed}")),
+            seed=PLAN.ablation_seeds,
+            allow_missing=True,
         ),
     log:
-        paths.log_path("evaluate_ablation", "{source}/{cell}/seed-{seed}"),
+        paths.log_path("evaluate_ablation", "{source}/{cell}"),
     benchmark:
-        paths.benchmark_path("evaluate_ablation", "{source}/{cell}/seed-{seed}")
+        paths.benchmark_path("evaluate_ablation", "{source}/{cell}")
     wildcard_constraints:
         cell=ABLATION_CELL_PATTERN,
-        seed=r"\d+",
+    conda:
+        "../envs/vlarisk.yaml"
+    threads: 2
     resources:
         mem_mb=PLAN.mem_mb("evaluate", "evaluate_ablation"),
-        runtime=PLAN.runtime("evaluate", "evaluate_ablation"),
+        runtime=PLAN.runtime(
+            "evaluate", "evaluate_ablation", runs=len(PLAN.ablation_seeds)
+        ),
+    params:
+        seeds=PLAN.ablation_seeds,
+        per_seed=lambda wildcards: PLAN.ablation_seed_flags(
+            wildcards.source, wildcards.cell, "evaluate"
+        ),
+        planting=planting_flag,
+        evaluation=PLAN.evaluation_flags,
+        detection=PLAN.detection_flags,
+    shell:
+        "python {input.code[0]:q} --seeds {params.seeds} -- {params.per_seed}"
+        " --data {input.data:q} {params.planting} {params.evaluation} {params.detection}"
+        " --threads {threads} > {log:q} 2>&1"

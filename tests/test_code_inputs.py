@@ -68,7 +68,7 @@ def test_closure_holds_what_a_training_run_loads(dataset_path, tmp_path):
     assert "score.evaluation" not in loaded
 
 
-@pytest.mark.parametrize("script", ["train_risk_predictor", "train_multi_model"])
+@pytest.mark.parametrize("script", ["train_risk_predictor", "train_multi_model", "train_ablation_cell"])
 def test_training_does_not_depend_on_the_metric_code(script):
     closure = names(module_closure(REPO / f"workflow_scripts/{script}.py", PACKAGE))
     assert {"train.training", "model.models", "model.checkpoints", "train.batches", "train.sources", "model.collapse"} <= closure

@@ -63,7 +63,7 @@ def test_path_helpers_give_files_and_patterns():
     assert paths.results_json(paths.multi_dir("g")) == "results/multi/g/results.json"
     assert paths.results_json(paths.ablation_dir("a", "dropout-0.3", 2)) == "results/ablations/a/dropout-0.3/seed-2/results.json"
     assert paths.predictions_path(paths.model_dir("a")) == "results/models/a/test_predictions.npz"
-    assert paths.log_path("train_ablation", "a/default/seed-0") == "results/logs/train_ablation/a/default/seed-0.log"
+    assert paths.log_path("train_ablation", "a/default") == "results/logs/train_ablation/a/default.log"
     assert paths.table_path("ablation_labels", "csv") == "results/paper/tables/ablation_labels.csv"
     assert paths.figure_path("roc_pr", "a") == "results/paper/figures/roc_pr/a.png"
 
@@ -225,6 +225,24 @@ def test_cell_settings_baseline_then_factor_then_seed():
     assert plan.ablation_settings("real_a", "labels-heuristic", "0") == {**baseline, "seed": 0}  # data, not settings
     with pytest.raises(KeyError):
         plan.ablation_settings("real_b", "labels-heuristic", "0")  # real_b has no provided labels
+    cell = {key: value for key, value in baseline.items() if key != "seed"}
+    assert plan.ablation_cell_settings("real_a", "default") == cell  # one job runs every seed: the seed is per run
+
+
+def test_a_cells_seeds_run_with_their_own_paths():
+    """One job trains (scores) every seed of a cell; ``{seed}`` in its per-seed flags names each seed's files."""
+    plan = real_plan(ablations={"seeds": [0, 5], "factors": {"dropout": [0.5]}})
+    train = shlex.split(plan.ablation_seed_flags("real_a", "dropout-0.5", "train").replace("{seed}", "5"))
+    assert train == shlex.split(
+        "--seed 5 --split results/splits/real_a.seed-5.json --output-dir results/ablations/real_a/dropout-0.5/seed-5"
+        " --resume-dir results/.resume/train_ablation/real_a/dropout-0.5/seed-5"
+    )
+    evaluate = shlex.split(plan.ablation_seed_flags("real_a", "dropout-0.5", "evaluate").replace("{seed}", "0"))
+    run_dir = "results/ablations/real_a/dropout-0.5/seed-0"
+    assert evaluate == shlex.split(
+        f"--checkpoint {run_dir}/best_model.pt --history {run_dir}/latest.pt --split results/splits/real_a.seed-0.json"
+        f" --output {run_dir}/results.json --predictions {run_dir}/test_predictions.npz"
+    )
 
 
 def test_labels_factor_only_where_labels_are_provided():

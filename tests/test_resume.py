@@ -249,12 +249,12 @@ def test_every_training_rule_resumes_from_a_directory_of_its_own(tmp_path):
         "results/.resume/train_model/tiny_a",
         "results/.resume/train_model/tiny_b",
         "results/.resume/train_multi_model/both",
-        "results/.resume/train_ablation/tiny_a/default/seed-0",
-        "results/.resume/train_ablation/tiny_a/dropout-0.25/seed-0",
+        "results/.resume/train_ablation/tiny_a/default/seed-{seed}",  # a cell's job: each seed its own
+        "results/.resume/train_ablation/tiny_a/dropout-0.25/seed-{seed}",
     }
     found = set()
     for command in commands:
-        match = re.search(r" --resume --resume-dir (\S+) ", command)
-        assert match, f"a training command that does not resume: {command}"
-        found.add(match.group(1))
+        match = re.search(r" --resume-dir (\S+) ", command)
+        assert match and " --resume " in command, f"a training command that does not resume: {command}"
+        found.add(match.group(1).strip("'"))
     assert found == expected

@@ -269,6 +269,8 @@ def test_training_runtime_scales_with_epochs_and_the_files_inside_a_dataset_fold
         minutes = base + per_epoch_gb * epochs * (0.004 + 1024.0) / 1024  # plain recomputation
         assert runtime(None, folder, 1) == int(minutes)
         assert runtime(None, folder, 2) == int(2 * minutes)
+        cell = ns["runtime_for"]("train", epochs=lambda wildcards, n=epochs: n, runs=3)  # an ablation cell's three seeds
+        assert cell(None, folder, 1) == int(3 * minutes)
     assert ns["runtime_for"]("train", epochs=lambda wildcards: 1, override=600)(None, folder, 2) == 1200
     assert ns["mem_mb_for"]("train", override=16000)(None, folder, 1) == 16000
 

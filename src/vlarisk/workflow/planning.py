@@ -458,11 +458,29 @@ class Plan:
         paths = [path for factor in self.ablation_factors() for path in self.ablation_run_files(factor)]
         return list(dict.fromkeys(paths))
 
-    def ablation_settings(self, source: str, cell: str, seed) -> dict:
-        """The cell's training settings: baseline, the varied factor, the seed."""
+    def ablation_cell_settings(self, source: str, cell: str) -> dict:
+        """The training settings every seed of the cell shares: baseline and the varied factor (no seed)."""
         factor, value = self.ablation_cells(source)[cell]
         varied = {factor: value} if factor in TRAINING_FACTORS else {}
-        return self.training_settings(source, **{**self.ablation_overrides, **varied, "seed": int(seed)})
+        settings = self.training_settings(source, **{**self.ablation_overrides, **varied})
+        settings.pop("seed", None)
+        return settings
+
+    def ablation_settings(self, source: str, cell: str, seed) -> dict:
+        """One seed's training settings: the cell's, and the seed."""
+        return {**self.ablation_cell_settings(source, cell), "seed": int(seed)}
+
+    def ablation_seed_flags(self, source: str, cell: str, step: str) -> str:
+        """The per-seed flags of a cell's ``train`` or ``evaluate`` command, ``{seed}`` standing for
+        the seed (workflow_scripts/*_ablation_cell.py run the command once per seed)."""
+        run_dir, split = self.paths.ablation_dir(source, cell, "{seed}"), shlex.quote(self.paths.split_path(source, "{seed}"))
+        if step == "train":
+            resume = self.paths.resume_dir("train_ablation", f"{source}/{cell}/seed-{{seed}}")
+            return f"--seed {{seed}} --split {split} --output-dir {shlex.quote(run_dir)} --resume-dir {shlex.quote(resume)}"
+        return (
+            f"--checkpoint {shlex.quote(self.paths.best_model(run_dir))} --history {shlex.quote(self.paths.latest_model(run_dir))} --split {split}"
+            f" --output {shlex.quote(self.paths.results_json(run_dir))} --predictions {shlex.quote(self.paths.predictions_path(run_dir))}"
+        )
 
     def ablation_training_data(self, source: str, cell: str) -> dict:
         """The source's dataset, or for labels-heuristic its heuristic-labelled twin (checked)."""
@@ -525,18 +543,19 @@ class Plan:
         """The memory request of ``rule``'s jobs: :func:`mem_mb_for` ``kind``, or the config's value."""
         return mem_mb_for(kind, self.resource_override(rule, "mem_mb"))
 
-    def runtime(self, kind: str, rule: str, epochs=None):
+    def runtime(self, kind: str, rule: str, epochs=None, runs: int = 1):
         """The wall-time request of ``rule``'s jobs: :func:`runtime_for` ``kind`` (``epochs``: a
-        function of a training job's wildcards), or the config's value."""
-        return runtime_for(kind, epochs, self.resource_override(rule, "runtime"))
+        function of a training job's wildcards; ``runs``: how many runs each job makes one after
+        another, an ablation cell's seeds), or the config's value."""
+        return runtime_for(kind, epochs, self.resource_override(rule, "runtime"), runs)
 
     def source_epochs(self, wildcards) -> int:
         """Epochs of a single-source training job (train_model, train_task_split)."""
         return int(self.training_settings(wildcards.source)["epochs"])
 
     def ablation_epochs(self, wildcards) -> int:
-        """Epochs of an ablation cell's training job."""
-        return int(self.ablation_settings(wildcards.source, wildcards.cell, wildcards.seed)["epochs"])
+        """Epochs of each seed an ablation cell's training job trains."""
+        return int(self.ablation_cell_settings(wildcards.source, wildcards.cell)["epochs"])
 
     def multi_epochs(self, wildcards) -> int:
         """Epochs of a multi-model group's training job."""
@@ -583,11 +602,12 @@ class Plan:
 # Both are callables of (wildcards, input, attempt), so Snakemake evaluates them per job, once the
 # job's input exists (before that the value shows as <TBD> in a dry run), and again on each retry:
 #
-#     mem_mb  = min(cap, (base + per_input_mb * input MB) * attempt)                [MB]
-#     runtime = min(cap, (base + per_input_gb * input GB) * attempt)                [minutes]
-#     runtime = min(cap, (base + per_epoch_gb * epochs * input GB) * attempt)       [minutes, training]
+#     mem_mb  = min(cap, (base + per_input_mb * input MB) * attempt)                        [MB]
+#     runtime = min(cap, (base + per_input_gb * input GB) * runs * attempt)                [minutes]
+#     runtime = min(cap, (base + per_epoch_gb * epochs * input GB) * runs * attempt)       [minutes, training]
 #
-# "input" counts the files inside an input folder (a prepared dataset is a folder). A job killed
+# "input" counts the files inside an input folder (a prepared dataset is a folder); "runs" is 1 but
+# for the ablation rules, whose jobs run every seed of a cell one after another. A job killed
 # for memory or time (OUT_OF_MEMORY / TIMEOUT under SLURM) comes back with twice, then three times,
 # the request (profiles/slurm sets retries: 2). Locally the values only matter against a
 # --resources mem_mb=... limit. The config's `resources: {<rule>: {runtime: M, mem_mb: N}}` replaces
@@ -659,9 +679,10 @@ def mem_mb_for(kind: str, override: int | None = None):
     return mem_mb
 
 
-def runtime_for(kind: str, epochs=None, override: int | None = None):
+def runtime_for(kind: str, epochs=None, override: int | None = None, runs: int = 1):
     """Wall-time request (minutes) for rules of this kind, growing with input and attempt, and for
     training with ``epochs`` (a function of the job's wildcards): training time is epochs x data.
+    A job making ``runs`` runs one after another asks for that many times one run's request.
     ``override`` (the config's value for the rule) replaces the formula's first-attempt request."""
     base, per_input_gb, cap = _resource_row(kind, "runtime")
 
@@ -669,6 +690,6 @@ def runtime_for(kind: str, epochs=None, override: int | None = None):
         if override is not None:
             return int(override * attempt)
         factor = per_input_gb * (1 if epochs is None else epochs(wildcards))
-        return int(min(cap, (base + factor * _input_mb(input) / 1024) * attempt))
+        return int(min(cap, (base + factor * _input_mb(input) / 1024) * runs * attempt))
 
     return runtime
