@@ -25,7 +25,7 @@ from vlarisk.core.cli import run
 from vlarisk.core.errors import InputError
 from vlarisk.workflow.config_checks import EXPERIMENTS_TO_RUN  # --experiments given as --config 'experiments_to_run=[a, b]'
 
-SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"  # src/vlarisk/ -> the checkout
+SNAKEFILE = Path(__file__).resolve().parents[3] / "Snakefile"  # src/vlarisk/commands/ -> the checkout
 PROFILES = SNAKEFILE.parent / "profiles"
 PROFILE_OPTION = "--profile"
 EXPERIMENTS_OPTION = "--experiments"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vlarisk.report.table_registry import PAPER_TABLES
 from vlarisk.core.constants import ACTION_DIMENSIONS
 from vlarisk.data.documents import BASELINES, DETECTION, PER_SOURCE, TEST_METRICS, read_results
 from vlarisk.core.io_utils import atomic_path
@@ -344,33 +345,8 @@ def detection_per_dimension_table(single: dict[str, str], multi: dict[str, str])
     return table
 
 
-# --------------------------------------------------------------------------- the registry
-RESULTS_INPUTS = "results"  # --single/--multi results.json files
-PREDICTIONS_INPUTS = "predictions"  # --predictions test predictions (.npz)
-
-
-@dataclass(frozen=True)
-class PaperTable:
-    """A main table of the paper: the make_tables.py subcommand that writes it, with its fixed flags,
-    the function that builds it, and which files it reads."""
-
-    subcommand: str
-    builder: Callable[..., Table]
-    flags: tuple[str, ...] = ()
-    inputs: str = RESULTS_INPUTS
-
-
-# Table name (its files' stem under results/paper/tables) -> how it is made; the workflow plans from it.
-PAPER_TABLES = {
-    "auc_per_dimension": PaperTable("per-dimension", per_dimension_table, ("--metric", "auc")),
-    "ap_per_dimension": PaperTable("per-dimension", per_dimension_table, ("--metric", "ap")),
-    "single_vs_multi": PaperTable("single-vs-multi", single_vs_multi_table),
-    "failure_correlation": PaperTable("failure-correlation", failure_correlation_table, inputs=PREDICTIONS_INPUTS),
-    "detection": PaperTable("detection", detection_table),
-    "detection_per_dimension": PaperTable("detection-per-dimension", detection_per_dimension_table),
-}
-# make_tables.py subcommand -> builder: the main tables' and the per-factor ablation table's.
-BUILDERS = {**{table.subcommand: table.builder for table in PAPER_TABLES.values()}, "ablation": ablation_table}
+# make_tables.py subcommand -> builder: the main tables' (named in the registry) and the per-factor ablation table's.
+BUILDERS = {**{table.subcommand: globals()[table.builder] for table in PAPER_TABLES.values()}, "ablation": ablation_table}
 
 
 def risk_bin_labels(bins: int) -> list[str]:

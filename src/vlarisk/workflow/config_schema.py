@@ -17,7 +17,7 @@ import yaml
 
 from vlarisk.core.settings import block_schema, settings_table
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_FILE = ROOT / "config" / "schema" / "config.schema.yaml"
 DOCS_FILE = ROOT / "docs" / "settings.md"
 SETTINGS_BLOCKS = ("training", "evaluation", "split", "detection")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from vlarisk.core.settings import DetectionSettings, SplitSettings, TrainingConfig, block_flags, defaults
 from vlarisk.data.documents import BEST_MODEL, LATEST_CHECKPOINT, RESULTS_FILE
-from vlarisk.report.tables import PAPER_TABLES, PREDICTIONS_INPUTS
+from vlarisk.report.table_registry import PAPER_TABLES, PREDICTIONS_INPUTS
 
 RESULTS_BASE = "results"
 EXPERIMENTS = "experiments"
