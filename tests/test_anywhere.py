@@ -16,6 +16,8 @@ from pipeline_utils import copy_project, planned_jobs, snakemake
 
 from vlarisk.data.synthetic import SimulationSpec, write_synthetic_source
 
+pytestmark = pytest.mark.slow  # every test here runs or plans a whole workflow
+
 # A folder name a shell would split, unquote or expand.
 AWKWARD = "my data/it's $HOME (v1)"
 # The checkout's folder holds a space and a quote but no `$`: Snakemake itself passes the Snakefile's

@@ -688,6 +688,7 @@ def workflow_copy(tmp_path_factory) -> Path:
     return copy_project(tmp_path_factory.mktemp("workflow"))
 
 
+@pytest.mark.slow
 def test_duplicate_source_names_in_the_config(workflow_copy):
     result = dry_run(workflow_copy, DUPLICATE_SOURCE)
     output = result.stdout + result.stderr
@@ -698,6 +699,7 @@ def test_duplicate_source_names_in_the_config(workflow_copy):
     ) in output, output
 
 
+@pytest.mark.slow
 def test_config_failing_the_schema_names_key_and_expectation(workflow_copy):
     result = dry_run(workflow_copy, re.sub(r"epochs: \d+", "epochs: 0", TINY, count=1))
     output = result.stdout + result.stderr

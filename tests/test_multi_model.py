@@ -237,6 +237,7 @@ def project_with_groups(tmp_path, groups) -> tuple[Path, tuple[str, ...]]:
     return workdir, ("--configfile", "multi.yaml", "--replace-workflow-config")
 
 
+@pytest.mark.slow
 def test_pipeline_plans_one_training_and_evaluation_per_group(tmp_path):
     workdir, args = project_with_groups(tmp_path, {"pair": ["tiny_a", "tiny_b"]})
     jobs = planned_jobs(workdir, *args)
@@ -250,6 +251,7 @@ def test_pipeline_plans_one_training_and_evaluation_per_group(tmp_path):
         (["tiny_a", 3], "multi_model.groups.pair: ['tiny_a', 3] is not one of all"),
     ],
 )
+@pytest.mark.slow
 def test_bad_groups_fail_at_parse_time(tmp_path, members, message):
     workdir, args = project_with_groups(tmp_path, {"pair": members})
     result = snakemake(workdir, "-n", *args)

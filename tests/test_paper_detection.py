@@ -49,6 +49,7 @@ def test_paper_builds_detection_tables_figures_and_report(tmp_path):
     assert "Failure detection" in html and "detection_per_dimension" in html
 
 
+@pytest.mark.slow
 def test_a_dry_run_plans_a_model_per_task_split_as_inputs_of_the_main_results(tmp_path):
     project = copy_project(tmp_path / "project")
     (project / "six.yaml").write_text(CONFIG.replace("n_task_splits: 2", "n_task_splits: 3"))

@@ -44,6 +44,7 @@ def collected(tmp_path_factory, policy):
     return out, collect(SETTINGS, policy, out, log=lambda _: None)
 
 
+@pytest.mark.slow
 def test_worker_processes_collect_the_same_rollouts(collected, policy, tmp_path):
     out, summary = collected
     parallel = collect(dataclasses.replace(SETTINGS, workers=2), policy, tmp_path, log=lambda _: None)

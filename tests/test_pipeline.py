@@ -10,6 +10,8 @@ import pytest
 import yaml
 from pipeline_utils import copy_project, planned_jobs, snakemake
 
+pytestmark = pytest.mark.slow  # every test here runs or plans a whole workflow
+
 SOURCES = ("tiny_a", "tiny_b")
 CONFIG = ("--configfile", "tests/data/tiny_config.yaml")
 

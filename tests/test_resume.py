@@ -226,6 +226,7 @@ def test_resume_dir_must_differ_from_the_output_dir(data, tmp_path):
     assert "--resume-dir" in done.stderr and "must differ from --output-dir" in done.stderr
 
 
+@pytest.mark.slow
 def test_every_training_rule_resumes_from_a_directory_of_its_own(tmp_path):
     import yaml
 

@@ -276,6 +276,7 @@ def test_training_runtime_scales_with_epochs_and_the_files_inside_a_dataset_fold
 
 
 # ------------------------------------------------ profile without a scheduler
+@pytest.mark.slow
 def test_slurm_profile_effective_settings(monkeypatch, tmp_path):
     """What `--profile profiles/slurm` really sets, after Snakemake has merged in
     every other profile it loads (notably the implicit workflow profile
@@ -327,6 +328,7 @@ def _dry_run(project: Path, *profile_args: str) -> str:
     return out
 
 
+@pytest.mark.slow
 def test_slurm_profile_dry_run_plans_gpu_rules(tmp_path):
     """`snakemake -n --profile profiles/slurm` needs the executor plugin but no
     SLURM; the plan holds the GPU rules, each with gres=gpu:1, and no CPU rule
@@ -347,6 +349,7 @@ def test_slurm_profile_dry_run_plans_gpu_rules(tmp_path):
     assert not (project / "results" / "models").exists()
 
 
+@pytest.mark.slow
 def test_site_profile_layering_keeps_gpu_request(tmp_path):
     """The documented site layering (docs/cluster.md): a later profile replaces
     whole keys, so the example site profile repeats the GPU requests."""
@@ -391,6 +394,7 @@ with SnakemakeApi(OutputSettings(quiet=None)) as api:
 """
 
 
+@pytest.mark.slow
 def test_every_rule_is_local_or_a_sized_cluster_rule(tmp_path):
     """No cheap rule goes to SLURM by mistake (it must be in `localrules`), and
     every cluster rule declares its memory and wall time (planning.RESOURCE_TABLE)."""
