@@ -13,7 +13,7 @@ from vlarisk.data.documents import (
     read_checkpoint,
     read_results,
     save_checkpoint,
-    save_with_alarms,
+    with_alarms,
     write_results_file,
 )
 from vlarisk.data.label_cutoffs import label_cutoffs_by_dimension
@@ -39,12 +39,17 @@ def test_a_checkpoint_without_cutoffs_or_version_reads(tmp_path):
 
 def test_the_alarm_is_stored_without_touching_the_rest(tmp_path):
     path = tmp_path / BEST_MODEL
-    save_checkpoint(path, {"epoch": 2, "sources": {"a": {"label_cutoffs": {}}, "b": {}}})
-    save_with_alarms(path, {"a": {"threshold": 0.5}, "b": {"threshold": None}})
-    checkpoint = read_checkpoint(path)
-    assert checkpoint["format_version"] == CHECKPOINT_FORMAT and checkpoint["epoch"] == 2
-    assert checkpoint["sources"] == {"a": {"label_cutoffs": {}, "alarm": {"threshold": 0.5}}, "b": {"alarm": {"threshold": None}}}
+    checkpoint = {"epoch": 2, "sources": {"a": {"label_cutoffs": {}}, "b": {}}}
+    save_checkpoint(path, with_alarms(checkpoint, {"a": {"threshold": 0.5}, "b": {"threshold": None}}))
+    assert checkpoint == {"epoch": 2, "sources": {"a": {"label_cutoffs": {}}, "b": {}}}  # the document given is not changed
+    saved = read_checkpoint(path)
+    assert saved["format_version"] == CHECKPOINT_FORMAT and saved["epoch"] == 2
+    assert saved["sources"] == {"a": {"label_cutoffs": {}, "alarm": {"threshold": 0.5}}, "b": {"alarm": {"threshold": None}}}
     assert list(tmp_path.iterdir()) == [path]  # written through a temporary file, none left behind
+
+
+def test_a_single_source_checkpoint_keeps_its_alarm_at_the_top():
+    assert with_alarms({"epoch": 1}, {"m": {"threshold": 0.3}}) == {"epoch": 1, "alarm": {"threshold": 0.3}}
 
 
 def test_results_carry_their_format(tmp_path):

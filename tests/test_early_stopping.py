@@ -71,6 +71,26 @@ def test_early_stop_keeps_the_full_runs_best_checkpoint(full_run, dataset_path, 
     assert latest["history"]["stop"]["reason"] == "patience"
 
 
+def test_the_alarm_is_saved_with_the_best_epochs_own_checkpoint(dataset_path, tmp_path):
+    """``save_best`` writes the best epoch's checkpoint as training wrote it, alarm added, not the
+    state of the epoch training stopped at (its history and optimiser went on changing)."""
+    early, trainer = train(dataset_path, tmp_path, patience=PATIENCE)
+    assert early.best_epoch < len(early.history["train_loss"]), "needs a run that went on past its best epoch"
+    as_trained = torch.load(tmp_path / "best_model.pt", weights_only=False)
+    trainer.save_best({"tiny": {"threshold": 0.25}})
+    saved = torch.load(tmp_path / "best_model.pt", weights_only=False)
+    assert saved.pop("alarm") == {"threshold": 0.25} and "alarm" not in as_trained
+    assert saved["epoch"] == early.best_epoch and len(saved["history"]["train_loss"]) == early.best_epoch
+    assert saved.keys() == as_trained.keys()
+    for name, value in as_trained["model_state_dict"].items():
+        assert torch.equal(saved["model_state_dict"][name], value), name
+    for index, state in as_trained["optimizer_state_dict"]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(saved["optimizer_state_dict"]["state"][index][key], value), (index, key)
+    latest = torch.load(tmp_path / "latest.pt", weights_only=False)
+    assert not torch.equal(latest["optimizer_state_dict"]["state"][0]["exp_avg"], saved["optimizer_state_dict"]["state"][0]["exp_avg"])
+
+
 def test_stop_record_counts_epochs_since_the_best():
     assert stop_record(epoch=5, best_epoch=3, epochs=50, patience=2)["reason"] == "patience"
     assert stop_record(epoch=4, best_epoch=3, epochs=50, patience=2) is None

@@ -99,8 +99,9 @@ def _environment_threads() -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-def fit_trainer(trainer, args: argparse.Namespace):
-    """Resume if asked, drop a stale ``results.json``, train, and log the best epoch.
+def fit_trainer(trainer, args: argparse.Namespace, sources: list):
+    """Resume if asked, drop a stale ``results.json``, train, fit each source's alarm on its
+    calibration rollouts and save it with the best weights, and log the best epoch and the alarms.
 
     With ``--resume-dir`` the checkpoints are written there during training (a workflow deletes
     a failed job's declared outputs, but not this directory, so its retry resumes from the last
@@ -108,6 +109,8 @@ def fit_trainer(trainer, args: argparse.Namespace):
     resume from (other data, split or settings, past ``--epochs``, unreadable) is discarded with
     a log line and training starts from epoch 1; without ``--resume-dir`` it is an error.
     """
+    from vlarisk.score.alarm import alarm_summary, fit_alarms
+
     if args.resume:
         if args.resume_dir is None:
             trainer.resume()
@@ -123,9 +126,12 @@ def fit_trainer(trainer, args: argparse.Namespace):
     # must not outlive an interrupted run and pass for this run's results.
     (Path(args.output_dir) / RESULTS_FILE).unlink(missing_ok=True)
     outcome = trainer.fit()
+    alarms = fit_alarms(outcome.model, sources, outcome.device, args.alpha)
+    trainer.save_best(alarms)
     if args.resume_dir is not None:
         publish_checkpoints(args.resume_dir, args.output_dir)
     trainer.log(f"best epoch {outcome.best_epoch}; training took {outcome.wall_seconds:.1f}s")
+    trainer.log(alarm_summary(alarms))
     return outcome
 
 

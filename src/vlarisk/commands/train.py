@@ -12,7 +12,7 @@ from pathlib import Path
 
 from vlarisk.commands.cli_args import add_training_arguments, clear_resume_state, fit_trainer, parse_training_args
 from vlarisk.core.cli import ArgumentParser, log, run
-from vlarisk.data.documents import BASELINES, BEST_MODEL, RESULTS_FILE, TEST_METRICS
+from vlarisk.data.documents import BASELINES, RESULTS_FILE, TEST_METRICS
 from vlarisk.score.detection_flags import add_detection_arguments, detection_options
 
 
@@ -29,7 +29,6 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     # torch and the training code load after parsing: --help and usage errors come at once
-    from vlarisk.score.alarm import alarm_summary, attach_alarms
     from vlarisk.train.sources import open_source
     from vlarisk.train.training import Trainer
 
@@ -43,8 +42,7 @@ def main(argv=None):
         seed=args.seed,
     )
     trainer = Trainer([source], args.config, args.output_dir, args.model_name, log=log, state_dir=args.resume_dir, progress=args.progress)
-    outcome = fit_trainer(trainer, args)
-    log(alarm_summary(attach_alarms(Path(args.output_dir) / BEST_MODEL, outcome.model, [source], outcome.device, args.alpha)))
+    outcome = fit_trainer(trainer, args, [source])
     if not args.no_test:
         score_test_split(args, source, outcome)
     clear_resume_state(args.resume_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vlarisk.commands.cli_args import add_training_arguments, clear_resume_state, fit_trainer, parse_training_args
 from vlarisk.core.cli import ArgumentParser, log, run
-from vlarisk.data.documents import BEST_MODEL, RESULTS_FILE
+from vlarisk.data.documents import RESULTS_FILE
 from vlarisk.score.detection_flags import add_detection_arguments, detection_options
 
 
@@ -28,7 +28,6 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     # torch and the training code load after parsing: --help and usage errors come at once
-    from vlarisk.score.alarm import alarm_summary, attach_alarms
     from vlarisk.train.sources import load_sources
     from vlarisk.train.training import Trainer
 
@@ -43,8 +42,7 @@ def main(argv=None):
         state_dir=args.resume_dir,
         progress=args.progress,
     )
-    outcome = fit_trainer(trainer, args)
-    log(alarm_summary(attach_alarms(Path(args.output_dir) / BEST_MODEL, outcome.model, sources, outcome.device, args.alpha)))
+    outcome = fit_trainer(trainer, args, sources)
     if not args.no_test:
         score_test_splits(args, sources, outcome)
     clear_resume_state(args.resume_dir)

@@ -212,16 +212,14 @@ def stored_label_cutoffs(entry: SourceEntry | Checkpoint) -> dict | None:
     return entry.get(LABEL_CUTOFFS, entry.get(EARLIER_LABEL_CUTOFFS))
 
 
-def save_with_alarms(path: str | os.PathLike, alarms: dict[str, Alarm]) -> None:
-    """Store each source's calibrated alarm in the checkpoint at ``path`` (``alarm`` of a
-    single-source one, ``sources[<name>]["alarm"]`` of a multi-source one), atomically."""
-    checkpoint = read_checkpoint(path)
-    if is_multi_source(checkpoint):
-        for name, alarm in alarms.items():
-            checkpoint[SOURCES][name][ALARM] = alarm
-    else:
-        (checkpoint[ALARM],) = alarms.values()
-    save_checkpoint(path, checkpoint)
+def with_alarms(checkpoint: Checkpoint, alarms: dict[str, Alarm]) -> Checkpoint:
+    """``checkpoint`` with each source's calibrated alarm in its place: ``alarm`` of a single-source
+    one, ``sources[<name>]["alarm"]`` of a multi-source one (the checkpoint itself is not changed)."""
+    if not is_multi_source(checkpoint):
+        (alarm,) = alarms.values()
+        return {**checkpoint, ALARM: alarm}
+    sources = {name: {**entry, **({ALARM: alarms[name]} if name in alarms else {})} for name, entry in checkpoint[SOURCES].items()}
+    return {**checkpoint, SOURCES: sources}
 
 
 def write_results_file(path: str | os.PathLike, results: Results) -> None:

@@ -109,13 +109,13 @@ def _source_facts(part, normalize: bool) -> dict:
     return {"normalization": normalization, LABEL_CUTOFFS: label_cutoffs_by_dimension(part.label_cutoffs)}
 
 
-def write_checkpoint(
-    path: str | os.PathLike, model: nn.Module, state: dict, optimizer: torch.optim.Optimizer, epoch: int, metrics: dict, fields: dict
-) -> None:
-    """Save weights ``state`` of ``model``'s architecture, with the optimiser, the epoch's
+def checkpoint_document(
+    model: nn.Module, state: dict, optimizer: torch.optim.Optimizer, epoch: int, metrics: dict, fields: dict
+) -> Checkpoint:
+    """A checkpoint of weights ``state`` of ``model``'s architecture, with the optimiser, the epoch's
     validation ``metrics`` and ``fields`` (:func:`data_fields`, ``training_config``, ``model_name``,
-    ``history``, ``best``), atomically."""
-    checkpoint: Checkpoint = {
+    ``history``, ``best``). It refers to the live optimiser state and ``fields``: save or copy it at once."""
+    return {
         "epoch": epoch,
         "model_state_dict": state,
         "optimizer_state_dict": optimizer.state_dict(),
@@ -125,7 +125,13 @@ def write_checkpoint(
         **fields,
         "versions": {"vlarisk": vlarisk.__version__, "torch": str(torch.__version__)},
     }
-    save_checkpoint(path, checkpoint)
+
+
+def write_checkpoint(
+    path: str | os.PathLike, model: nn.Module, state: dict, optimizer: torch.optim.Optimizer, epoch: int, metrics: dict, fields: dict
+) -> None:
+    """Save :func:`checkpoint_document` of the arguments at ``path``, atomically."""
+    save_checkpoint(path, checkpoint_document(model, state, optimizer, epoch, metrics, fields))
 
 
 @dataclass

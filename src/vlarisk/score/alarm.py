@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from vlarisk.data.documents import Alarm, save_with_alarms
+from vlarisk.data.documents import Alarm
 from vlarisk.data.splits import test_sets
 from vlarisk.model.inference import predict_rows
 from vlarisk.model.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
@@ -219,15 +219,13 @@ def source_detection(
     return blocks
 
 
-def attach_alarms(checkpoint_path, model, sources: list[Source], device, alpha: float) -> dict[str, Alarm]:
-    """Fit every source's alarm with the trained ``model`` and store it with the checkpoint's
-    other facts (:func:`vlarisk.data.documents.save_with_alarms`). Returns the alarms by source name."""
-    alarms = {}
-    for source in sources:
-        head = model.source_predictor(source.name) if isinstance(model, NormalizedMultiRiskPredictor) else model
-        alarms[source.name] = source_alarm(source, head, device, alpha)
-    save_with_alarms(checkpoint_path, alarms)
-    return alarms
+def fit_alarms(model, sources: list[Source], device, alpha: float) -> dict[str, Alarm]:
+    """Every source's alarm (:func:`source_alarm`) fitted with the trained ``model``, by source name;
+    training saves them with the best weights (:meth:`vlarisk.train.training.Trainer.save_best`)."""
+    heads = {
+        source.name: model.source_predictor(source.name) if isinstance(model, NormalizedMultiRiskPredictor) else model for source in sources
+    }
+    return {source.name: source_alarm(source, heads[source.name], device, alpha) for source in sources}
 
 
 def alarm_summary(alarms: dict[str, dict]) -> str:

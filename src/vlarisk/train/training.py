@@ -28,9 +28,9 @@ from vlarisk.core.device import autocast, flush_denormals, resolve_device
 from vlarisk.core.errors import InputError
 from vlarisk.core.intervals import roc_auc
 from vlarisk.core.settings import TrainingConfig
-from vlarisk.data.documents import BEST_MODEL, LATEST_CHECKPOINT, read_checkpoint
+from vlarisk.data.documents import BEST_MODEL, LATEST_CHECKPOINT, Alarm, Checkpoint, read_checkpoint, save_checkpoint, with_alarms
 from vlarisk.data.label_cutoffs import binarize
-from vlarisk.model.checkpoints import data_fields, write_checkpoint
+from vlarisk.model.checkpoints import checkpoint_document, data_fields
 from vlarisk.model.collapse import collapse_reasons
 from vlarisk.model.inference import predict_rows
 from vlarisk.model.models import MultiRiskPredictor, NormalizedMultiRiskPredictor, NormalizedRiskPredictor, RiskPredictor
@@ -214,6 +214,7 @@ class Trainer:
         self.history = {"train_loss": [], "val_loss": [], "val_metrics": [], "epoch_seconds": [], "samples_per_second": []}
         self.best = {"epoch": 0, "score": -np.inf, "healthy": False}
         self.best_state = copy.deepcopy(self.model.state_dict())
+        self.best_checkpoint: Checkpoint | None = None  # best_model.pt as last written, for save_best
         self.start_epoch = 1
 
     def _network(self) -> nn.Module:
@@ -283,6 +284,7 @@ class Trainer:
             raise InputError(
                 f"{best_path}: does not belong to latest.pt (its epoch is {best.get('epoch')}, latest.pt names {latest_best['epoch']}); cannot resume"
             )
+        self.best_checkpoint = best
         return best["model_state_dict"]
 
     def batches(self) -> MixedBatchStream:
@@ -405,7 +407,18 @@ class Trainer:
             "history": self.history,
             "best": self.best,
         }
-        write_checkpoint(self.state_dir / name, self.model, state, self.optimizer, epoch, metrics, fields)
+        checkpoint = checkpoint_document(self.model, state, self.optimizer, epoch, metrics, fields)
+        save_checkpoint(self.state_dir / name, checkpoint)
+        if name == BEST_MODEL:  # a snapshot: the optimiser state and history go on changing
+            optimizer_state, history = copy.deepcopy((checkpoint["optimizer_state_dict"], checkpoint["history"]))
+            self.best_checkpoint = {**checkpoint, "optimizer_state_dict": optimizer_state, "history": history}
+
+    def save_best(self, alarms: dict[str, Alarm]) -> None:
+        """Write ``best_model.pt`` once more, now with each source's calibrated alarm beside the best
+        epoch's weights (:func:`vlarisk.data.documents.with_alarms`)."""
+        if self.best_checkpoint is None:
+            raise RuntimeError("save_best: no best epoch yet; call fit() first")
+        save_checkpoint(self.state_dir / BEST_MODEL, with_alarms(self.best_checkpoint, alarms))
 
     def _data_fields(self) -> dict:
         """Checkpoint fields tying the weights to their data (see :func:`~vlarisk.model.checkpoints.data_fields`)."""
