@@ -232,12 +232,12 @@ def _tree_bytes(path: Path) -> int:
 
 def prepare_project(args, deduplicate: bool = True) -> dict:
     from vlarisk.data.prepare import prepare_dataset
-    from vlarisk.data.splits import split_rollouts
+    from vlarisk.data.splits import plain_split
 
     p = paths(args.workdir)
     output = p["dataset"] if deduplicate else p["dataset_perstep"]
     metadata = prepare_dataset(p["success"], p["failure"], output, deduplicate=deduplicate)
-    split = split_rollouts(metadata["rollouts"], 0.2, 0.1, seed=0)
+    split = plain_split(metadata["rollouts"], 0.2, 0.1, seed=0)
     p["split"].write_text(json.dumps(split))
     return {"samples": sum(r["num_kept"] for r in metadata["rollouts"]), "dataset_bytes": _tree_bytes(output)}
 

@@ -27,7 +27,7 @@ from pipeline_utils import copy_project
 from vlarisk.core.settings import TrainingConfig
 from vlarisk.data.dataset import load_dataset, write_legacy_pickle
 from vlarisk.data.prepare import prepare_dataset
-from vlarisk.data.splits import split_rollouts
+from vlarisk.data.splits import plain_split
 from vlarisk.data.synthetic import RolloutSimulator, SimulationSpec
 from vlarisk.score.evaluation import evaluate
 from vlarisk.score.metrics import test_metrics
@@ -446,7 +446,7 @@ def test_a_dimension_without_positives_reports_null_with_the_reason(tmp_path):
             step["labels"]["per_dim_risk"][6] = 0.0
     prepare_dataset(*write_source(tmp_path, success, failure), tmp_path / "d.vlarisk")
     dataset = load_dataset(tmp_path / "d.vlarisk")
-    split = split_rollouts(dataset.metadata["rollouts"], 0.25, 0.25, seed=0)
+    split = plain_split(dataset.metadata["rollouts"], 0.25, 0.25, seed=0)
     source = Source("m", dataset, split)
     outcome = Trainer([source], TrainingConfig(epochs=1, hidden_dims=[8], device="cpu"), tmp_path / "m", "m", log=lambda _: None).fit()
     report = evaluate(outcome.model, source, outcome.label_cutoffs["m"], outcome.device)

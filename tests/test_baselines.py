@@ -13,7 +13,7 @@ import vlarisk.score.baselines as baselines
 from vlarisk.core.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
 from vlarisk.data.dataset import load_dataset
 from vlarisk.data.label_cutoffs import binarize, positive_label_cutoffs
-from vlarisk.data.splits import split_rollouts, split_rows
+from vlarisk.data.splits import plain_split, split_rows
 from vlarisk.model.models import NormalizedRiskPredictor
 from vlarisk.score.baselines import (
     LOGISTIC_MAX_ITER,
@@ -121,7 +121,7 @@ def test_comparison_uses_the_dimensions_both_define():
 def tiny(dataset_path, rollout_files):
     """The shared tiny dataset, its split rows and training label cut-offs, and its planting record."""
     dataset = load_dataset(dataset_path)
-    rows = split_rows(dataset.rollout_id, split_rollouts(dataset.metadata["rollouts"], 0.2, 0.2, seed=0))
+    rows = split_rows(dataset.rollout_id, plain_split(dataset.metadata["rollouts"], 0.2, 0.2, seed=0))
     return dataset, rows, positive_label_cutoffs(np.asarray(dataset.labels[rows["train"]])), rollout_files[2]
 
 
@@ -141,7 +141,7 @@ def test_shortcut_scorers_equal_hand_computed_aucs(tiny):
 
 def test_evaluation_reports_the_baselines_and_says_when_the_model_loses(tiny):
     dataset, rows, _, planting = tiny
-    split = split_rollouts(dataset.metadata["rollouts"], 0.2, 0.2, seed=0)
+    split = plain_split(dataset.metadata["rollouts"], 0.2, 0.2, seed=0)
     constant = torch.nn.Linear(dataset.hidden_dim, NUM_DIMENSIONS)
     torch.nn.init.zeros_(constant.weight)
     lines = []

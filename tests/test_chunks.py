@@ -18,7 +18,7 @@ import torch
 from vlarisk.core.settings import TrainingConfig
 from vlarisk.data.dataset import StepStates, load_dataset
 from vlarisk.data.prepare import prepare_dataset
-from vlarisk.data.splits import split_rollouts, split_rows
+from vlarisk.data.splits import plain_split, split_rows
 from vlarisk.data.synthetic import SimulationSpec, write_synthetic_source
 from vlarisk.model.inference import predict_rows
 from vlarisk.model.models import MultiRiskPredictor, RiskPredictor
@@ -130,7 +130,7 @@ def pair(rollout_files, dataset_path, tmp_path_factory):
     prepare_dataset(rollout_files[0], rollout_files[1], per_step_path, deduplicate=False)
     chunked, per_step = load_dataset(dataset_path), load_dataset(per_step_path)
     assert len(chunked.states) * 4 < len(chunked) == len(per_step) == len(per_step.states)
-    return chunked, per_step, split_rollouts(chunked.metadata["rollouts"], 0.2, 0.1, seed=0)
+    return chunked, per_step, plain_split(chunked.metadata["rollouts"], 0.2, 0.1, seed=0)
 
 
 @pytest.mark.parametrize("loss_type", LOSSES)

@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from vlarisk.core.settings import TrainingConfig
 from vlarisk.data.dataset import load_dataset
-from vlarisk.data.splits import split_rollouts
+from vlarisk.data.splits import plain_split
 from vlarisk.model.collapse import collapse_reasons
 from vlarisk.train.sources import Source
 from vlarisk.train.training import Trainer
@@ -55,7 +55,7 @@ def test_saturated_outputs_are_a_collapse():
 
 def _train(dataset_path, tmp_path, **settings):
     dataset = load_dataset(dataset_path)
-    split = split_rollouts(dataset.metadata["rollouts"], 0.2, 0.1, 0)
+    split = plain_split(dataset.metadata["rollouts"], 0.2, 0.1, 0)
     config = TrainingConfig(device="cpu", batch_size=64, **settings)
     return Trainer([Source("tiny", dataset, split)], config, tmp_path, "tiny", log=lambda message: None).fit()
 

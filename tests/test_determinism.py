@@ -13,7 +13,7 @@ import torch
 from vlarisk.core.settings import TrainingConfig
 from vlarisk.data.dataset import load_dataset
 from vlarisk.data.prepare import prepare_dataset
-from vlarisk.data.splits import split_rollouts
+from vlarisk.data.splits import plain_split
 from vlarisk.score.evaluation import evaluate
 from vlarisk.train.sources import Source
 from vlarisk.train.training import Trainer
@@ -39,8 +39,8 @@ def _train(dataset, split, directory, seed=0):
 
 def test_same_config_and_seed_give_identical_metrics_twice(dataset_path, tmp_path):
     dataset = load_dataset(dataset_path)
-    split = split_rollouts(dataset.metadata["rollouts"], 0.2, 0.2, seed=0)
-    assert split == split_rollouts(dataset.metadata["rollouts"], 0.2, 0.2, seed=0)
+    split = plain_split(dataset.metadata["rollouts"], 0.2, 0.2, seed=0)
+    assert split == plain_split(dataset.metadata["rollouts"], 0.2, 0.2, seed=0)
     (first, report_1), (second, report_2) = _train(dataset, split, tmp_path / "a"), _train(dataset, split, tmp_path / "b")
     assert report_1["test_metrics"] == report_2["test_metrics"]  # exact, not approximate
     assert report_1["prediction_std"] == report_2["prediction_std"]

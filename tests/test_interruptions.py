@@ -35,7 +35,7 @@ from vlarisk.core.settings import TrainingConfig
 from vlarisk.data.dataset import load_dataset
 from vlarisk.data.documents import read_checkpoint
 from vlarisk.data.prepare import prepare_dataset
-from vlarisk.data.splits import split_rollouts
+from vlarisk.data.splits import plain_split
 from vlarisk.data.synthetic import SimulationSpec, write_synthetic_source
 from vlarisk.score.evaluation import evaluate
 from vlarisk.train.sources import Source
@@ -128,7 +128,7 @@ def interrupt_data(tmp_path_factory):
     write_synthetic_source(spec, root / "s.pkl", root / "f.pkl", root / "planting.npz")
     prepare_dataset(root / "s.pkl", root / "f.pkl", root / "data.vlarisk")
     dataset = load_dataset(root / "data.vlarisk")
-    write_json(root / "split.json", split_rollouts(dataset.metadata["rollouts"], 0.2, 0.2, seed=0))
+    write_json(root / "split.json", plain_split(dataset.metadata["rollouts"], 0.2, 0.2, seed=0))
     args = [
         "--data",
         root / "data.vlarisk",
@@ -226,7 +226,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_uninterrupted_results(interrupt
 # ------------------------------------------------------------------------- resume keeps history
 def test_two_epochs_then_resume_to_four_equals_four_straight(dataset_path, tmp_path):
     dataset = load_dataset(dataset_path)
-    split = split_rollouts(dataset.metadata["rollouts"], 0.2, 0.2, seed=1)
+    split = plain_split(dataset.metadata["rollouts"], 0.2, 0.2, seed=1)
     quiet = lambda _message: None  # noqa: E731
 
     def config(epochs):

@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 from vlarisk.core.settings import TrainingConfig
 from vlarisk.data.dataset import load_dataset
 from vlarisk.data.prepare import prepare_dataset
-from vlarisk.data.splits import split_rollouts, split_rows
+from vlarisk.data.splits import plain_split, split_rows
 from vlarisk.data.synthetic import write_synthetic_source
 from vlarisk.model.inference import predict_rows
 from vlarisk.train.sources import Source
@@ -119,7 +119,7 @@ def trained(tmp_path_factory):
     write_synthetic_source(scaled_member("embedded", rollouts=0.25), *paths)
     prepare_dataset(paths[0], paths[1], root / "dataset.vlarisk")
     dataset = load_dataset(root / "dataset.vlarisk")
-    split = split_rollouts(dataset.metadata["rollouts"], 0.2, 0.3, 0, source=str(root))
+    split = plain_split(dataset.metadata["rollouts"], 0.2, 0.3, 0, source=str(root))
     rows = split_rows(dataset.arrays["rollout_id"], split)
     outcome = Trainer(
         [Source("learning", dataset, split)], TrainingConfig(epochs=6, device="cpu"), root / "model", "learning", log=lambda m: None

@@ -23,7 +23,7 @@ from vlarisk.data import rollouts as rollouts_module
 from vlarisk.data.dataset import load_dataset
 from vlarisk.data.label_cutoffs import positive_label_cutoffs
 from vlarisk.data.prepare import prepare_dataset
-from vlarisk.data.splits import split_rollouts, split_rows
+from vlarisk.data.splits import plain_split, split_rows
 from vlarisk.model.inference import gather_rows, predict_rows
 from vlarisk.model.models import RiskPredictor
 from vlarisk.train.batches import BatchStream
@@ -97,7 +97,7 @@ def tiny(rollout_files, tmp_path_factory):
     prepare_dataset(rollout_files[0], rollout_files[1], path, deduplicate=False)
     dataset = load_dataset(path)
     assert len(dataset.states) == len(dataset)
-    return dataset, split_rollouts(dataset.metadata["rollouts"], 0.2, 0.1, seed=0)
+    return dataset, plain_split(dataset.metadata["rollouts"], 0.2, 0.1, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def chunked(dataset_path):
     """The tiny source with its action chunks' repeated states stored once."""
     dataset = load_dataset(dataset_path)
     assert len(dataset.states) < len(dataset)
-    return dataset, split_rollouts(dataset.metadata["rollouts"], 0.2, 0.1, seed=0)
+    return dataset, plain_split(dataset.metadata["rollouts"], 0.2, 0.1, seed=0)
 
 
 @pytest.mark.parametrize("bf16", [False, True])

@@ -24,7 +24,7 @@ from vlarisk.core.constants import ACTION_DIMENSIONS, NUM_DIMENSIONS
 from vlarisk.core.errors import InputError
 from vlarisk.data.label_cutoffs import binarize, positive_label_cutoffs
 from vlarisk.data.labels import failure_window, heuristic_risk_labels
-from vlarisk.data.splits import SPLIT_NAMES, split_rollouts
+from vlarisk.data.splits import SPLIT_NAMES, plain_split, split_rollouts
 from vlarisk.score.metrics import ranking_metrics, regression_metrics
 from vlarisk.train.normalization import MIN_STD, feature_statistics
 
@@ -98,9 +98,9 @@ def test_split_is_disjoint_complete_stratified_and_seeded(rollouts, val, test, s
     feasible = all(sizes[outcome][name] > 0 for outcome in (True, False) for name in SPLIT_NAMES)
     if not feasible:
         with pytest.raises(InputError, match="too few rollouts for the requested fractions"):
-            split_rollouts(rollouts, val, test, seed)
+            plain_split(rollouts, val, test, seed)
         return
-    split = split_rollouts(rollouts, val, test, seed)
+    split = plain_split(rollouts, val, test, seed)
     ids = [i for name in SPLIT_NAMES for i in split[name]]
     assert len(ids) == len(set(ids)), "a rollout in two splits"
     assert set(ids) == {r["rollout_id"] for r in rollouts}, "a rollout in no split"
@@ -108,8 +108,8 @@ def test_split_is_disjoint_complete_stratified_and_seeded(rollouts, val, test, s
     for name in SPLIT_NAMES:
         for kind in (True, False):
             assert sum(outcome[i] == kind for i in split[name]) == sizes[kind][name]
-    assert split == split_rollouts(list(reversed(rollouts)), val, test, seed), "must not depend on the table's order"
-    assert split == split_rollouts(rollouts, val, test, seed)
+    assert split == plain_split(list(reversed(rollouts)), val, test, seed), "must not depend on the table's order"
+    assert split == plain_split(rollouts, val, test, seed)
 
 
 @PROPERTY_SETTINGS

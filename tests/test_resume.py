@@ -35,7 +35,7 @@ from vlarisk.core.cli import run
 from vlarisk.core.io_utils import write_json
 from vlarisk.data.dataset import load_dataset
 from vlarisk.data.documents import read_checkpoint
-from vlarisk.data.splits import split_rollouts
+from vlarisk.data.splits import plain_split
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 4
@@ -73,7 +73,7 @@ def data(dataset_path, tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
     dataset = load_dataset(dataset_path)
     split = root / "split.json"
-    write_json(split, split_rollouts(dataset.metadata["rollouts"], 0.2, 0.2, seed=0))
+    write_json(split, plain_split(dataset.metadata["rollouts"], 0.2, 0.2, seed=0))
     config = root / "data_config.json"
     write_json(config, {"datasets": [{"model_name": "m", "data_path": str(dataset_path), "split_path": str(split)}]})
     return {"single": ["--data", str(dataset_path), "--split", str(split)], "multi": ["--data-config", str(config)]}

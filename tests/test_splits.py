@@ -7,12 +7,21 @@ import pytest
 
 from vlarisk.core.errors import InputError
 from vlarisk.data.dataset import load_dataset
-from vlarisk.data.splits import calibration_tasks_of, split_rollouts, split_rows, task_split_seed, test_sets, unseen_tasks, validate_split
+from vlarisk.data.splits import (
+    calibration_tasks_of,
+    plain_split,
+    split_rollouts,
+    split_rows,
+    task_split_seed,
+    test_sets,
+    unseen_tasks,
+    validate_split,
+)
 
 
 def test_no_rollout_in_two_splits(dataset_path):
     dataset = load_dataset(dataset_path)
-    split = split_rollouts(dataset.metadata["rollouts"], 0.2, 0.1, seed=3)
+    split = plain_split(dataset.metadata["rollouts"], 0.2, 0.1, seed=3)
     rows = split_rows(dataset.rollout_id, split)
     seen = [set(dataset.rollout_id[rows[name]].tolist()) for name in ("train", "val", "test")]
     assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
@@ -23,11 +32,11 @@ def test_no_rollout_in_two_splits(dataset_path):
 def test_split_is_stratified_and_seeded(dataset_path):
     rollouts = load_dataset(dataset_path).metadata["rollouts"]
     outcome = {r["rollout_id"]: r["success"] for r in rollouts}
-    split = split_rollouts(rollouts, 0.2, 0.1, seed=0)
+    split = plain_split(rollouts, 0.2, 0.1, seed=0)
     for ids in split.values():
         assert {outcome[i] for i in ids} == {True, False}
-    assert split == split_rollouts(rollouts, 0.2, 0.1, seed=0)
-    assert split != split_rollouts(rollouts, 0.2, 0.1, seed=1)
+    assert split == plain_split(rollouts, 0.2, 0.1, seed=0)
+    assert split != plain_split(rollouts, 0.2, 0.1, seed=1)
 
 
 def test_held_out_tasks_form_the_unseen_test_set(dataset_path):
@@ -86,7 +95,7 @@ def test_test_sets_must_partition_test(dataset_path):
 
 def test_overlapping_split_file_is_refused(dataset_path):
     rollouts = load_dataset(dataset_path).metadata["rollouts"]
-    split = split_rollouts(rollouts, 0.2, 0.1)
+    split = plain_split(rollouts, 0.2, 0.1)
     split["test"] = split["test"] + split["train"][:1]
     with pytest.raises(InputError, match="more than one split"):
         validate_split(split, rollouts, "split.json")

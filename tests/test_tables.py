@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from vlarisk.core.constants import ACTION_DIMENSIONS
 from vlarisk.core.settings import TrainingConfig
 from vlarisk.data.dataset import load_dataset
-from vlarisk.data.splits import split_rollouts
+from vlarisk.data.splits import plain_split
 from vlarisk.report.tables import Summary, ablation_table, per_dimension_table, single_vs_multi_table, to_latex, write_table
 from vlarisk.score.evaluation import evaluate
 from vlarisk.score.predictions import failure_relation, load_predictions
@@ -197,7 +197,7 @@ def trained_model(dataset_path, tmp_path_factory):
     """A tiny model trained on the shared dataset: ``(checkpoint, split file, evaluate() report of the trained model)``."""
     output_dir = tmp_path_factory.mktemp("model")
     dataset = load_dataset(dataset_path)
-    split = split_rollouts(dataset.metadata["rollouts"], 0.2, 0.2, seed=0)
+    split = plain_split(dataset.metadata["rollouts"], 0.2, 0.2, seed=0)
     (output_dir / "split.json").write_text(json.dumps(split))
     config = TrainingConfig(epochs=2, batch_size=128, hidden_dims=[16], device="cpu")
     source = Source("tiny", dataset, split)

@@ -34,8 +34,7 @@ TEST_SETS = ("test_seen", "test_unseen")  # a partition of ``test`` when tasks a
 AUTO = settings.AUTO
 MIN_TASKS_FOR_UNSEEN = 5
 # The project's defaults (the config's and the commands', vlarisk.core.settings.SplitSettings) of the
-# keys split_rollouts takes besides the seed; its own defaults for calibration and held-out tasks
-# keep the plain train/val/test split of older tools.
+# keys split_rollouts takes besides the seed.
 DEFAULTS = {key: value for key, value in settings.defaults(settings.SplitSettings).items() if key not in ("seed", "n_task_splits")}
 
 
@@ -44,11 +43,11 @@ def split_rollouts(
     val_fraction: float = DEFAULTS["val_fraction"],
     test_fraction: float = DEFAULTS["test_fraction"],
     seed: int = 0,
-    held_out_tasks: Iterable[str] | str = (),
+    held_out_tasks: Iterable[str] | str = DEFAULTS["held_out_tasks"],
     source: str = "dataset",
-    calibration_fraction: float = 0.0,
+    calibration_fraction: float = DEFAULTS["calibration_fraction"],
     unseen_task_fraction: float = DEFAULTS["unseen_task_fraction"],
-    calibration_tasks: Iterable[str] | str = (),
+    calibration_tasks: Iterable[str] | str = DEFAULTS["calibration_tasks"],
     task_split: int = 0,
 ) -> dict:
     """Assign every rollout id to exactly one of train/val/calibration/test.
@@ -124,6 +123,12 @@ def split_rollouts(
         split["test_seen"], split["test_unseen"] = parts["test_seen"], parts["test_unseen"]
     _check_outcomes(split, rollouts, source)
     return {name: sorted(ids) for name, ids in split.items()}
+
+
+def plain_split(rollouts: list[dict], val_fraction: float, test_fraction: float, seed: int = 0, source: str = "dataset") -> dict:
+    """The train/val/test split of the training guide's tools: :func:`split_rollouts` without
+    calibration rollouts or held-out tasks (the alarm is then fitted on ``val``)."""
+    return split_rollouts(rollouts, val_fraction, test_fraction, seed, (), source, calibration_fraction=0.0, calibration_tasks=())
 
 
 def task_split_seed(seed: int, task_split: int) -> int:
