@@ -90,7 +90,7 @@ def test_output_prepares_with_the_provided_labels(collected, tmp_path):
 
 def test_wrong_task_names_list_close_ones():
     with pytest.raises(InputError, match="closest: pick-place-v3"):
-        check_tasks(["pick-plac-v3"])
+        check_tasks(["pick-plac-v3"], "metaworld")
     with pytest.raises(InputError, match="unknown environment"):
         check_tasks([TASK], env="libero")
 
@@ -107,7 +107,8 @@ def test_the_command_reports_a_wrong_task_in_one_line(tmp_path):
     [
         (["--mix", '{"earthquake": 1}'], "--mix: unknown fault kinds"),
         (["--mix", "{not json"], "--mix: not valid JSON"),
-        (["--policy-settings", '{"layers": 3}'], "--policy-settings: unknown fields"),
+        (["--policy-settings", '{"layers": 3}'], "--policy-settings: unknown field 'layers'"),
+        (["--episodes", "0"], "episodes must be >= 1, got 0"),
     ],
 )
 def test_bad_collection_flags_fail_in_one_line(flags, message, tmp_path):

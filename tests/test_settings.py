@@ -1,16 +1,18 @@
 """Each setting is defined once, a field of vlarisk.core.settings (TrainingConfig, SplitSettings,
-DetectionSettings): the generated schema and docs tables, the configs, the commands' flags and the
-flags the rules pass are all held to it, and no hand copy of a default may reappear."""
+DetectionSettings, SimulationSettings, CollectSettings and PolicySettings, MultiModelSettings,
+AblationSettings): the generated schema and docs tables, the configs, the commands' flags and the
+flags the rules pass are all held to it, and no hand copy of a default or a constraint may reappear."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shlex
 import subprocess
 import sys
 import typing
-from dataclasses import asdict
+from dataclasses import MISSING, asdict
 from pathlib import Path
 
 import jsonschema
@@ -45,6 +47,7 @@ GUIDE_FLAGS = (
     " --bf16 --grad-clip --patience --positive-fraction --output-dir --model-name --val-split --test-split --threads --resume --no-test"
 ).split()
 SETTINGS_BLOCKS = ("training", "evaluation", "split", "detection")
+SOURCE_BLOCKS = {"simulate": settings.SimulationSettings, "collect": settings.CollectSettings}
 
 
 def load_config(path: str) -> dict:
@@ -85,8 +88,8 @@ def test_the_schema_file_is_the_generated_one():
 def test_the_docs_tables_are_the_generated_ones():
     text = (ROOT / "docs" / "settings.md").read_text()
     assert text == config_schema.docs_text(text), "run `make schema`"
-    for block in SETTINGS_BLOCKS:
-        assert f"<!-- settings:{block} -->" in text
+    for kind in BLOCKS:
+        assert f"<!-- settings:{kind.BLOCK} -->" in text
 
 
 @pytest.mark.parametrize("block", SETTINGS_BLOCKS)
@@ -130,6 +133,77 @@ def test_every_named_activation_builds_a_model():
 def test_field_defaults_are_valid_config_values():
     defaults = {name: value for name, value in asdict(TrainingConfig()).items() if name in knob_names("training")}
     jsonschema.validate(defaults, {**TRAINING_SCHEMA, "definitions": SCHEMA["definitions"]})
+
+
+@pytest.mark.parametrize("block, kind", SOURCE_BLOCKS.items())
+def test_a_source_block_is_its_settings_fields(block, kind):
+    """A source's simulate and collect blocks: the fields' keys, no defaults (the generator and the command fill them)."""
+    schema = SCHEMA["definitions"][block]
+    assert list(schema["properties"]) == [field.name for _, field in settings.block_fields(block)]
+    assert not any("default" in value for value in schema["properties"].values())
+    given = {"tasks": ["pick-place-v3"]} if kind is settings.CollectSettings else {}
+    jsonschema.validate(json.loads(json.dumps(settings.defaults(kind) | given)), schema)
+
+
+def test_the_policy_block_is_the_policy_settings_without_the_collect_blocks_keys():
+    policy = SCHEMA["definitions"]["collect"]["properties"]["policy"]["properties"]
+    assert list(policy) == [name for name in settings.defaults(settings.PolicySettings) if name not in ("seed", "horizon")]
+    assert settings.PolicySettings().horizon == settings.CollectSettings.horizon
+
+
+def test_multi_model_and_ablation_blocks_are_their_settings_fields():
+    for kind in (settings.MultiModelSettings, settings.AblationSettings):
+        properties = SCHEMA["properties"][kind.BLOCK]["properties"]
+        assert list(properties) == [field.name for field in fields_of(kind)]
+        assert {name: value["default"] for name, value in properties.items() if "default" in value} == settings.defaults(kind)
+    assert SCHEMA["properties"]["ablations"]["properties"]["seeds"]["default"] == [0, 1, 2]
+
+
+def test_the_generators_spec_is_the_simulate_settings():
+    from vlarisk.data.synthetic import SimulationSpec
+
+    assert asdict(SimulationSpec()) == asdict(settings.SimulationSettings())
+    assert [field.name for field in fields_of(SimulationSpec)] == list(SCHEMA["definitions"]["simulate"]["properties"])
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"hidden_dim": 7}, "hidden_dim must be >= 8"),
+        ({"task_specific": 1.5}, "task_specific must be <= 1"),
+        ({"failure_steps": [40]}, "failure_steps must be a rollout length"),
+        ({"layout": "tuple"}, "layout must be one of"),
+        ({"nonlinear_dimensions": [1, 1]}, "nonlinear_dimensions must not repeat"),
+    ],
+)
+def test_values_made_in_python_meet_the_schemas_constraints(values, message):
+    """What the schema refuses in a config, the settings refuse when made in Python (and the other way round)."""
+    with pytest.raises(ValueError, match=message):
+        settings.SimulationSettings(**values)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(values, SCHEMA["definitions"]["simulate"])
+
+
+def test_the_collect_command_takes_the_collect_fields_as_flags():
+    from vlarisk.commands.collect import parser
+
+    options = parser()._option_string_actions
+    assert {settings.flag_of(field) for field in fields_of(settings.CollectSettings)} <= set(options)
+    args = parser().parse_args(["--tasks", "push-v3", "--out", "o"])
+    assert settings.config_from_args(args, settings.CollectSettings).horizon == settings.CollectSettings.horizon
+    assert json.loads(args.mix) == settings.defaults(settings.CollectSettings)["mix"]
+
+
+def test_collect_rule_flags_fill_in_the_defaults_and_give_the_command_the_block():
+    from vlarisk.commands.collect import parser
+    from vlarisk.workflow.planning import Plan
+
+    block = {"tasks": ["push-v3"], "episodes": 12, "mix": {"none": 1}, "policy": {"epochs": 3}}
+    plan = Plan({**resolved("tests/data/tiny_config.yaml"), "sources": {"physics": {"collect": block}}, "ablations": {}})
+    assert plan.policy_flags("physics") == "--env metaworld --tasks push-v3 --seed 0 --horizon 150 --policy-settings '{\"epochs\": 3}'"
+    args = parser().parse_args([*shlex.split(plan.collect_flags("physics")), "--out", "o"])
+    parsed = settings.config_from_args(args, settings.CollectSettings)
+    assert (parsed.episodes, json.loads(parsed.mix), json.loads(parsed.policy)) == (12, {"none": 1}, {"epochs": 3})
 
 
 # ------------------------------------------------------------------------------- the configs
@@ -287,16 +361,20 @@ def test_the_split_and_detection_commands_take_the_settings_flags():
 
 
 # ------------------------------------------------------------------------------ no hand copies
-CODE = [*ROOT.glob("src/vlarisk/*.py"), *ROOT.glob("workflow_scripts/*.py"), *ROOT.glob("rules/*.smk"), ROOT / "Snakefile"]
-# Other things that happen to share a setting's default or flag: the MetaWorld policy's own batch; the
-# alarm levels vlarisk-check reports on; the split command's optional alpha (none: no count recorded).
-NOT_COPIES = {("physics_policy.py", "batch_size"), ("check_command.py", "alpha"), ("split_command.py", "alpha"), ("planning.py", "alpha")}
+CODE = [*ROOT.glob("src/vlarisk/**/*.py"), *ROOT.glob("workflow_scripts/*.py"), *ROOT.glob("rules/*.smk"), ROOT / "Snakefile"]
+# Other things that happen to share a setting's flag: the alarm levels vlarisk-check reports on; the
+# split command's optional alpha (none: no count recorded).
+NOT_COPIES = {("check.py", "alpha"), ("split.py", "alpha"), ("planning.py", "alpha")}
+# The blocks whose constraints the scan also looks for in hand-written checks and schema entries.
+CONSTRAINED = ("simulate", "collect", "policy", "multi_model", "ablations")
 
 
 def _literal(value) -> str:
     if isinstance(value, str):
         return f"[\"']{re.escape(value)}[\"']"
-    if isinstance(value, list):
+    if isinstance(value, dict):
+        return r"\{" + r",\s*".join(f"[\"']{re.escape(key)}[\"']:\\s*{_literal(item)}" for key, item in value.items()) + r"\}"
+    if isinstance(value, (list, tuple)):
         return r"[\[(]" + r",\s*".join(map(re.escape, map(str, value))) + r"[\])]"
     return re.escape(repr(value))
 
@@ -308,7 +386,7 @@ def hand_copies() -> list[str]:
     for kind in BLOCKS:
         for field in fields_of(kind):
             default = default_of(field)
-            if field.name == "seed" or isinstance(default, bool) or default in (None, []):
+            if field.name == "seed" or isinstance(default, bool) or default in (None, [], {}) or default is MISSING:
                 continue  # a zero seed, a boolean and "none" are everyone's own choice, not a copy
             pattern = re.compile(rf"\b{field.name}\b[\"']?\s*(?::\s*[\w\[\]|. ]+?)?\s*[=:]\s*{_literal(default)}(?![\w.])")
             flags = [flag for flag in (settings.flag_of(field), *field.metadata["aliases"]) if flag]
@@ -324,6 +402,41 @@ def hand_copies() -> list[str]:
     return found
 
 
+def _number(value) -> str:
+    """A number as code may spell it: ``1``, ``1.0``, ``1.00``."""
+    whole = float(value).is_integer()
+    spelled = rf"{int(value)}(?:\.0*)?" if whole else re.escape(repr(value))
+    return rf"(?<![\w.]){spelled}(?![\w.])"
+
+
+def constraint_copies() -> list[str]:
+    """Lines outside vlarisk.core.settings that restate a constraint of a field of these blocks: a bound
+    compared by hand (``self.task_specific <= 1.0``, ``2 <= low``) or the key given a schema of its own."""
+    found = []
+    for block in CONSTRAINED:
+        for kind, field in settings.block_fields(block):
+            schema = settings.value_schema(kind, field)
+            bounds = [schema[key] for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if key in schema]
+            bounds += [branch["items"].get("minimum") for branch in schema.get("oneOf", []) if "items" in branch]
+            name = rf"(?:self\.|spec\.|settings\.)?\b{field.name}\b"
+            patterns = [rf"{name}\s*[<>]=?\s*{_number(bound)}|{_number(bound)}\s*[<>]=?\s*{name}" for bound in bounds if bound is not None]
+            patterns.append(rf"[\"']{field.name}[\"']\s*:\s*\{{\s*[\"'](?:type|enum|oneOf|minimum|maximum|\$ref)[\"']")
+            if field.metadata["choices"]:
+                patterns.append(rf"{name}\s*(?:not )?in\s*\(" + r",\s*".join(_literal(choice) for choice in field.metadata["choices"]))
+            found += _scan(re.compile("|".join(patterns)), block, field.name)
+    return found
+
+
+def _scan(pattern: re.Pattern, block: str, name: str) -> list[str]:
+    return [
+        f"{path.relative_to(ROOT)}:{number}: {block}.{name}: {line.strip()}"
+        for path in CODE
+        if path.name != "settings.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+
+
 def fields_of(kind):
     from dataclasses import fields
 
@@ -334,6 +447,10 @@ def test_no_hand_copy_of_a_default_or_a_flag():
     assert hand_copies() == []
 
 
+def test_no_hand_copy_of_a_constraint():
+    assert constraint_copies() == []
+
+
 def test_the_scan_finds_a_hand_copy(tmp_path, monkeypatch):
     copy = tmp_path / "copy.py"
     copy.write_text(
@@ -342,3 +459,17 @@ def test_the_scan_finds_a_hand_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     monkeypatch.setattr(sys.modules[__name__], "CODE", [copy])
     assert [line.split(": ")[1] for line in hand_copies()] == ["val_fraction", "n_boot", "n_boot"]
+
+
+def test_the_scans_find_a_copy_of_a_source_blocks_default_or_constraint(tmp_path, monkeypatch):
+    copy = tmp_path / "copy.py"
+    copy.write_text(
+        "def simulate(num_success: int = 200, horizon=150):\n"
+        '    mix = {"none": 0.2, "action_noise": 0.25, "perception_bias": 0.35, "gripper_open": 0.2}\n'
+        "    if not 0.0 <= spec.task_specific <= 1.0 or layout not in ('dict', 'list'):\n"
+        '        return {"hidden_dim": {"type": "integer", "minimum": 8}}\n'
+    )
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "CODE", [copy])
+    assert sorted({line.split(": ")[1] for line in hand_copies()}) == ["horizon", "mix", "num_success"]
+    assert [line.split(": ")[1] for line in constraint_copies()] == ["simulate.hidden_dim", "simulate.task_specific", "simulate.layout"]

@@ -26,7 +26,13 @@ FIELD_LIST = ", ".join(field.name for field in fields(SimulationSpec))
         ('{"hidden_dim": "16"}', "--spec: field 'hidden_dim' expects int, got \"16\""),
         ('{"with_labels": 1}', "--spec: field 'with_labels' expects bool, got 1"),
         ('{"num_success": true}', "--spec: field 'num_success' expects int, got true"),
-        ('{"layout": "x"}', "--spec: layout must be 'dict' or 'list', got 'x'"),
+        ('{"layout": "x"}', "--spec: layout must be one of ['dict', 'list'], got 'x'"),
+        # the config schema's constraints, held by the settings' fields (vlarisk.core.settings.check_values)
+        ('{"num_tasks": 0}', "--spec: num_tasks must be >= 1, got 0"),
+        ('{"success_steps": [10, 1]}', "--spec: success_steps must be a rollout length (at least 2), or an inclusive range"),
+        ('{"signal_strength": [1, 2]}', "--spec: signal_strength needs 7 values, got 2"),
+        ('{"nonlinear_dimensions": [7]}', "--spec: nonlinear_dimensions values must be <= 6, got 7"),
+        ('{"failure_onset": [0.5, 0.2]}', "--spec: failure_onset must be a range lo <= hi"),
     ],
 )
 def test_bad_spec_names_the_field(text, message):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import typing
+from collections.abc import Mapping
 from typing import Any
 
 from vlarisk.core.errors import InputError
@@ -33,24 +35,34 @@ def json_object(text: str, option: str, holding: str = "", example: str = "") ->
 
 def dataclass_from_json(cls: type, text: str, option: str = "--spec") -> Any:
     """``cls(**json.loads(text))``, every problem an :class:`InputError` naming ``option`` and the field."""
-    values = json_object(text, option, f"{cls.__name__} fields", example='{"hidden_dim": 16}')
+    return dataclass_from_values(cls, json_object(text, option, f"{cls.__name__} fields", example='{"hidden_dim": 16}'), option)
+
+
+def dataclass_from_values(cls: type, values: Mapping, option: str) -> Any:
+    """``cls(**values)``, every problem an :class:`InputError` naming ``option`` and the field."""
     fields = {field.name: field for field in dataclasses.fields(cls)}
     for name, value in values.items():
         if name not in fields:
             close = difflib.get_close_matches(name, list(fields), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise InputError(f"{option}: unknown field '{name}'{hint}; the fields are {', '.join(fields)}")
-        accepted = _accepted_types(fields[name])
+        annotation = _type_name(typing.get_type_hints(cls)[name])
+        accepted = _accepted_types(annotation)
         if accepted and (not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted)):
-            raise InputError(f"{option}: field '{name}' expects {fields[name].type}, got {json.dumps(value)}")
+            raise InputError(f"{option}: field '{name}' expects {annotation}, got {json.dumps(value)}")
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{option}: {exc}") from None
 
 
-def _accepted_types(field: dataclasses.Field) -> tuple[type, ...]:
-    """The JSON value types a field's annotation admits (empty: not checked here)."""
-    words = str(field.type).replace("[", " ").replace("]", " ").replace("|", " ").replace(",", " ").split()
+def _type_name(annotation) -> str:
+    """A type as its annotation reads: ``int``, ``tuple[int, int]``, ``int | None``."""
+    return annotation.__name__ if isinstance(annotation, type) and not typing.get_args(annotation) else str(annotation)
+
+
+def _accepted_types(annotation: str) -> tuple[type, ...]:
+    """The JSON value types an annotation admits (empty: not checked here)."""
+    words = annotation.replace("[", " ").replace("]", " ").replace("|", " ").replace(",", " ").split()
     top = [word for word in words if word in _ACCEPTED]
     return tuple({kind for word in top for kind in _ACCEPTED[word]})

@@ -21,117 +21,21 @@ from __future__ import annotations
 import json
 import pickle
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 
 import numpy as np
 
 from vlarisk.core.constants import NUM_DIMENSIONS
 from vlarisk.core.errors import InputError
 from vlarisk.core.io_utils import atomic_path
+from vlarisk.core.settings import SimulationSettings
 from vlarisk.data.labels import failure_window
 
 
-@dataclass
-class SimulationSpec:
-    """Everything that determines a synthetic source; the same spec always gives the same bytes.
-
-    Parameters
-    ----------
-    hidden_dim : int
-        Size of the hidden states (4096 for OpenVLA; small values keep the default run fast).
-    num_success, num_failure : int
-        Rollouts written to ``success_rollouts.pkl`` and ``failure_rollouts.pkl``.
-    success_steps, failure_steps : int or (int, int)
-        Rollout lengths, fixed or an inclusive range. Equal ranges keep episode length from
-        telling outcomes apart.
-    num_tasks : int
-        Tasks the rollouts are spread over; each task shifts the hidden state by its own offset.
-    chunk_size : int
-        Steps that share one hidden state (an action chunk); 1 gives a state per step.
-    signal_strength : list of float
-        Shift along each dimension's planted direction at full risk, in units of the noise std.
-    failure_signal_strength : float
-        Shift along the shared failure-progress direction at the end of a failed rollout.
-    risk_window_fraction, min_risk_window : float, int
-        The planted risk ramps over the last ``max(min_risk_window, fraction * T)`` steps of a failure.
-    failure_onset : (float, float) or None
-        A labelled failure onset: each failed rollout draws a relative onset time ``u`` uniformly
-        from ``[lo, hi)`` and its culprits' risk (label and planted shift alike) ramps up from step
-        ``floor(u * T)`` (the first labelled step) to 1 at its end, so early warning is both
-        learnable and checkable.
-        ``None``: the ramp covers the last ``risk_window_fraction`` of the failure.
-    failure_drift : float
-        Early warning: along the failure-progress direction a failed rollout drifts linearly from 0
-        at its first step to ``failure_drift`` at its last (the state takes the larger of the drift
-        and the risk window's progress). 0: nothing precedes the risk window. The labels are
-        unchanged, so the drift is a precursor that only rollout-level detection is scored on.
-    action_coupling : float
-        How much a culprit's action magnitude follows its risk (1: fully, 0: not at all).
-    nonlinear_dimensions : list of int
-        Dimensions whose shift has a random sign per rollout: no linear read-out sees them.
-    task_specific : float
-        Share in [0, 1] of each direction that is drawn per task instead of shared.
-    massive_features : int
-        Features carrying a huge, nearly constant activation (``massive_scale`` times the noise).
-    feature_scale_sigma : float
-        Each feature is scaled by ``exp(sigma * N(0, 1))``: uneven scales across features.
-    with_labels : bool
-        Write ``per_dim_risk`` step labels (the planted risk); otherwise the heuristic must label.
-    layout : {"dict", "list"}
-        ``{"trajectories": [...], "metadata": {...}}`` or a bare list: both occur in real files.
-    """
-
-    hidden_dim: int = 64
-    num_success: int = 200
-    num_failure: int = 400
-    success_steps: tuple[int, int] = (40, 70)
-    failure_steps: int | tuple[int, int] = 80
-    num_tasks: int = 10
-    chunk_size: int = 8
-    signal_strength: list[float] = field(default_factory=lambda: [3.0, 4.0, 3.5, 2.0, 3.5, 2.5, 3.0])
-    failure_signal_strength: float = 2.0
-    task_offset_scale: float = 0.5
-    risk_window_fraction: float = 0.2
-    min_risk_window: int = 10
-    failure_onset: tuple[float, float] | None = None
-    failure_drift: float = 0.0
-    action_coupling: float = 1.0
-    nonlinear_dimensions: list[int] = field(default_factory=list)
-    task_specific: float = 0.0
-    massive_features: int = 0
-    massive_scale: float = 100.0
-    feature_scale_sigma: float = 0.0
-    with_labels: bool = True
-    layout: str = "dict"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        self.success_steps = _length_range(self.success_steps, "success_steps")
-        self.failure_steps = _length_range(self.failure_steps, "failure_steps")
-        self.nonlinear_dimensions = sorted(int(d) for d in self.nonlinear_dimensions)
-        if self.failure_onset is not None:
-            low, high = (float(v) for v in self.failure_onset)
-            if not 0.0 <= low <= high < 1.0:
-                raise ValueError(f"failure_onset must be a range 0 <= lo <= hi < 1 of relative times, got {self.failure_onset!r}")
-            self.failure_onset = (low, high)
-        if len(self.signal_strength) != NUM_DIMENSIONS:
-            raise ValueError(f"signal_strength needs {NUM_DIMENSIONS} values, got {len(self.signal_strength)}")
-        if self.layout not in ("dict", "list"):
-            raise ValueError(f"layout must be 'dict' or 'list', got {self.layout!r}")
-        if any(not 0 <= d < NUM_DIMENSIONS for d in self.nonlinear_dimensions):
-            raise ValueError(f"nonlinear_dimensions must lie in [0, {NUM_DIMENSIONS}), got {self.nonlinear_dimensions}")
-        if not 0.0 <= self.task_specific <= 1.0 or not 0.0 <= self.action_coupling <= 1.0:
-            raise ValueError("task_specific and action_coupling must lie in [0, 1]")
-        if not 0 <= self.massive_features <= self.hidden_dim - NUM_DIMENSIONS - 1:
-            raise ValueError(f"massive_features must leave room for the planted directions, got {self.massive_features}")
-
-
-def _length_range(value, name: str) -> tuple[int, int]:
-    """``n`` or ``(lo, hi)`` as an inclusive range of rollout lengths."""
-    low, high = (value, value) if np.ndim(value) == 0 else tuple(value)
-    if not 2 <= int(low) <= int(high):
-        raise ValueError(f"{name} must be a length >= 2 or a range lo <= hi, got {value!r}")
-    return int(low), int(high)
+class SimulationSpec(SimulationSettings):
+    """Everything that determines a synthetic source, as a config's ``simulate`` block gives it: the fields,
+    their defaults and meaning are :class:`vlarisk.core.settings.SimulationSettings`' (docs/settings.md).
+    The same spec always gives the same bytes."""
 
 
 def planted_directions(hidden_dim: int, rng: np.random.Generator) -> np.ndarray:

@@ -14,7 +14,7 @@ import os
 import pickle
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from vlarisk.core.io_utils import atomic_path, write_json
 from vlarisk.physics import labels as deviation_rule
 from vlarisk.physics.env import ABSENT_DIMENSIONS, TaskEnv, to_seven_dims
 from vlarisk.physics.episodes import BLAME_WINDOW, Episode, blame, point_of_no_return, run_episode
-from vlarisk.physics.perturbations import DEFAULT_MIX, draw_perturbation
+from vlarisk.physics.perturbations import draw_perturbation
 from vlarisk.physics.policy import MlpPolicy, load_policy
 
 SUCCESS_FILE, FAILURE_FILE, COLLECTION_FILE, POLICY_FILE = "success_rollouts.pkl", "failure_rollouts.pkl", "collection.json", "policy.pt"
@@ -34,15 +34,16 @@ SUCCESS_FILE, FAILURE_FILE, COLLECTION_FILE, POLICY_FILE = "success_rollouts.pkl
 
 @dataclass(frozen=True)
 class CollectionSettings:
-    """What to collect: tasks, total episodes, seed, horizon, fault mix, the labelling cap, workers."""
+    """What to collect: tasks, total episodes, seed, horizon, fault mix, the labelling cap, workers (the
+    ``collect`` block's values, whose defaults are :class:`vlarisk.core.settings.CollectSettings`')."""
 
     tasks: tuple[str, ...]
     episodes: int
-    seed: int = 0
-    horizon: int = 150
-    mix: dict = field(default_factory=lambda: dict(DEFAULT_MIX))
-    max_labelled_failures: int = 60
-    workers: int = 2
+    seed: int
+    horizon: int
+    mix: dict
+    max_labelled_failures: int
+    workers: int
 
 
 def episode_seed(seed: int, task_index: int, episode: int) -> int:

@@ -18,9 +18,9 @@ from functools import lru_cache
 import numpy as np
 
 from vlarisk.core.errors import InputError
+from vlarisk.core.settings import ENVIRONMENTS
 
 SIM_EXTRA = 'pip install -e ".[sim]"'
-ENVIRONMENTS = ("metaworld",)
 ARM_DIMENSIONS = (0, 1, 2, 6)  # where the arm's [dx, dy, dz, gripper] sit in the 7-D [x, y, z, roll, pitch, yaw, gripper]
 ABSENT_DIMENSIONS = (3, 4, 5)  # roll, pitch, yaw: the MetaWorld arm has no rotation actions
 OBJECT_POSITION = slice(4, 7)  # the first object's position in MetaWorld's 39-D observation
@@ -44,7 +44,7 @@ def available_tasks() -> tuple[str, ...]:
     return tuple(sorted(metaworld.policies.ENV_POLICY_MAP))
 
 
-def check_tasks(tasks: list[str], env: str = "metaworld") -> list[str]:
+def check_tasks(tasks: list[str], env: str) -> list[str]:
     """The tasks, or a one-line error naming an unknown environment or task and the closest names."""
     if env not in ENVIRONMENTS:
         raise InputError(f"--env {env!r}: unknown environment; expected one of {list(ENVIRONMENTS)}")

@@ -13,11 +13,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from vlarisk.core.errors import InputError
+from vlarisk.core.settings import FAULT_KINDS as KINDS
 from vlarisk.physics.env import OBJECT_POSITION
 
-KINDS = ("none", "action_noise", "perception_bias", "gripper_open")
 AXES = ("x", "y", "z")
-DEFAULT_MIX = {"none": 0.2, "action_noise": 0.25, "perception_bias": 0.35, "gripper_open": 0.2}
 
 
 @dataclass(frozen=True)

@@ -9,27 +9,14 @@ A multi-task policy takes the task as a one-hot vector after the observation.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
 from torch import nn
 
+from vlarisk.core.settings import PolicySettings  # the collect block's policy settings
 from vlarisk.physics.env import TaskEnv
-
-
-@dataclass(frozen=True)
-class PolicySettings:
-    """How the policy is trained: demos per task, their noise and horizon, the MLP and its optimiser."""
-
-    demos_per_task: int = 40
-    demo_noise: float = 0.3
-    horizon: int = 150
-    hidden_dims: tuple[int, ...] = (256, 256)
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 1e-3
-    seed: int = 0
 
 
 def _array(value) -> np.ndarray:

@@ -18,20 +18,30 @@ torch), so the Snakefile imports it on every run at no cost.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from vlarisk.core.settings import DetectionSettings, SplitSettings, TrainingConfig, block_flags, defaults
+from vlarisk.core.settings import (
+    ABLATION_FACTORS,
+    ALL_SOURCES,
+    CollectSettings,
+    DetectionSettings,
+    SplitSettings,
+    TrainingConfig,
+    block_flags,
+    defaults,
+)
 from vlarisk.data.documents import BEST_MODEL, LATEST_CHECKPOINT, RESULTS_FILE
 from vlarisk.report.table_registry import PAPER_TABLES, PREDICTIONS_INPUTS
 
 RESULTS_BASE = "results"
 EXPERIMENTS = "experiments"
 DATA_BLOCKS = ("sources", "split")  # what rollouts, datasets and splits are made from, with detection.alpha
-ALL_SOURCES = "all"  # a multi-model group listed as `all`: every configured source
+# The `collect` keys that fix a collected source's policy (train_policy), and those of its collection after it.
+POLICY_KEYS = ("env", "tasks", "seed", "horizon", "policy")
+COLLECTION_KEYS = ("episodes", "max_labelled_failures", "mix")
 TABLE_FORMATS = ("md", "tex", "csv", "json", "html")  # html last: the copy shown in the report
 
 
@@ -178,7 +188,6 @@ class Paths:
 # ---------------------------------------------------------------------------- the ablation grid
 # Factors that are training settings (vlarisk.core.settings.TrainingConfig fields); `labels` is not:
 # it changes the training data.
-TRAINING_FACTORS = ("loss_type", "hidden_dims", "dropout", "normalize")
 ABLATION_CELL_PATTERN = r"default|[a-z_]+-[A-Za-z0-9_.]+"
 
 
@@ -224,10 +233,10 @@ class Plan:
             if members != ALL_SOURCES or len(self.sources) > 1
         }
         self.multi_overrides = dict(multi_model.get("training") or {})
-        ablations = config.get("ablations") or {"factors": {}, "seeds": []}
+        ablations = config.get("ablations") or {}  # no block: no ablations (a given block has the schema's defaults)
         self.ablation_sources = list(ablations.get("sources", self.sources[:1]))
-        self.ablation_seeds = list(ablations["seeds"])
-        self.ablation_factor_values = dict(ablations["factors"])
+        self.ablation_seeds = list(ablations.get("seeds", []))
+        self.ablation_factor_values = dict(ablations.get("factors", {}))
         self.ablation_overrides = dict(ablations.get("training", {}))
         self._check()
 
@@ -300,21 +309,13 @@ class Plan:
 
     def policy_flags(self, source: str) -> str:
         """collect_rollouts.py's flags that fix a collected source's policy: env, tasks, seed, horizon, policy settings."""
-        block = self.source_config(source)["collect"]
-        flags = [f"--env {shlex.quote(block.get('env', 'metaworld'))}", "--tasks " + " ".join(shlex.quote(t) for t in block["tasks"])]
-        flags += [f"--seed {int(block.get('seed', 0))}", f"--horizon {int(block.get('horizon', 150))}"]
-        flags.append("--policy-settings " + shlex.quote(json.dumps(block.get("policy", {}), sort_keys=True)))
-        return " ".join(flags)
+        block = {**defaults(CollectSettings), **self.source_config(source)["collect"]}
+        return block_flags(CollectSettings, block, names=POLICY_KEYS)
 
     def collect_flags(self, source: str) -> str:
         """collect_rollouts.py's flags for a collected source's `collect` block (the policy is an input)."""
         block = self.source_config(source)["collect"]
-        flags = [self.policy_flags(source), f"--episodes {int(block['episodes'])}"]
-        if "max_labelled_failures" in block:
-            flags.append(f"--max-labelled-failures {int(block['max_labelled_failures'])}")
-        if "mix" in block:
-            flags.append("--mix " + shlex.quote(json.dumps(block["mix"], sort_keys=True)))
-        return " ".join(flags)
+        return self.policy_flags(source) + " " + block_flags(CollectSettings, block, names=COLLECTION_KEYS)
 
     # --------------------------------------------------------------------------- settings
     def training_settings(self, source: str, **overrides) -> dict:
@@ -461,7 +462,7 @@ class Plan:
     def ablation_cell_settings(self, source: str, cell: str) -> dict:
         """The training settings every seed of the cell shares: baseline and the varied factor (no seed)."""
         factor, value = self.ablation_cells(source)[cell]
-        varied = {factor: value} if factor in TRAINING_FACTORS else {}
+        varied = {factor: value} if factor in ABLATION_FACTORS else {}
         settings = self.training_settings(source, **{**self.ablation_overrides, **varied})
         settings.pop("seed", None)
         return settings
