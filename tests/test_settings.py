@@ -222,7 +222,7 @@ def test_config_validates_and_makes_a_training_config(path):
 def test_shipped_configs_hold_only_what_differs(path):
     """config/config.yaml from the settings' defaults; the others from what they are merged over."""
     beneath = resolved("config/config.yaml") if path != "config/config.yaml" else {}
-    for block in SETTINGS_BLOCKS:
+    for block in (*SETTINGS_BLOCKS, "multi_model", "ablations"):
         base = {field.name: default_of(field) for _, field in settings.block_fields(block)} | beneath.get(block, {})
         for key, value in (load_config(path).get(block) or {}).items():
             assert value != base[key], f"{path}: {block}.{key}: {value!r} is already the value beneath it"

@@ -10,7 +10,11 @@ def main(argv=None):
     parser.add_argument("--success", required=True, help="output success_rollouts.pkl")
     parser.add_argument("--failure", required=True, help="output failure_rollouts.pkl")
     parser.add_argument("--planting", required=True, help="output .npz recording the planted directions")
-    parser.add_argument("--spec", default="{}", help="JSON object of SimulationSpec fields (hidden_dim, num_failure, ...)")
+    parser.add_argument(
+        "--spec",
+        default="{}",
+        help="JSON object of a simulate block's keys (hidden_dim, num_failure, ...; docs/settings.md); the others keep their defaults",
+    )
     args = parser.parse_args(argv)
     spec = dataclass_from_json(SimulationSpec, args.spec, "--spec")
     write_synthetic_source(spec, args.success, args.failure, args.planting)
