@@ -24,7 +24,8 @@ AS_MODULE = not os.path.samefile(
 # imported here use the standard library, yaml and numpy only (numpy: the table registry), so
 # parsing never loads torch.
 sys.path.insert(0, os.path.join(WORKFLOW_DIR, "src"))
-# YAML keeps only the last of two equal keys (e.g. two sources of one name): refuse them.
+# What loading the config with `configfile:` and `validate` leaves to do: duplicate keys, nulls,
+# --config strings, experiments, one-line errors.
 from vlarisk.workflow import config_checks
 
 # Which package modules each workflow script imports: a rule's code inputs.
@@ -47,38 +48,46 @@ def _read_yaml(path):
         return yaml.safe_load(handle) or {}
 
 
-# The config: config/config.yaml's defaults, the user's config files and --config values merged
-# over them, a selected experiment over that, --config again last; strings of --config read as
-# the schema's types; unknown top-level keys refused (vlarisk.workflow.config_checks.resolve_config).
-# --replace-workflow-config drops the defaults. Used as a module, the config handed over is the
-# user's layer.
-_settings_of_run = getattr(workflow, "config_settings", None)
-_replace = bool(getattr(_settings_of_run, "replace_workflow_config", False))
+# The config: config/config.yaml (what differs from the defaults), then the user's config files and
+# --config values, merged key by key by Snakemake; --replace-workflow-config drops config/config.yaml.
+# The example sources, multi-model group, ablation factors and experiments are the schema's defaults,
+# not in that file, so that a user's own replace them whole. Used as a module, the config handed over
+# is the user's layer (Snakemake skips `configfile:` then, so it is merged over the file here).
 _defaults_file = os.path.join(WORKFLOW_DIR, "config", "config.yaml")
-_user_files = [] if AS_MODULE else config_checks.effective_config_files(workflow)
-_schema = _read_yaml(
-    os.path.join(WORKFLOW_DIR, "config", "schema", "config.schema.yaml")
-)
-_overrides = {} if AS_MODULE else dict(getattr(_settings_of_run, "config", None) or {})
-_defaults = None if _replace else _read_yaml(_defaults_file)
+
+
+configfile: _defaults_file
+
+
+_cli = workflow.config_settings
+_user_files = [] if AS_MODULE else [str(path) for path in _cli.configfiles]
+_overrides = {} if AS_MODULE else dict(_cli.config or {})
+_defaults = _read_yaml(_defaults_file)
 _layers = [(path, _read_yaml(path)) for path in _user_files] + (
     [("--config", _overrides)] if _overrides else []
 )
-# A bad config ends the run with one line per problem, naming the file (or --config) and key path.
+if AS_MODULE:
+    config = config_checks.over_defaults(_defaults, config)
+elif _cli.replace_workflow_config:
+    _defaults = {}
+_schema = _read_yaml(
+    os.path.join(WORKFLOW_DIR, "config", "schema", "config.schema.yaml")
+)
+# A bad config ends the run with one line per problem, naming the file (or --config) and key path;
+# then null removes a key, --config strings are read as the schema's types, a selected experiment
+# goes over the config (vlarisk.workflow.config_checks.resolve_config).
 try:
-    config_checks.check_config_files(
-        _user_files if _replace else [_defaults_file, *_user_files]
-    )
+    config_checks.check_config_files(workflow.configfiles)
     config = config_checks.resolve_config(
-        config, _schema, defaults=_defaults, overrides=_overrides, origins=_layers
+        config, _schema, overrides=_overrides, origins=_layers
     )
     config_checks.check_schema(
-        config, _schema, origins=[(_defaults_file, _defaults or {}), *_layers]
+        config, _schema, origins=[(_defaults_file, _defaults), *_layers]
     )
 except config_checks.ConfigError as _error:
     sys.exit(f"error: {_error}")
-# The schema (generated from vlarisk.core.settings) also fills in every setting left out with its default.
-validate(config, schema="../config/schema/config.schema.yaml")
+# The schema (generated from vlarisk.core.settings and vlarisk.workflow.config_schema) fills in every key left out.
+validate(config, schema="../config/schema/config.schema.yaml", set_default=True)
 # Fails here, before any job, on what the schema cannot check (e.g. a group of unknown sources).
 PLAN = Plan(config)
 # Outputs under results/, or results/experiments/<name>/ for a selected experiment; its rollouts,

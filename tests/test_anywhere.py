@@ -75,14 +75,11 @@ def shell_commands(output: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ own rollouts
-def test_replacing_the_sources_in_config_yaml_is_all_it_takes(tmp_path, own_sources):
-    """README, 'Using your own rollouts': edit config/config.yaml, replace the sources, nothing else."""
+def test_adding_sources_to_config_yaml_is_all_it_takes(tmp_path, own_sources):
+    """README, 'Using your own rollouts': add them to config/config.yaml as `sources`, nothing else."""
     project = copy_project(tmp_path / "project")
     config_file = project / "config" / "config.yaml"
-    text = config_file.read_text()
-    own = yaml.safe_dump({"sources": own_sources}, default_flow_style=False)
-    text = re.sub(r"^sources:\n.*?(?=^\S)", own + "\n", text, count=1, flags=re.S | re.M)
-    config_file.write_text(text)
+    config_file.write_text(config_file.read_text() + yaml.safe_dump({"sources": own_sources}, default_flow_style=False))
     assert planned_jobs(project) == {**OWN_CHAIN, **MULTI, **REPORT, "all": 1}
     ablations = planned_jobs(project, "paper")
     assert {key.split("_")[0] for key in ablations} >= {"train", "evaluate", "paper"}

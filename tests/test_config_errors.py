@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vlarisk.workflow.config_checks import ConfigError, check_schema, resolve_config
+from vlarisk.workflow.config_checks import ConfigError, check_schema, over_defaults, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "config" / "schema" / "config.schema.yaml").read_text())
@@ -19,7 +19,7 @@ def problems(layers: list[tuple[str, dict]]) -> list[str]:
     merged = {}
     for _, layer in layers:
         merged = {**merged, **layer}
-    config = resolve_config(merged, SCHEMA, defaults=DEFAULTS, origins=layers)
+    config = resolve_config(over_defaults(DEFAULTS, merged), SCHEMA, origins=layers)
     with pytest.raises(ConfigError) as caught:
         check_schema(config, SCHEMA, origins=[("config/config.yaml", DEFAULTS), *layers])
     return str(caught.value).splitlines()
@@ -65,4 +65,4 @@ def test_every_problem_gets_its_line():
 
 
 def test_the_defaults_pass():
-    check_schema(resolve_config({}, SCHEMA, defaults=DEFAULTS), SCHEMA, origins=[("config/config.yaml", DEFAULTS)])
+    check_schema(resolve_config(DEFAULTS, SCHEMA), SCHEMA, origins=[("config/config.yaml", DEFAULTS)])

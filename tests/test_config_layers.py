@@ -1,5 +1,7 @@
-"""The pipeline config's layers (vlarisk.workflow.config_checks): defaults, a user's files and --config
-merged in order, --config strings read as the schema's types, unknown keys refused, experiments."""
+"""The pipeline config's layers: config/config.yaml, a user's files and --config merged in order as
+Snakemake's `configfile:` merges them (config_checks.over_defaults), the schema's defaults, nulls,
+--config strings read as the schema's types, unknown keys refused, experiments
+(vlarisk.workflow.config_checks)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,15 @@ import yaml
 from snakemake.utils import validate
 
 from vlarisk.core.settings import SplitSettings, TrainingConfig, default_of, defaults, settings_of
-from vlarisk.workflow.config_checks import ConfigError, coerce, merge_configs, resolve_config, select_experiment
+from vlarisk.workflow.config_checks import (
+    REPLACED_WHOLE,
+    ConfigError,
+    coerce,
+    merge_configs,
+    over_defaults,
+    resolve_config,
+    select_experiment,
+)
 from vlarisk.workflow.planning import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +31,7 @@ OWN = {"mine": {"success": "data/s.pkl", "failure": "data/f.pkl"}}
 
 
 def resolved(config, **kwargs) -> dict:
-    merged = resolve_config(config, SCHEMA, defaults=DEFAULTS, **kwargs)
+    merged = resolve_config(over_defaults(DEFAULTS, config), SCHEMA, **kwargs)
     validate(merged, schema=str(SCHEMA_PATH))
     return merged
 
@@ -36,11 +46,27 @@ def test_a_partial_config_merges_over_the_defaults():
 
 
 def test_named_collections_are_replaced_and_null_removes():
-    merged = merge_configs(DEFAULTS, {"multi_model": {"groups": {"ab": ["a", "b"]}}, "ablations": {"factors": {"dropout": [0.3]}}})
+    merged = resolved({"multi_model": {"groups": {"ab": ["a", "b"]}}, "ablations": {"factors": {"dropout": [0.3]}}})
     assert merged["multi_model"]["groups"] == {"ab": ["a", "b"]}
     assert merged["ablations"]["factors"] == {"dropout": [0.3]} and merged["ablations"]["training"] == {"epochs": 8}
-    assert "multi_model" not in merge_configs(DEFAULTS, {"multi_model": None})
-    assert merged is not DEFAULTS and DEFAULTS["multi_model"]["groups"] == {"all_sources": "all"}  # defaults untouched
+    assert "multi_model" not in resolved({"multi_model": None}) and "multi_model" not in resolved({}, overrides={"multi_model": "null"})
+    assert resolved({"training": {"epochs": None}})["training"]["epochs"] == defaults(TrainingConfig)["epochs"]  # back to the default
+    assert DEFAULTS["multi_model"] == {}  # defaults untouched
+
+
+def test_the_workflow_file_holds_no_collection_a_user_replaces():
+    """Snakemake merges a user's config over config/config.yaml key by key: a collection given there
+    would mix with the user's, so their defaults are the schema's."""
+    for path in REPLACED_WHOLE:
+        layer = DEFAULTS
+        for key in path[:-1]:
+            layer = layer.get(key) or {}
+        assert path[-1] not in layer, path
+
+
+def test_experiments_and_command_line_values_replace_collections_whole():
+    merged = merge_configs({"multi_model": {"groups": {"g": "all"}, "training": {"epochs": 2}}}, {"multi_model": {"groups": {"h": ["a"]}}})
+    assert merged == {"multi_model": {"groups": {"h": ["a"]}, "training": {"epochs": 2}}}
 
 
 @pytest.mark.parametrize("path", ["config/paper.yaml", "tests/data/tiny_config.yaml"])
@@ -82,7 +108,7 @@ def test_config_strings_are_read_as_the_schema_types():
 
 
 def test_a_string_that_does_not_convert_is_left_for_the_schema():
-    config = resolve_config({"training": {"epochs": "three"}}, SCHEMA, defaults=DEFAULTS)
+    config = resolve_config(over_defaults(DEFAULTS, {"training": {"epochs": "three"}}), SCHEMA)
     with pytest.raises(Exception, match="'three' is not of type 'integer'"):
         validate(config, schema=str(SCHEMA_PATH))
 
@@ -95,11 +121,11 @@ def test_overrides_from_the_command_line_win_and_keep_types():
 # ------------------------------------------------------------------------------- unknown keys
 def test_unknown_top_level_keys_name_their_origin():
     with pytest.raises(ConfigError, match=r"--config: unknown top-level key 'epochs' \(a setting of training"):
-        resolve_config({"epochs": 3}, SCHEMA, defaults=DEFAULTS, origins=[("my.yaml", {}), ("--config", {"epochs": 3})])
+        resolve_config({"epochs": 3}, SCHEMA, origins=[("my.yaml", {}), ("--config", {"epochs": 3})])
     with pytest.raises(ConfigError, match="my.yaml: unknown top-level key 'sorces'"):
-        resolve_config({"sorces": OWN}, SCHEMA, defaults=DEFAULTS, origins=[("my.yaml", {"sorces": OWN})])
+        resolve_config({"sorces": OWN}, SCHEMA, origins=[("my.yaml", {"sorces": OWN})])
     with pytest.raises(ConfigError, match=r"--config: unknown top-level key 'experiments_to_run' \(read by vlarisk-run"):
-        resolve_config({}, SCHEMA, defaults=DEFAULTS, origins=[("--config", {"experiments_to_run": ["a", "b"]})])
+        resolve_config({}, SCHEMA, origins=[("--config", {"experiments_to_run": ["a", "b"]})])
 
 
 def test_the_schema_refuses_unknown_top_level_keys_too():
@@ -112,6 +138,10 @@ def test_a_selected_experiment_is_merged_over_the_config():
     config = resolved({"sources": OWN, "experiments": {"small": {"training": {"lr": "1e-4"}}}, "experiment": "small"})
     assert config["training"]["lr"] == 1e-4 and config["training"]["epochs"] == DEFAULTS["training"]["epochs"]
     assert "lr_small" not in config["experiments"]  # the user's experiments replace the examples
+
+
+def test_the_schema_examples_can_be_selected():
+    assert resolved({"experiment": "lr_small"})["training"]["lr"] == 1e-4
 
 
 def test_command_line_values_win_over_the_experiment():

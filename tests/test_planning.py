@@ -15,7 +15,7 @@ from vlarisk.commands.tables import parse_args as parse_table_args
 from vlarisk.report import tables
 from vlarisk.report.table_registry import PAPER_TABLES
 from vlarisk.workflow import planning
-from vlarisk.workflow.config_checks import resolve_config
+from vlarisk.workflow.config_checks import over_defaults, resolve_config
 from vlarisk.workflow.planning import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def load(path: str = "config/config.yaml", **changes) -> dict:
     merged over config/config.yaml, validated, schema defaults filled in."""
     config = yaml.safe_load((ROOT / path).read_text())
     config.update(copy.deepcopy(changes))
-    config = resolve_config(config, SCHEMA_DOC, defaults=DEFAULTS)
+    config = resolve_config(over_defaults(DEFAULTS, config), SCHEMA_DOC)
     validate(config, schema=SCHEMA)
     return config
 

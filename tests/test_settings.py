@@ -58,9 +58,9 @@ def resolved(path: str) -> dict:
     """A shipped config as the workflow sees it: over config/config.yaml, the defaults filled in."""
     from snakemake.utils import validate
 
-    from vlarisk.workflow.config_checks import resolve_config
+    from vlarisk.workflow.config_checks import over_defaults, resolve_config
 
-    config = resolve_config(load_config(path), SCHEMA, defaults=load_config("config/config.yaml"))
+    config = resolve_config(over_defaults(load_config("config/config.yaml"), load_config(path)), SCHEMA)
     validate(config, schema=str(ROOT / "config" / "schema" / "config.schema.yaml"))
     return config
 

@@ -1,11 +1,13 @@
-"""The pipeline's config: checks that loading it and the JSON schema cannot make, and the layers.
+"""The pipeline's config: what Snakemake's ``configfile:`` and the JSON schema do not do.
 
-Layers (:func:`resolve_config`): ``config/config.yaml`` holds the defaults; a user's config files
-and ``--config`` values are merged over them (:func:`merge_configs`); a selected experiment's
-settings over that; ``--config`` values win over everything. Values that ``--config`` hands over
-as strings (Snakemake reads nested values as text: ``training={epochs: 3}`` gives ``'3'``) are
-read as the type the schema asks for (:func:`coerce`), and unknown top-level keys are refused
-with where they came from (:func:`unknown_keys`).
+Snakemake merges ``config/config.yaml`` (what differs from the defaults), a user's config files and
+``--config`` values key by key; the schema fills in every key left out with its default, the example
+sources, groups, factors and experiments included, so that a user's own replace them whole.
+:func:`resolve_config` does the rest: a key set to null is removed, values that ``--config`` hands
+over as strings (``training={epochs: 3}`` gives ``'3'``) are read as the schema's types
+(:func:`coerce`), a selected experiment's settings go over the config and ``--config`` over those,
+and unknown top-level keys are refused naming the file they came from (:func:`check_keys`).
+:func:`check_schema` reports schema violations one line each, naming the file and key path.
 
 Snakemake reads a config file with PyYAML (or ``json``), and both keep only the *last* of two
 equal keys in one mapping, silently: a config listing ``sources: {a: ..., a: ...}`` would train
@@ -27,8 +29,8 @@ from collections.abc import Iterable, Mapping
 
 import yaml
 
-# Mappings of named things a config lists (not settings): a layer that gives one replaces it whole,
-# so a user's sources never mix with the defaults' example sources.
+# Mappings of named things a config lists (not settings): an experiment or a --config value that gives
+# one replaces it whole, as a user's config file replaces the schema's example.
 REPLACED_WHOLE = (("sources",), ("multi_model", "groups"), ("ablations", "factors"), ("experiments",))
 # Keys that select and define experiments; an experiment's own settings cannot hold them.
 EXPERIMENT_KEYS = ("experiment", "experiments")
@@ -87,19 +89,17 @@ def check_config_files(paths: Iterable[str | os.PathLike]) -> None:
         raise ConfigError("duplicate keys in the config:\n" + "\n".join(problems))
 
 
-def effective_config_files(workflow) -> list[str]:
-    """The config files a Snakemake workflow's ``config`` came from.
-
-    With ``--replace-workflow-config`` the Snakefile's own ``configfile:`` is discarded, so only
-    the files given on the command line count.
-    """
-    settings = getattr(workflow, "config_settings", None)
-    if settings is not None and getattr(settings, "replace_workflow_config", False):
-        return [str(p) for p in settings.configfiles]
-    return [str(p) for p in workflow.configfiles]
-
-
 # -------------------------------------------------------------------------------------- layers
+def over_defaults(defaults: Mapping, config: Mapping) -> dict:
+    """``config`` merged over ``defaults`` key by key, as Snakemake's ``configfile:`` merges a user's
+    config over the workflow's file (neither changed); for a module, whose ``configfile:`` is skipped."""
+    from snakemake.utils import update_config  # imported here: vlarisk-run reads this module before Snakemake starts
+
+    merged = copy.deepcopy(dict(defaults))
+    update_config(merged, copy.deepcopy(dict(config)))
+    return merged
+
+
 def merge_configs(base: Mapping, override: Mapping, where: tuple[str, ...] = ()) -> dict:
     """``override`` merged over ``base`` (neither changed): mappings merge key by key, lists and
     values replace, ``None`` removes the key, and the collections in :data:`REPLACED_WHOLE`
@@ -114,6 +114,12 @@ def merge_configs(base: Mapping, override: Mapping, where: tuple[str, ...] = ())
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def without_nulls(config: Mapping) -> dict:
+    """``config`` without the keys set to null, at any depth of mappings: a null removes a key, whose
+    default the schema then fills in."""
+    return {key: without_nulls(value) if isinstance(value, Mapping) else value for key, value in config.items() if value is not None}
 
 
 # -------------------------------------------------------------------------------- coercion
@@ -223,9 +229,9 @@ EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def select_experiment(config: Mapping, schema: Mapping) -> dict:
     """``config`` with the settings of its selected experiment (``experiment: <name>``, one of
-    ``experiments``) merged over it; unchanged when none is selected. Each experiment's keys are
-    checked whether selected or not."""
-    experiments = config.get("experiments") or {}
+    ``experiments``, else of the schema's examples) merged over it; unchanged when none is selected.
+    Each experiment's keys are checked whether selected or not."""
+    experiments = config.get("experiments", schema["properties"]["experiments"].get("default", {}))
     layers = []
     for name, settings in experiments.items():
         origin = f"experiments.{name}"
@@ -250,21 +256,18 @@ def select_experiment(config: Mapping, schema: Mapping) -> dict:
 def resolve_config(
     config: Mapping,
     schema: Mapping,
-    defaults: Mapping | None = None,
     overrides: Mapping | None = None,
     origins: Iterable[tuple[str, Mapping]] = (),
 ) -> dict:
-    """The pipeline's config from its layers, before schema validation.
+    """The pipeline's config, before the schema validates it and fills in the defaults.
 
-    ``config`` is what Snakemake gathered (config files, then ``--config`` values, merged its way);
-    ``defaults`` the workflow's own ``config/config.yaml`` (``None`` with
-    ``--replace-workflow-config``); ``overrides`` the ``--config`` values alone, applied last again
-    so that they win over a selected experiment; ``origins`` the layers as ``(name, mapping)`` for
-    error messages (each user config file, ``--config``).
+    ``config`` is what Snakemake merged (``config/config.yaml``, the user's config files, ``--config``);
+    ``overrides`` the ``--config`` values alone, applied again last so that they win over a selected
+    experiment; ``origins`` the user's layers as ``(name, mapping)`` (each config file, ``--config``),
+    for error messages.
     """
     check_keys([*origins, ("config", config)], schema)
-    merged = merge_configs(defaults or {}, coerce(config, schema))
-    merged = select_experiment(merged, schema)
+    merged = select_experiment(without_nulls(coerce(config, schema)), schema)
     if overrides:
         merged = merge_configs(merged, coerce(overrides, schema))
     return merged
