@@ -10,9 +10,10 @@
 #   compare  `all`, then a table of every results.json under results/ (every experiment):
 #          results/comparison/runs.{csv,md}
 #
-# The config: config/config.yaml holds the defaults; --configfile files and --config values merge
-# over them, and `--config experiment=<name>` selects one of `experiments`, whose outputs go to
-# results/experiments/<name>/ (rules/common.smk, vlarisk.workflow.config_checks). Code, scripts and the
+# The config: `configfile:` config/config.yaml, --configfile files and --config values merged over it,
+# then `validate` against the schema, which fills in the defaults; `--config experiment=<name>` selects
+# one of `experiments`, whose outputs go to results/experiments/<name>/ (rules/common.smk,
+# vlarisk.workflow.config_checks). Code, scripts and the
 # defaults are read beside this file, outputs written under the working directory, so
 # `snakemake -s <repo>/Snakefile --directory <scratch>` and use as a module work (docs/anywhere.md).
 

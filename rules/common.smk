@@ -78,9 +78,7 @@ _schema = _read_yaml(
 # goes over the config (vlarisk.workflow.config_checks.resolve_config).
 try:
     config_checks.check_config_files(workflow.configfiles)
-    config = config_checks.resolve_config(
-        config, _schema, overrides=_overrides, origins=_layers
-    )
+    config = config_checks.resolve_config(config, _schema, overrides=_overrides)
     config_checks.check_schema(
         config, _schema, origins=[(_defaults_file, _defaults), *_layers]
     )

@@ -19,7 +19,7 @@ def problems(layers: list[tuple[str, dict]]) -> list[str]:
     merged = {}
     for _, layer in layers:
         merged = {**merged, **layer}
-    config = resolve_config(over_defaults(DEFAULTS, merged), SCHEMA, origins=layers)
+    config = resolve_config(over_defaults(DEFAULTS, merged), SCHEMA)
     with pytest.raises(ConfigError) as caught:
         check_schema(config, SCHEMA, origins=[("config/config.yaml", DEFAULTS), *layers])
     return str(caught.value).splitlines()

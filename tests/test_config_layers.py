@@ -15,6 +15,7 @@ from vlarisk.core.settings import SplitSettings, TrainingConfig, default_of, def
 from vlarisk.workflow.config_checks import (
     REPLACED_WHOLE,
     ConfigError,
+    check_schema,
     coerce,
     merge_configs,
     over_defaults,
@@ -119,13 +120,22 @@ def test_overrides_from_the_command_line_win_and_keep_types():
 
 
 # ------------------------------------------------------------------------------- unknown keys
-def test_unknown_top_level_keys_name_their_origin():
-    with pytest.raises(ConfigError, match=r"--config: unknown top-level key 'epochs' \(a setting of training"):
-        resolve_config({"epochs": 3}, SCHEMA, origins=[("my.yaml", {}), ("--config", {"epochs": 3})])
-    with pytest.raises(ConfigError, match="my.yaml: unknown top-level key 'sorces'"):
-        resolve_config({"sorces": OWN}, SCHEMA, origins=[("my.yaml", {"sorces": OWN})])
-    with pytest.raises(ConfigError, match=r"--config: unknown top-level key 'experiments_to_run' \(read by vlarisk-run"):
-        resolve_config({}, SCHEMA, origins=[("--config", {"experiments_to_run": ["a", "b"]})])
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        (
+            [("my.yaml", {}), ("--config", {"epochs": 3})],
+            r"--config: epochs: unknown key \(a setting of training: write training: \{epochs: ...\}\)",
+        ),
+        ([("my.yaml", {"sorces": OWN})], r"my.yaml: sorces: unknown key \(did you mean sources\?\)"),
+        ([("--config", {"experiments_to_run": ["a", "b"]})], r"--config: experiments_to_run: unknown key \(read by vlarisk-run"),
+    ],
+    ids=["a-block-setting", "misspelt", "read-by-vlarisk-run"],
+)
+def test_unknown_top_level_keys_name_their_origin(layers, message):
+    user = {key: value for _, layer in layers for key, value in layer.items()}
+    with pytest.raises(ConfigError, match=message):
+        check_schema(resolve_config(over_defaults(DEFAULTS, user), SCHEMA), SCHEMA, origins=layers)
 
 
 def test_the_schema_refuses_unknown_top_level_keys_too():
@@ -153,7 +163,7 @@ def test_command_line_values_win_over_the_experiment():
     "experiments, selected, message",
     [
         ({"a": {"training": {"lr": 0.1}}}, "b", r"experiment: 'b' is not defined under experiments \(defined: a\)"),
-        ({"a": {"epochs": 3}}, None, "experiments.a: unknown top-level key 'epochs'"),
+        ({"a": {"epochs": 3}}, None, r"experiments.a: epochs: unknown key \(a setting of training"),
         ({"a": {"experiment": "b"}}, None, "experiments.a: an experiment cannot hold experiment"),
         ({"a b": {}}, None, "experiments.a b: an experiment's name is its folder"),
         ({"a": 3}, None, "experiments.a: expected a mapping of settings"),

@@ -5,9 +5,9 @@ Snakemake merges ``config/config.yaml`` (what differs from the defaults), a user
 sources, groups, factors and experiments included, so that a user's own replace them whole.
 :func:`resolve_config` does the rest: a key set to null is removed, values that ``--config`` hands
 over as strings (``training={epochs: 3}`` gives ``'3'``) are read as the schema's types
-(:func:`coerce`), a selected experiment's settings go over the config and ``--config`` over those,
-and unknown top-level keys are refused naming the file they came from (:func:`check_keys`).
-:func:`check_schema` reports schema violations one line each, naming the file and key path.
+(:func:`coerce`), and a selected experiment's settings go over the config and ``--config`` over
+those. :func:`check_schema` reports schema violations one line each, naming the file (or
+``--config``) and key path, with a hint for a misspelt key or a block's setting given at the top level.
 
 Snakemake reads a config file with PyYAML (or ``json``), and both keep only the *last* of two
 equal keys in one mapping, silently: a config listing ``sources: {a: ..., a: ...}`` would train
@@ -196,33 +196,6 @@ def coerce(value, schema: Mapping, root: Mapping | None = None):
     return value
 
 
-# ---------------------------------------------------------------------------- unknown keys
-def unknown_keys(layer: Mapping, schema: Mapping, allowed_extra: Iterable[str] = ()) -> list[str]:
-    """Top-level keys of ``layer`` that the schema does not define."""
-    known = set(schema.get("properties", {})) | set(allowed_extra)
-    return [key for key in layer if key not in known]
-
-
-def check_keys(layers: Iterable[tuple[str, Mapping]], schema: Mapping) -> None:
-    """Raise :class:`ConfigError` naming the first layer (a file, ``--config``) that has each
-    unknown top-level key; a key that is a setting of a block is pointed to its block."""
-    problems, reported = [], set()
-    for origin, layer in layers:
-        for key in unknown_keys(layer, schema, allowed_extra=reported):
-            reported.add(key)
-            blocks = [name for name, block in schema.get("properties", {}).items() if key in _block_keys(block, schema)]
-            hint = f" (a setting of {' / '.join(blocks)}: write {blocks[0]}: {{{key}: ...}})" if blocks else ""
-            hint = RUNNER_KEYS.get(key, hint)
-            known = ", ".join(schema.get("properties", {}))
-            problems.append(f"{origin}: unknown top-level key '{key}'{hint}; the keys are {known}")
-    if problems:
-        raise ConfigError("unknown keys in the config:\n" + "\n".join(problems))
-
-
-def _block_keys(block: Mapping, root: Mapping) -> set[str]:
-    return {key for facet in _facets(block, root) for key in facet.get("properties", {})}
-
-
 # ------------------------------------------------------------------------------ experiments
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -232,7 +205,6 @@ def select_experiment(config: Mapping, schema: Mapping) -> dict:
     ``experiments``, else of the schema's examples) merged over it; unchanged when none is selected.
     Each experiment's keys are checked whether selected or not."""
     experiments = config.get("experiments", schema["properties"]["experiments"].get("default", {}))
-    layers = []
     for name, settings in experiments.items():
         origin = f"experiments.{name}"
         if not EXPERIMENT_NAME.match(str(name)):
@@ -242,8 +214,11 @@ def select_experiment(config: Mapping, schema: Mapping) -> dict:
         nested = [key for key in EXPERIMENT_KEYS if key in settings]
         if nested:
             raise ConfigError(f"{origin}: an experiment cannot hold {' or '.join(nested)}")
-        layers.append((origin, settings))
-    check_keys(layers, schema)
+        unknown = [key for key in settings if key not in schema["properties"]]
+        if unknown:
+            raise ConfigError(
+                "\n".join(f"{origin}: {key}: {_unknown_key_message(key, list(schema['properties']), schema)}" for key in unknown)
+            )
     name = config.get("experiment")
     if name is None:
         return dict(config)
@@ -253,20 +228,13 @@ def select_experiment(config: Mapping, schema: Mapping) -> dict:
     return merge_configs(config, coerce(experiments[name], schema))
 
 
-def resolve_config(
-    config: Mapping,
-    schema: Mapping,
-    overrides: Mapping | None = None,
-    origins: Iterable[tuple[str, Mapping]] = (),
-) -> dict:
+def resolve_config(config: Mapping, schema: Mapping, overrides: Mapping | None = None) -> dict:
     """The pipeline's config, before the schema validates it and fills in the defaults.
 
     ``config`` is what Snakemake merged (``config/config.yaml``, the user's config files, ``--config``);
     ``overrides`` the ``--config`` values alone, applied again last so that they win over a selected
-    experiment; ``origins`` the user's layers as ``(name, mapping)`` (each config file, ``--config``),
-    for error messages.
+    experiment.
     """
-    check_keys([*origins, ("config", config)], schema)
     merged = select_experiment(without_nulls(coerce(config, schema)), schema)
     if overrides:
         merged = merge_configs(merged, coerce(overrides, schema))
@@ -317,7 +285,8 @@ def _described(error, best_match) -> list[tuple[tuple, str]]:
         return [(path, f"expected {error.validator_value!r}, got {error.instance!r}")]
     if error.validator == "additionalProperties" and error.validator_value is False and isinstance(error.instance, Mapping):
         known = list(error.schema.get("properties", {}))
-        return [((*path, key), _unknown_key_message(key, known)) for key in error.instance if key not in known]
+        root = None if path else error.schema  # at the top level: hints for a block's setting
+        return [((*path, key), _unknown_key_message(key, known, root)) for key in error.instance if key not in known]
     if error.validator == "type":
         expected = [error.validator_value] if isinstance(error.validator_value, str) else list(error.validator_value)
         wanted = " or ".join(_TYPE_NAMES.get(kind, kind) for kind in expected)
@@ -329,10 +298,20 @@ def _described(error, best_match) -> list[tuple[tuple, str]]:
     return [(path, " ".join(error.message.split()))]
 
 
-def _unknown_key_message(key: str, known: list[str]) -> str:
-    """``unknown key (did you mean X?)``, or the list of known keys when none is close."""
+def _unknown_key_message(key: str, known: list[str], root: Mapping | None = None) -> str:
+    """``unknown key (did you mean X?)``, or the list of known keys when none is close; for a top-level
+    key (``root``: the schema) that is a setting of a block or read by vlarisk-run, where it belongs."""
+    if root is not None and key in RUNNER_KEYS:
+        return f"unknown key{RUNNER_KEYS[key]}"
+    blocks = [name for name, block in root.get("properties", {}).items() if key in _block_keys(block, root)] if root else []
+    if blocks:
+        return f"unknown key (a setting of {' / '.join(blocks)}: write {blocks[0]}: {{{key}: ...}})"
     close = difflib.get_close_matches(str(key), known, n=1)
     return f"unknown key (did you mean {close[0]}?)" if close else f"unknown key (the keys are {', '.join(known)})"
+
+
+def _block_keys(block: Mapping, root: Mapping) -> set[str]:
+    return {key for facet in _facets(block, root) for key in facet.get("properties", {})}
 
 
 def check_schema(config: Mapping, schema: Mapping, origins: Iterable[tuple[str, Mapping]] = ()) -> None:
