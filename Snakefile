@@ -13,8 +13,8 @@
 # The config: `configfile:` config/config.yaml, --configfile files and --config values merged over it,
 # then `validate` against the schema, which fills in the defaults; `--config experiment=<name>` selects
 # one of `experiments`, whose outputs go to results/experiments/<name>/ (rules/common.smk,
-# vlarisk.workflow.config_checks). Code, scripts and the
-# defaults are read beside this file, outputs written under the working directory, so
+# vlarisk.workflow.config_checks). Code, scripts and config/config.yaml are read beside this file,
+# outputs written under the working directory, so
 # `snakemake -s <repo>/Snakefile --directory <scratch>` and use as a module work (docs/anywhere.md).
 
 
