@@ -387,7 +387,7 @@ class MultiModelSettings:
     BLOCK: typing.ClassVar[str] = "multi_model"
 
     groups: dict[str, list[str]] = setting(
-        required=True,
+        default_factory=lambda: {"all_sources": ALL_SOURCES},
         flag=False,
         schema={
             "propertyNames": NAME,
@@ -398,7 +398,7 @@ class MultiModelSettings:
                 ]
             },
         },
-        help=f"group name -> its sources, or `{ALL_SOURCES}` (every configured source; left out with fewer than two)",
+        help=f"group name -> its sources, or `{ALL_SOURCES}` (every configured source; left out with fewer than two); yours replace the default",
     )
     training: dict = setting(
         flag=False, schema=TRAINING_OVERRIDES, help="overrides of `training` for every group (needs >= 1 hidden layer)"
@@ -417,9 +417,15 @@ class AblationSettings:
     )
     training: dict = setting(flag=False, schema=TRAINING_OVERRIDES, help="overrides of `training` for every ablation cell")
     factors: dict[str, list] = setting(
-        default_factory=dict,
+        default_factory=lambda: {
+            "loss_type": ["mse", "mae", "huber", "bce"],
+            "hidden_dims": [[], [256], [512, 256], [1024, 512, 256]],  # [] is a linear probe
+            "dropout": [0.0, 0.1],
+            "normalize": [True, False],
+            "labels": list(LABEL_VARIANTS),
+        },
         flag=False,
-        help=f"factor -> the values it takes ({', '.join((*ABLATION_FACTORS, 'labels'))}; labels: {', '.join(LABEL_VARIANTS)})",
+        help=f"factor -> the values it takes ({', '.join((*ABLATION_FACTORS, 'labels'))}; labels: {', '.join(LABEL_VARIANTS)}); yours replace the default",
     )
 
 
