@@ -193,9 +193,20 @@ def schema_text() -> str:
 TABLE = re.compile(r"(<!-- settings:(\w+) -->\n)(?:(?!<!--).)*?(<!-- /settings -->)", re.S)
 
 
+def examples_text() -> str:
+    """The example sources and experiments as the YAML a config would hold them in."""
+    examples = {"sources": EXAMPLE_SOURCES, "experiments": EXAMPLE_EXPERIMENTS}
+    return "```yaml\n" + yaml.safe_dump(examples, sort_keys=False, width=120, default_flow_style=None) + "```"
+
+
 def docs_text(text: str) -> str:
-    """``text`` with every ``<!-- settings:<block> -->`` ... ``<!-- /settings -->`` table regenerated."""
-    return TABLE.sub(lambda match: match.group(1) + settings_table(match.group(2)) + "\n" + match.group(3), text)
+    """``text`` with every ``<!-- settings:<block> -->`` ... ``<!-- /settings -->`` table regenerated
+    (``examples``: the example sources and experiments)."""
+
+    def generated(block: str) -> str:
+        return examples_text() if block == "examples" else settings_table(block)
+
+    return TABLE.sub(lambda match: match.group(1) + generated(match.group(2)) + "\n" + match.group(3), text)
 
 
 def main(argv=None) -> None:
