@@ -17,6 +17,10 @@ from vlarisk.core.io_utils import atomic_path, remove_stale_partials
 from vlarisk.core.settings import SplitSettings, TrainingConfig, add_arguments, config_from_args
 from vlarisk.data.documents import CHECKPOINT_NAMES, LATEST_CHECKPOINT, RESULTS_FILE, read_checkpoint
 
+BASELINES_HELP = (
+    "the source's baselines on this split, fitted once by workflow_scripts/score_baselines.py (.json, its .npz beside it): read instead of "
+    "refitting them; refused when computed on other data, split, label cut-offs or detection options"
+)
 THREADS_HELP = "CPU threads for torch, OpenMP and BLAS (default: OMP_NUM_THREADS where set, as under Snakemake, else torch's choice)"
 
 

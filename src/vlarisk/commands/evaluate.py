@@ -7,7 +7,7 @@ The ``vlarisk-evaluate`` command; ``python workflow_scripts/evaluate_risk_predic
 
 import time
 
-from vlarisk.commands.cli_args import add_scoring_arguments, checkpoint_and_history, parse_scoring_args
+from vlarisk.commands.cli_args import BASELINES_HELP, add_scoring_arguments, checkpoint_and_history, parse_scoring_args
 from vlarisk.core.cli import ArgumentParser, log, run
 from vlarisk.core.errors import InputError
 from vlarisk.data.documents import BASELINES, DETECTION, SOURCES, TEST_METRICS, read_results
@@ -27,6 +27,7 @@ def main(argv=None):
         default=[],
         help="results.json of the source's other task splits (1, 2, ...): detection gains per-split values with mean and SD",
     )
+    parser.add_argument("--baselines", default=None, help=BASELINES_HELP)
     add_detection_arguments(parser)
     args = parse_scoring_args(parser, argv)
     # torch, scikit-learn and the scoring code load after parsing: --help and usage errors come at once
@@ -34,6 +35,7 @@ def main(argv=None):
     from vlarisk.model.checkpoints import predictor_from_checkpoint
     from vlarisk.score.evaluation import checkpoint_label_cutoffs, score_source, single_source_report, write_results
     from vlarisk.score.predictions import prediction_arrays, save_predictions
+    from vlarisk.score.source_baselines import checked_source_baselines
     from vlarisk.train.sources import open_source
 
     checkpoint, history = checkpoint_and_history(args)
@@ -48,8 +50,10 @@ def main(argv=None):
         )
     started = time.perf_counter()
     label_cutoffs = checkpoint_label_cutoffs(checkpoint, source, args.positive_fraction_of_max, log)
+    options = detection_options(args)
+    baselines = checked_source_baselines(args.baselines, source, "test", label_cutoffs, options) if args.baselines else None
     scored = score_source(predictor.to(args.torch_device), source, label_cutoffs, args.torch_device)
-    report = single_source_report(scored, args.torch_device, started, detection_options(args), log)
+    report = single_source_report(scored, args.torch_device, started, options, log, baselines)
     report["best_epoch"] = checkpoint.get("epoch")
     if args.task_split_results:
         others = [read_results(path) for path in args.task_split_results]

@@ -181,12 +181,40 @@ def _compact(report: dict) -> dict:
     }
 
 
+def baseline_detection(
+    source: Source, test_rows: np.ndarray, baselines: dict[str, tuple[np.ndarray, np.ndarray]], options: DetectionOptions
+) -> dict:
+    """Each baseline's headline detection numbers per test set (``test_seen``/``test_unseen``, or ``test``):
+    ``{test set: {scorer: block}}``, the ``baselines`` of :func:`source_detection`'s blocks.
+
+    ``test_rows`` are the source's ``test`` split's rows; ``baselines`` maps a scorer's name to its
+    scores on them and on the calibration rows. A baseline's monitor uses a constant threshold.
+    """
+    calibration_rows = source.calibration_rows()[1]
+    blocks = {}
+    for name, take in _test_set_positions(source, test_rows).items():
+        rows = np.asarray(test_rows)[take]
+        blocks[name] = {
+            BASELINE_FOR_DETECTION.get(scorer, scorer): _baseline_block(
+                source, rows, calibration_rows, test_scores[take], cal_scores, options
+            )
+            for scorer, (test_scores, cal_scores) in baselines.items()
+        }
+    return blocks
+
+
+def _test_set_positions(source: Source, test_rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Each test set's rows as positions in ``test_rows`` (the source's ``test`` split)."""
+    position = {int(row): i for i, row in enumerate(np.asarray(test_rows).tolist())}
+    return {name: np.array([position[int(r)] for r in source.rows[name]], dtype=np.int64) for name in test_sets(source.split)}
+
+
 def source_detection(
     source: Source,
     test_rows: np.ndarray,
     test_risk: np.ndarray,
     calibration_risk: np.ndarray,
-    baselines: dict[str, tuple[np.ndarray, np.ndarray]],
+    baseline_blocks: dict[str, dict],
     options: DetectionOptions,
     band: dict | None = None,
 ) -> dict:
@@ -194,27 +222,19 @@ def source_detection(
     ``test``), the model's full report with each baseline's headline numbers beside it.
 
     ``test_rows`` are the rows ``test_risk`` scores (the source's ``test`` split);
-    ``baselines`` maps a scorer's name to its scores on the test rows and on the calibration rows.
-    The model's deployed monitor uses ``band`` (its training successes' band shape) when given;
-    the baselines' always use a constant threshold.
+    ``baseline_blocks`` are :func:`baseline_detection`'s on the same rows and options.
+    The model's deployed monitor uses ``band`` (its training successes' band shape) when given.
     """
     calibration_name, calibration_rows = source.calibration_rows()
     calibration = step_arrays(source, calibration_rows, calibration_risk)
     validity = conformal_validity(source)
-    position = {int(row): i for i, row in enumerate(np.asarray(test_rows).tolist())}
     blocks = {}
-    for name in test_sets(source.split):
-        take = np.array([position[int(r)] for r in source.rows[name]], dtype=np.int64)
+    for name, take in _test_set_positions(source, test_rows).items():
         rows = np.asarray(test_rows)[take]
         block = detection_report(step_arrays(source, rows, test_risk[take]), calibration, band=band, **options.report_options())
         block["calibration_set"] = calibration_name
         block.update(validity)
-        block["baselines"] = {
-            BASELINE_FOR_DETECTION.get(scorer, scorer): _baseline_block(
-                source, rows, calibration_rows, test_scores[take], cal_scores, options
-            )
-            for scorer, (test_scores, cal_scores) in baselines.items()
-        }
+        block["baselines"] = baseline_blocks[name]
         blocks[name] = block
     return blocks
 

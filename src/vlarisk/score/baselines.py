@@ -207,9 +207,17 @@ def baseline_scores(
     return scores
 
 
+def baseline_metrics(scores: dict[str, np.ndarray], labels: np.ndarray, label_cutoffs: np.ndarray) -> dict:
+    """Every baseline's :func:`scorer_metrics` (:func:`baseline_scores` on the scored rows, whose ``labels`` are given)."""
+    return {name: scorer_metrics(values, labels, label_cutoffs) for name, values in scores.items()}
+
+
 def baseline_report(scores: dict[str, np.ndarray], labels: np.ndarray, label_cutoffs: np.ndarray, model_metrics: dict) -> dict:
-    """Every baseline's metrics (:func:`baseline_scores` on the scored rows, whose ``labels`` are
-    given), and the model's mean AUC (``model_metrics``, its ``test_metrics``) against the logistic one."""
-    report = {name: scorer_metrics(values, labels, label_cutoffs) for name, values in scores.items()}
-    report["model_vs_logistic"] = model_vs_logistic(model_metrics, report["logistic"])
-    return report
+    """Every baseline's metrics (:func:`baseline_metrics`), and the model's mean AUC (``model_metrics``,
+    its ``test_metrics``) against the logistic one."""
+    return with_model_comparison(baseline_metrics(scores, labels, label_cutoffs), model_metrics)
+
+
+def with_model_comparison(metrics: dict, model_metrics: dict) -> dict:
+    """``results.json``'s ``baselines``: the baselines' ``metrics`` and ``model_vs_logistic``."""
+    return {**metrics, "model_vs_logistic": model_vs_logistic(model_metrics, metrics["logistic"])}

@@ -32,10 +32,10 @@ from vlarisk.model.inference import predict_rows
 from vlarisk.model.models import NormalizedMultiRiskPredictor, NormalizedRiskPredictor
 from vlarisk.score.alarm import source_detection, training_band
 from vlarisk.score.attribution import attribution_report, collection_of, not_applicable
-from vlarisk.score.baselines import baseline_report, baseline_scores
+from vlarisk.score.baselines import with_model_comparison
 from vlarisk.score.detection_flags import DetectionOptions
-from vlarisk.score.distance_baselines import distance_scores
 from vlarisk.score.metrics import regression_metrics, step_target_metrics, test_metrics
+from vlarisk.score.source_baselines import SourceBaselines, fit_source_baselines
 from vlarisk.score.verdict import summary_of
 from vlarisk.train.sources import Source
 
@@ -118,11 +118,15 @@ def score_sources(
     return scored
 
 
-def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[[str], None] = print) -> dict:
+def source_report(
+    scored: ScoredSplit, options: DetectionOptions, log: Callable[[str], None] = print, baselines: SourceBaselines | None = None
+) -> dict:
     """:func:`~vlarisk.score.metrics.test_metrics` of a scored split with the baselines scored the same
     way, the per-step targets of :func:`~vlarisk.score.metrics.step_target_metrics`, and rollout-level
     ``detection`` (:func:`~vlarisk.score.alarm.source_detection`) of the model and of every baseline.
 
+    ``baselines`` are the source's, fitted beforehand on the same split, cut-offs and options
+    (:func:`~vlarisk.score.source_baselines.checked_source_baselines`); without them they are fitted here.
     Logs a line when the model's mean AUC does not beat the logistic baseline's, and one when the
     detection thresholds are not conformally valid.
     """
@@ -130,24 +134,21 @@ def source_report(scored: ScoredSplit, options: DetectionOptions, log: Callable[
     report = test_metrics(scored.prediction, scored.labels, scored.label_cutoffs)
     fail_soon = np.asarray(dataset.arrays["fail_within_k"][scored.rows])
     report["step_targets"] = step_target_metrics(scored.prediction, scored.labels, fail_soon, scored.label_cutoffs)
-    calibration_rows = source.calibration_rows()[1]
-    train_rows, both = source.rows["train"], np.concatenate([scored.rows, calibration_rows])
-    every = baseline_scores(dataset, train_rows, both, scored.label_cutoffs, source.planting_path)
-    every.update(distance_scores(dataset.hidden, train_rows, np.asarray(dataset.arrays["success"][train_rows], dtype=bool), both))
-    tested = len(scored.rows)
-    report[BASELINES] = baseline_report(
-        {k: v[:tested] for k, v in every.items()}, scored.labels, scored.label_cutoffs, report[TEST_METRICS]
-    )
-    pairs = {name: (values[:tested], values[tested:]) for name, values in every.items()}
+    if baselines is None:
+        baselines = fit_source_baselines(source, scored.subset, scored.label_cutoffs, options)
+    report[BASELINES] = with_model_comparison(baselines.metrics, report[TEST_METRICS])
     band = scored.band if options.threshold == "band" else None
     if options.threshold == "band" and band is None:
         raise InputError(f"{dataset.path}: --alarm-threshold band: too few successful training rollouts to shape a band")
-    report[DETECTION] = source_detection(source, scored.rows, scored.prediction, scored.calibration_prediction, pairs, options, band)
+    report[DETECTION] = source_detection(
+        source, scored.rows, scored.prediction, scored.calibration_prediction, baselines.detection, options, band
+    )
     invalid = next((block for block in report[DETECTION].values() if not block["conformal_valid"]), None)
     if invalid is not None:
         log(f"{dataset.path}: detection thresholds are NOT conformally valid ({invalid['conformal_reason']})")
     collection = collection_of(dataset)
     if collection is not None:  # a collected physics source: does the riskiest dimension name the injected axis?
+        pairs = baselines.pairs()
         scorers = {"model": (scored.prediction, scored.calibration_prediction), **{k: pairs[k] for k in ATTRIBUTION_BASELINES}}
         test_sets = {name: source.rows[name] for name in TEST_SETS if name in source.rows}
         report["attribution"] = attribution_report(dataset, scored.rows, scorers, collection, test_sets)
@@ -177,10 +178,16 @@ def run_provenance(device: torch.device, started: float) -> dict:
 
 
 def single_source_report(
-    scored: ScoredSplit, device: torch.device, started: float, options: DetectionOptions, log: Callable[[str], None] = print
+    scored: ScoredSplit,
+    device: torch.device,
+    started: float,
+    options: DetectionOptions,
+    log: Callable[[str], None] = print,
+    baselines: SourceBaselines | None = None,
 ) -> dict:
-    """One source's metrics, baselines and detection, with provenance (``started``: when scoring began)."""
-    report = source_report(scored, options, log)
+    """One source's metrics, baselines and detection, with provenance (``started``: when scoring began);
+    ``baselines``: see :func:`source_report`."""
+    report = source_report(scored, options, log, baselines)
     report["provenance"] = {**_dataset_fields(scored.source), **run_provenance(device, started)}
     return report
 
@@ -202,15 +209,24 @@ def pooled_report(scored: list[ScoredSplit]) -> dict:
 
 
 def multi_source_report(
-    scored: list[ScoredSplit], device: torch.device, started: float, options: DetectionOptions, log: Callable[[str], None] = print
+    scored: list[ScoredSplit],
+    device: torch.device,
+    started: float,
+    options: DetectionOptions,
+    log: Callable[[str], None] = print,
+    baselines: dict[str, SourceBaselines] | None = None,
 ) -> dict:
     """Each source's own metrics, baselines and detection, which lead, and pooled test metrics, with provenance.
+    ``baselines`` by source name: see :func:`source_report` (a source without any has them fitted here).
 
     The pooled block has no baselines and no detection: no single baseline is fitted across
     sources, and scores from different input layers are not comparable rollout by rollout.
     """
     report = pooled_report(scored)
-    report[PER_SOURCE] = {s.source.name: {**source_report(s, options, log), **_dataset_fields(s.source)} for s in scored}
+    baselines = baselines or {}
+    report[PER_SOURCE] = {
+        s.source.name: {**source_report(s, options, log, baselines.get(s.source.name)), **_dataset_fields(s.source)} for s in scored
+    }
     report["pooling"] = "rows of all sources concatenated; positives by each row's own source's training-split label cut-offs"
     report["provenance"] = run_provenance(device, started)
     return report
@@ -238,10 +254,12 @@ def evaluate_sources(
     device: torch.device,
     log: Callable[[str], None] = print,
     options: DetectionOptions | None = None,
+    baselines: dict[str, SourceBaselines] | None = None,
 ) -> dict:
     """Per-source and pooled test metrics and per-source detection of a multi-source model (see :func:`multi_source_report`)."""
     started = time.perf_counter()
-    return multi_source_report(score_sources(model, sources, label_cutoffs, device), device, started, options or DetectionOptions(), log)
+    scored = score_sources(model, sources, label_cutoffs, device)
+    return multi_source_report(scored, device, started, options or DetectionOptions(), log, baselines)
 
 
 def per_source_summary(report: dict) -> str:
