@@ -77,14 +77,13 @@ rule train_ablation:
         per_seed=lambda wildcards: PLAN.ablation_seed_flags(
             wildcards.source, wildcards.cell, "train"
         ),
-        flags=lambda wildcards: training_flags(
+        flags=lambda wildcards: PLAN.train_command_flags(
             PLAN.ablation_cell_settings(wildcards.source, wildcards.cell)
         ),
-        detection=PLAN.detection_flags,
     shell:
         "python {input.code[0]:q} --seeds {params.seeds} -- --data {input.data:q}"
         " {params.per_seed} --model-name {wildcards.source:q} {params.flags}"
-        " {params.detection} --threads {threads} --resume --no-test --progress-fd 3 3>&2"
+        " --threads {threads} --resume --no-test --progress-fd 3 3>&2"
         " > {log:q} 2>&1"
 
 
@@ -96,6 +95,11 @@ rule evaluate_ablation:
         latest=rules.train_ablation.output.latest,
         data=paths.dataset_path("{source}"),
         splits=rules.train_ablation.input.splits,
+        baselines=expand(
+            paths.baselines_path("{source}", SEED_SPLIT_PREFIX + "{seed}"),
+            seed=PLAN.ablation_seeds,
+            allow_missing=True,
+        ),
         code=code_for("evaluate_ablation_cell"),
     output:
         results=expand(
@@ -128,9 +132,8 @@ rule evaluate_ablation:
             wildcards.source, wildcards.cell, "evaluate"
         ),
         planting=planting_flag,
-        evaluation=PLAN.evaluation_flags,
-        detection=PLAN.detection_flags,
+        flags=PLAN.score_command_flags,
     shell:
         "python {input.code[0]:q} --seeds {params.seeds} -- {params.per_seed}"
-        " --data {input.data:q} {params.planting} {params.evaluation} {params.detection}"
+        " --data {input.data:q} {params.planting} {params.flags}"
         " --threads {threads} > {log:q} 2>&1"

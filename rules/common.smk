@@ -1,6 +1,6 @@
 # Config validation, and the Python behind the rules. What is built, from which files and with
 # which settings is planned in src/vlarisk/workflow/planning.py (paths, settings, the ablation grid, the
-# targets, resources); the training flags come from src/vlarisk/core/settings.py (TrainingConfig).
+# targets, resources, the flags of the training and scoring commands).
 # The other files in rules/ hold one stage's rules each and no functions.
 import json
 import os
@@ -31,12 +31,13 @@ from vlarisk.workflow import config_checks
 # Which package modules each workflow script imports: a rule's code inputs.
 from vlarisk.workflow import code_inputs
 
-# The settings blocks (vlarisk.core.settings) and the flags that pass them.
-from vlarisk.core import settings
 from vlarisk.data import calibration_counts
 from vlarisk.workflow import runs
 from vlarisk.workflow.planning import (
     ABLATION_CELL_PATTERN,
+    BASELINES_SPLIT_PATTERN,
+    PLAIN_SPLIT,
+    SEED_SPLIT_PREFIX,
     PAPER_TABLES,
     RESULTS_BASE,
     Plan,
@@ -136,17 +137,20 @@ shell.prefix(
 )
 
 
-def training_flags(training):
-    """Flags of train_risk_predictor.py / train_multi_model.py for a `training` settings dict."""
-    return settings.training_flags(training, evaluation=PLAN.evaluation)
-
-
 def planting_flag(wildcards, input):
     return (
         f"--planting {shlex.quote(input.planting)}"
         if "planting" in input.keys()
         else ""
     )
+
+
+def baselines_flag(wildcards, input):
+    """--baselines for an evaluation that has its source's fitted baselines as input."""
+    if "baselines" not in input.keys():
+        return ""
+    files = input.baselines
+    return "--baselines " + shlex.join([files] if isinstance(files, str) else files)
 
 
 def task_splits_flag(wildcards, input):

@@ -20,14 +20,15 @@ rule train_model:
         mem_mb=PLAN.mem_mb("train", "train_model"),
         runtime=PLAN.runtime("train", "train_model", PLAN.source_epochs),
     params:
-        flags=lambda wildcards: training_flags(PLAN.training_settings(wildcards.source)),
-        detection=PLAN.detection_flags,
+        flags=lambda wildcards: PLAN.train_command_flags(
+            PLAN.training_settings(wildcards.source)
+        ),
         output_dir=subpath(output.best, parent=True),
         resume_dir=paths.resume_dir("train_model", "{source}"),
     shell:
         "python {input.code[0]:q} --data {input.data:q}"
         " --split {input.split:q} --output-dir {params.output_dir:q}"
-        " --model-name {wildcards.source:q} {params.flags} {params.detection} --threads {threads}"
+        " --model-name {wildcards.source:q} {params.flags} --threads {threads}"
         " --resume --resume-dir {params.resume_dir:q} --no-test --progress-fd 3 3>&2 > {log:q} 2>&1"
 
 
@@ -39,6 +40,7 @@ rule evaluate_model:
         data=paths.dataset_path("{source}"),
         split=paths.split_path("{source}"),
         task_splits=lambda wildcards: PLAN.task_split_results(wildcards.source),
+        baselines=paths.baselines_path("{source}", PLAIN_SPLIT),
         code=code_for("evaluate_risk_predictor"),
     output:
         results=paths.results_json(paths.model_dir("{source}")),
@@ -56,14 +58,14 @@ rule evaluate_model:
     params:
         planting=planting_flag,
         task_splits=task_splits_flag,
-        evaluation=PLAN.evaluation_flags,
-        detection=PLAN.detection_flags,
+        baselines=baselines_flag,
+        flags=PLAN.score_command_flags,
     shell:
         "python {input.code[0]:q} --checkpoint {input.checkpoint:q}"
         " --history {input.latest:q} --data {input.data:q} --split {input.split:q}"
         " --output {output.results:q} --predictions {output.predictions:q} {params.planting}"
         " {params.task_splits}"
-        " {params.evaluation} {params.detection}"
+        " {params.baselines} {params.flags}"
         " --threads {threads} > {log:q} 2>&1"
 
 
@@ -84,8 +86,9 @@ use rule train_model as train_task_split with:
     wildcard_constraints:
         task_split=r"[1-9]\d*",
     params:
-        flags=lambda wildcards: training_flags(PLAN.training_settings(wildcards.source)),
-        detection=PLAN.detection_flags,
+        flags=lambda wildcards: PLAN.train_command_flags(
+            PLAN.training_settings(wildcards.source)
+        ),
         output_dir=subpath(output.best, parent=True),
         resume_dir=paths.resume_dir("train_model", "{source}/task-split-{task_split}"),
 

@@ -45,14 +45,13 @@ rule train_multi_model:
         mem_mb=PLAN.mem_mb("train", "train_multi_model"),
         runtime=PLAN.runtime("train", "train_multi_model", PLAN.multi_epochs),
     params:
-        flags=training_flags(PLAN.multi_training_settings()),
-        detection=PLAN.detection_flags,
+        flags=PLAN.train_command_flags(PLAN.multi_training_settings()),
         output_dir=subpath(output.best, parent=True),
         resume_dir=paths.resume_dir("train_multi_model", "{group}"),
     shell:
         "python {input.code[0]:q} --data-config {input.data_config:q}"
         " --output-dir {params.output_dir:q} --model-name {wildcards.group:q}"
-        " {params.flags} {params.detection} --threads {threads}"
+        " {params.flags} --threads {threads}"
         " --resume --resume-dir {params.resume_dir:q} --no-test --progress-fd 3 3>&2 > {log:q} 2>&1"
 
 
@@ -62,6 +61,7 @@ rule evaluate_multi_model:
         checkpoint=rules.train_multi_model.output.best,
         latest=rules.train_multi_model.output.latest,
         data_config=rules.write_multi_config.output[0],
+        baselines=lambda wildcards: PLAN.multi_baselines(wildcards.group),
         code=code_for("evaluate_multi_model"),
     output:
         paths.results_json(paths.multi_dir("{group}")),
@@ -76,10 +76,10 @@ rule evaluate_multi_model:
         mem_mb=PLAN.mem_mb("evaluate", "evaluate_multi_model"),
         runtime=PLAN.runtime("evaluate", "evaluate_multi_model"),
     params:
-        evaluation=PLAN.evaluation_flags,
-        detection=PLAN.detection_flags,
+        baselines=baselines_flag,
+        flags=PLAN.score_command_flags,
     shell:
         "python {input.code[0]:q} --checkpoint {input.checkpoint:q}"
         " --history {input.latest:q} --data-config {input.data_config:q} --output {output:q}"
-        " {params.evaluation} {params.detection}"
+        " {params.baselines} {params.flags}"
         " --threads {threads} > {log:q} 2>&1"

@@ -27,6 +27,7 @@ BEST_MODEL = "best_model.pt"  # the weights of the best validation epoch, with t
 LATEST_CHECKPOINT = "latest.pt"  # the last finished epoch's state, resumed from
 CHECKPOINT_NAMES = (BEST_MODEL, LATEST_CHECKPOINT)
 RESULTS_FILE = "results.json"
+BASELINE_SCORES_SUFFIX = ".npz"  # a baselines file's scores, beside its .json (vlarisk.score.source_baselines)
 
 CHECKPOINT_FORMAT = 2  # 2: positive-label cut-offs stored as ``label_cutoffs`` (1: ``thresholds``)
 RESULTS_FORMAT = 1

@@ -22,13 +22,13 @@ import numpy as np
 
 from vlarisk.core.errors import InputError
 from vlarisk.core.io_utils import atomic_path, file_sha256, write_json
+from vlarisk.data.documents import BASELINE_SCORES_SUFFIX
 from vlarisk.score.alarm import baseline_detection
 from vlarisk.score.baselines import baseline_metrics, baseline_scores
 from vlarisk.score.detection_flags import DetectionOptions
 from vlarisk.score.distance_baselines import distance_scores
 from vlarisk.train.sources import Source
 
-SCORES_SUFFIX = ".npz"
 # What the baselines were computed with; a scoring may read them only when all of these match its own.
 IDENTITY_FIELDS = ("dataset_sha256", "split_sha256", "subset", "label_cutoffs", "planting_sha256", "detection_options")
 
@@ -84,7 +84,7 @@ def fit_source_baselines(source: Source, subset: str, label_cutoffs: np.ndarray,
 
 def scores_path(path: str | os.PathLike) -> Path:
     """The scores file beside a baselines ``.json``."""
-    return Path(path).with_suffix(SCORES_SUFFIX)
+    return Path(path).with_suffix(BASELINE_SCORES_SUFFIX)
 
 
 def write_source_baselines(path: str | os.PathLike, baselines: SourceBaselines) -> None:

@@ -33,7 +33,7 @@ from vlarisk.core.settings import (
     block_flags,
     defaults,
 )
-from vlarisk.data.documents import BEST_MODEL, LATEST_CHECKPOINT, RESULTS_FILE
+from vlarisk.data.documents import BASELINE_SCORES_SUFFIX, BEST_MODEL, LATEST_CHECKPOINT, RESULTS_FILE
 from vlarisk.report.table_registry import PAPER_TABLES, PREDICTIONS_INPUTS
 
 RESULTS_BASE = "results"
@@ -43,6 +43,11 @@ DATA_BLOCKS = ("sources", "split")  # what rollouts, datasets and splits are mad
 POLICY_KEYS = ("env", "tasks", "seed", "horizon", "policy")
 COLLECTION_KEYS = ("episodes", "max_labelled_failures", "mix")
 TABLE_FORMATS = ("md", "tex", "csv", "json", "html")  # html last: the copy shown in the report
+# The splits a source's baselines are fitted on (Paths.baselines_path): the plain split the single and
+# multi-source models are scored on, and each ablation seed's (seed-<seed>).
+PLAIN_SPLIT = "plain"
+SEED_SPLIT_PREFIX = "seed-"
+BASELINES_SPLIT_PATTERN = rf"{PLAIN_SPLIT}|{SEED_SPLIT_PREFIX}\d+"
 
 
 def results_root(config: Mapping) -> str:
@@ -118,6 +123,14 @@ class Paths:
         if task_split is not None:
             return f"{self.data}/splits/{source}.task-split-{task_split}.json"
         return f"{self.data}/splits/{source}.json" if seed is None else f"{self.data}/splits/{source}.seed-{seed}.json"
+
+    def baselines_path(self, source: str, split: str) -> str:
+        """The source's baselines on one of its splits (``plain``, or ``seed-<seed>`` of an ablation
+        seed), fitted once for every model scored on it; their scores are :meth:`baselines_scores_path`."""
+        return f"{self.results}/baselines/{source}/{split}.json"
+
+    def baselines_scores_path(self, source: str, split: str) -> str:
+        return self.baselines_path(source, split).removesuffix(".json") + BASELINE_SCORES_SUFFIX
 
     def model_dir(self, source: str, task_split=None) -> str:
         """The single-source model's directory (checkpoints, results, test predictions); with
@@ -331,10 +344,16 @@ class Plan:
         """The `evaluation` block (settings kept outside `training`, e.g. positive_fraction_of_max)."""
         return self.config.get("evaluation", {})
 
+    def train_command_flags(self, training: Mapping) -> str:
+        """Every settings flag of a training rule's command (single, task-split, multi-model, ablation
+        cell) for its ``training`` settings: those, the `evaluation` block's, the `detection` block's (alarm level)."""
+        return f"{block_flags(TrainingConfig, training, evaluation=self.evaluation)} {self.detection_flags}".strip()
+
     @property
-    def evaluation_flags(self) -> str:
-        """The `evaluation` block as flags of the evaluation commands."""
-        return block_flags(TrainingConfig, {}, evaluation=self.evaluation)
+    def score_command_flags(self) -> str:
+        """Every settings flag of a scoring rule's command (the evaluations, score_baselines): the
+        `evaluation` and `detection` blocks' (a model and its baselines scored alike)."""
+        return f"{block_flags(TrainingConfig, {}, evaluation=self.evaluation)} {self.detection_flags}".strip()
 
     @property
     def detection_flags(self) -> str:
@@ -374,6 +393,17 @@ class Plan:
     def split_files(self, source: str) -> list[str]:
         """Every split file the source's models train on: the plain split, then the extra task splits."""
         return [self.paths.split_path(source), *(self.paths.split_path(source, task_split=k) for k in self.extra_task_splits())]
+
+    # --------------------------------------------------------------------------- baselines
+    def baselines_split_file(self, source: str, split: str) -> str:
+        """The split file a baselines file is fitted on (:meth:`Paths.baselines_path`'s ``split``)."""
+        return (
+            self.paths.split_path(source) if split == PLAIN_SPLIT else self.paths.split_path(source, split.removeprefix(SEED_SPLIT_PREFIX))
+        )
+
+    def multi_baselines(self, group: str) -> list[str]:
+        """Each member's baselines on its plain split: a multi-model group's scoring reads them."""
+        return [self.paths.baselines_path(source, PLAIN_SPLIT) for source in self.multi_groups[group]]
 
     # -------------------------------------------------------------------------- multi-model
     def multi_member_files(self, group: str) -> dict:
@@ -481,6 +511,7 @@ class Plan:
         return (
             f"--checkpoint {shlex.quote(self.paths.best_model(run_dir))} --history {shlex.quote(self.paths.latest_model(run_dir))} --split {split}"
             f" --output {shlex.quote(self.paths.results_json(run_dir))} --predictions {shlex.quote(self.paths.predictions_path(run_dir))}"
+            f" --baselines {shlex.quote(self.paths.baselines_path(source, SEED_SPLIT_PREFIX + '{seed}'))}"
         )
 
     def ablation_training_data(self, source: str, cell: str) -> dict:
