@@ -4,6 +4,7 @@ ablation grid, multi-model groups, tables, figures and the targets of `all` and 
 from __future__ import annotations
 
 import copy
+import re
 import shlex
 from pathlib import Path
 
@@ -242,8 +243,41 @@ def test_a_cells_seeds_run_with_their_own_paths():
     run_dir = "results/ablations/real_a/dropout-0.5/seed-0"
     assert evaluate == shlex.split(
         f"--checkpoint {run_dir}/best_model.pt --history {run_dir}/latest.pt --split results/splits/real_a.seed-0.json"
-        f" --output {run_dir}/results.json --predictions {run_dir}/test_predictions.npz"
+        f" --output {run_dir}/results.json --predictions {run_dir}/test_predictions.npz --baselines results/baselines/real_a/seed-0.json"
     )
+
+
+def test_baselines_are_fitted_on_the_split_their_models_are_scored_on():
+    plan = real_plan(ablations={"seeds": [0, 5], "factors": {"dropout": [0.5]}}, multi_model={"groups": {"ab": ["real_a", "real_b"]}})
+    assert plan.baselines_split_file("real_a", planning.PLAIN_SPLIT) == plan.paths.split_path("real_a")
+    assert plan.baselines_split_file("real_a", "seed-5") == plan.paths.split_path("real_a", 5)
+    assert plan.multi_baselines("ab") == ["results/baselines/real_a/plain.json", "results/baselines/real_b/plain.json"]
+    assert plan.paths.baselines_scores_path("real_a", "seed-5") == "results/baselines/real_a/seed-5.npz"
+    assert [bool(re.fullmatch(planning.BASELINES_SPLIT_PATTERN, name)) for name in ("plain", "seed-12", "seed-", "test")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_training_and_scoring_rules_take_every_settings_flag_from_the_plan():
+    """Each rule running a training or scoring command passes the plan's flags (evaluation and
+    detection blocks included), so no rule can leave one out."""
+    plan = Plan(load("tests/data/tiny_config.yaml", evaluation={"positive_fraction_of_max": 0.4}, detection={"n_boot": 50}))
+    trained = plan.train_command_flags({"epochs": 3})
+    assert shlex.split(trained) == ["--epochs", "3", "--positive-fraction-of-max", "0.4", *shlex.split(plan.detection_flags)]
+    assert "--n-boot 50" in plan.detection_flags
+    assert shlex.split(plan.score_command_flags) == ["--positive-fraction-of-max", "0.4", *shlex.split(plan.detection_flags)]
+    commands = {
+        "train_command_flags": ("train_risk_predictor", "train_multi_model", "train_ablation_cell"),
+        "score_command_flags": ("evaluate_risk_predictor", "evaluate_multi_model", "evaluate_ablation_cell", "score_baselines"),
+    }
+    rules = [block for path in sorted((ROOT / "rules").glob("*.smk")) for block in re.split(r"\n(?=rule |use rule )", path.read_text())]
+    for method, scripts in commands.items():
+        for script in scripts:
+            (rule,) = [block for block in rules if block.startswith("rule ") and f'code_for("{script}")' in block]
+            assert f"PLAN.{method}" in rule and "{params.flags}" in rule, rule.splitlines()[0]
 
 
 def test_labels_factor_only_where_labels_are_provided():
