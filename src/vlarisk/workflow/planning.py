@@ -670,7 +670,7 @@ RESOURCE_TABLE = {
         "mem_mb": (8000, 4.0, 96000),
         "runtime": (30, 5, 48 * 60),
     },
-    "evaluate": {  # evaluate_model, evaluate_task_split, evaluate_ablation, evaluate_multi_model
+    "evaluate": {  # score_baselines, evaluate_model, evaluate_task_split, evaluate_ablation, evaluate_multi_model
         "mem_mb": (4000, 3.0, 64000),
         "runtime": (20, 60, 12 * 60),
     },
