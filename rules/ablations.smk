@@ -96,7 +96,7 @@ rule evaluate_ablation:
         data=paths.dataset_path("{source}"),
         splits=rules.train_ablation.input.splits,
         baselines=expand(
-            paths.baselines_path("{source}", SEED_SPLIT_PREFIX + "{seed}"),
+            paths.baselines_path("{source}", f"{SEED_SPLIT_PREFIX}{{seed}}"),
             seed=PLAN.ablation_seeds,
             allow_missing=True,
         ),

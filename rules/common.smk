@@ -150,7 +150,7 @@ def baselines_flag(wildcards, input):
     if "baselines" not in input.keys():
         return ""
     files = input.baselines
-    return "--baselines " + shlex.join([files] if isinstance(files, str) else files)
+    return f"--baselines {shlex.join([files] if isinstance(files, str) else files)}"
 
 
 def task_splits_flag(wildcards, input):
