@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from generator_family import GENERATOR_FAMILY, prepare_member, scaled_member, score_prepared
@@ -79,13 +77,11 @@ def test_on_the_embedded_default_the_model_beats_every_shortcut_and_the_linear_r
 
 
 def test_the_embedded_default_is_the_familys_embedded_member():
-    """config/config.yaml's labelled source is the member the tests hold to the shortcuts."""
-    import yaml
-
+    """The default config's labelled example source is the member the tests hold to the shortcuts."""
     from vlarisk.data.synthetic import SimulationSpec
+    from vlarisk.workflow.config_schema import EXAMPLE_SOURCES
 
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/config.yaml").read_text())
-    assert SimulationSpec(**config["sources"]["synthetic_a"]["simulate"]) == GENERATOR_FAMILY["embedded"]
+    assert SimulationSpec(**EXAMPLE_SOURCES["synthetic_a"]["simulate"]) == GENERATOR_FAMILY["embedded"]
 
 
 @pytest.mark.slow
