@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.covariance import LedoitWolf
+from sklearn.covariance import LedoitWolf, ledoit_wolf
 
 import vlarisk.score.distance_baselines as distance_baselines
+from vlarisk.data.dataset import StepStates
 from vlarisk.score.distance_baselines import distance_scores
 
 
@@ -59,3 +60,40 @@ def test_reference_states_are_distinct_capped_and_seeded():
     assert len(distance_baselines.reference_states(hidden, rows, 1000, 0)) == 40
     capped = distance_baselines.reference_states(hidden, rows, 10, 0)
     assert len(capped) == 10 and np.array_equal(capped, distance_baselines.reference_states(hidden, rows, 10, 0))
+
+
+def test_covariance_factor_is_scikit_learns_ledoit_wolf(monkeypatch):
+    """More features than states (the 4096-D case, where shrinkage matters), the states read in several blocks."""
+    monkeypatch.setattr(distance_baselines, "BLOCK_ROWS", 7)
+    rng = np.random.default_rng(1)
+    states = (rng.normal(size=(30, 4)) @ rng.normal(size=(4, 50)) + rng.normal(size=(30, 50))).astype(np.float32)
+    covariance, shrinkage = ledoit_wolf(states.astype(np.float64))
+    assert 0.05 < shrinkage < 0.95
+    covariance[np.diag_indices_from(covariance)] += distance_baselines.COVARIANCE_RIDGE
+    factor = distance_baselines._covariance_factor(states, states.mean(axis=0))
+    assert factor.dtype == np.float32 and np.array_equal(factor, np.tril(factor))
+    np.testing.assert_allclose(factor.astype(np.float64) @ factor.T, covariance, rtol=1e-5, atol=1e-5)
+
+
+def test_standardiser_pools_the_states_in_float64(monkeypatch):
+    monkeypatch.setattr(distance_baselines, "BLOCK_ROWS", 7)
+    rng = np.random.default_rng(2)
+    successes, failures = (rng.normal(3.0, 2.0, size=(n, 5)).astype(np.float32) for n in (20, 9))
+    failures[:, 4] = successes[:, 4] = 1.5  # a constant feature keeps a std of 1
+    mean, std = distance_baselines._standardiser(successes, failures)
+    pooled = np.concatenate([successes, failures]).astype(np.float64)
+    np.testing.assert_allclose(mean, pooled.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(std, np.where(pooled.std(axis=0) > 1e-6, pooled.std(axis=0), 1.0), rtol=1e-6)
+
+
+def test_a_state_repeated_over_steps_scores_as_its_steps(states):
+    """A per-step view of distinct states (each state over several steps) gives the per-step array's scores."""
+    hidden, train, success = states
+    index = np.repeat(np.arange(350), 3)
+    steps = StepStates(hidden, index)
+    step_train, step_success = np.arange(900), np.repeat(success, 3)
+    scored = np.arange(870, 1050, 2)
+    viewed = distance_scores(steps, step_train, step_success, scored, k=4)
+    dense = distance_scores(hidden[index], step_train, step_success, scored, k=4)
+    for name in ("knn", "mahalanobis"):
+        np.testing.assert_allclose(viewed[name], dense[name], rtol=1e-5, atol=1e-6)

@@ -9,18 +9,22 @@
 
 Both are fitted on training rollouts only: at most ``max_states`` distinct states per outcome
 (a state repeated over an action chunk counts once), drawn with a seed, z-scored with the
-statistics of the drawn training states. Rows are scored ``BLOCK_ROWS`` at a time, so a 4096-D
-dataset of 100k steps is never held in memory at once, and the similarity matrix of one block is
-the largest temporary.
+statistics of the drawn training states. A state repeated over an action chunk is scored once,
+``BLOCK_ROWS`` states at a time, so a 4096-D dataset of 100k steps is never held in memory at once.
+
+Memory at 4096-D stays near the drawn states themselves (float32, z-scored and scaled in place):
+the pooled statistics are summed in float64 a block at a time, and the covariance is one
+``D x D`` float32 matrix, made float64 and factored in place.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import cho_factor, solve_triangular
-from sklearn.covariance import ledoit_wolf
+from scipy.linalg import cholesky, solve_triangular
+from scipy.linalg.blas import ssyrk
 
 from vlarisk.core.constants import NUM_DIMENSIONS
+from vlarisk.data.dataset import StepStates
 from vlarisk.model.inference import gather_rows
 from vlarisk.score.baselines import BLOCK_ROWS, repeats_previous
 
@@ -39,32 +43,63 @@ def reference_states(hidden: np.ndarray, rows: np.ndarray, max_states: int, seed
 
 
 def _standardiser(*states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std (1 where constant) of the training states pooled, in float32."""
-    pooled = np.concatenate(states).astype(np.float64)
-    std = pooled.std(axis=0)
-    return pooled.mean(axis=0).astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+    """Mean and std (1 where constant) of the training states pooled, summed in float64, returned in float32."""
+    count = sum(len(part) for part in states)
+    mean = sum(part.sum(axis=0, dtype=np.float64) for part in states) / count
+    squares = np.zeros_like(mean)
+    for part in states:
+        for start in range(0, len(part), BLOCK_ROWS):
+            squares += np.square(part[start : start + BLOCK_ROWS] - mean).sum(axis=0)
+    std = np.sqrt(squares / count)
+    return mean.astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
 
-def _unit_rows(states: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (a zero row stays zero)."""
+def _to_unit_rows(states: np.ndarray) -> np.ndarray:
+    """``states`` with each row scaled to unit length in place (a zero row stays zero)."""
     norms = np.linalg.norm(states, axis=1, keepdims=True)
-    return states / np.where(norms > 0, norms, 1.0)
+    states /= np.where(norms > 0, norms, 1.0)
+    return states
 
 
 def _mean_nearest_distance(queries: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
     """Mean cosine distance of each unit query row to its ``k`` nearest unit reference rows."""
     k = min(k, len(reference))
     similarity = queries @ reference.T
-    nearest = -np.partition(-similarity, k - 1, axis=1)[:, :k]
-    return 1.0 - nearest.mean(axis=1)
+    similarity.partition(len(reference) - k, axis=1)  # the k largest last, without a copy
+    return 1.0 - similarity[:, -k:].mean(axis=1)
 
 
-def _covariance_factor(states: np.ndarray) -> np.ndarray:
+def _covariance_factor(states: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """Lower Cholesky factor (float32) of the Ledoit-Wolf covariance of z-scored ``states`` (at least
-    two), with a ridge of ``COVARIANCE_RIDGE`` so identical states still give a positive-definite matrix."""
-    covariance = ledoit_wolf(states)[0].astype(np.float64)
-    covariance[np.diag_indices_from(covariance)] += COVARIANCE_RIDGE
-    return np.tril(cho_factor(covariance, lower=True)[0]).astype(np.float32)
+    two) around their mean ``centre``, with a ridge of ``COVARIANCE_RIDGE`` so identical states still
+    give a positive-definite matrix.
+
+    The same estimate as scikit-learn's ``ledoit_wolf`` (float32 products as it takes them), from one
+    Gram matrix where it forms three: its shrinkage's sum over the squared states' Gram matrix is the
+    sum of the squared rows' norms squared, and its sum of squared covariances is read off the
+    covariance. The lower triangle alone is formed (``syrk``), a block of rows at a time.
+    """
+    count, width = states.shape
+    gram = np.zeros((width, width), dtype=np.float32, order="F")
+    squared_norms = np.empty(count)
+    for start in range(0, count, BLOCK_ROWS):
+        centred = states[start : start + BLOCK_ROWS] - centre
+        squared_norms[start : start + len(centred)] = np.einsum("ij,ij->i", centred, centred)
+        gram = ssyrk(1.0, centred.T, beta=1.0, c=gram, lower=1, overwrite_c=1)  # gram += centred.T @ centred
+    covariance = gram.astype(np.float64)  # its upper triangle stays zero
+    del gram
+    covariance /= count
+    diagonal = np.diag_indices_from(covariance)
+    trace = covariance[diagonal].sum()
+    mu = trace / width
+    squared_sum = 2.0 * np.einsum("ij,ij->", covariance, covariance) - np.square(covariance[diagonal]).sum()  # both triangles
+    beta = (np.square(squared_norms).sum() / count - squared_sum) / (width * count)
+    delta = (squared_sum - 2.0 * mu * trace + width * mu**2) / width
+    beta = min(beta, delta)
+    shrinkage = 0.0 if beta == 0 else beta / delta
+    covariance *= 1.0 - shrinkage
+    covariance[diagonal] += shrinkage * mu + COVARIANCE_RIDGE
+    return cholesky(covariance, lower=True, overwrite_a=True, check_finite=False).astype(np.float32)
 
 
 def _blocks(hidden: np.ndarray, rows: np.ndarray, mean: np.ndarray, std: np.ndarray):
@@ -93,12 +128,16 @@ def distance_scores(
     successes = reference_states(hidden, train_rows[train_success], max_states, seed)
     failures = reference_states(hidden, train_rows[~train_success], max_states, seed + 1)
     mean, std = _standardiser(successes, failures)
-    successes = (successes - mean) / std
-    failures = (failures - mean) / std
+    for states in (successes, failures):
+        states -= mean
+        states /= std
     centre = successes.mean(axis=0)
-    factor = _covariance_factor(successes) if len(successes) >= 2 else None
-    success_unit, failure_unit = _unit_rows(successes), _unit_rows(failures)
+    factor = _covariance_factor(successes, centre) if len(successes) >= 2 else None
+    success_unit, failure_unit = _to_unit_rows(successes), _to_unit_rows(failures)
     scored_rows = np.asarray(scored_rows)
+    if isinstance(hidden, StepStates):  # each distinct state once
+        hidden, scored_rows = hidden.states, hidden.index[scored_rows]
+    scored_rows, per_row = np.unique(scored_rows, return_inverse=True)
     knn = np.full(len(scored_rows), np.nan)
     mahalanobis = np.empty(len(scored_rows))
     for start, block in _blocks(hidden, scored_rows, mean, std):
@@ -106,9 +145,9 @@ def distance_scores(
         if factor is None:
             mahalanobis[start:stop] = np.nan
         else:
-            whitened = solve_triangular(factor, (block - centre).T, lower=True, check_finite=False)
+            whitened = solve_triangular(factor, (block - centre).T, lower=True, overwrite_b=True, check_finite=False)
             mahalanobis[start:stop] = np.sqrt(np.einsum("ij,ij->j", whitened, whitened))
         if len(failure_unit) and len(success_unit):
-            unit = _unit_rows(block)
+            unit = _to_unit_rows(block)
             knn[start:stop] = _mean_nearest_distance(unit, success_unit, k) - _mean_nearest_distance(unit, failure_unit, k)
-    return {name: np.repeat(values[:, None], NUM_DIMENSIONS, axis=1) for name, values in (("knn", knn), ("mahalanobis", mahalanobis))}
+    return {name: np.repeat(values[per_row, None], NUM_DIMENSIONS, axis=1) for name, values in (("knn", knn), ("mahalanobis", mahalanobis))}
