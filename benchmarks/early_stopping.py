@@ -10,6 +10,7 @@ the stop epoch and the held-out mean AUC of the kept checkpoint minus that of th
     python benchmarks/early_stopping.py                           # every member, 50 epochs
     python benchmarks/early_stopping.py --members sparse weak --patience 5 10
     python benchmarks/early_stopping.py --output benchmarks/results/early_stopping.json
+    python benchmarks/early_stopping.py --members --seed0-scale 0.5   # seed0-shaped data (4096-D), half the pool
 """
 
 from __future__ import annotations
@@ -36,27 +37,50 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, nargs="*", default=[3, 5, 8, 10, 15], help="patiences to compare (default: %(default)s)")
     parser.add_argument("--rollouts", type=float, default=1.0, help="scale every member's rollout count (default: %(default)s)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0], help="training and split seeds (default: %(default)s)")
+    parser.add_argument(
+        "--seed0-scale",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also seed0-shaped sources at these multiples of the seed0 pool (benchmarks/stages.py's data and split; training seed 0)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=None, help="write every record (JSON) and the table (.md beside it)")
     return parser.parse_args(argv)
 
 
-def full_run_scores(name: str, args: argparse.Namespace, seed: int, workdir: Path) -> dict:
-    """Every epoch's validation selection score and held-out mean AUC for one member and seed."""
-    from vlarisk.data.prepare import prepare_dataset
-    from vlarisk.data.synthetic import write_synthetic_source
+def member_source(name: str, args: argparse.Namespace, seed: int, workdir: Path):
+    """A generator-family member's source, split by rollout with ``seed``."""
+    from generator_family import prepare_member
+
+    from vlarisk.train.sources import open_source
+
+    dataset, _ = prepare_member(scaled_member(name, rollouts=args.rollouts), workdir)
+    return open_source(name, str(dataset), test_fraction=0.3, seed=seed)
+
+
+def seed0_source(scale: float, workdir: Path):
+    """A seed0-shaped source (4096-D, 8-step chunks) with the split ``benchmarks/time_to_quality.py`` trains on."""
+    import stages
+
+    from vlarisk.train.sources import open_source
+
+    shape = argparse.Namespace(workdir=workdir, scale=scale, hidden_dim=4096)
+    stages.generate(shape)
+    stages.prepare_project(shape)
+    for name in ("success", "failure"):
+        stages.paths(workdir)[name].unlink()
+    return open_source(f"seed0_x{scale:g}", str(stages.paths(workdir)["dataset"]), str(stages.paths(workdir)["split"]))
+
+
+def full_run_scores(source, args: argparse.Namespace, seed: int, workdir: Path) -> dict:
+    """Every epoch's validation selection score and loss, and held-out mean AUC, for one source and seed."""
     from vlarisk.model.inference import predict_rows
     from vlarisk.score.metrics import test_metrics
-    from vlarisk.train.sources import open_source
     from vlarisk.train.training import Trainer, selection_score
 
-    spec = scaled_member(name, rollouts=args.rollouts)
-    paths = [workdir / file for file in ("success_rollouts.pkl", "failure_rollouts.pkl", "planting.npz")]
-    write_synthetic_source(spec, *paths)
-    prepare_dataset(paths[0], paths[1], workdir / "dataset.vlarisk")
-    source = open_source(name, str(workdir / "dataset.vlarisk"), test_fraction=0.3, seed=seed)
     config = TrainingConfig(epochs=args.epochs, patience=0, seed=seed, device="cpu")
-    trainer = Trainer([source], config, workdir / "model", name, log=lambda _: None)
+    trainer = Trainer([source], config, workdir / "model", source.name, log=lambda _: None)
     part, test_rows = trainer.parts[0], source.rows["test"]
     held_out, record = [], trainer._record
 
@@ -69,8 +93,14 @@ def full_run_scores(name: str, args: argparse.Namespace, seed: int, workdir: Pat
     started = time.perf_counter()
     outcome = trainer.fit()
     seconds = time.perf_counter() - started
-    scores = [selection_score(metrics) for metrics in outcome.history["val_metrics"]]
-    return {"member": name, "seed": seed, "scores": scores, "held_out_auc": held_out, "epoch_seconds": seconds / args.epochs}
+    return {
+        "member": source.name,
+        "seed": seed,
+        "scores": [selection_score(metrics) for metrics in outcome.history["val_metrics"]],
+        "val_loss": outcome.history["val_loss"],
+        "held_out_auc": held_out,
+        "epoch_seconds": seconds / args.epochs,
+    }
 
 
 def kept_epoch(scores: list, patience: int) -> tuple[int, int]:
@@ -144,9 +174,13 @@ def main(argv=None) -> None:
         for name in args.members:
             for seed in args.seeds:
                 workdir = Path(scratch) / f"{name}-{seed}"
-                workdir.mkdir()
-                runs.append(full_run_scores(name, args, seed, workdir))
+                runs.append(full_run_scores(member_source(name, args, seed, workdir), args, seed, workdir))
                 print(f"{name} seed {seed}: {runs[-1]['epoch_seconds']:.2f} s/epoch", flush=True)
+        for scale in args.seed0_scale:
+            workdir = Path(scratch) / f"seed0-{scale}"
+            workdir.mkdir()
+            runs.append(full_run_scores(seed0_source(scale, workdir), args, 0, workdir))
+            print(f"seed0 x{scale:g}: {runs[-1]['epoch_seconds']:.2f} s/epoch", flush=True)
     table = rows(runs, args.patience)
     text = markdown(table, args.patience, args.epochs)
     print(text)

@@ -1,4 +1,4 @@
-"""Early stopping: training ends once ``patience`` epochs in a row have not beaten the best epoch.
+"""Early stopping: training ends once ``patience`` epochs in a row have not beaten the best epoch by more than ``min_delta``.
 
 The expected stop epoch is recomputed by a plain loop over a full run's validation scores, and the
 early-stopped run must match the full run epoch for epoch up to its stop (same best epoch, same
@@ -12,22 +12,23 @@ import torch
 
 from vlarisk.core.settings import DEFAULT_PATIENCE, TrainingConfig
 from vlarisk.train.sources import open_source
-from vlarisk.train.training import Trainer, selection_score, stop_record
+from vlarisk.train.training import Trainer, improves, selection_score, stop_record
 
 EPOCHS = 12
 PATIENCE = 2
 SMALL = dict(hidden_dims=[8], batch_size=64, lr=0.01, device="cpu")
 
 
-def expected_stop(scores: list[tuple[bool, float]], patience: int, epochs: int) -> int:
-    """The epoch after which a run with ``patience`` stops, from every epoch's selection score."""
-    best_epoch, best = 0, (False, float("-inf"))
-    for epoch, score in enumerate(scores, start=1):
-        if score > best:
-            best_epoch, best = epoch, score
+def expected_stop(scores: list[tuple[bool, float]], patience: int, epochs: int, min_delta: float) -> tuple[int, int]:
+    """``(stop epoch, best epoch)`` of a run with ``patience`` and ``min_delta``, from every epoch's
+    selection score: a new best is healthy where the best is collapsed, or more than ``min_delta`` higher."""
+    best_epoch, best_healthy, best = 0, False, float("-inf")
+    for epoch, (healthy, value) in enumerate(scores, start=1):
+        if (healthy and not best_healthy) or (healthy == best_healthy and value > best + min_delta):
+            best_epoch, best_healthy, best = epoch, healthy, value
         if epoch - best_epoch >= patience:
-            return epoch
-    return epochs
+            return epoch, best_epoch
+    return epochs, best_epoch
 
 
 def train(dataset_path, output_dir, patience: int, resume: bool = False):
@@ -55,14 +56,13 @@ def test_patience_zero_runs_every_epoch(full_run):
 def test_early_stop_keeps_the_full_runs_best_checkpoint(full_run, dataset_path, tmp_path):
     full, _ = full_run
     scores = [selection_score(metrics) for metrics in full.history["val_metrics"]]
-    stop = expected_stop(scores, PATIENCE, EPOCHS)
+    stop, best = expected_stop(scores, PATIENCE, EPOCHS, TrainingConfig().min_delta)
     assert stop < EPOCHS, "the tiny run must plateau within EPOCHS for this test to check stopping"
     early, trainer = train(dataset_path, tmp_path, patience=PATIENCE)
     assert len(early.history["train_loss"]) == stop
     assert early.history["stop"] == {"epoch": stop, "reason": "patience", "detail": early.history["stop"]["detail"]}
     assert early.history["val_loss"] == full.history["val_loss"][:stop]
-    best_so_far = max(range(stop), key=lambda index: (scores[index], -index)) + 1
-    assert early.best_epoch == best_so_far
+    assert early.best_epoch == best
     if full.best_epoch <= stop:
         assert early.best_epoch == full.best_epoch
         for name, weight in early.model.state_dict().items():
@@ -98,9 +98,20 @@ def test_stop_record_counts_epochs_since_the_best():
     assert stop_record(epoch=50, best_epoch=50, epochs=50, patience=2)["reason"] == "epochs"
 
 
-def test_negative_patience_is_refused():
+def test_a_new_best_must_beat_the_best_by_more_than_min_delta():
+    best = {"epoch": 7, "score": 0.7893, "healthy": True}
+    assert not improves((True, 0.7899), best, min_delta=0.002)  # a plateau's noise keeps epoch 7
+    assert improves((True, 0.7899), best, min_delta=0.0)
+    assert improves((True, 0.7914), best, min_delta=0.002)
+    assert improves((True, 0.5), {"epoch": 3, "score": 0.9, "healthy": False}, min_delta=0.002)  # healthy beats collapsed
+    assert not improves((False, 0.99), best, min_delta=0.0)
+
+
+def test_negative_patience_or_min_delta_is_refused():
     with pytest.raises(ValueError, match="patience must be >= 0"):
         TrainingConfig(patience=-1)
+    with pytest.raises(ValueError, match="min_delta must be >= 0"):
+        TrainingConfig(min_delta=-0.001)
     assert TrainingConfig().patience == DEFAULT_PATIENCE > 0
 
 

@@ -3,8 +3,9 @@
 One source trains a :class:`~vlarisk.model.models.RiskPredictor`; several (or ``multi_source=True``) a
 :class:`~vlarisk.model.models.MultiRiskPredictor`, each training step on one source's batch. The best
 epoch has the highest mean validation AUC-ROC (with several sources, the mean of each source's
-mean), and is a collapsed epoch only when every epoch is. Training stops early once ``patience``
-epochs in a row have not beaten the best epoch (the history's ``stop`` says when and why). Every
+mean), a later epoch replacing it only when more than ``min_delta`` higher, and is a collapsed
+epoch only when every epoch is. Training stops early once ``patience`` epochs in a row have not
+beaten the best epoch (the history's ``stop`` says when and why). Every
 epoch's data order and dropout are seeded from ``(seed, epoch)``, so a resumed run continues exactly
 as an uninterrupted one would.
 """
@@ -143,6 +144,16 @@ def selection_score(metrics: dict) -> tuple[bool, float]:
     or minus the loss where no AUC is defined."""
     score = metrics["mean_auc"] if metrics["mean_auc"] is not None else -metrics["loss"]
     return not metrics.get("collapse"), float(score)
+
+
+def improves(score: tuple[bool, float], best: dict, min_delta: float) -> bool:
+    """Whether an epoch's :func:`selection_score` makes it the new ``best`` (``{"score", "healthy"}``):
+    a healthy epoch beats a collapsed one; otherwise its score must exceed the best's by more than
+    ``min_delta``, so that a plateau's epoch-to-epoch noise does not move the kept checkpoint."""
+    healthy, value = score
+    if healthy != best.get("healthy", True):
+        return healthy
+    return value > best["score"] + min_delta
 
 
 def patience_exhausted(epoch: int, best_epoch: int, patience: int) -> bool:
@@ -368,7 +379,7 @@ class Trainer:
         history["epoch_seconds"].append(seconds)
         history["samples_per_second"].append(rate)
         healthy, score = selection_score(metrics)
-        improved = (healthy, score) > (self.best.get("healthy", True), self.best["score"])
+        improved = improves((healthy, score), self.best, self.config.min_delta)
         if improved:
             self.best = {"epoch": epoch, "score": score, "healthy": healthy}
             self.best_state = copy.deepcopy(self.model.state_dict())
