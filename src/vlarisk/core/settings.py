@@ -46,9 +46,9 @@ CONFIG_SECTIONS = ("training", "evaluation", "split", "detection", "simulate", "
 # Early stopping's defaults: an epoch is a new best only if it beats the best validation score by
 # more than MIN_DELTA (on a plateau the mean validation AUC moves by about 0.01 from epoch to epoch),
 # and training stops PATIENCE epochs after the last new best. On the generator family (10 members x
-# 2 seeds, 50 epochs) and half the seed0 pool, the kept checkpoint was the full run's in 20 of 21
-# runs and better in the other, stopping after 16.5 epochs on average; without the min-delta,
-# patience 15 held on the family but lost 0.012 at half the seed0 pool
+# 2 seeds, 50 epochs) and seed0-shaped sources (half and all of the pool), the kept checkpoint was
+# the full run's in 21 of 22 runs and better in the other, stopping after 16.6 epochs on average;
+# without the min-delta, patience 15 held on the family but lost 0.012 at half the seed0 pool
 # (benchmarks/results/early_stopping.md, docs/speed.md).
 DEFAULT_PATIENCE = 10
 DEFAULT_MIN_DELTA = 0.002
