@@ -47,9 +47,10 @@ CONFIG_SECTIONS = ("training", "evaluation", "split", "detection", "simulate", "
 # more than MIN_DELTA (on a plateau the mean validation AUC moves by about 0.01 from epoch to epoch),
 # and training stops PATIENCE epochs after the last new best. On the generator family (10 members x
 # 2 seeds, 50 epochs) and seed0-shaped sources (half and all of the pool), the kept checkpoint was
-# the full run's in 21 of 22 runs and better in the other, stopping after 16.6 epochs on average;
-# without the min-delta, patience 15 held on the family but lost 0.012 at half the seed0 pool
-# (benchmarks/results/early_stopping.md, docs/speed.md).
+# the full run's in 21 of 22 runs and better in the other, stopping after 16.6 epochs on average
+# against 25.3 for patience 15 alone. Both lose 0.012 on a 2-thread run of half the seed0 pool, where
+# a plateau epoch 0.0021 above the best comes after the stop (benchmarks/results/early_stopping.md,
+# docs/speed.md).
 DEFAULT_PATIENCE = 10
 DEFAULT_MIN_DELTA = 0.002
 FRACTION = {"minimum": 0, "exclusiveMaximum": 1}
