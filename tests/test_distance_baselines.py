@@ -76,7 +76,7 @@ def test_covariance_factor_is_scikit_learns_ledoit_wolf(monkeypatch):
 
 
 def test_standardiser_pools_the_states_in_float64(monkeypatch):
-    monkeypatch.setattr(distance_baselines, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(distance_baselines, "STATISTICS_ROWS", 7)
     rng = np.random.default_rng(2)
     successes, failures = (rng.normal(3.0, 2.0, size=(n, 5)).astype(np.float32) for n in (20, 9))
     failures[:, 4] = successes[:, 4] = 1.5  # a constant feature keeps a std of 1
