@@ -69,8 +69,8 @@ def test_unchanged_grid_has_nothing_to_do(built):
 def test_adding_a_seed_reruns_every_cell(built):
     """A new seed draws its own split (seeds vary the split as well as the weights); every cell's job runs all its seeds."""
     jobs = planned(built, *write_config(built, "seeds.yaml", seeds=[0, 1, 2]))
-    new_split = {("split_dataset_seeded", "source=tiny_a, seed=2")}
-    assert jobs == set().union(*(cell_jobs(cell) for cell in CELLS), table_jobs("loss_type", "labels"), new_split)
+    new_seed = {("split_dataset_seeded", "source=tiny_a, seed=2"), ("score_baselines", "source=tiny_a, split=seed-2")}
+    assert jobs == set().union(*(cell_jobs(cell) for cell in CELLS), table_jobs("loss_type", "labels"), new_seed)
 
 
 def test_adding_a_value_schedules_only_its_cell(built):

@@ -23,7 +23,7 @@ AWKWARD = "my data/it's $HOME (v1)"
 # The checkout's folder holds a space and a quote but no `$`: Snakemake itself passes the Snakefile's
 # path to the process it starts for a `run:` job inside double quotes, where `$HOME` expands.
 AWKWARD_CHECKOUT = "my checkout/it's v1"
-OWN_CHAIN = {"prepare_dataset": 2, "split_dataset": 2, "train_model": 2, "evaluate_model": 2}
+OWN_CHAIN = {"prepare_dataset": 2, "split_dataset": 2, "train_model": 2, "score_baselines": 2, "evaluate_model": 2}
 MULTI = {"write_multi_config": 1, "train_multi_model": 1, "evaluate_multi_model": 1}
 REPORT = {"detection_figure": 2, "summary": 1}  # all's report: the summary, a figure per model
 

@@ -108,6 +108,7 @@ def test_changing_one_sources_rollouts_rebuilds_only_its_chain(built, tmp_path):
         "prepare_dataset": 1,
         "split_dataset": 1,
         "train_model": 1,
+        "score_baselines": 1,
         "evaluate_model": 1,
         "detection_figure": 1,
         "summary": 1,
@@ -120,7 +121,7 @@ def test_changing_metric_code_reruns_evaluation_only(built):
     original = metrics.read_text()
     try:
         metrics.write_text(original + "\n# a change to the metric code\n")
-        assert planned_jobs(built, *CONFIG) == {"evaluate_model": 2, "detection_figure": 2, "summary": 1, "all": 1}
+        assert planned_jobs(built, *CONFIG) == {"score_baselines": 2, "evaluate_model": 2, "detection_figure": 2, "summary": 1, "all": 1}
     finally:
         metrics.write_text(original)
 
@@ -128,4 +129,11 @@ def test_changing_metric_code_reruns_evaluation_only(built):
 def test_single_target_builds_one_source(tmp_path):
     workdir = copy_project(tmp_path)
     plan = planned_jobs(workdir, "results/models/tiny_b/results.json", *CONFIG)
-    assert plan == {"simulate_rollouts": 1, "prepare_dataset": 1, "split_dataset": 1, "train_model": 1, "evaluate_model": 1}
+    assert plan == {
+        "simulate_rollouts": 1,
+        "prepare_dataset": 1,
+        "split_dataset": 1,
+        "train_model": 1,
+        "score_baselines": 1,
+        "evaluate_model": 1,
+    }

@@ -42,6 +42,7 @@ PHYSICS_RULES = {"train_policy", "collect_rollouts"}  # CPU jobs (MuJoCo); not i
 CPU_RULES = PHYSICS_RULES | {
     "simulate_rollouts",
     "prepare_dataset",
+    "score_baselines",
     "evaluate_model",
     "evaluate_task_split",
     "evaluate_ablation",
