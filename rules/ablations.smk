@@ -120,7 +120,7 @@ rule evaluate_ablation:
         cell=ABLATION_CELL_PATTERN,
     conda:
         "../envs/vlarisk.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=PLAN.mem_mb("evaluate", "evaluate_ablation"),
         runtime=PLAN.runtime(

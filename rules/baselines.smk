@@ -25,7 +25,7 @@ rule score_baselines:
         split=BASELINES_SPLIT_PATTERN,
     conda:
         "../envs/vlarisk.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=PLAN.mem_mb("evaluate", "score_baselines"),
         runtime=PLAN.runtime("evaluate", "score_baselines"),

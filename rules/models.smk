@@ -51,7 +51,8 @@ rule evaluate_model:
         paths.benchmark_path("evaluate_model", "{source}")
     conda:
         "../envs/vlarisk.yaml"
-    threads: 2
+    # scoring gains nothing from a second thread: two scorings side by side finish sooner (docs/speed.md)
+    threads: 1
     resources:
         mem_mb=PLAN.mem_mb("evaluate", "evaluate_model"),
         runtime=PLAN.runtime("evaluate", "evaluate_model"),

@@ -71,7 +71,7 @@ rule evaluate_multi_model:
         paths.benchmark_path("evaluate_multi_model", "{group}")
     conda:
         "../envs/vlarisk.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=PLAN.mem_mb("evaluate", "evaluate_multi_model"),
         runtime=PLAN.runtime("evaluate", "evaluate_multi_model"),
