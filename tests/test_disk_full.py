@@ -23,8 +23,9 @@ import torch
 from vlarisk.core import cli, io_utils
 from vlarisk.core.errors import OutputError
 from vlarisk.core.io_utils import atomic_path, translate_disk_errors, write_json
+from vlarisk.data.documents import save_checkpoint
 from vlarisk.data.prepare import prepare_dataset
-from vlarisk.model.checkpoints import write_checkpoint
+from vlarisk.model.checkpoints import checkpoint_document
 from vlarisk.model.models import RiskPredictor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def test_torch_s_unexpected_pos_is_a_lack_of_space(tmp_path, monkeypatch):
     optimizer = torch.optim.Adam(model.parameters())
     target = tmp_path / "latest.pt"
     with pytest.raises(OutputError, match=r"latest\.pt: cannot write: torch could not write the file \(.*unexpected pos"):
-        write_checkpoint(target, model, model.state_dict(), optimizer, 1, {"loss": 0.5}, {})
+        save_checkpoint(target, checkpoint_document(model, model.state_dict(), optimizer, 1, {"loss": 0.5}, {}))
     assert leftovers(tmp_path) == []
 
 
@@ -211,14 +212,15 @@ def test_a_checkpoint_on_a_real_full_file_system(tmp_path):
     program = textwrap.dedent(
         f"""
         import torch
-        from vlarisk.model.checkpoints import write_checkpoint
+        from vlarisk.data.documents import save_checkpoint
+        from vlarisk.model.checkpoints import checkpoint_document
         from vlarisk.core.cli import run
         from vlarisk.model.models import RiskPredictor
 
         def main(argv):
             model = RiskPredictor(64, [512])  # 130 KiB of weights for a 64 KiB file system
-            write_checkpoint({str(tmp_path / "full" / "best_model.pt")!r}, model, model.state_dict(),
-                             torch.optim.Adam(model.parameters()), 1, {{"loss": 0.5}}, {{}})
+            document = checkpoint_document(model, model.state_dict(), torch.optim.Adam(model.parameters()), 1, {{"loss": 0.5}}, {{}})
+            save_checkpoint({str(tmp_path / "full" / "best_model.pt")!r}, document)
 
         run(main)
         """

@@ -21,7 +21,6 @@ from vlarisk.data.documents import (
     Checkpoint,
     is_multi_source,
     read_checkpoint,
-    save_checkpoint,
     source_entry,
     stored_label_cutoffs,
 )
@@ -125,13 +124,6 @@ def checkpoint_document(
         **fields,
         "versions": {"vlarisk": vlarisk.__version__, "torch": str(torch.__version__)},
     }
-
-
-def write_checkpoint(
-    path: str | os.PathLike, model: nn.Module, state: dict, optimizer: torch.optim.Optimizer, epoch: int, metrics: dict, fields: dict
-) -> None:
-    """Save :func:`checkpoint_document` of the arguments at ``path``, atomically."""
-    save_checkpoint(path, checkpoint_document(model, state, optimizer, epoch, metrics, fields))
 
 
 @dataclass
